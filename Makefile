@@ -1,0 +1,104 @@
+# meshtest - plain Makefile.
+#
+#   make            build build/meshtest
+#   make run        install what is missing, build, start one node on 127.0.0.1:7000
+#   make check      install what is missing, build, run every test (also under ASan/UBSan)
+#   make asan       build build-asan/meshtest with AddressSanitizer + UBSan
+#   make unit       cmocka unit tests (normal build)
+#   make e2e        end-to-end pytest suite against build/meshtest
+#   make lint       clang-tidy and cppcheck
+#   make clean
+
+CC      ?= cc
+PKGS    := libmicrohttpd libcurl jansson libarchive sqlite3 libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -I$(BUILD)/gen $(PKG_CFLAGS)
+LDLIBS  = $(PKG_LIBS) -lpthread
+
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+
+LIB_SRC := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/embedded.o
+EMBED   := $(sort $(wildcard src/runner/py/*.py))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+
+.PHONY: all run check deps asan unit unit-asan e2e e2e-asan lint fuzz clean bench
+
+all: $(BUILD)/meshtest
+
+$(BUILD)/meshtest: $(BUILD)/obj/main.o $(BUILD)/libmeshtest.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libmeshtest.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: src/%.c $(BUILD)/gen/embedded.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# The Python files the node hands to pytest are compiled into the binary.
+$(BUILD)/gen/embedded.h $(BUILD)/gen/embedded.c: $(EMBED) scripts/embed.sh
+	@mkdir -p $(BUILD)/gen
+	sh scripts/embed.sh $(BUILD)/gen $(EMBED)
+
+$(BUILD)/obj/gen/embedded.o: $(BUILD)/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmeshtest.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests/unit -o $@ $< $(BUILD)/libmeshtest.a $(LDLIBS) -lcmocka
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+deps:
+	@sh scripts/install-deps.sh
+
+run: deps all
+	./$(BUILD)/meshtest serve
+
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" all
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
+
+unit-asan:
+	$(MAKE) BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" unit
+
+E2E_ARGS ?=
+e2e: all
+	MESHTEST_BIN=$(CURDIR)/$(BUILD)/meshtest timeout 900 $(PYTHON) -m pytest -q \
+	  -p no:cacheprovider tests/e2e $(E2E_ARGS)
+
+e2e-asan: asan
+	MESHTEST_BIN=$(CURDIR)/build-asan/meshtest MESHTEST_ASAN=1 timeout 900 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -m asan tests/e2e $(E2E_ARGS)
+
+check: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) unit-asan
+	$(MAKE) e2e
+	$(MAKE) e2e-asan
+
+bench: all
+	$(PYTHON) bench/bench_single.py --bin $(CURDIR)/$(BUILD)/meshtest
+
+lint:
+	clang-tidy $(LIB_SRC) src/main.c -- -std=c17 -D_GNU_SOURCE -Isrc -I$(BUILD)/gen $(PKG_CFLAGS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability -Isrc src
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,186 @@
+/*
+ * api_evaluation.c - POST /evaluation, GET /evaluation, GET /evaluation/<id>
+ * and GET /evaluation/<id>/results.
+ *
+ * Decoding and validation of submissions live here (api_evaluation_decode is
+ * pure, for unit tests and fuzzing); the work itself is the engine's. Runs on
+ * the HTTP server's threads.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api_evaluation.h"
+#include "core/util.h"
+#include "engine/engine.h"
+#include "store/store.h"
+
+#define API_MAX_URL 2048
+
+int
+api_evaluation_decode(const char *body, size_t len, struct api_git_submission *out,
+    char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root, *projects, *token, *v;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		snprintf(err, errlen, "malformed JSON at line %d column %d: %s", jerr.line,
+		    jerr.column, jerr.text);
+		return -EINVAL;
+	}
+	if (!json_is_object(root)) {
+		snprintf(err, errlen, "the body must be a JSON object with a \"projects\" list");
+		goto fail;
+	}
+	projects = json_object_get(root, "projects");
+	if (projects == NULL) {
+		snprintf(err, errlen, "missing field \"projects\": a list of git repository URLs");
+		goto fail;
+	}
+	if (!json_is_array(projects) || json_array_size(projects) == 0) {
+		snprintf(err, errlen, "\"projects\" must be a non-empty list of git repository URLs");
+		goto fail;
+	}
+	json_array_foreach(projects, i, v) {
+		if (!json_is_string(v) || json_string_length(v) == 0 ||
+		    json_string_length(v) > API_MAX_URL) {
+			snprintf(err, errlen, "\"projects\"[%zu] must be a URL string of 1 to %d"
+			    " characters", i, API_MAX_URL);
+			goto fail;
+		}
+	}
+	token = json_object_get(root, "auth_token");
+	if (token != NULL && !json_is_null(token) && !json_is_string(token)) {
+		snprintf(err, errlen, "\"auth_token\" must be a string");
+		goto fail;
+	}
+	out->root = root;
+	out->projects = projects;
+	out->token = json_is_string(token) && json_string_length(token) > 0 ?
+	    json_string_value(token) : NULL;
+	out->settings = engine_settings_parse(root, err, errlen);
+	if (out->settings == NULL)
+		goto fail;
+	return 0;
+fail:
+	json_decref(root);
+	memset(out, 0, sizeof(*out));
+	return -EINVAL;
+}
+
+void
+api_git_submission_free(struct api_git_submission *s)
+{
+	json_decref(s->settings);
+	json_decref(s->root);
+	memset(s, 0, sizeof(*s));
+}
+
+static json_t *
+post_git(struct http_request *req, struct engine *eng, int *status)
+{
+	struct api_git_submission sub;
+	const char **urls = NULL;
+	char err[1024], id[UUID_STR_LEN];
+	size_t len, n;
+	const char *body = http_request_body(req, &len);
+	json_t *answer;
+	int r;
+
+	if (api_evaluation_decode(body, len, &sub, err, sizeof(err)) < 0)
+		return http_error(status, 400, "%s", err);
+	n = json_array_size(sub.projects);
+	urls = xcalloc(n, sizeof(*urls));
+	for (size_t i = 0; i < n; i++)
+		urls[i] = json_string_value(json_array_get(sub.projects, i));
+	r = engine_submit_git(eng, urls, n, sub.token, sub.settings, id, err, sizeof(err));
+	free(urls);
+	api_git_submission_free(&sub);
+	if (r != 0)
+		return http_error(status, r, "%s", err);
+	*status = 201;
+	answer = json_pack("{s:s}", "id", id);
+	return answer;
+}
+
+static json_t *
+post_zip(struct http_request *req, struct engine *eng, int *status)
+{
+	const char *path = http_request_upload(req, "file");
+	json_t *settings;
+	char err[1024], id[UUID_STR_LEN];
+	int r;
+
+	if (path == NULL)
+		return http_error(status, 400, "missing the 'file' field: upload a ZIP as"
+		    " multipart/form-data field 'file'");
+	settings = engine_settings_parse(http_request_form(req), err, sizeof(err));
+	if (settings == NULL)
+		return http_error(status, 400, "%s", err);
+	r = engine_submit_zip(eng, path, http_request_upload_name(req, "file"), settings, id,
+	    err, sizeof(err));
+	json_decref(settings);
+	if (r != 0)
+		return http_error(status, r, "%s", err);
+	http_request_keep_upload(req);
+	*status = 201;
+	return json_pack("{s:s}", "id", id);
+}
+
+static json_t *
+post_evaluation(struct http_request *req, void *ctx, int *status)
+{
+	if (strcmp(http_request_media_type(req), "multipart/form-data") == 0)
+		return post_zip(req, ctx, status);
+	return post_git(req, ctx, status);
+}
+
+static json_t *
+list_evaluations(struct http_request *req, void *ctx, int *status)
+{
+	(void)req;
+	*status = 200;
+	return store_eval_list(engine_store(ctx));
+}
+
+static json_t *
+get_evaluation(struct http_request *req, void *ctx, int *status)
+{
+	const char *id = http_request_param(req, 0);
+	json_t *doc = NULL;
+
+	if (util_is_uuid(id))
+		doc = store_eval_status(engine_store(ctx), id, util_now());
+	if (doc == NULL)
+		return http_error(status, 404, "not found");
+	*status = 200;
+	return doc;
+}
+
+static json_t *
+get_results(struct http_request *req, void *ctx, int *status)
+{
+	const char *id = http_request_param(req, 0);
+	json_t *doc = NULL;
+
+	if (util_is_uuid(id))
+		doc = store_eval_results(engine_store(ctx), id, util_now());
+	if (doc == NULL)
+		return http_error(status, 404, "not found");
+	*status = 200;
+	return doc;
+}
+
+const struct http_route api_evaluation_routes[] = {
+	{ "POST", "/evaluation", HTTP_BODY_SUBMIT, HTTP_ROUTE_SUBMIT, post_evaluation },
+	{ "GET", "/evaluation", HTTP_BODY_NONE, 0, list_evaluations },
+	{ "GET", "/evaluation/*", HTTP_BODY_NONE, 0, get_evaluation },
+	{ "GET", "/evaluation/*/results", HTTP_BODY_NONE, 0, get_results },
+	{ NULL, NULL, 0, 0, NULL },
+};

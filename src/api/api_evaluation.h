@@ -1,0 +1,26 @@
+/*
+ * api_evaluation.h - decoding of POST /evaluation bodies (pure; unit-tested
+ * and fuzzed).
+ */
+#ifndef MESHTEST_API_EVALUATION_H
+#define MESHTEST_API_EVALUATION_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct api_git_submission {
+	json_t *root;          /* the parsed body; owns the strings below */
+	json_t *projects;      /* borrowed from root: array of URL strings */
+	const char *token;     /* borrowed from root, NULL when absent or empty */
+	json_t *settings;      /* owned: normalised evaluation settings */
+};
+
+/*
+ * Decode {"auth_token": "...", "projects": [...], "module_timeout": s}.
+ * Returns 0, or -EINVAL with a clear message in err.
+ */
+int api_evaluation_decode(const char *body, size_t len, struct api_git_submission *out,
+    char *err, size_t errlen);
+void api_git_submission_free(struct api_git_submission *s);
+
+#endif

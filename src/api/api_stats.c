@@ -1,0 +1,38 @@
+/*
+ * api_stats.c - GET /stats and GET /stats/node_stats.
+ *
+ * "all" comes from every recorded result; "nodes" lists the live nodes (on a
+ * single node: itself). Runs on the HTTP server's threads.
+ */
+#include "api/api.h"
+
+#include "engine/engine.h"
+#include "store/store.h"
+
+static json_t *
+get_stats(struct http_request *req, void *ctx, int *status)
+{
+	struct engine *eng = ctx;
+	json_t *nodes = json_array();
+
+	(void)req;
+	json_array_append_new(nodes, store_stats_node(engine_store(eng), engine_address(eng)));
+	*status = 200;
+	return json_pack("{s:o, s:o}", "all", store_stats_all(engine_store(eng)), "nodes", nodes);
+}
+
+static json_t *
+get_node_stats(struct http_request *req, void *ctx, int *status)
+{
+	struct engine *eng = ctx;
+
+	(void)req;
+	*status = 200;
+	return store_stats_node(engine_store(eng), engine_address(eng));
+}
+
+const struct http_route api_stats_routes[] = {
+	{ "GET", "/stats", HTTP_BODY_NONE, 0, get_stats },
+	{ "GET", "/stats/node_stats", HTTP_BODY_NONE, 0, get_node_stats },
+	{ NULL, NULL, 0, 0, NULL },
+};

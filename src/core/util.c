@@ -1,0 +1,585 @@
+/*
+ * util.c - time, ids, files and hashing helpers (see util.h).
+ *
+ * Stateless and thread-safe. The x* allocation wrappers abort on
+ * out-of-memory: a node that cannot allocate a few bytes cannot go on safely.
+ */
+#include "core/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+double
+util_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double
+util_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+util_sleep(double seconds)
+{
+	struct timespec ts;
+
+	if (seconds <= 0)
+		return;
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+int
+util_random(void *p, size_t n)
+{
+	unsigned char *c = p;
+
+	while (n > 0) {
+		ssize_t r = getrandom(c, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+void
+util_random_hex(char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[64];
+
+	while (n > 0) {
+		size_t k = n < sizeof(b) ? n : sizeof(b);
+		if (util_random(b, k) < 0)
+			abort();
+		for (size_t i = 0; i < k; i++) {
+			*out++ = hex[b[i] >> 4];
+			*out++ = hex[b[i] & 15];
+		}
+		n -= k;
+	}
+	*out = '\0';
+}
+
+void
+util_uuid4(char out[UUID_STR_LEN])
+{
+	unsigned char b[16];
+
+	if (util_random(b, sizeof(b)) < 0)
+		abort();
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, UUID_STR_LEN,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	    "%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	    b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+int
+util_is_uuid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		char c = s[i];
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return 0;
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		    (c >= 'A' && c <= 'F'))) {
+			return 0;
+		}
+	}
+	return s[36] == '\0';
+}
+
+int
+util_mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int
+rm_rf_at(int parent, const char *name)
+{
+	struct stat st;
+	int fd, r = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(parent, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* A folder without write or search permission (chmod by a test). */
+	(void)fchmod(fd, 0700);
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		int e = rm_rf_at(dirfd(d), de->d_name);
+		if (e < 0 && r == 0)
+			r = e;
+	}
+	closedir(d);
+	if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+		r = -errno;
+	return r;
+}
+
+int
+util_rm_rf(const char *path)
+{
+	return rm_rf_at(AT_FDCWD, path);
+}
+
+static int
+copy_file_fd(int in, int out)
+{
+	char b[65536];
+
+	for (;;) {
+		ssize_t n = read(in, b, sizeof(b));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return 0;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, b + off, (size_t)(n - off));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			off += w;
+		}
+	}
+}
+
+static int
+copy_at(int sfd, int dfd, const char *name, uid_t uid, gid_t gid)
+{
+	struct stat st;
+	int r = 0;
+
+	if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (S_ISLNK(st.st_mode)) {
+		char target[4096];
+		ssize_t n = readlinkat(sfd, name, target, sizeof(target) - 1);
+		if (n < 0)
+			return -errno;
+		target[n] = '\0';
+		if (symlinkat(target, dfd, name) < 0 && errno != EEXIST)
+			return -errno;
+		if (uid != (uid_t)-1)
+			(void)fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW);
+		return 0;
+	}
+	if (S_ISREG(st.st_mode)) {
+		int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (in < 0)
+			return -errno;
+		int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC |
+		    O_NOFOLLOW | O_CLOEXEC, st.st_mode & 0777);
+		if (out < 0) {
+			r = -errno;
+			close(in);
+			return r;
+		}
+		r = copy_file_fd(in, out);
+		if (uid != (uid_t)-1)
+			(void)fchown(out, uid, gid);
+		(void)fchmod(out, st.st_mode & 0777);
+		close(in);
+		close(out);
+		return r;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		DIR *d;
+		struct dirent *de;
+		int in, out;
+
+		if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		in = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (in < 0)
+			return -errno;
+		out = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (out < 0) {
+			r = -errno;
+			close(in);
+			return r;
+		}
+		d = fdopendir(in);
+		if (d == NULL) {
+			r = -errno;
+			close(in);
+			close(out);
+			return r;
+		}
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			int e = copy_at(dirfd(d), out, de->d_name, uid, gid);
+			if (e < 0 && r == 0)
+				r = e;
+		}
+		closedir(d);
+		if (uid != (uid_t)-1)
+			(void)fchown(out, uid, gid);
+		(void)fchmod(out, (st.st_mode & 0777) | 0700);
+		close(out);
+		return r;
+	}
+	return 0; /* devices, fifos, sockets: never copied */
+}
+
+int
+util_copy_tree(const char *src, const char *dst, uid_t uid, gid_t gid)
+{
+	char *sdir = xstrdup(src), *ddir = xstrdup(dst);
+	char *sbase = strrchr(sdir, '/'), *dbase = strrchr(ddir, '/');
+	int sfd = -1, dfd = -1, r;
+
+	if (sbase == NULL || dbase == NULL) {
+		r = -EINVAL;
+		goto out;
+	}
+	*sbase++ = '\0';
+	*dbase++ = '\0';
+	sfd = open(*sdir ? sdir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(*ddir ? ddir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0 || dfd < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* Copy under the destination's own name. */
+	if (strcmp(sbase, dbase) == 0) {
+		r = copy_at(sfd, dfd, sbase, uid, gid);
+	} else {
+		struct stat st;
+		if (fstatat(sfd, sbase, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			r = -ENOTDIR;
+			goto out;
+		}
+		if (mkdirat(dfd, dbase, 0700) < 0 && errno != EEXIST) {
+			r = -errno;
+			goto out;
+		}
+		int in = openat(sfd, sbase, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int outfd = openat(dfd, dbase, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *d = in >= 0 ? fdopendir(in) : NULL;
+		struct dirent *de;
+		r = 0;
+		if (d == NULL || outfd < 0) {
+			r = -EIO;
+		} else {
+			while ((de = readdir(d)) != NULL) {
+				if (strcmp(de->d_name, ".") == 0 ||
+				    strcmp(de->d_name, "..") == 0)
+					continue;
+				int e = copy_at(dirfd(d), outfd, de->d_name, uid, gid);
+				if (e < 0 && r == 0)
+					r = e;
+			}
+			if (uid != (uid_t)-1)
+				(void)fchown(outfd, uid, gid);
+			(void)fchmod(outfd, (st.st_mode & 0777) | 0700);
+		}
+		if (d != NULL)
+			closedir(d);
+		else if (in >= 0)
+			close(in);
+		if (outfd >= 0)
+			close(outfd);
+	}
+out:
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	free(sdir);
+	free(ddir);
+	return r;
+}
+
+static int
+chown_at(int parent, const char *name, uid_t uid, gid_t gid)
+{
+	struct stat st;
+	int r = 0;
+
+	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		r = -errno;
+	if (S_ISDIR(st.st_mode)) {
+		int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+		struct dirent *de;
+
+		if (d == NULL) {
+			if (fd >= 0)
+				close(fd);
+			return -errno;
+		}
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			int e = chown_at(dirfd(d), de->d_name, uid, gid);
+			if (e < 0 && r == 0)
+				r = e;
+		}
+		closedir(d);
+	}
+	return r;
+}
+
+int
+util_chown_tree(const char *path, uid_t uid, gid_t gid)
+{
+	return chown_at(AT_FDCWD, path, uid, gid);
+}
+
+int
+util_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+	int fd, r = 0;
+	char *p = NULL;
+	size_t n = 0, alloc = 0;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		if (alloc - n < 4097) {
+			size_t na = alloc ? alloc * 2 : 8192;
+			char *q = realloc(p, na);
+			if (q == NULL) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			p = q;
+			alloc = na;
+		}
+		ssize_t k = read(fd, p + n, alloc - n - 1);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto fail;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+		if (n > max) {
+			r = -EFBIG;
+			goto fail;
+		}
+	}
+	if (p == NULL)
+		p = xcalloc(1, 1);
+	p[n] = '\0';
+	close(fd);
+	*out = p;
+	if (len != NULL)
+		*len = n;
+	return 0;
+fail:
+	free(p);
+	close(fd);
+	return r;
+}
+
+int
+util_fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int
+util_write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	const char *p = data;
+	int fd, r = 0;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return r;
+}
+
+void
+util_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+
+	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	for (unsigned int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p = NULL;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	return p;
+}
+
+int
+util_starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int
+util_ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+void
+util_close_from(int lowfd)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
+		return;
+#endif
+	for (int fd = lowfd; fd < 65536; fd++)
+		close(fd);
+}

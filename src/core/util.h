@@ -1,0 +1,69 @@
+/*
+ * util.h - small helpers shared by every module: time, ids, files, hashing.
+ *
+ * All functions are thread-safe. Errors are negative errno values.
+ */
+#ifndef MESHTEST_UTIL_H
+#define MESHTEST_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define UUID_STR_LEN 37 /* 36 characters and the NUL */
+#define SHA256_HEX_LEN 65
+
+/* Wall-clock seconds since the epoch, with sub-second precision. */
+double util_now(void);
+/* Monotonic seconds, for timeouts. */
+double util_mono(void);
+void util_sleep(double seconds);
+
+/* A random (version 4) UUID in lowercase canonical form. */
+void util_uuid4(char out[UUID_STR_LEN]);
+/* 1 if s is a canonical lowercase or uppercase UUID. */
+int util_is_uuid(const char *s);
+
+/* Fill with bytes from getrandom(2). */
+int util_random(void *p, size_t n);
+
+/* mkdir -p with the given mode for every folder it creates. */
+int util_mkdir_p(const char *path, mode_t mode);
+/* rm -rf; never follows symbolic links; missing path is not an error. */
+int util_rm_rf(const char *path);
+/*
+ * Copy a tree: regular files, folders and symbolic links (copied as links,
+ * never followed). Everything created is owned by uid:gid when uid is not
+ * (uid_t)-1. Other file types are skipped.
+ */
+int util_copy_tree(const char *src, const char *dst, uid_t uid, gid_t gid);
+/* chown -R without following links. */
+int util_chown_tree(const char *path, uid_t uid, gid_t gid);
+
+/* Read a whole file, at most max bytes (-EFBIG past it); NUL-terminated. */
+int util_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Write a file atomically (temp file, fsync, rename). */
+int util_write_file(const char *path, const void *data, size_t len, mode_t mode);
+/* fsync a file or folder by path. */
+int util_fsync_path(const char *path);
+
+/* SHA-256 of a buffer, as 64 lowercase hex characters and a NUL. */
+void util_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN]);
+
+/* malloc'ed printf; aborts on out-of-memory (like every x* function). */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xstrdup(const char *s);
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+
+/* Lowercase hex of n random bytes into out (2n+1 bytes). */
+void util_random_hex(char *out, size_t n);
+
+/* 1 if s starts with prefix. */
+int util_starts_with(const char *s, const char *prefix);
+/* 1 if s ends with suffix. */
+int util_ends_with(const char *s, const char *suffix);
+
+/* Close every file descriptor >= lowfd (in a child before exec). */
+void util_close_from(int lowfd);
+
+#endif

@@ -1,0 +1,643 @@
+/*
+ * http_server.c - libmicrohttpd glue: route table, body handling, JSON
+ * answers (see http_server.h).
+ *
+ * Threads: libmicrohttpd runs a pool of cfg->threads threads (epoll); every
+ * callback here runs on one of them. A request's state (struct http_request)
+ * belongs to its connection and is touched by one thread at a time; it is
+ * freed by the request-completed callback.
+ *
+ * Bodies: JSON bodies are kept in a capped buffer. Multipart file fields are
+ * streamed to a file in upload_dir and deleted after the answer unless the
+ * handler kept them. Bodies over the cap are read and thrown away (so the
+ * client can read the 413), up to a hard limit past which the connection is
+ * closed.
+ */
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_FORM_FIELD_MAX 4096
+#define HTTP_DISCARD_SLACK (64ULL << 20) /* read past the cap before closing */
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	const struct http_route *const *routes;
+	void *ctx;
+	char *api_token;
+	char *upload_dir;
+	uint64_t max_body;
+};
+
+struct http_request {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	char *method;
+	char *path;
+	const struct http_route *route;
+	char *params[HTTP_MAX_PARAMS];
+	char media[128];
+
+	int early_status;        /* answer this instead of calling the handler */
+	char *early_error;
+	uint64_t received;       /* body bytes seen */
+	struct buf body;         /* JSON body */
+	struct MHD_PostProcessor *pp;
+	json_t *form;            /* multipart text fields */
+	struct buf field;        /* the text field being read */
+	char *field_name;
+	char *upload_field;
+	char *upload_path;
+	char *upload_name;
+	int upload_fd;
+	int upload_kept;
+	int upload_error;
+};
+
+/* ------------------------------------------------------------ accessors */
+
+const char *
+http_request_method(const struct http_request *req)
+{
+	return req->method;
+}
+
+const char *
+http_request_path(const struct http_request *req)
+{
+	return req->path;
+}
+
+const char *
+http_request_param(const struct http_request *req, unsigned i)
+{
+	return i < HTTP_MAX_PARAMS ? req->params[i] : NULL;
+}
+
+const char *
+http_request_header(const struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+http_request_media_type(const struct http_request *req)
+{
+	return req->media;
+}
+
+const char *
+http_request_body(const struct http_request *req, size_t *len)
+{
+	if (len != NULL)
+		*len = req->body.len;
+	return req->body.data ? req->body.data : "";
+}
+
+const char *
+http_request_upload(const struct http_request *req, const char *field)
+{
+	if (req->upload_path == NULL || req->upload_field == NULL ||
+	    strcmp(req->upload_field, field) != 0)
+		return NULL;
+	return req->upload_path;
+}
+
+const char *
+http_request_upload_name(const struct http_request *req, const char *field)
+{
+	if (http_request_upload(req, field) == NULL)
+		return NULL;
+	return req->upload_name;
+}
+
+void
+http_request_keep_upload(struct http_request *req)
+{
+	req->upload_kept = 1;
+}
+
+json_t *
+http_request_form(const struct http_request *req)
+{
+	return req->form;
+}
+
+const char *
+http_request_query(const struct http_request *req, const char *key)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+json_t *
+http_error(int *status, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	*status = code;
+	return json_pack("{s:s}", "error", msg);
+}
+
+/* -------------------------------------------------------------- routing */
+
+/* Match path against pattern; fills params. 1 on a match. */
+static int
+route_match(const char *pattern, const char *path, char **params)
+{
+	unsigned np = 0;
+
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			const char *end = strchr(path, '/');
+			size_t n = end ? (size_t)(end - path) : strlen(path);
+			if (n == 0 || np >= HTTP_MAX_PARAMS)
+				return 0;
+			params[np] = strndup(path, n);
+			if (params[np] == NULL)
+				abort();
+			np++;
+			path += n;
+			pattern++;
+			continue;
+		}
+		if (*pattern != *path)
+			return 0;
+		pattern++;
+		path++;
+	}
+	/* A trailing slash is the same resource. */
+	if (*pattern == '\0' && strcmp(path, "/") == 0)
+		return 1;
+	return *pattern == '\0' && *path == '\0';
+}
+
+static void
+params_free(char **params)
+{
+	for (unsigned i = 0; i < HTTP_MAX_PARAMS; i++) {
+		free(params[i]);
+		params[i] = NULL;
+	}
+}
+
+/* Find the route; *method_ok tells a 405 from a 404. */
+static const struct http_route *
+route_find(struct http_server *srv, const char *method, const char *path, char **params,
+    int *path_known)
+{
+	*path_known = 0;
+	for (const struct http_route *const *t = srv->routes; *t != NULL; t++) {
+		for (const struct http_route *r = *t; r->pattern != NULL; r++) {
+			if (!route_match(r->pattern, path, params)) {
+				params_free(params);
+				continue;
+			}
+			*path_known = 1;
+			if (strcmp(r->method, method) == 0)
+				return r;
+			params_free(params);
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------- answers */
+
+static enum MHD_Result
+respond_json(struct MHD_Connection *conn, int status, json_t *body)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text = NULL;
+	size_t len = 0;
+
+	if (body != NULL) {
+		text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(body);
+	}
+	if (text == NULL && body != NULL) {
+		status = 500;
+		text = xstrdup("{\"error\": \"cannot encode the answer\"}");
+	}
+	if (text != NULL) {
+		len = strlen(text);
+		resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	} else {
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	}
+	if (resp == NULL) {
+		free(text);
+		return MHD_NO;
+	}
+	if (text != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	ret = MHD_queue_response(conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void
+set_early(struct http_request *req, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+set_early(struct http_request *req, int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (req->early_status != 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	req->early_status = status;
+	req->early_error = xstrdup(msg);
+}
+
+/* -------------------------------------------------------------- uploads */
+
+static enum MHD_Result
+post_iterator(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+    const char *content_type, const char *transfer_encoding, const char *data,
+    uint64_t off, size_t size)
+{
+	struct http_request *req = cls;
+
+	(void)kind;
+	(void)content_type;
+	(void)transfer_encoding;
+	if (key == NULL)
+		return MHD_YES;
+	if (filename != NULL) {
+		/* A file field: only the first one is kept, streamed to disk. */
+		if (req->upload_field != NULL && strcmp(req->upload_field, key) != 0)
+			return MHD_YES;
+		if (req->upload_field == NULL) {
+			char id[UUID_STR_LEN];
+			util_uuid4(id);
+			req->upload_field = xstrdup(key);
+			req->upload_name = xstrdup(filename);
+			req->upload_path = xasprintf("%s/%s.upload", req->srv->upload_dir, id);
+			req->upload_fd = open(req->upload_path, O_WRONLY | O_CREAT | O_EXCL |
+			    O_CLOEXEC, 0600);
+			if (req->upload_fd < 0) {
+				log_error("http: cannot create %s: %s", req->upload_path,
+				    strerror(errno));
+				req->upload_error = 1;
+				return MHD_NO;
+			}
+		}
+		(void)off;
+		for (size_t done = 0; done < size;) {
+			ssize_t w = write(req->upload_fd, data + done, size - done);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				log_error("http: cannot write %s: %s", req->upload_path,
+				    strerror(errno));
+				req->upload_error = 1;
+				return MHD_NO;
+			}
+			done += (size_t)w;
+		}
+		return MHD_YES;
+	}
+	/* A text field, possibly in several pieces. */
+	if (req->field_name == NULL || strcmp(req->field_name, key) != 0) {
+		if (req->field_name != NULL)
+			json_object_set_new(req->form, req->field_name,
+			    json_stringn(req->field.data ? req->field.data : "", req->field.len));
+		free(req->field_name);
+		req->field_name = xstrdup(key);
+		buf_reset(&req->field);
+	}
+	if (buf_append(&req->field, data, size) < 0) {
+		set_early(req, 400, "form field '%s' is longer than %d bytes", key,
+		    HTTP_FORM_FIELD_MAX);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static void
+form_finish(struct http_request *req)
+{
+	if (req->field_name != NULL) {
+		json_object_set_new(req->form, req->field_name,
+		    json_stringn(req->field.data ? req->field.data : "", req->field.len));
+		free(req->field_name);
+		req->field_name = NULL;
+	}
+	if (req->upload_fd >= 0) {
+		if (fsync(req->upload_fd) < 0)
+			req->upload_error = 1;
+		close(req->upload_fd);
+		req->upload_fd = -1;
+	}
+}
+
+/* -------------------------------------------------------------- request */
+
+static int
+token_ok(const struct http_server *srv, const char *auth)
+{
+	size_t n;
+
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return 0;
+	auth += 7;
+	n = strlen(srv->api_token);
+	return strlen(auth) == n && CRYPTO_memcmp(auth, srv->api_token, n) == 0;
+}
+
+/* First call for a request: route it and check what can be checked now. */
+static void
+request_begin(struct http_request *req)
+{
+	struct http_server *srv = req->srv;
+	const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+	int known = 0;
+	size_t i;
+
+	if (ct != NULL) {
+		for (i = 0; ct[i] && ct[i] != ';' && ct[i] != ' ' && i + 1 < sizeof(req->media); i++)
+			req->media[i] = (char)(ct[i] >= 'A' && ct[i] <= 'Z' ? ct[i] + 32 : ct[i]);
+		req->media[i] = '\0';
+	}
+	req->route = route_find(srv, req->method, req->path, req->params, &known);
+	if (req->route == NULL) {
+		if (known)
+			set_early(req, 405, "method %s is not allowed on %s", req->method, req->path);
+		else
+			set_early(req, 404, "not found");
+		return;
+	}
+	if ((req->route->flags & HTTP_ROUTE_SUBMIT) && srv->api_token != NULL &&
+	    !token_ok(srv, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION))) {
+		log_warn("http: %s %s refused: missing or wrong API token", req->method, req->path);
+		set_early(req, 401, "missing or wrong API token: send 'Authorization: Bearer <token>'");
+		return;
+	}
+	if (cl != NULL) {
+		char *end = NULL;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (end != NULL && *end == '\0' && n > srv->max_body) {
+			set_early(req, 413, "request body of %llu bytes is larger than the limit"
+			    " of %llu bytes", n, (unsigned long long)srv->max_body);
+			return;
+		}
+	}
+	switch (req->route->body) {
+	case HTTP_BODY_NONE:
+		break;
+	case HTTP_BODY_JSON:
+		if (strcmp(req->media, "application/json") != 0)
+			set_early(req, 415, "send the body as application/json");
+		break;
+	case HTTP_BODY_SUBMIT:
+		if (strcmp(req->media, "multipart/form-data") == 0) {
+			req->pp = MHD_create_post_processor(req->conn, 64 * 1024, post_iterator, req);
+			if (req->pp == NULL)
+				set_early(req, 400, "malformed multipart/form-data request (no boundary?)");
+		} else if (strcmp(req->media, "application/json") != 0) {
+			set_early(req, 415, "send application/json (git URLs) or multipart/form-data"
+			    " with a 'file' field (a ZIP), not '%s'",
+			    req->media[0] ? req->media : "no content type");
+		}
+		break;
+	}
+}
+
+/* Take a piece of the body. Returns 0, or -1 to close the connection. */
+static int
+request_body(struct http_request *req, const char *data, size_t size)
+{
+	struct http_server *srv = req->srv;
+
+	req->received += size;
+	if (req->early_status != 0) {
+		/* Read and drop, so the client sees the answer; not forever. */
+		return req->received > srv->max_body + HTTP_DISCARD_SLACK ? -1 : 0;
+	}
+	if (req->received > srv->max_body) {
+		set_early(req, 413, "request body is larger than the limit of %llu bytes",
+		    (unsigned long long)srv->max_body);
+		return 0;
+	}
+	if (req->route->body == HTTP_BODY_NONE) {
+		set_early(req, 413, "%s %s takes no body", req->method, req->path);
+		return 0;
+	}
+	if (req->pp != NULL) {
+		if (MHD_post_process(req->pp, data, size) != MHD_YES)
+			set_early(req, req->upload_error ? 500 : 400, req->upload_error ?
+			    "cannot store the upload" : "malformed multipart/form-data body");
+		return 0;
+	}
+	if (buf_append(&req->body, data, size) < 0)
+		set_early(req, 413, "request body is larger than the limit of %llu bytes",
+		    (unsigned long long)srv->max_body);
+	return 0;
+}
+
+static enum MHD_Result
+request_finish(struct http_request *req)
+{
+	int status = 200;
+	json_t *body;
+
+	if (req->pp != NULL && req->early_status == 0) {
+		form_finish(req);
+		if (req->upload_error)
+			set_early(req, 500, "cannot store the upload");
+	}
+	if (req->early_status != 0) {
+		log_info("http: %s %s -> %d %s", req->method, req->path, req->early_status,
+		    req->early_error);
+		return respond_json(req->conn, req->early_status,
+		    json_pack("{s:s}", "error", req->early_error));
+	}
+	body = req->route->fn(req, req->srv->ctx, &status);
+	if (status >= 400) {
+		log_info("http: %s %s -> %d %s", req->method, req->path, status,
+		    json_string_value(json_object_get(body, "error")));
+	} else {
+		log_debug("http: %s %s -> %d", req->method, req->path, status);
+	}
+	return respond_json(req->conn, status, body);
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct http_request *req = *con_cls;
+
+	(void)version;
+	if (req == NULL) {
+		req = xcalloc(1, sizeof(*req));
+		req->srv = srv;
+		req->conn = conn;
+		req->method = xstrdup(method);
+		req->path = xstrdup(url);
+		req->upload_fd = -1;
+		req->form = json_object();
+		buf_init(&req->body, srv->max_body);
+		buf_init(&req->field, HTTP_FORM_FIELD_MAX);
+		*con_cls = req;
+		request_begin(req);
+		/* Hopeless bodies are refused before they are sent. */
+		if (req->early_status == 413 || req->early_status == 401) {
+			const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+			    MHD_HTTP_HEADER_CONTENT_LENGTH);
+			if (cl != NULL && strtoull(cl, NULL, 10) > srv->max_body + HTTP_DISCARD_SLACK)
+				return request_finish(req);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size > 0) {
+		if (request_body(req, upload_data, *upload_data_size) < 0)
+			return MHD_NO;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return request_finish(req);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_request *req = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (req == NULL)
+		return;
+	if (req->pp != NULL)
+		MHD_destroy_post_processor(req->pp);
+	if (req->upload_fd >= 0)
+		close(req->upload_fd);
+	if (req->upload_path != NULL && !req->upload_kept)
+		unlink(req->upload_path);
+	params_free(req->params);
+	json_decref(req->form);
+	buf_free(&req->body);
+	buf_free(&req->field);
+	free(req->field_name);
+	free(req->upload_field);
+	free(req->upload_path);
+	free(req->upload_name);
+	free(req->early_error);
+	free(req->method);
+	free(req->path);
+	free(req);
+	*con_cls = NULL;
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_warn("http: %s", msg);
+}
+
+int
+http_server_start(const struct http_server_config *cfg,
+    const struct http_route *const *routes, void *ctx, struct http_server **out,
+    char *err, size_t errlen)
+{
+	struct http_server *srv;
+	struct sockaddr_in sa;
+	char host[256];
+	int port;
+
+	if (config_split_hostport(cfg->listen, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "bad listen address '%s'", cfg->listen);
+		return -EINVAL;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		struct addrinfo hints = { .ai_family = AF_INET }, *res = NULL;
+		if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
+			snprintf(err, errlen, "cannot resolve listen host '%s'", host);
+			return -EINVAL;
+		}
+		sa.sin_addr = ((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
+		freeaddrinfo(res);
+	}
+	srv = xcalloc(1, sizeof(*srv));
+	srv->routes = routes;
+	srv->ctx = ctx;
+	srv->max_body = cfg->max_body;
+	srv->api_token = cfg->api_token ? xstrdup(cfg->api_token) : NULL;
+	srv->upload_dir = xstrdup(cfg->upload_dir);
+	srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, srv,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+	    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4,
+	    MHD_OPTION_CONNECTION_LIMIT, 512,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 60,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+	    MHD_OPTION_END);
+	if (srv->daemon == NULL) {
+		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)",
+		    cfg->listen);
+		free(srv->api_token);
+		free(srv->upload_dir);
+		free(srv);
+		return -EADDRINUSE;
+	}
+	*out = srv;
+	return 0;
+}
+
+void
+http_server_stop(struct http_server *srv)
+{
+	if (srv == NULL)
+		return;
+	MHD_stop_daemon(srv->daemon);
+	if (srv->api_token != NULL)
+		OPENSSL_cleanse(srv->api_token, strlen(srv->api_token));
+	free(srv->api_token);
+	free(srv->upload_dir);
+	free(srv);
+}

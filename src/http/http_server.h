@@ -1,0 +1,86 @@
+/*
+ * http_server.h - the node's HTTP server: libmicrohttpd, a route table, JSON
+ * answers, capped bodies and uploads streamed to disk.
+ *
+ * Each API file exports a route table; main.c hands them all to
+ * http_server_start. A handler runs on one of the server's threads with a
+ * request whose body has been received completely (JSON bodies in memory,
+ * multipart file fields on disk), and answers with a status and a JSON value.
+ */
+#ifndef MESHTEST_HTTP_SERVER_H
+#define MESHTEST_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_request;
+struct http_server;
+
+/* How a route takes its body. */
+enum http_body {
+	HTTP_BODY_NONE,     /* any body is refused with 413 */
+	HTTP_BODY_JSON,     /* application/json, kept in memory (capped) */
+	HTTP_BODY_SUBMIT,   /* application/json or multipart/form-data (file field to disk) */
+};
+
+/* Route flags. */
+#define HTTP_ROUTE_SUBMIT 0x1  /* needs the API token when the node has one */
+
+/*
+ * A handler fills *status and returns a JSON body (new reference) or NULL for
+ * an empty one. It may use http_error() for error answers.
+ */
+typedef json_t *(*http_handler)(struct http_request *req, void *ctx, int *status);
+
+struct http_route {
+	const char *method;     /* "GET", "POST" */
+	const char *pattern;    /* "/evaluation/ *" without the space: '*' is one segment */
+	enum http_body body;
+	int flags;
+	http_handler fn;
+};
+
+struct http_server_config {
+	const char *listen;          /* host:port */
+	const char *api_token;       /* NULL: submitting needs no token */
+	uint64_t max_body;           /* bytes: JSON bodies and uploads */
+	const char *upload_dir;      /* where multipart file fields are written */
+	unsigned threads;            /* worker threads */
+};
+
+/*
+ * Start serving. routes is a NULL-terminated array of route tables (each
+ * ending with a zeroed row); ctx is passed to every handler. Returns 0 or a
+ * negative errno with a message in err.
+ */
+int http_server_start(const struct http_server_config *cfg,
+    const struct http_route *const *routes, void *ctx, struct http_server **out,
+    char *err, size_t errlen);
+void http_server_stop(struct http_server *srv);
+
+/* Request accessors; pointers live as long as the request. */
+const char *http_request_method(const struct http_request *req);
+const char *http_request_path(const struct http_request *req);
+/* The i-th '*' segment of the route pattern, URL-decoded. */
+const char *http_request_param(const struct http_request *req, unsigned i);
+const char *http_request_header(const struct http_request *req, const char *name);
+/* Media type without parameters, lowercased ("application/json"), or "". */
+const char *http_request_media_type(const struct http_request *req);
+const char *http_request_body(const struct http_request *req, size_t *len);
+/* The uploaded file field: its path on disk (the handler may rename it), or NULL. */
+const char *http_request_upload(const struct http_request *req, const char *field);
+/* The client's file name of the uploaded field, or NULL. */
+const char *http_request_upload_name(const struct http_request *req, const char *field);
+/* Mark the upload as taken, so the server does not delete it. */
+void http_request_keep_upload(struct http_request *req);
+/* Text fields of a multipart form, as a JSON object of strings. */
+json_t *http_request_form(const struct http_request *req);
+/* Query string argument, or NULL. */
+const char *http_request_query(const struct http_request *req, const char *key);
+
+/* {"error": "<message>"} and the status, for handlers. */
+json_t *http_error(int *status, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

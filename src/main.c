@@ -1,0 +1,154 @@
+/*
+ * main.c - the meshtest binary: argv -> subcommand.
+ *
+ *   meshtest serve [options]     run a node
+ *   meshtest submit ...          client: submit an evaluation
+ *   meshtest status [ID]         client: show evaluations
+ *   meshtest keygen              print a fresh random key
+ *
+ * Only this file knows every module. "serve" wires the store, the engine and
+ * the HTTP server together on the main thread, then waits for SIGINT or
+ * SIGTERM and takes them down in the opposite order.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/engine.h"
+#include "http/http_server.h"
+#include "store/store.h"
+
+#define MESHTEST_VERSION "0.1.0"
+
+static int
+serve_main(int argc, char **argv)
+{
+	struct config cfg;
+	struct store *st = NULL;
+	struct engine *eng = NULL;
+	struct http_server *srv = NULL;
+	struct http_server_config hc;
+	char err[1024] = "";
+	char *db_path = NULL, *upload_dir = NULL;
+	sigset_t set;
+	int r, sig = 0, rc = 1;
+	static const struct http_route *const routes[] = {
+		api_evaluation_routes, api_stats_routes, api_network_routes, NULL,
+	};
+
+	r = config_load(&cfg, argc - 1, argv + 1, err, sizeof(err));
+	if (r == 1) {
+		config_free(&cfg);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "meshtest: %s\n", err);
+		config_free(&cfg);
+		return 2;
+	}
+	log_set_level((enum log_level)log_level_parse(cfg.log_level));
+
+	/* Block the stop signals in every thread; main waits for them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((r = util_mkdir_p(cfg.data_dir, 0711)) < 0) {
+		log_error("cannot create the data folder %s: %s", cfg.data_dir, strerror(-r));
+		goto out;
+	}
+	chmod(cfg.data_dir, 0711);
+	db_path = xasprintf("%s/meshtest.db", cfg.data_dir);
+	upload_dir = xasprintf("%s/incoming", cfg.data_dir);
+	util_mkdir_p(upload_dir, 0700);
+	if (store_open(db_path, &st) < 0) {
+		log_error("cannot open the database %s", db_path);
+		goto out;
+	}
+	chmod(db_path, 0600);
+	if (engine_start(&cfg, st, &eng, err, sizeof(err)) < 0) {
+		log_error("cannot start: %s", err);
+		goto out;
+	}
+	memset(&hc, 0, sizeof(hc));
+	hc.listen = cfg.listen;
+	hc.api_token = cfg.api_token;
+	hc.max_body = (uint64_t)cfg.max_upload_mb << 20;
+	hc.upload_dir = upload_dir;
+	hc.threads = 4;
+	if (http_server_start(&hc, routes, eng, &srv, err, sizeof(err)) < 0) {
+		log_error("cannot start: %s", err);
+		goto out;
+	}
+	log_info("meshtest %s serving on %s as %s, data in %s", MESHTEST_VERSION, cfg.listen,
+	    cfg.advertise, cfg.data_dir);
+	while (sigwait(&set, &sig) != 0)
+		;
+	log_info("stopping on signal %d", sig);
+	rc = 0;
+out:
+	http_server_stop(srv);
+	engine_stop(eng);
+	store_close(st);
+	free(db_path);
+	free(upload_dir);
+	config_free(&cfg);
+	return rc;
+}
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: meshtest <command> [options]\n\n"
+	    "commands:\n"
+	    "  serve      run a node (meshtest serve --help for its options)\n"
+	    "  submit     submit PROJECTS.zip, a folder, or git URLs to a node\n"
+	    "  status     list evaluations, or show one\n"
+	    "  keygen     print a fresh random key (cluster key, API token)\n"
+	    "  version    print the version\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} commands[] = {
+		{ "serve", serve_main },
+		{ "submit", cli_submit_main },
+		{ "status", cli_status_main },
+		{ "keygen", cli_keygen_main },
+	};
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+		printf("meshtest %s\n", MESHTEST_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "meshtest: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

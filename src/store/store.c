@@ -1,0 +1,902 @@
+/*
+ * store.c - SQLite schema and queries (see store.h for the contract).
+ *
+ * Owns the database file. Each thread has its own connection, kept in a
+ * pthread key and closed by the key's destructor when the thread exits; the
+ * main thread's connection is closed by store_close. WAL mode lets readers
+ * run beside the one writer; busy_timeout absorbs writer contention.
+ *
+ * Counting is done here, at read time, from the recorded module results: the
+ * per-module counters are columns of the result table, the per-test details a
+ * JSON body. Nothing derived is stored, so nothing can disagree.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+struct store {
+	char *path;
+	pthread_key_t key;
+};
+
+static const char store_schema[] =
+	"PRAGMA journal_mode=WAL;"
+	"CREATE TABLE IF NOT EXISTS evaluation ("
+	"  id TEXT PRIMARY KEY, seq INTEGER, created_at REAL NOT NULL,"
+	"  last_event_at REAL NOT NULL, kind TEXT NOT NULL, accepted_by TEXT NOT NULL,"
+	"  settings TEXT NOT NULL, has_token INTEGER NOT NULL, upload_path TEXT);"
+	"CREATE TABLE IF NOT EXISTS project ("
+	"  eval_id TEXT NOT NULL, idx INTEGER NOT NULL, project_id TEXT NOT NULL,"
+	"  source TEXT NOT NULL, prefix TEXT, state TEXT NOT NULL, dir TEXT,"
+	"  error TEXT, warnings TEXT NOT NULL DEFAULT '[]',"
+	"  PRIMARY KEY (eval_id, idx));"
+	"CREATE TABLE IF NOT EXISTS module ("
+	"  eval_id TEXT NOT NULL, project_idx INTEGER NOT NULL, path TEXT NOT NULL,"
+	"  state TEXT NOT NULL, node TEXT, attempts INTEGER NOT NULL DEFAULT 0,"
+	"  started_at REAL, PRIMARY KEY (eval_id, project_idx, path));"
+	"CREATE INDEX IF NOT EXISTS module_state ON module(state, eval_id);"
+	"CREATE TABLE IF NOT EXISTS result ("
+	"  eval_id TEXT NOT NULL, project_idx INTEGER NOT NULL, path TEXT NOT NULL,"
+	"  node TEXT NOT NULL, attempt INTEGER NOT NULL, finished_at REAL NOT NULL,"
+	"  outcome TEXT NOT NULL, passed INTEGER NOT NULL, failed INTEGER NOT NULL,"
+	"  skipped INTEGER NOT NULL, duration REAL NOT NULL, body TEXT NOT NULL,"
+	"  PRIMARY KEY (eval_id, project_idx, path));"
+	"CREATE INDEX IF NOT EXISTS result_node ON result(node);";
+
+static void
+store_conn_free(void *p)
+{
+	sqlite3_close_v2(p);
+}
+
+/* The calling thread's connection, opened on first use; NULL on failure. */
+static sqlite3 *
+store_db(struct store *st)
+{
+	sqlite3 *db = pthread_getspecific(st->key);
+
+	if (db != NULL)
+		return db;
+	if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		log_error("store: cannot open %s: %s", st->path,
+		    db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close_v2(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
+	pthread_setspecific(st->key, db);
+	return db;
+}
+
+int
+store_open(const char *path, struct store **out)
+{
+	struct store *st = xcalloc(1, sizeof(*st));
+	sqlite3 *db;
+	char *msg = NULL;
+
+	st->path = xstrdup(path);
+	if (pthread_key_create(&st->key, store_conn_free) != 0) {
+		free(st->path);
+		free(st);
+		return -ENOMEM;
+	}
+	db = store_db(st);
+	if (db == NULL) {
+		store_close(st);
+		return -EIO;
+	}
+	if (sqlite3_exec(db, store_schema, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store: cannot create the schema in %s: %s", path, msg);
+		sqlite3_free(msg);
+		store_close(st);
+		return -EIO;
+	}
+	*out = st;
+	return 0;
+}
+
+void
+store_close(struct store *st)
+{
+	sqlite3 *db;
+
+	if (st == NULL)
+		return;
+	db = pthread_getspecific(st->key);
+	if (db != NULL) {
+		pthread_setspecific(st->key, NULL);
+		sqlite3_close_v2(db);
+	}
+	pthread_key_delete(st->key);
+	free(st->path);
+	free(st);
+}
+
+/* Prepare a statement or log why not. */
+static sqlite3_stmt *
+store_prep(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+		log_error("store: %s: %s", sqlite3_errmsg(db), sql);
+		return NULL;
+	}
+	return s;
+}
+
+static int
+store_exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store: %s: %s", msg ? msg : "error", sql);
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void
+bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static const char *
+col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	return t ? (const char *)t : "";
+}
+
+/* Run a one-row-or-none write; 0 or -EIO. */
+static int
+step_done(sqlite3 *db, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		log_error("store: %s", sqlite3_errmsg(db));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- create */
+
+static int
+insert_modules(sqlite3 *db, const char *eval_id, int idx, const char *const *modules,
+    size_t n)
+{
+	sqlite3_stmt *s = store_prep(db, "INSERT OR IGNORE INTO module(eval_id, project_idx,"
+	    " path, state) VALUES (?, ?, ?, 'pending')");
+	int r = 0;
+
+	if (s == NULL)
+		return -EIO;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, eval_id);
+		sqlite3_bind_int(s, 2, idx);
+		bind_text(s, 3, modules[i]);
+		r = step_done(db, s);
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+store_eval_create(struct store *st, const char *id, double created, const char *kind,
+    const char *accepted_by, json_t *settings, int has_token, const char *upload_path,
+    const struct store_project_new *projects, size_t nprojects)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	char *settings_text = NULL;
+	int r = -EIO;
+
+	if (db == NULL)
+		return -EIO;
+	if (store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+	s = store_prep(db, "INSERT INTO evaluation(id, seq, created_at, last_event_at, kind,"
+	    " accepted_by, settings, has_token, upload_path) VALUES (?, (SELECT"
+	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, ?)");
+	if (s == NULL || settings_text == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	sqlite3_bind_double(s, 2, created);
+	sqlite3_bind_double(s, 3, created);
+	bind_text(s, 4, kind);
+	bind_text(s, 5, accepted_by);
+	bind_text(s, 6, settings_text);
+	sqlite3_bind_int(s, 7, has_token);
+	bind_text(s, 8, upload_path);
+	if (step_done(db, s) < 0)
+		goto fail;
+	sqlite3_finalize(s);
+	s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
+	    " state) VALUES (?, ?, ?, ?, ?, 'fetching')");
+	if (s == NULL)
+		goto fail;
+	for (size_t i = 0; i < nprojects; i++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, id);
+		sqlite3_bind_int(s, 2, (int)i);
+		bind_text(s, 3, projects[i].project_id);
+		bind_text(s, 4, projects[i].source);
+		bind_text(s, 5, projects[i].prefix);
+		if (step_done(db, s) < 0)
+			goto fail;
+		if (insert_modules(db, id, (int)i, projects[i].modules,
+		    projects[i].nmodules) < 0)
+			goto fail;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (store_exec(db, "COMMIT") < 0)
+		goto fail;
+	free(settings_text);
+	return 0;
+fail:
+	sqlite3_finalize(s);
+	store_exec(db, "ROLLBACK");
+	free(settings_text);
+	return r;
+}
+
+json_t *
+store_eval_settings(struct store *st, const char *id)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *out = NULL;
+
+	if (db == NULL || (s = store_prep(db, "SELECT settings FROM evaluation WHERE id = ?")) == NULL)
+		return NULL;
+	bind_text(s, 1, id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		out = json_loads(col_text(s, 0), 0, NULL);
+	sqlite3_finalize(s);
+	return out;
+}
+
+/* ------------------------------------------------------------ read side */
+
+json_t *
+store_eval_list(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *arr = json_array();
+
+	if (db != NULL && (s = store_prep(db, "SELECT id FROM evaluation ORDER BY seq")) != NULL) {
+		while (sqlite3_step(s) == SQLITE_ROW)
+			json_array_append_new(arr, json_string(col_text(s, 0)));
+		sqlite3_finalize(s);
+	}
+	return json_pack("{s:o}", "evaluations", arr);
+}
+
+static double
+pct(long part, long whole)
+{
+	return whole > 0 ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+static double
+grade(long passed, long failed)
+{
+	return passed + failed > 0 ? 20.0 * (double)passed / (double)(passed + failed) : 0.0;
+}
+
+/*
+ * Build the evaluation document. With details, projects is an array with
+ * every module and test (GET .../results); without, the summary of
+ * GET /evaluation/<id>.
+ */
+static json_t *
+eval_doc(struct store *st, const char *id, double now, int details)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	json_t *doc = NULL, *pp, *pf, *mp, *mf, *np, *projects, *plist;
+	double created, last_event;
+	long passed = 0, failed = 0, skipped = 0;
+	long executed = 0, running = 0, pending = 0, fetching = 0, nproj = 0, nerror = 0;
+	double grade_sum = 0;
+
+	if (db == NULL)
+		return NULL;
+	if (store_exec(db, "BEGIN") < 0)
+		return NULL;
+	s = store_prep(db, "SELECT created_at, last_event_at, accepted_by, kind FROM evaluation"
+	    " WHERE id = ?");
+	if (s == NULL)
+		goto out;
+	bind_text(s, 1, id);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	created = sqlite3_column_double(s, 0);
+	last_event = sqlite3_column_double(s, 1);
+	doc = json_pack("{s:s, s:s, s:s, s:f}", "id", id, "accepted_by", col_text(s, 2),
+	    "kind", col_text(s, 3), "created_at", created);
+	sqlite3_finalize(s);
+
+	pp = json_object();
+	pf = json_object();
+	mp = json_object();
+	mf = json_object();
+	np = json_object();
+	projects = json_object();
+	plist = json_array();
+
+	/* Projects, with their totals. */
+	s = store_prep(db, "SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings,"
+	    " coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0)"
+	    " FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id AND r.project_idx = p.idx"
+	    " WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *pid = col_text(s, 1), *state = col_text(s, 3);
+		int has_error = sqlite3_column_type(s, 4) != SQLITE_NULL;
+		long p = sqlite3_column_int64(s, 6), f = sqlite3_column_int64(s, 7);
+		long k = sqlite3_column_int64(s, 8);
+		double g = has_error ? 0.0 : grade(p, f);
+		json_t *err = has_error ? json_string(col_text(s, 4)) : json_null();
+		json_t *warnings = json_loads(col_text(s, 5), 0, NULL);
+
+		if (warnings == NULL)
+			warnings = json_array();
+		nproj++;
+		nerror += has_error;
+		fetching += strcmp(state, "fetching") == 0;
+		passed += p;
+		failed += f;
+		skipped += k;
+		grade_sum += g;
+		json_object_set_new(pp, pid, json_real(pct(p, p + f)));
+		json_object_set_new(pf, pid, json_real(pct(f, p + f)));
+		json_object_set_new(np, pid, json_real(g));
+		if (details) {
+			json_array_append_new(plist, json_pack("{s:s, s:s, s:s, s:f, s:I, s:I,"
+			    " s:I, s:O, s:o, s:o}", "project_id", pid, "source", col_text(s, 2),
+			    "state", state, "grade", g, "passed", (json_int_t)p, "failed",
+			    (json_int_t)f, "skipped", (json_int_t)k, "error", err, "warnings",
+			    warnings, "modules", json_array()));
+		} else {
+			json_object_set_new(projects, pid, json_pack("{s:s, s:O, s:I, s:I, s:I,"
+			    " s:f, s:I}", "state", state, "error", err, "passed", (json_int_t)p,
+			    "failed", (json_int_t)f, "skipped", (json_int_t)k, "grade", g,
+			    "warnings", (json_int_t)json_array_size(warnings)));
+			json_decref(warnings);
+		}
+		json_decref(err);
+	}
+	sqlite3_finalize(s);
+
+	/* Modules: counters and (with details) their results. */
+	s = store_prep(db, "SELECT m.project_idx, p.project_id, m.path, m.state, m.node,"
+	    " r.passed, r.failed, r.skipped, r.body, m.attempts"
+	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
+	    " LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx"
+	    " AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		int idx = sqlite3_column_int(s, 0);
+		const char *state = col_text(s, 3);
+		char *key = xasprintf("%s/%s", col_text(s, 1), col_text(s, 2));
+		int done = sqlite3_column_type(s, 5) != SQLITE_NULL;
+
+		if (done) {
+			long p = sqlite3_column_int64(s, 5), f = sqlite3_column_int64(s, 6);
+			executed++;
+			json_object_set_new(mp, key, json_real(pct(p, p + f)));
+			json_object_set_new(mf, key, json_real(pct(f, p + f)));
+		} else if (strcmp(state, "running") == 0) {
+			running++;
+		} else {
+			pending++;
+		}
+		if (details) {
+			json_t *proj = json_array_get(plist, (size_t)idx);
+			json_t *mods = json_object_get(proj, "modules");
+			json_t *m = done ? json_loads(col_text(s, 8), 0, NULL) : NULL;
+
+			if (m == NULL)
+				m = json_pack("{s:s, s:I}", "state", state, "attempts",
+				    (json_int_t)sqlite3_column_int64(s, 9));
+			json_object_set_new(m, "module", json_string(key));
+			json_object_set_new(m, "path", json_string(col_text(s, 2)));
+			if (!done && sqlite3_column_type(s, 4) != SQLITE_NULL)
+				json_object_set_new(m, "node", json_string(col_text(s, 4)));
+			json_array_append_new(mods, m);
+		}
+		free(key);
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+
+	{
+		int active = fetching > 0 || running > 0 || pending > 0;
+		const char *status = active ? "running" :
+		    (nproj == 0 || nerror == nproj || executed == 0) ? "failed" : "done";
+		double elapsed = (active ? now : last_event) - created;
+
+		json_object_set_new(doc, "status", json_string(status));
+		json_object_set_new(doc, "percent_passed", json_real(pct(passed, passed + failed)));
+		json_object_set_new(doc, "percent_failed", json_real(pct(failed, passed + failed)));
+		json_object_set_new(doc, "percent_passed_per_project", pp);
+		json_object_set_new(doc, "percent_failed_per_project", pf);
+		json_object_set_new(doc, "percent_passed_per_module", mp);
+		json_object_set_new(doc, "percent_failed_per_module", mf);
+		json_object_set_new(doc, "executed", json_integer(executed));
+		json_object_set_new(doc, "in_progress", json_integer(running));
+		json_object_set_new(doc, "pending", json_integer(pending));
+		json_object_set_new(doc, "nota_final",
+		    json_real(nproj > 0 ? grade_sum / (double)nproj : 0.0));
+		json_object_set_new(doc, "nota_final_per_project", np);
+		json_object_set_new(doc, "elapsed_seconds", json_real(elapsed > 0 ? elapsed : 0));
+		json_object_set_new(doc, "passed", json_integer(passed));
+		json_object_set_new(doc, "failed", json_integer(failed));
+		json_object_set_new(doc, "skipped", json_integer(skipped));
+		json_object_set_new(doc, "projects", details ? plist : projects);
+		if (details)
+			json_decref(projects);
+		else
+			json_decref(plist);
+	}
+	goto out;
+fail:
+	json_decref(pp);
+	json_decref(pf);
+	json_decref(mp);
+	json_decref(mf);
+	json_decref(np);
+	json_decref(projects);
+	json_decref(plist);
+	json_decref(doc);
+	doc = NULL;
+out:
+	sqlite3_finalize(s);
+	store_exec(db, "COMMIT");
+	return doc;
+}
+
+json_t *
+store_eval_status(struct store *st, const char *id, double now)
+{
+	return eval_doc(st, id, now, 0);
+}
+
+json_t *
+store_eval_results(struct store *st, const char *id, double now)
+{
+	return eval_doc(st, id, now, 1);
+}
+
+/* One integer from a query with an optional text parameter. */
+static long
+query_long(sqlite3 *db, const char *sql, const char *param)
+{
+	sqlite3_stmt *s = store_prep(db, sql);
+	long v = 0;
+
+	if (s == NULL)
+		return 0;
+	if (param != NULL)
+		bind_text(s, 1, param);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = (long)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+json_t *
+store_stats_all(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+	json_t *o;
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return json_pack("{s:i, s:i, s:i, s:i}", "failed", 0, "passed", 0,
+		    "projects", 0, "evaluations", 0);
+	o = json_pack("{s:I, s:I, s:I, s:I}",
+	    "failed", (json_int_t)query_long(db, "SELECT coalesce(sum(failed), 0) FROM result", NULL),
+	    "passed", (json_int_t)query_long(db, "SELECT coalesce(sum(passed), 0) FROM result", NULL),
+	    "projects", (json_int_t)query_long(db, "SELECT count(DISTINCT source) FROM project", NULL),
+	    "evaluations", (json_int_t)query_long(db, "SELECT count(*) FROM evaluation", NULL));
+	store_exec(db, "COMMIT");
+	return o;
+}
+
+json_t *
+store_stats_node(struct store *st, const char *address)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *evals = json_array(), *o;
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o}", "address", address,
+		    "failed", 0, "passed", 0, "projects", 0, "modules", 0, "evaluations", evals);
+	s = store_prep(db, "SELECT e.id FROM evaluation e WHERE e.accepted_by = ?1 OR EXISTS"
+	    " (SELECT 1 FROM result r WHERE r.eval_id = e.id AND r.node = ?1) ORDER BY e.seq");
+	if (s != NULL) {
+		bind_text(s, 1, address);
+		while (sqlite3_step(s) == SQLITE_ROW)
+			json_array_append_new(evals, json_string(col_text(s, 0)));
+		sqlite3_finalize(s);
+	}
+	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "address", address,
+	    "failed", (json_int_t)query_long(db, "SELECT coalesce(sum(failed), 0) FROM result"
+	    " WHERE node = ?", address),
+	    "passed", (json_int_t)query_long(db, "SELECT coalesce(sum(passed), 0) FROM result"
+	    " WHERE node = ?", address),
+	    "projects", (json_int_t)query_long(db, "SELECT count(DISTINCT p.source) FROM result r"
+	    " JOIN project p ON p.eval_id = r.eval_id AND p.idx = r.project_idx WHERE r.node = ?",
+	    address),
+	    "modules", (json_int_t)query_long(db, "SELECT count(*) FROM result WHERE node = ?",
+	    address),
+	    "evaluations", evals);
+	store_exec(db, "COMMIT");
+	return o;
+}
+
+/* ----------------------------------------------------------- fetch jobs */
+
+int
+store_fetch_jobs(struct store *st, struct store_fetch_job **jobs, size_t *n)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	struct store_fetch_job *v = NULL;
+	size_t cnt = 0, cap = 0;
+
+	*jobs = NULL;
+	*n = 0;
+	if (db == NULL)
+		return -EIO;
+	s = store_prep(db, "SELECT p.eval_id, p.idx, e.kind, p.project_id, p.source, p.prefix,"
+	    " e.upload_path, e.has_token FROM project p JOIN evaluation e ON e.id = p.eval_id"
+	    " WHERE p.state = 'fetching' ORDER BY e.seq, p.idx");
+	if (s == NULL)
+		return -EIO;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct store_fetch_job *j;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = realloc(v, cap * sizeof(*v));
+			if (v == NULL)
+				abort();
+		}
+		j = &v[cnt++];
+		memset(j, 0, sizeof(*j));
+		snprintf(j->eval_id, sizeof(j->eval_id), "%s", col_text(s, 0));
+		j->idx = sqlite3_column_int(s, 1);
+		j->kind = xstrdup(col_text(s, 2));
+		j->project_id = xstrdup(col_text(s, 3));
+		j->source = xstrdup(col_text(s, 4));
+		j->prefix = xstrdup(col_text(s, 5));
+		j->upload_path = xstrdup(col_text(s, 6));
+		j->has_token = sqlite3_column_int(s, 7);
+	}
+	sqlite3_finalize(s);
+	*jobs = v;
+	*n = cnt;
+	return 0;
+}
+
+void
+store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(jobs[i].kind);
+		free(jobs[i].project_id);
+		free(jobs[i].source);
+		free(jobs[i].prefix);
+		free(jobs[i].upload_path);
+	}
+	free(jobs);
+}
+
+static int
+touch_eval(sqlite3 *db, const char *eval_id, double t)
+{
+	sqlite3_stmt *s = store_prep(db, "UPDATE evaluation SET last_event_at ="
+	    " max(last_event_at, ?) WHERE id = ?");
+	int r;
+
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_double(s, 1, t);
+	bind_text(s, 2, eval_id);
+	r = step_done(db, s);
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+store_project_ready(struct store *st, const char *eval_id, int idx, const char *dir,
+    const char *const *modules, size_t nmodules, json_t *warnings)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	char *w = NULL;
+
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	w = json_dumps(warnings ? warnings : json_array(), JSON_COMPACT);
+	s = store_prep(db, "UPDATE project SET state = 'ready', dir = ?, warnings = ?"
+	    " WHERE eval_id = ? AND idx = ?");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, dir);
+	bind_text(s, 2, w);
+	bind_text(s, 3, eval_id);
+	sqlite3_bind_int(s, 4, idx);
+	if (step_done(db, s) < 0)
+		goto fail;
+	sqlite3_finalize(s);
+	s = NULL;
+	/* ZIP projects knew their modules at acceptance; git ones learn them now. */
+	if (insert_modules(db, eval_id, idx, modules, nmodules) < 0)
+		goto fail;
+	if (store_exec(db, "COMMIT") < 0)
+		goto fail;
+	free(w);
+	return 0;
+fail:
+	sqlite3_finalize(s);
+	store_exec(db, "ROLLBACK");
+	free(w);
+	return -EIO;
+}
+
+int
+store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
+    json_t *warnings)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	char *w = NULL;
+
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	w = json_dumps(warnings ? warnings : json_array(), JSON_COMPACT);
+	s = store_prep(db, "UPDATE project SET state = 'error', error = ?, warnings = ?"
+	    " WHERE eval_id = ? AND idx = ?");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, error);
+	bind_text(s, 2, w);
+	bind_text(s, 3, eval_id);
+	sqlite3_bind_int(s, 4, idx);
+	if (step_done(db, s) < 0)
+		goto fail;
+	sqlite3_finalize(s);
+	s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ? AND"
+	    " state != 'done'");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, idx);
+	if (step_done(db, s) < 0)
+		goto fail;
+	sqlite3_finalize(s);
+	s = NULL;
+	if (touch_eval(db, eval_id, util_now()) < 0 || store_exec(db, "COMMIT") < 0)
+		goto fail;
+	free(w);
+	return 0;
+fail:
+	sqlite3_finalize(s);
+	store_exec(db, "ROLLBACK");
+	free(w);
+	return -EIO;
+}
+
+/* ----------------------------------------------------------- scheduling */
+
+int
+store_claim_module(struct store *st, const char *node, struct store_claim *c)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	int r = 0;
+
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	/*
+	 * Fair share: the evaluation with the fewest running modules first, then
+	 * the oldest; inside one, projects and modules in order.
+	 */
+	s = store_prep(db, "SELECT m.eval_id, m.project_idx, p.project_id, m.path, p.dir,"
+	    " m.attempts, e.settings FROM module m"
+	    " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
+	    " JOIN evaluation e ON e.id = m.eval_id"
+	    " WHERE m.state = 'pending' AND p.state = 'ready'"
+	    " ORDER BY (SELECT count(*) FROM module x WHERE x.eval_id = m.eval_id AND"
+	    " x.state = 'running'), e.seq, m.project_idx, m.path LIMIT 1");
+	if (s == NULL) {
+		r = -EIO;
+		goto out;
+	}
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	memset(c, 0, sizeof(*c));
+	snprintf(c->eval_id, sizeof(c->eval_id), "%s", col_text(s, 0));
+	c->project_idx = sqlite3_column_int(s, 1);
+	snprintf(c->project_id, sizeof(c->project_id), "%s", col_text(s, 2));
+	snprintf(c->path, sizeof(c->path), "%s", col_text(s, 3));
+	snprintf(c->dir, sizeof(c->dir), "%s", col_text(s, 4));
+	c->attempt = sqlite3_column_int(s, 5) + 1;
+	{
+		json_t *set = json_loads(col_text(s, 6), 0, NULL);
+		c->module_timeout = json_number_value(json_object_get(set, "module_timeout"));
+		json_decref(set);
+	}
+	sqlite3_finalize(s);
+	s = store_prep(db, "UPDATE module SET state = 'running', node = ?, attempts = ?,"
+	    " started_at = ? WHERE eval_id = ? AND project_idx = ? AND path = ?");
+	if (s == NULL) {
+		r = -EIO;
+		goto out;
+	}
+	bind_text(s, 1, node);
+	sqlite3_bind_int(s, 2, c->attempt);
+	sqlite3_bind_double(s, 3, util_now());
+	bind_text(s, 4, c->eval_id);
+	sqlite3_bind_int(s, 5, c->project_idx);
+	bind_text(s, 6, c->path);
+	if (step_done(db, s) < 0) {
+		r = -EIO;
+		goto out;
+	}
+	r = 1;
+out:
+	sqlite3_finalize(s);
+	if (r < 0 || store_exec(db, "COMMIT") < 0) {
+		store_exec(db, "ROLLBACK");
+		return r < 0 ? r : -EIO;
+	}
+	return r;
+}
+
+static int
+set_module_state(struct store *st, const struct store_claim *c, const char *state)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	int r;
+
+	if (db == NULL)
+		return -EIO;
+	s = store_prep(db, "UPDATE module SET state = ? WHERE eval_id = ? AND project_idx = ?"
+	    " AND path = ?");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, state);
+	bind_text(s, 2, c->eval_id);
+	sqlite3_bind_int(s, 3, c->project_idx);
+	bind_text(s, 4, c->path);
+	r = step_done(db, s);
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+store_release_module(struct store *st, const struct store_claim *c)
+{
+	return set_module_state(st, c, "pending");
+}
+
+int
+store_record_result(struct store *st, const struct store_claim *c, const char *node,
+    json_t *result, double finished)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	char *body = NULL;
+	int r = -EIO;
+
+	if (db == NULL)
+		return -EIO;
+	json_object_set_new(result, "node", json_string(node));
+	json_object_set_new(result, "attempt", json_integer(c->attempt));
+	json_object_set_new(result, "finished_at", json_real(finished));
+	body = json_dumps(result, JSON_COMPACT);
+	if (body == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0) {
+		free(body);
+		return -EIO;
+	}
+	s = store_prep(db, "INSERT OR IGNORE INTO result(eval_id, project_idx, path, node,"
+	    " attempt, finished_at, outcome, passed, failed, skipped, duration, body)"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, c->eval_id);
+	sqlite3_bind_int(s, 2, c->project_idx);
+	bind_text(s, 3, c->path);
+	bind_text(s, 4, node);
+	sqlite3_bind_int(s, 5, c->attempt);
+	sqlite3_bind_double(s, 6, finished);
+	bind_text(s, 7, json_string_value(json_object_get(result, "outcome")));
+	sqlite3_bind_int64(s, 8, json_integer_value(json_object_get(result, "passed")));
+	sqlite3_bind_int64(s, 9, json_integer_value(json_object_get(result, "failed")));
+	sqlite3_bind_int64(s, 10, json_integer_value(json_object_get(result, "skipped")));
+	sqlite3_bind_double(s, 11, json_number_value(json_object_get(result, "duration")));
+	bind_text(s, 12, body);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		log_error("store: cannot record a result: %s", sqlite3_errmsg(db));
+		goto fail;
+	}
+	r = sqlite3_changes(db) > 0 ? 1 : 0;
+	sqlite3_finalize(s);
+	s = NULL;
+	if (set_module_state(st, c, "done") < 0 || touch_eval(db, c->eval_id, finished) < 0)
+		goto fail;
+	if (store_exec(db, "COMMIT") < 0)
+		goto fail;
+	free(body);
+	return r;
+fail:
+	sqlite3_finalize(s);
+	store_exec(db, "ROLLBACK");
+	free(body);
+	return -EIO;
+}
+
+int
+store_requeue_running(struct store *st, const char *node)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	int r;
+
+	if (db == NULL)
+		return -EIO;
+	s = store_prep(db, "UPDATE module SET state = 'pending' WHERE state = 'running' AND"
+	    " node = ?");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, node);
+	r = step_done(db, s);
+	if (r == 0 && sqlite3_changes(db) > 0)
+		log_info("store: %d unfinished modules go back to pending", sqlite3_changes(db));
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+store_has_runnable(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+
+	if (db == NULL)
+		return 0;
+	return query_long(db, "SELECT EXISTS (SELECT 1 FROM module m JOIN project p ON"
+	    " p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.state = 'pending' AND"
+	    " p.state = 'ready')", NULL) != 0;
+}

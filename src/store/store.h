@@ -1,0 +1,109 @@
+/*
+ * store.h - the node's durable state in SQLite (WAL mode): evaluations,
+ * projects, test modules and their recorded results.
+ *
+ * Every thread gets its own connection (opened on first use, closed when the
+ * thread exits), so HTTP readers never wait behind a writer. Writes that must
+ * be atomic (claiming a module, recording a result) run in one IMMEDIATE
+ * transaction. All functions are thread-safe and return 0 or a negative errno
+ * (-ENOENT: no such evaluation/module, -EIO: SQLite failed, logged once here).
+ *
+ * A module's recorded result is final: store_record_result keeps the first
+ * result for a module and ignores later ones (the network issue replaces this
+ * with a deterministic rule over conflicting results).
+ */
+#ifndef MESHTEST_STORE_H
+#define MESHTEST_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct store;
+
+int store_open(const char *path, struct store **out);
+void store_close(struct store *st);
+
+/* A project as accepted (before its files are fetched). */
+struct store_project_new {
+	const char *project_id;     /* unique within the evaluation */
+	const char *source;         /* repository URL without credentials, or "zip:<folder>" */
+	const char *prefix;         /* member prefix in the upload (ZIP) or NULL */
+	const char *const *modules; /* known test modules (ZIP) or NULL (git: after clone) */
+	size_t nmodules;
+};
+
+/*
+ * Create an evaluation with its projects (and the modules known so far) in one
+ * transaction. kind is "zip" or "git"; settings a JSON object (module_timeout,
+ * ...); has_token records whether a token came with it (never the token).
+ */
+int store_eval_create(struct store *st, const char *id, double created, const char *kind,
+    const char *accepted_by, json_t *settings, int has_token, const char *upload_path,
+    const struct store_project_new *projects, size_t nprojects);
+
+/* The evaluation's settings object (new reference) or NULL. */
+json_t *store_eval_settings(struct store *st, const char *id);
+
+/* {"evaluations": [...]} in submission order (new reference). */
+json_t *store_eval_list(struct store *st);
+/* The GET /evaluation/<id> document, or NULL when there is no such id. */
+json_t *store_eval_status(struct store *st, const char *id, double now);
+/* The GET /evaluation/<id>/results document, or NULL. */
+json_t *store_eval_results(struct store *st, const char *id, double now);
+/* The "all" part of GET /stats and one "nodes" entry for address. */
+json_t *store_stats_all(struct store *st);
+json_t *store_stats_node(struct store *st, const char *address);
+
+/* A project still to fetch, for the fetcher (after acceptance or a restart). */
+struct store_fetch_job {
+	char eval_id[37];
+	int idx;
+	char *kind;          /* "zip" or "git" */
+	char *project_id;
+	char *source;
+	char *prefix;
+	char *upload_path;
+	int has_token;
+};
+/* All projects in state "fetching" (array of jobs; free with store_fetch_jobs_free). */
+int store_fetch_jobs(struct store *st, struct store_fetch_job **jobs, size_t *n);
+void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
+
+/* The project's files are in place: record its modules and make it runnable. */
+int store_project_ready(struct store *st, const char *eval_id, int idx, const char *dir,
+    const char *const *modules, size_t nmodules, json_t *warnings);
+/* The project cannot run: grade 0 with this error; its modules are dropped. */
+int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
+    json_t *warnings);
+
+/* A module claimed for running. */
+struct store_claim {
+	char eval_id[37];
+	int project_idx;
+	char project_id[256];
+	char path[1024];
+	char dir[4096];          /* the project's files */
+	int attempt;
+	double module_timeout;   /* from the evaluation's settings, 0: node default */
+};
+/*
+ * Claim the next pending module of a ready project for node, fairly between
+ * evaluations (the one with the fewest running modules first, then the
+ * oldest). Returns 1 and fills c, 0 when nothing is runnable, <0 on error.
+ */
+int store_claim_module(struct store *st, const char *node, struct store_claim *c);
+/* Give a claimed module back (an infrastructure failure to retry). */
+int store_release_module(struct store *st, const struct store_claim *c);
+/*
+ * Record the final result of a module (result: the runner's JSON, which gains
+ * node/attempt/finished_at). Returns 1 when recorded, 0 when the module already
+ * had a result (kept as it was).
+ */
+int store_record_result(struct store *st, const struct store_claim *c, const char *node,
+    json_t *result, double finished);
+/* After a crash: modules this node was running go back to pending. */
+int store_requeue_running(struct store *st, const char *node);
+/* 1 if any module is pending on a ready project. */
+int store_has_runnable(struct store *st);
+
+#endif
