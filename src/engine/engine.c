@@ -190,7 +190,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 	if (r < 0) {
 		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
 		store_project_error(eng->st, it->eval_id, it->idx, err[0] ? err :
-		    "cannot fetch the project", wj);
+		    "cannot fetch the project", wj, util_now());
 		util_rm_rf(dir);
 		goto out;
 	}
@@ -199,7 +199,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?
 		    "cannot list the project's test modules" :
 		    "no test modules found: a project needs a tests/ folder with test_*.py or"
-		    " *_test.py files", wj);
+		    " *_test.py files", wj, util_now());
 		goto out;
 	}
 	if (store_project_ready(eng->st, it->eval_id, it->idx, dir,
@@ -259,7 +259,7 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c)
 			return;
 		}
 		log_warn("engine: %s %s: environment failed: %s", c->eval_id, c->project_id, err);
-		store_project_error(eng->st, c->eval_id, c->project_idx, err, NULL);
+		store_project_error(eng->st, c->eval_id, c->project_idx, err, NULL, util_now());
 		return;
 	}
 	memset(&req, 0, sizeof(req));
@@ -623,7 +623,8 @@ engine_recover(struct engine *eng)
 		if (strcmp(jobs[i].kind, "git") == 0 && jobs[i].has_token) {
 			store_project_error(eng->st, jobs[i].eval_id, jobs[i].idx,
 			    "the node restarted before this repository was cloned, and access"
-			    " tokens are kept in memory only: submit this project again", NULL);
+			    " tokens are kept in memory only: submit this project again", NULL,
+			    util_now());
 			continue;
 		}
 		it = xcalloc(1, sizeof(*it));

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/score.h"
 #include "core/util.h"
 
 struct store {
@@ -295,18 +296,6 @@ store_eval_list(struct store *st)
 	return json_pack("{s:o}", "evaluations", arr);
 }
 
-static double
-pct(long part, long whole)
-{
-	return whole > 0 ? 100.0 * (double)part / (double)whole : 0.0;
-}
-
-static double
-grade(long passed, long failed)
-{
-	return passed + failed > 0 ? 20.0 * (double)passed / (double)(passed + failed) : 0.0;
-}
-
 /*
  * Build the evaluation document. With details, projects is an array with
  * every module and test (GET .../results); without, the summary of
@@ -361,7 +350,7 @@ eval_doc(struct store *st, const char *id, double now, int details)
 		int has_error = sqlite3_column_type(s, 4) != SQLITE_NULL;
 		long p = sqlite3_column_int64(s, 6), f = sqlite3_column_int64(s, 7);
 		long k = sqlite3_column_int64(s, 8);
-		double g = has_error ? 0.0 : grade(p, f);
+		double g = has_error ? 0.0 : score_grade(p, f);
 		json_t *err = has_error ? json_string(col_text(s, 4)) : json_null();
 		json_t *warnings = json_loads(col_text(s, 5), 0, NULL);
 
@@ -374,8 +363,8 @@ eval_doc(struct store *st, const char *id, double now, int details)
 		failed += f;
 		skipped += k;
 		grade_sum += g;
-		json_object_set_new(pp, pid, json_real(pct(p, p + f)));
-		json_object_set_new(pf, pid, json_real(pct(f, p + f)));
+		json_object_set_new(pp, pid, json_real(score_percent(p, p + f)));
+		json_object_set_new(pf, pid, json_real(score_percent(f, p + f)));
 		json_object_set_new(np, pid, json_real(g));
 		if (details) {
 			json_array_append_new(plist, json_pack("{s:s, s:s, s:s, s:f, s:I, s:I,"
@@ -412,8 +401,8 @@ eval_doc(struct store *st, const char *id, double now, int details)
 		if (done) {
 			long p = sqlite3_column_int64(s, 5), f = sqlite3_column_int64(s, 6);
 			executed++;
-			json_object_set_new(mp, key, json_real(pct(p, p + f)));
-			json_object_set_new(mf, key, json_real(pct(f, p + f)));
+			json_object_set_new(mp, key, json_real(score_percent(p, p + f)));
+			json_object_set_new(mf, key, json_real(score_percent(f, p + f)));
 		} else if (strcmp(state, "running") == 0) {
 			running++;
 		} else {
@@ -445,8 +434,8 @@ eval_doc(struct store *st, const char *id, double now, int details)
 		double elapsed = (active ? now : last_event) - created;
 
 		json_object_set_new(doc, "status", json_string(status));
-		json_object_set_new(doc, "percent_passed", json_real(pct(passed, passed + failed)));
-		json_object_set_new(doc, "percent_failed", json_real(pct(failed, passed + failed)));
+		json_object_set_new(doc, "percent_passed", json_real(score_percent(passed, passed + failed)));
+		json_object_set_new(doc, "percent_failed", json_real(score_percent(failed, passed + failed)));
 		json_object_set_new(doc, "percent_passed_per_project", pp);
 		json_object_set_new(doc, "percent_failed_per_project", pf);
 		json_object_set_new(doc, "percent_passed_per_module", mp);
@@ -660,7 +649,20 @@ store_project_ready(struct store *st, const char *eval_id, int idx, const char *
 		goto fail;
 	sqlite3_finalize(s);
 	s = NULL;
-	/* ZIP projects knew their modules at acceptance; git ones learn them now. */
+	/*
+	 * ZIP projects knew their modules at acceptance, git ones learn them now;
+	 * what is on disk is the truth (a dropped member is no module).
+	 */
+	s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ? AND"
+	    " state = 'pending'");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, idx);
+	if (step_done(db, s) < 0)
+		goto fail;
+	sqlite3_finalize(s);
+	s = NULL;
 	if (insert_modules(db, eval_id, idx, modules, nmodules) < 0)
 		goto fail;
 	if (store_exec(db, "COMMIT") < 0)
@@ -676,7 +678,7 @@ fail:
 
 int
 store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
-    json_t *warnings)
+    json_t *warnings, double when)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
@@ -706,7 +708,7 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 		goto fail;
 	sqlite3_finalize(s);
 	s = NULL;
-	if (touch_eval(db, eval_id, util_now()) < 0 || store_exec(db, "COMMIT") < 0)
+	if (touch_eval(db, eval_id, when) < 0 || store_exec(db, "COMMIT") < 0)
 		goto fail;
 	free(w);
 	return 0;
@@ -855,7 +857,9 @@ store_record_result(struct store *st, const struct store_claim *c, const char *n
 	r = sqlite3_changes(db) > 0 ? 1 : 0;
 	sqlite3_finalize(s);
 	s = NULL;
-	if (set_module_state(st, c, "done") < 0 || touch_eval(db, c->eval_id, finished) < 0)
+	/* A duplicate changes nothing, not even the time of the last event. */
+	if (set_module_state(st, c, "done") < 0 ||
+	    (r == 1 && touch_eval(db, c->eval_id, finished) < 0))
 		goto fail;
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;

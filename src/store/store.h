@@ -74,7 +74,7 @@ int store_project_ready(struct store *st, const char *eval_id, int idx, const ch
     const char *const *modules, size_t nmodules, json_t *warnings);
 /* The project cannot run: grade 0 with this error; its modules are dropped. */
 int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
-    json_t *warnings);
+    json_t *warnings, double when);
 
 /* A module claimed for running. */
 struct store_claim {

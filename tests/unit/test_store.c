@@ -1,0 +1,233 @@
+/*
+ * test_store.c - the store's counting: grades, percentages, live counters,
+ * statistics, fairness of claims and first-result-wins, on a real SQLite file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/score.h"
+#include "core/util.h"
+#include "store/store.h"
+
+static char dir[256];
+
+static struct store *
+open_fresh(void)
+{
+	struct store *st = NULL;
+	char *db;
+
+	snprintf(dir, sizeof(dir), "/tmp/meshtest-store-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	db = xasprintf("%s/t.db", dir);
+	assert_int_equal(store_open(db, &st), 0);
+	free(db);
+	return st;
+}
+
+static void
+close_fresh(struct store *st)
+{
+	store_close(st);
+	util_rm_rf(dir);
+}
+
+static void
+test_score(void **state)
+{
+	(void)state;
+	assert_true(score_grade(0, 0) == 0.0);
+	assert_true(score_grade(3, 1) == 15.0);
+	assert_true(score_grade(5, 0) == 20.0);
+	assert_true(score_grade(0, 7) == 0.0);
+	assert_true(score_percent(0, 0) == 0.0);
+	assert_true(score_percent(1, 4) == 25.0);
+}
+
+static json_t *
+result(long p, long f, long k)
+{
+	return json_pack("{s:s, s:I, s:I, s:I, s:f, s:[]}", "outcome", "finished",
+	    "passed", (json_int_t)p, "failed", (json_int_t)f, "skipped", (json_int_t)k,
+	    "duration", 0.5, "tests");
+}
+
+/* Claim one module (must be the expected one) and record counts for it. */
+static void
+run_one(struct store *st, const char *eval, const char *path, long p, long f, long k)
+{
+	struct store_claim c;
+	json_t *r = result(p, f, k);
+
+	assert_int_equal(store_claim_module(st, "n1:1", &c), 1);
+	assert_string_equal(c.eval_id, eval);
+	assert_string_equal(c.path, path);
+	assert_int_equal(store_record_result(st, &c, "n1:1", r, 100.0), 1);
+	/* The same module again: the first result stays. */
+	json_decref(r);
+	r = result(0, 9, 0);
+	assert_int_equal(store_record_result(st, &c, "n1:1", r, 101.0), 0);
+	json_decref(r);
+}
+
+static void
+test_counting(void **state)
+{
+	struct store *st = open_fresh();
+	const char *ma[] = { "tests/test_a.py", "tests/test_b.py" };
+	const char *mb[] = { "tests/test_c.py" };
+	struct store_project_new p[3] = {
+		{ "alice", "zip:alice", "alice/", ma, 2 },
+		{ "bob", "zip:bob", "bob/", mb, 1 },
+		{ "carol", "zip:carol", "carol/", NULL, 0 },
+	};
+	const char *id = "11111111-2222-4333-8444-555555555555";
+	json_t *doc, *stats;
+
+	(void)state;
+	json_t *settings = json_object();
+	assert_int_equal(store_eval_create(st, id, 10.0, "zip", "n1:1", settings, 0, "/x.zip",
+	    p, 3), 0);
+	json_decref(settings);
+	doc = store_eval_status(st, id, 12.0);
+	assert_string_equal(json_string_value(json_object_get(doc, "status")), "running");
+	assert_int_equal(json_integer_value(json_object_get(doc, "pending")), 3);
+	assert_int_equal(json_integer_value(json_object_get(doc, "executed")), 0);
+	assert_true(json_real_value(json_object_get(doc, "elapsed_seconds")) == 2.0);
+	json_decref(doc);
+
+	/* Nothing is runnable before a project is ready. */
+	struct store_claim c;
+	assert_int_equal(store_claim_module(st, "n1:1", &c), 0);
+	assert_int_equal(store_project_ready(st, id, 0, "/d/0", ma, 2, NULL), 0);
+	assert_int_equal(store_project_ready(st, id, 1, "/d/1", mb, 1, NULL), 0);
+	assert_int_equal(store_project_error(st, id, 2, "git clone failed: boom", NULL, 20.0), 0);
+
+	run_one(st, id, "tests/test_a.py", 3, 1, 2);
+	run_one(st, id, "tests/test_b.py", 0, 0, 1);
+	doc = store_eval_status(st, id, 50.0);
+	assert_string_equal(json_string_value(json_object_get(doc, "status")), "running");
+	assert_int_equal(json_integer_value(json_object_get(doc, "executed")), 2);
+	assert_int_equal(json_integer_value(json_object_get(doc, "pending")), 1);
+	json_decref(doc);
+	run_one(st, id, "tests/test_c.py", 1, 1, 0);
+
+	doc = store_eval_status(st, id, 500.0);
+	assert_string_equal(json_string_value(json_object_get(doc, "status")), "done");
+	assert_int_equal(json_integer_value(json_object_get(doc, "executed")), 3);
+	assert_int_equal(json_integer_value(json_object_get(doc, "pending")), 0);
+	assert_int_equal(json_integer_value(json_object_get(doc, "in_progress")), 0);
+	assert_int_equal(json_integer_value(json_object_get(doc, "passed")), 4);
+	assert_int_equal(json_integer_value(json_object_get(doc, "failed")), 2);
+	assert_int_equal(json_integer_value(json_object_get(doc, "skipped")), 3);
+	/* elapsed: submission (10) to the last result (100). */
+	assert_true(json_real_value(json_object_get(doc, "elapsed_seconds")) == 90.0);
+	json_t *np = json_object_get(doc, "nota_final_per_project");
+	assert_true(json_real_value(json_object_get(np, "alice")) == 15.0);
+	assert_true(json_real_value(json_object_get(np, "bob")) == 10.0);
+	assert_true(json_real_value(json_object_get(np, "carol")) == 0.0);
+	assert_true(json_real_value(json_object_get(doc, "nota_final")) == 25.0 / 3.0);
+	json_t *pm = json_object_get(doc, "percent_passed_per_module");
+	assert_true(json_real_value(json_object_get(pm, "alice/tests/test_a.py")) == 75.0);
+	assert_true(json_real_value(json_object_get(pm, "alice/tests/test_b.py")) == 0.0);
+	assert_true(json_real_value(json_object_get(doc, "percent_passed")) ==
+	    100.0 * 4.0 / 6.0);
+	json_t *carol = json_object_get(json_object_get(doc, "projects"), "carol");
+	assert_string_equal(json_string_value(json_object_get(carol, "error")),
+	    "git clone failed: boom");
+	json_decref(doc);
+
+	stats = store_stats_all(st);
+	assert_int_equal(json_integer_value(json_object_get(stats, "passed")), 4);
+	assert_int_equal(json_integer_value(json_object_get(stats, "failed")), 2);
+	assert_int_equal(json_integer_value(json_object_get(stats, "projects")), 3);
+	assert_int_equal(json_integer_value(json_object_get(stats, "evaluations")), 1);
+	json_decref(stats);
+	stats = store_stats_node(st, "n1:1");
+	assert_int_equal(json_integer_value(json_object_get(stats, "modules")), 3);
+	assert_int_equal(json_integer_value(json_object_get(stats, "projects")), 2);
+	assert_int_equal(json_array_size(json_object_get(stats, "evaluations")), 1);
+	json_decref(stats);
+	close_fresh(st);
+}
+
+static void
+test_failed_when_nothing_ran(void **state)
+{
+	struct store *st = open_fresh();
+	struct store_project_new p[1] = { { "x", "https://h/x", NULL, NULL, 0 } };
+	const char *id = "11111111-2222-4333-8444-666666666666";
+	json_t *doc, *settings = json_object();
+
+	(void)state;
+	assert_int_equal(store_eval_create(st, id, 1.0, "git", "n1:1", settings, 1, NULL, p, 1), 0);
+	json_decref(settings);
+	assert_int_equal(store_project_error(st, id, 0, "authentication failed", NULL, 3.0), 0);
+	doc = store_eval_status(st, id, 5.0);
+	assert_string_equal(json_string_value(json_object_get(doc, "status")), "failed");
+	assert_true(json_real_value(json_object_get(doc, "nota_final")) == 0.0);
+	assert_true(json_real_value(json_object_get(doc, "percent_passed")) == 0.0);
+	json_decref(doc);
+	assert_null(store_eval_status(st, "11111111-2222-4333-8444-000000000000", 5.0));
+	close_fresh(st);
+}
+
+static void
+test_fair_claims_and_requeue(void **state)
+{
+	struct store *st = open_fresh();
+	const char *m[] = { "tests/test_1.py", "tests/test_2.py", "tests/test_3.py" };
+	struct store_project_new p1[1] = { { "a", "zip:a", "a/", m, 3 } };
+	struct store_project_new p2[1] = { { "b", "zip:b", "b/", m, 3 } };
+	const char *e1 = "11111111-2222-4333-8444-000000000001";
+	const char *e2 = "11111111-2222-4333-8444-000000000002";
+	struct store_claim c1, c2, c3;
+	json_t *settings = json_pack("{s:f}", "module_timeout", 7.0);
+
+	(void)state;
+	assert_int_equal(store_eval_create(st, e1, 1.0, "zip", "n", settings, 0, "/1", p1, 1), 0);
+	assert_int_equal(store_eval_create(st, e2, 2.0, "zip", "n", settings, 0, "/2", p2, 1), 0);
+	json_decref(settings);
+	assert_int_equal(store_project_ready(st, e1, 0, "/d1", m, 3, NULL), 0);
+	assert_int_equal(store_project_ready(st, e2, 0, "/d2", m, 3, NULL), 0);
+	/* Oldest first, then the evaluation with fewer running modules. */
+	assert_int_equal(store_claim_module(st, "n", &c1), 1);
+	assert_string_equal(c1.eval_id, e1);
+	assert_true(c1.module_timeout == 7.0);
+	assert_int_equal(store_claim_module(st, "n", &c2), 1);
+	assert_string_equal(c2.eval_id, e2);
+	assert_int_equal(store_claim_module(st, "n", &c3), 1);
+	assert_string_equal(c3.eval_id, e1);
+	assert_int_equal(c3.attempt, 1);
+	/* A crash: running modules go back to pending, attempts count up. */
+	assert_int_equal(store_requeue_running(st, "n"), 0);
+	json_t *doc = store_eval_status(st, e1, 3.0);
+	assert_int_equal(json_integer_value(json_object_get(doc, "pending")), 3);
+	assert_int_equal(json_integer_value(json_object_get(doc, "in_progress")), 0);
+	json_decref(doc);
+	assert_int_equal(store_claim_module(st, "n", &c1), 1);
+	assert_string_equal(c1.eval_id, e1);
+	assert_string_equal(c1.path, "tests/test_1.py");
+	assert_int_equal(c1.attempt, 2);
+	close_fresh(st);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_score),
+		cmocka_unit_test(test_counting),
+		cmocka_unit_test(test_failed_when_nothing_ran),
+		cmocka_unit_test(test_fair_claims_and_requeue),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
