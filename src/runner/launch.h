@@ -1,0 +1,63 @@
+/*
+ * launch.h - the one place that starts submitted code: fork, drop privileges,
+ * limit, exec, supervise with a wall-clock deadline, collect capped output.
+ */
+#ifndef MESHTEST_LAUNCH_H
+#define MESHTEST_LAUNCH_H
+
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "core/buf.h"
+
+struct launch_limits {
+	rlim_t as_bytes, nproc, nofile, fsize_bytes, cpu_seconds; /* 0 = leave as is */
+};
+
+/* as 4 GiB, nproc 512, nofile 1024, fsize 1 GiB, cpu 0. */
+void launch_limits_default(struct launch_limits *l);
+
+struct launch_spec {
+	const char *const *argv;  /* argv[0] is a full path */
+	const char *const *envp;  /* the whole environment (nothing inherited) */
+	const char *cwd;          /* NULL: stay where we are */
+	uid_t uid;                /* (uid_t)-1: run as ourselves */
+	gid_t gid;
+	double timeout;           /* wall clock seconds; 0 = none */
+	size_t out_cap;           /* cap for each of stdout and stderr */
+	size_t report_cap;        /* 0: no report pipe; else the child's fd 3 is a pipe collected here */
+	const char *stdin_data;   /* may be NULL: stdin is /dev/null */
+	size_t stdin_len;
+	struct launch_limits lim;
+	const int *cancel;        /* optional: once *cancel is nonzero (read atomically, at least
+				   * every 100 ms) the child is killed as on a deadline, without
+				   * timed_out; NULL: never */
+};
+
+struct launch_result {
+	int started;
+	char start_error[256];
+	int exit_code, term_signal, timed_out, cancelled;
+	double duration;
+	struct buf out, err, report; /* capped; .dropped counts what was cut */
+};
+
+/*
+ * Run the child to its end (or deadline) and fill res, which the caller frees
+ * with launch_result_free even on failure. Returns 0 even when the child could
+ * not start or failed (see res->started); <0 only on our own failure (pipes,
+ * fork). The child runs in its own session and process group, which is killed
+ * when it ends. Thread-safe: uses no signal handlers and waits on its own pid.
+ */
+int launch_run(const struct launch_spec *spec, struct launch_result *res);
+void launch_result_free(struct launch_result *res);
+
+/*
+ * Kill every process that runs as uid: a helper child setuid()s to it and
+ * kill(-1, SIGKILL)s until none is left (at most about 1 s; -ETIMEDOUT then).
+ * No-op for uid 0 and (uid_t)-1.
+ */
+int launch_kill_uid(uid_t uid);
+
+#endif

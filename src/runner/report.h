@@ -1,0 +1,49 @@
+/*
+ * report.h - turn the meshtest pytest plugin's event stream and the way the
+ * process ended into one module result (pure: no I/O, no globals).
+ */
+#ifndef MESHTEST_REPORT_H
+#define MESHTEST_REPORT_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+enum report_outcome { REPORT_FINISHED, REPORT_TIMEOUT, REPORT_CRASHED, REPORT_OOM, REPORT_INFRA };
+
+/* "finished", "timeout", "crashed", "oom", "infra_error". */
+const char *report_outcome_name(enum report_outcome o);
+
+struct report_exit {
+	int started;             /* 0: the process could not be started */
+	int exit_code;           /* valid when term_signal == 0 */
+	int term_signal;         /* 0 if it exited */
+	int timed_out;
+	double duration;         /* seconds the process ran */
+	double timeout;          /* the limit, for messages; 0: use duration */
+	const char *start_error; /* when !started */
+	const char *stderr_tail; /* stderr (or its end), for messages; may be NULL */
+	const char *module;      /* module path, nodeid of a module-level error; NULL: "<collection>" */
+};
+
+/*
+ * Build the module result from the report stream (JSON lines; lines that do
+ * not parse, such as a truncated last line, are ignored) and how the process
+ * ended. Returns a new object (caller owns; never NULL):
+ * {"outcome": "finished|timeout|crashed|oom|infra_error", "message": str (only
+ *  when not finished), "passed", "failed", "skipped", "errors": int,
+ *  "duration": s, "exit_code": int|null, "signal": int|null,
+ *  "tests": [{"nodeid", "outcome": "passed|failed|error|skipped|xfailed|xpassed",
+ *             "counted": "passed|failed|skipped", "duration": s,
+ *             "message": str (optional), "phase": "setup|call|teardown|collect"
+ *             (for errors and failures)}]}
+ * "failed" includes the errors; skipped tests are in no denominator.
+ */
+json_t *report_build(const char *stream, size_t len, const struct report_exit *ex);
+
+/*
+ * A JSON string holding n bytes of arbitrary text: invalid UTF-8 and NUL
+ * bytes are replaced by '?', so hostile output always serializes. Never NULL.
+ */
+json_t *report_json_text(const char *p, size_t n);
+
+#endif

@@ -1,0 +1,889 @@
+/*
+ * runner.c - per-project virtual environments and one supervised pytest run
+ * per module.
+ *
+ * Owns <data>/lib (the embedded plugin and helper), <data>/venvs (shared,
+ * read-only environments keyed by interpreter + requirement set) and
+ * <data>/work/slot-<n> (one scratch folder per slot). Everything submitted
+ * code does goes through launch_run as the slot's uid.
+ *
+ * Threads: runner_init runs once at startup. Then slot worker threads call
+ * runner_prepare_env and runner_run_module, one module per slot at a time.
+ * The configuration is read-only after init; the set of venv keys being
+ * built and the cache of failed builds are behind runner_lock.
+ */
+#include "runner/runner.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "embedded.h"
+#include "runner/launch.h"
+#include "runner/report.h"
+
+#define RUNNER_REQ_MAX (1 << 20)        /* requirements.txt / pyproject.toml */
+#define RUNNER_REQ_LINES 10000
+#define RUNNER_REPORT_CAP (32u << 20)
+#define RUNNER_VENV_TIMEOUT 300.0
+#define RUNNER_PIP_TIMEOUT 1200.0
+#define RUNNER_CHECK_TIMEOUT 60.0
+#define RUNNER_FAIL_TTL 600.0            /* seconds a failed build is remembered */
+#define RUNNER_READY ".meshtest-ready"
+
+static struct {
+	char *data_dir, *python, *lib_dir, *venv_dir, *work_dir;
+	int slots;
+	long uid_base;
+	size_t output_cap;
+	int isolated;
+} runner;
+
+static pthread_mutex_t runner_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t runner_cond = PTHREAD_COND_INITIALIZER;
+static json_t *runner_building;  /* key -> true while one thread builds it */
+static json_t *runner_failures;  /* key -> [message, util_mono() of the failure] */
+static int runner_cancel;        /* set by runner_abort_all; atomic access only */
+
+static int
+runner_aborted(void)
+{
+	return __atomic_load_n(&runner_cancel, __ATOMIC_SEQ_CST);
+}
+
+void
+runner_abort_all(void)
+{
+	__atomic_store_n(&runner_cancel, 1, __ATOMIC_SEQ_CST);
+	/* wake waiters for a build: they see the flag and give up */
+	pthread_mutex_lock(&runner_lock);
+	pthread_cond_broadcast(&runner_cond);
+	pthread_mutex_unlock(&runner_lock);
+}
+
+static void
+runner_seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+runner_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int
+runner_isolated(void)
+{
+	return runner.isolated;
+}
+
+static uid_t
+runner_slot_uid(int slot)
+{
+	return runner.isolated ? (uid_t)(runner.uid_base + slot) : (uid_t)-1;
+}
+
+/* The last non-empty line of b (malloc'ed), capped at 300 bytes. */
+static char *
+runner_last_line(const struct buf *b)
+{
+	const char *s = b->data ? b->data : "";
+	size_t end = b->len, start;
+
+	while (end > 0 && (s[end - 1] == '\n' || s[end - 1] == '\r' || s[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > 0 && s[start - 1] != '\n')
+		start--;
+	if (end - start > 300)
+		start = end - 300;
+	char *line = xmalloc(end - start + 1);
+	memcpy(line, s + start, end - start);
+	line[end - start] = '\0';
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+	return line;
+}
+
+/* Each ancestor of path must be searchable by others for the slot users. */
+static int
+runner_check_reachable(const char *path, char *err, size_t errlen)
+{
+	char *p = xstrdup(path);
+	int r = 0;
+
+	for (char *slash = p + strlen(p); slash != NULL; slash = strrchr(p, '/')) {
+		struct stat st;
+		*slash = '\0';
+		const char *dir = *p ? p : "/";
+		if (stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH)) {
+			runner_seterr(err, errlen, "data folder %s is not reachable by the slot "
+				      "users: %s is not searchable by others (chmod o+x it or "
+				      "choose another --data-dir)", path, dir);
+			r = -EACCES;
+			break;
+		}
+		if (*p == '\0')
+			break;
+	}
+	free(p);
+	return r;
+}
+
+/* rm -rf every entry of dir whose name starts with prefix (or contains infix). */
+static void
+runner_wipe(const char *dir, const char *prefix, const char *infix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if ((prefix && util_starts_with(de->d_name, prefix)) ||
+		    (infix && strstr(de->d_name, infix) != NULL)) {
+			char *p = xasprintf("%s/%s", dir, de->d_name);
+			int r = util_rm_rf(p);
+			if (r < 0)
+				log_warn("runner: cannot remove %s: %s", p, strerror(-r));
+			free(p);
+		}
+	}
+	closedir(d);
+}
+
+static int
+runner_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
+{
+	int r = util_mkdir_p(path, mode);
+
+	if (r == 0 && chmod(path, mode) < 0)
+		r = -errno;
+	if (r < 0)
+		runner_seterr(err, errlen, "cannot create %s: %s", path, strerror(-r));
+	return r;
+}
+
+int
+runner_init(const struct runner_config *cfg, char *err, size_t errlen)
+{
+	char *path = NULL;
+	int r;
+
+	if (cfg->data_dir == NULL || cfg->python == NULL || cfg->slots <= 0 ||
+	    cfg->uid_base <= 0) {
+		runner_seterr(err, errlen, "invalid runner configuration");
+		return -EINVAL;
+	}
+	free(runner.data_dir);
+	free(runner.python);
+	free(runner.lib_dir);
+	free(runner.venv_dir);
+	free(runner.work_dir);
+	runner.data_dir = realpath(cfg->data_dir, NULL);
+	if (runner.data_dir == NULL) {
+		r = util_mkdir_p(cfg->data_dir, 0711);
+		runner.data_dir = r == 0 ? realpath(cfg->data_dir, NULL) : NULL;
+		if (runner.data_dir == NULL) {
+			r = r < 0 ? r : -errno;
+			runner_seterr(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(-r));
+			return r;
+		}
+	}
+	runner.python = xstrdup(cfg->python);
+	runner.lib_dir = xasprintf("%s/lib", runner.data_dir);
+	runner.venv_dir = xasprintf("%s/venvs", runner.data_dir);
+	runner.work_dir = xasprintf("%s/work", runner.data_dir);
+	runner.slots = cfg->slots;
+	runner.uid_base = cfg->uid_base;
+	runner.output_cap = cfg->output_cap ? cfg->output_cap : 65536;
+	runner.isolated = geteuid() == 0;
+	__atomic_store_n(&runner_cancel, 0, __ATOMIC_SEQ_CST);
+
+	pthread_mutex_lock(&runner_lock);
+	if (runner_building == NULL)
+		runner_building = json_object();
+	if (runner_failures == NULL)
+		runner_failures = json_object();
+	json_object_clear(runner_failures);
+	pthread_mutex_unlock(&runner_lock);
+
+	/* slot users traverse the data folder, never list it */
+	if ((r = runner_mkdir(runner.data_dir, 0711, err, errlen)) < 0 ||
+	    (r = runner_mkdir(runner.lib_dir, 0755, err, errlen)) < 0 ||
+	    (r = runner_mkdir(runner.venv_dir, 0755, err, errlen)) < 0 ||
+	    (r = runner_mkdir(runner.work_dir, 0711, err, errlen)) < 0)
+		goto out;
+	path = xasprintf("%s/meshtest_plugin.py", runner.lib_dir);
+	r = util_write_file(path, embedded_meshtest_plugin, strlen(embedded_meshtest_plugin), 0644);
+	if (r == 0) {
+		free(path);
+		path = xasprintf("%s/meshtest_helper.py", runner.lib_dir);
+		r = util_write_file(path, embedded_meshtest_helper,
+				    strlen(embedded_meshtest_helper), 0644);
+	}
+	if (r < 0) {
+		runner_seterr(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		goto out;
+	}
+	if (runner.isolated) {
+		if ((r = runner_check_reachable(runner.data_dir, err, errlen)) < 0)
+			goto out;
+		for (int i = 0; i < runner.slots; i++)
+			(void)launch_kill_uid(runner_slot_uid(i));
+		log_info("runner: %d slots run as uids %ld..%ld", runner.slots,
+			 runner.uid_base, runner.uid_base + runner.slots - 1);
+	} else {
+		log_warn("not running as root: test code runs as this user, without separation "
+			 "from the node or between projects (start the node as root for "
+			 "per-slot users)");
+	}
+	runner_wipe(runner.work_dir, "slot-", NULL);
+	runner_wipe(runner.venv_dir, NULL, ".tmp-");
+	r = 0;
+out:
+	free(path);
+	return r;
+}
+
+/* Read dir/name without following a link; -ENOENT when absent. */
+static int
+runner_read_project_file(const char *dir, const char *name, char **out, size_t *len)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	struct buf b;
+	struct stat st;
+	int r = 0;
+
+	free(path);
+	buf_init(&b, RUNNER_REQ_MAX);
+	if (fd < 0)
+		return errno == ELOOP ? -EINVAL : -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+		goto out;
+	}
+	for (;;) {
+		char chunk[16384];
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if ((r = buf_append(&b, chunk, (size_t)n)) < 0)
+			goto out;
+	}
+	*len = b.len;
+	*out = b.data ? buf_steal(&b) : xstrdup("");
+out:
+	close(fd);
+	buf_free(&b);
+	return r;
+}
+
+static int
+runner_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Requirement lines without comments, blanks and surrounding whitespace,
+ * sorted, one per line (malloc'ed; "" for none).
+ */
+static char *
+runner_normalize(const char *text, size_t len)
+{
+	char **lines = xcalloc(RUNNER_REQ_LINES, sizeof(*lines));
+	size_t n = 0, total = 1;
+	struct buf out;
+
+	for (size_t i = 0; i < len && n < RUNNER_REQ_LINES;) {
+		const char *nl = memchr(text + i, '\n', len - i);
+		size_t l = nl ? (size_t)(nl - (text + i)) : len - i;
+		char *line = xmalloc(l + 1);
+		memcpy(line, text + i, l);
+		line[l] = '\0';
+		i += l + 1;
+		/* pip: '#' starts a comment at the line start or after whitespace */
+		for (char *p = line; *p; p++) {
+			if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+				*p = '\0';
+				break;
+			}
+		}
+		char *s = line, *e = line + strlen(line);
+		while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f' || *s == '\v')
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+				 e[-1] == '\f' || e[-1] == '\v'))
+			e--;
+		*e = '\0';
+		if (*s == '\0' || memchr(s, '\0', (size_t)(e - s)) != NULL) {
+			free(line);
+			continue;
+		}
+		memmove(line, s, (size_t)(e - s) + 1);
+		lines[n++] = line;
+		total += strlen(line) + 1;
+	}
+	qsort(lines, n, sizeof(*lines), runner_cmp);
+	buf_init(&out, total + 1);
+	for (size_t i = 0; i < n; i++) {
+		(void)buf_append(&out, lines[i], strlen(lines[i]));
+		(void)buf_append(&out, "\n", 1);
+		free(lines[i]);
+	}
+	free(lines);
+	return out.data ? buf_steal(&out) : xstrdup("");
+}
+
+/* Run a build step as the slot user; env: a PATH, HOME/TMPDIR and pip's settings. */
+static int
+runner_step(int slot, const char *const *argv, const char *home, const char *cwd,
+	    double timeout, const char *in, size_t inlen, struct launch_result *res)
+{
+	static const char *const pass[] = { "PIP_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX" };
+	char *env[16];
+	size_t ne = 0;
+	struct launch_spec spec;
+	int r;
+
+	env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+	env[ne++] = xasprintf("HOME=%s", home);
+	env[ne++] = xasprintf("TMPDIR=%s", home);
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	env[ne++] = xstrdup("PIP_NO_CACHE_DIR=1");
+	env[ne++] = xstrdup("PIP_DISABLE_PIP_VERSION_CHECK=1");
+	for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+		const char *v = getenv(pass[i]);
+		if (v != NULL)
+			env[ne++] = xasprintf("%s=%s", pass[i], v);
+	}
+	env[ne] = NULL;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = argv;
+	spec.envp = (const char *const *)env;
+	spec.cwd = cwd;
+	spec.uid = runner_slot_uid(slot);
+	spec.gid = (gid_t)spec.uid;
+	spec.timeout = timeout;
+	spec.out_cap = runner.output_cap;
+	spec.stdin_data = in;
+	spec.stdin_len = inlen;
+	spec.cancel = &runner_cancel;
+	launch_limits_default(&spec.lim);
+	r = launch_run(&spec, res);
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	return r;
+}
+
+/* Describe a failed step: "<what>: <why>" into err. */
+static void
+runner_step_error(const struct launch_result *res, double timeout, const char *what,
+		  char *err, size_t errlen)
+{
+	char *line;
+
+	if (!res->started) {
+		runner_seterr(err, errlen, "%s: %s", what, res->start_error);
+		return;
+	}
+	if (res->timed_out) {
+		runner_seterr(err, errlen, "%s: timed out after %g s", what, timeout);
+		return;
+	}
+	line = runner_last_line(&res->err);
+	if (*line == '\0') {
+		free(line);
+		line = runner_last_line(&res->out);
+	}
+	if (*line == '\0') {
+		free(line);
+		line = res->term_signal ? xasprintf("killed by signal %d", res->term_signal)
+					: xasprintf("exit status %d", res->exit_code);
+	}
+	runner_seterr(err, errlen, "%s: %s", what, line);
+	free(line);
+}
+
+static int
+runner_step_ok(const struct launch_result *res)
+{
+	return res->started && !res->timed_out && res->term_signal == 0 && res->exit_code == 0;
+}
+
+/* The requirement set of a project, normalized (malloc'ed). */
+static int
+runner_requirements(const char *project_dir, int slot, char **out, char *err, size_t errlen)
+{
+	char *text = NULL, *home = NULL;
+	size_t len = 0;
+	int r;
+
+	r = runner_read_project_file(project_dir, "requirements.txt", &text, &len);
+	if (r == 0) {
+		*out = runner_normalize(text, len);
+		free(text);
+		return 0;
+	}
+	if (r != -ENOENT) {
+		runner_seterr(err, errlen, "cannot read requirements.txt: %s",
+			      r == -EINVAL ? "not a regular file" : strerror(-r));
+		return -EIO;
+	}
+	r = runner_read_project_file(project_dir, "pyproject.toml", &text, &len);
+	if (r == -ENOENT) {
+		*out = xstrdup("");
+		return 0;
+	}
+	if (r < 0) {
+		runner_seterr(err, errlen, "cannot read pyproject.toml: %s",
+			      r == -EINVAL ? "not a regular file" : strerror(-r));
+		return -EIO;
+	}
+	/* TOML is parsed by Python, as the slot user: the file is untrusted */
+	struct launch_result res;
+	char *helper = xasprintf("%s/meshtest_helper.py", runner.lib_dir);
+	const char *argv[] = { runner.python, "-I", helper, "deps", NULL };
+	home = xstrdup("/");
+	r = runner_step(slot, argv, home, "/", RUNNER_CHECK_TIMEOUT, text, len, &res);
+	if (r == 0 && runner_step_ok(&res) && res.out.dropped == 0) {
+		*out = runner_normalize(res.out.data ? res.out.data : "", res.out.len);
+	} else if (r == 0) {
+		char *line = runner_last_line(&res.err);
+		if (util_starts_with(line, "cannot read pyproject.toml"))
+			runner_seterr(err, errlen, "%s", line);
+		else
+			runner_step_error(&res, RUNNER_CHECK_TIMEOUT, "cannot read pyproject.toml",
+					  err, errlen);
+		free(line);
+		r = -EIO;
+	} else {
+		runner_seterr(err, errlen, "cannot read pyproject.toml: %s", strerror(-r));
+	}
+	launch_result_free(&res);
+	free(helper);
+	free(home);
+	free(text);
+	return r;
+}
+
+/* Replace every occurrence of from by to in the scripts of <venv>/bin. */
+static void
+runner_fix_scripts(const char *bindir, const char *from, const char *to)
+{
+	DIR *d = opendir(bindir);
+	struct dirent *de;
+	size_t flen = strlen(from), tlen = strlen(to);
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char *path = xasprintf("%s/%s", bindir, de->d_name), *text = NULL;
+		struct stat st;
+		size_t len;
+
+		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20) ||
+		    util_read_file(path, 1 << 20, &text, &len) < 0 ||
+		    memmem(text, len, from, flen) == NULL) {
+			free(text);
+			free(path);
+			continue;
+		}
+		struct buf b;
+		buf_init(&b, len * 2 + 4096);
+		for (size_t i = 0; i < len;) {
+			const char *hit = memmem(text + i, len - i, from, flen);
+			size_t upto = hit ? (size_t)(hit - text) : len;
+			(void)buf_append(&b, text + i, upto - i);
+			if (hit == NULL)
+				break;
+			(void)buf_append(&b, to, tlen);
+			i = upto + flen;
+		}
+		int r = util_write_file(path, b.data ? b.data : "", b.len, st.st_mode & 07777);
+		if (r < 0)
+			log_warn("runner: cannot rewrite %s: %s", path, strerror(-r));
+		buf_free(&b);
+		free(text);
+		free(path);
+	}
+	closedir(d);
+}
+
+static int
+runner_nftw_ro(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag != FTW_SL && flag != FTW_SLN && (st->st_mode & 0222))
+		(void)chmod(path, st->st_mode & 07555);
+	return 0;
+}
+
+/*
+ * Build the venv for key in a temporary folder as the slot user, check that
+ * pytest imports, hand it to root, make it read-only and rename it into place.
+ */
+static int
+runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t errlen)
+{
+	char hex[17];
+	char *final = xasprintf("%s/%s", runner.venv_dir, key);
+	char *tmp = NULL, *home = NULL, *reqfile = NULL, *vpy = NULL, *marker = NULL;
+	uid_t uid = runner_slot_uid(slot);
+	struct launch_result res;
+	int r, have_res = 0;
+
+	util_random_hex(hex, 8);
+	tmp = xasprintf("%s.tmp-%s", final, hex);
+	home = xasprintf("%s.tmp-%s.home", final, hex);
+	vpy = xasprintf("%s/bin/python", tmp);
+	if (mkdir(tmp, 0755) < 0 || mkdir(home, 0700) < 0 ||
+	    (uid != (uid_t)-1 && (chown(tmp, uid, (gid_t)uid) < 0 ||
+				  chown(home, uid, (gid_t)uid) < 0))) {
+		r = -errno;
+		runner_seterr(err, errlen, "cannot create the virtual environment folder: %s",
+			      strerror(-r));
+		goto fail;
+	}
+	log_info("runner: building environment %.12s (%s)", key,
+		 *reqs ? "with requirements" : "no requirements");
+
+	const char *venv_argv[] = { runner.python, "-m", "venv", "--system-site-packages",
+				    *reqs ? tmp : "--without-pip", *reqs ? NULL : tmp, NULL };
+	if ((r = runner_step(slot, venv_argv, home, home, RUNNER_VENV_TIMEOUT, NULL, 0, &res)) < 0)
+		goto fail_msg;
+	have_res = 1;
+	if (!runner_step_ok(&res)) {
+		runner_step_error(&res, RUNNER_VENV_TIMEOUT,
+				  "creating the virtual environment failed", err, errlen);
+		r = -EIO;
+		goto fail;
+	}
+	launch_result_free(&res);
+	have_res = 0;
+
+	if (*reqs) {
+		reqfile = xasprintf("%s/requirements.txt", home);
+		if ((r = util_write_file(reqfile, reqs, strlen(reqs), 0644)) < 0)
+			goto fail_msg;
+		const char *pip_argv[] = { vpy, "-m", "pip", "install", "--no-input",
+					   "--disable-pip-version-check", "-r", reqfile, NULL };
+		if ((r = runner_step(slot, pip_argv, home, home, RUNNER_PIP_TIMEOUT, NULL, 0,
+				     &res)) < 0)
+			goto fail_msg;
+		have_res = 1;
+		if (!runner_step_ok(&res)) {
+			runner_step_error(&res, RUNNER_PIP_TIMEOUT, "installing requirements failed",
+					  err, errlen);
+			r = -EIO;
+			goto fail;
+		}
+		launch_result_free(&res);
+		have_res = 0;
+	}
+
+	const char *check_argv[] = { vpy, "-c", "import pytest", NULL };
+	if ((r = runner_step(slot, check_argv, home, home, RUNNER_CHECK_TIMEOUT, NULL, 0,
+			     &res)) < 0)
+		goto fail_msg;
+	have_res = 1;
+	if (!runner_step_ok(&res)) {
+		runner_step_error(&res, RUNNER_CHECK_TIMEOUT,
+				  "pytest is not available in the project's environment", err, errlen);
+		r = -EIO;
+		goto fail;
+	}
+	launch_result_free(&res);
+	have_res = 0;
+	(void)launch_kill_uid(uid);
+
+	{
+		char *bindir = xasprintf("%s/bin", tmp);
+		runner_fix_scripts(bindir, tmp, final);
+		free(bindir);
+	}
+	marker = xasprintf("%s/%s", tmp, RUNNER_READY);
+	if ((r = util_write_file(marker, "", 0, 0444)) < 0)
+		goto fail_msg;
+	if (geteuid() == 0 && (r = util_chown_tree(tmp, 0, 0)) < 0)
+		goto fail_msg;
+	(void)util_rm_rf(final); /* a leftover without its marker */
+	if (rename(tmp, final) < 0) {
+		r = -errno;
+		goto fail_msg;
+	}
+	/* one run must not be able to change what another sees */
+	(void)nftw(final, runner_nftw_ro, 32, FTW_PHYS);
+	r = 0;
+	goto out;
+
+fail_msg:
+	runner_seterr(err, errlen, "cannot build the virtual environment: %s", strerror(-r));
+	r = -EIO;
+fail:
+	(void)launch_kill_uid(uid);
+	(void)util_rm_rf(tmp);
+out:
+	if (have_res)
+		launch_result_free(&res);
+	(void)util_rm_rf(home);
+	free(final);
+	free(tmp);
+	free(home);
+	free(reqfile);
+	free(vpy);
+	free(marker);
+	return r;
+}
+
+int
+runner_prepare_env(const char *project_dir, int slot, char **python_out, char *err,
+		   size_t errlen)
+{
+	char key[SHA256_HEX_LEN];
+	char *reqs = NULL, *keytext = NULL, *marker = NULL;
+	int r;
+
+	*python_out = NULL;
+	if (slot < 0 || slot >= runner.slots || runner.data_dir == NULL) {
+		runner_seterr(err, errlen, "invalid slot %d", slot);
+		return -EINVAL;
+	}
+	if (runner_aborted()) {
+		runner_seterr(err, errlen, "the node is shutting down");
+		return -ECANCELED;
+	}
+	if ((r = runner_requirements(project_dir, slot, &reqs, err, errlen)) < 0)
+		goto out;
+	keytext = xasprintf("%s\n%s", runner.python, reqs);
+	util_sha256_hex(keytext, strlen(keytext), key);
+	marker = xasprintf("%s/%s/%s", runner.venv_dir, key, RUNNER_READY);
+
+	pthread_mutex_lock(&runner_lock);
+	while (json_object_get(runner_building, key) != NULL && !runner_aborted())
+		pthread_cond_wait(&runner_cond, &runner_lock);
+	if (runner_aborted()) {
+		pthread_mutex_unlock(&runner_lock);
+		runner_seterr(err, errlen, "the node is shutting down");
+		r = -ECANCELED;
+		goto out;
+	}
+	if (access(marker, F_OK) == 0) {
+		pthread_mutex_unlock(&runner_lock);
+		r = 0;
+		goto done;
+	}
+	json_t *failed = json_object_get(runner_failures, key);
+	if (failed != NULL &&
+	    util_mono() - json_real_value(json_array_get(failed, 1)) < RUNNER_FAIL_TTL) {
+		runner_seterr(err, errlen, "%s", json_string_value(json_array_get(failed, 0)));
+		pthread_mutex_unlock(&runner_lock);
+		r = -EIO;
+		goto out;
+	}
+	json_object_set_new(runner_building, key, json_true());
+	pthread_mutex_unlock(&runner_lock);
+
+	r = runner_build_env(key, reqs, slot, err, errlen);
+
+	pthread_mutex_lock(&runner_lock);
+	json_object_del(runner_building, key);
+	if (r < 0 && runner_aborted()) {
+		runner_seterr(err, errlen, "the node is shutting down");
+		r = -ECANCELED;
+	} else if (r < 0) {
+		json_object_set_new(runner_failures, key,
+				    json_pack("[s, f]", err ? err : "", util_mono()));
+	} else {
+		json_object_del(runner_failures, key);
+	}
+	pthread_cond_broadcast(&runner_cond);
+	pthread_mutex_unlock(&runner_lock);
+	if (r == -ECANCELED)
+		goto out;
+	if (r < 0) {
+		log_warn("runner: environment %.12s failed: %s", key, err ? err : "");
+		goto out;
+	}
+done:
+	*python_out = xasprintf("%s/%s/bin/python", runner.venv_dir, key);
+out:
+	free(reqs);
+	free(keytext);
+	free(marker);
+	return r;
+}
+
+/* A module path from the scheduler must stay inside the project copy. */
+static int
+runner_module_ok(const char *m)
+{
+	if (m == NULL || *m == '\0' || *m == '/' || *m == '-' || strlen(m) > 1024)
+		return 0;
+	for (const char *p = m; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			return 0;
+	return strcmp(m, "..") != 0 && !util_starts_with(m, "../") &&
+	       strstr(m, "/../") == NULL && !util_ends_with(m, "/..");
+}
+
+static int
+runner_mkdir_owned(const char *path, uid_t uid)
+{
+	if (mkdir(path, 0700) < 0)
+		return -errno;
+	if (uid != (uid_t)-1 && chown(path, uid, (gid_t)uid) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+runner_run_module(const struct runner_module_req *req, json_t **result)
+{
+	char *slot_dir = NULL, *copy = NULL, *home = NULL, *tmpd = NULL, *venv = NULL;
+	char *env[16], *rootdir = NULL, *cfg = NULL;
+	size_t ne = 0;
+	uid_t uid;
+	struct launch_spec spec;
+	struct launch_result res;
+	int r, have_res = 0;
+
+	*result = NULL;
+	if (runner_aborted())
+		return -ECANCELED;
+	if (req->slot < 0 || req->slot >= runner.slots || runner.data_dir == NULL ||
+	    req->python == NULL || req->project_dir == NULL || !runner_module_ok(req->module_path))
+		return -EINVAL;
+	uid = runner_slot_uid(req->slot);
+	slot_dir = xasprintf("%s/slot-%d", runner.work_dir, req->slot);
+	copy = xasprintf("%s/project", slot_dir);
+	home = xasprintf("%s/home", slot_dir);
+	tmpd = xasprintf("%s/tmp", slot_dir);
+
+	(void)launch_kill_uid(uid);
+	if ((r = util_rm_rf(slot_dir)) < 0 || (r = runner_mkdir_owned(slot_dir, uid)) < 0 ||
+	    (r = runner_mkdir_owned(home, uid)) < 0 || (r = runner_mkdir_owned(tmpd, uid)) < 0) {
+		log_error("runner: cannot prepare %s: %s", slot_dir, strerror(-r));
+		goto out;
+	}
+	if ((r = util_copy_tree(req->project_dir, copy, uid, (gid_t)uid)) < 0) {
+		log_error("runner: cannot copy %s to %s: %s", req->project_dir, copy, strerror(-r));
+		goto out;
+	}
+
+	/* <venv>/bin/python -> <venv>, when it is a venv at all */
+	venv = xstrdup(req->python);
+	char *slash = strrchr(venv, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	slash = strrchr(venv, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	cfg = xasprintf("%s/pyvenv.cfg", venv);
+	int is_venv = slash != NULL && access(cfg, F_OK) == 0;
+
+	if (is_venv)
+		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
+	else
+		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+	env[ne++] = xasprintf("HOME=%s", home);
+	env[ne++] = xasprintf("TMPDIR=%s", tmpd);
+	env[ne++] = xasprintf("USER=meshtest-slot%d", req->slot);
+	env[ne++] = xasprintf("LOGNAME=meshtest-slot%d", req->slot);
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	env[ne++] = xasprintf("PYTHONPATH=%s", runner.lib_dir);
+	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
+	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	if (is_venv)
+		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
+	env[ne] = NULL;
+
+	rootdir = xasprintf("--rootdir=%s", copy);
+	const char *argv[] = { req->python, "-m", "pytest", "-p", "meshtest_plugin",
+			       "-p", "no:cacheprovider", rootdir, "-q", "--color=no",
+			       req->module_path, NULL };
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = argv;
+	spec.envp = (const char *const *)env;
+	spec.cwd = copy;
+	spec.uid = uid;
+	spec.gid = (gid_t)uid;
+	spec.timeout = req->timeout;
+	spec.out_cap = runner.output_cap;
+	spec.report_cap = RUNNER_REPORT_CAP;
+	spec.cancel = &runner_cancel;
+	launch_limits_default(&spec.lim);
+	if ((r = launch_run(&spec, &res)) < 0)
+		goto out;
+	have_res = 1;
+
+	struct report_exit ex = {
+		.started = res.started,
+		.exit_code = res.exit_code,
+		.term_signal = res.term_signal,
+		.timed_out = res.timed_out,
+		.duration = res.duration,
+		.timeout = req->timeout,
+		.start_error = res.start_error,
+		.stderr_tail = res.err.data,
+		.module = req->module_path,
+	};
+	json_t *j = report_build(res.report.data, res.report.len, &ex);
+	json_object_set_new(j, "stdout", report_json_text(res.out.data, res.out.len));
+	json_object_set_new(j, "stderr", report_json_text(res.err.data, res.err.len));
+	json_object_set_new(j, "stdout_dropped", json_integer((json_int_t)res.out.dropped));
+	json_object_set_new(j, "stderr_dropped", json_integer((json_int_t)res.err.dropped));
+	if (res.report.dropped > 0)
+		log_warn("runner: report of %s cut at %u bytes", req->module_path,
+			 RUNNER_REPORT_CAP);
+	*result = j;
+	r = 0;
+out:
+	/* stragglers such as background servers, then the copy */
+	(void)launch_kill_uid(uid);
+	if (slot_dir != NULL) {
+		int e = util_rm_rf(slot_dir);
+		if (e < 0)
+			log_warn("runner: cannot remove %s: %s", slot_dir, strerror(-e));
+	}
+	if (have_res)
+		launch_result_free(&res);
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(slot_dir);
+	free(copy);
+	free(home);
+	free(tmpd);
+	free(venv);
+	free(rootdir);
+	free(cfg);
+	return r;
+}

@@ -1,0 +1,73 @@
+/*
+ * runner.h - virtual environments and supervised module runs.
+ *
+ * One pytest process per test module, as the slot's unprivileged uid (when
+ * the node is root), in a fresh copy of the project; the plugin's event
+ * stream and the way the process ended become the module result
+ * (report_build).
+ */
+#ifndef MESHTEST_RUNNER_H
+#define MESHTEST_RUNNER_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+struct runner_config {
+	const char *data_dir;   /* the node's data folder; runner uses <data>/lib, <data>/venvs, <data>/work */
+	const char *python;     /* e.g. /usr/bin/python3 */
+	int slots;
+	long uid_base;          /* slot i runs as uid (and gid) uid_base + i, when we are root */
+	size_t output_cap;      /* per stream, e.g. 64 KiB */
+};
+
+/*
+ * Create the folders, write the embedded plugin and helper, decide isolation,
+ * kill leftovers of the slot uids and wipe old slot folders. Call once, before
+ * any other runner function. Fails (with err set) when a folder cannot be made
+ * or, isolated, when the data folder cannot be reached by the slot users.
+ */
+int runner_init(const struct runner_config *cfg, char *err, size_t errlen);
+
+/* 1 when runs use separate unprivileged uids (node is root); 0 otherwise. */
+int runner_isolated(void);
+
+/*
+ * Prepare (or reuse) the virtual environment for the project folder and return
+ * the path of its python (malloc'ed) in *python_out. Identical requirement
+ * sets (requirements.txt, else [project].dependencies of pyproject.toml) share
+ * one read-only venv under <data>/venvs/<key>; concurrent calls for one key
+ * wait for a single build. Errors: -EIO with err set, e.g. "installing
+ * requirements failed: <last line of pip's stderr>" or "pytest is not
+ * available in the project's environment: ..."; -EINVAL for a bad slot.
+ * Thread-safe.
+ */
+int runner_prepare_env(const char *project_dir, int slot, char **python_out,
+		       char *err, size_t errlen);
+
+struct runner_module_req {
+	const char *project_dir;  /* read-only canonical copy of the project */
+	const char *module_path;  /* relative, e.g. "tests/test_a.py" */
+	const char *python;       /* from runner_prepare_env */
+	double timeout;           /* seconds */
+	int slot;
+};
+
+/*
+ * Run one module in <data>/work/slot-<n> (a fresh copy of the project, owned
+ * by the slot uid) and return its result (caller owns): the report_build
+ * object plus "stdout", "stderr" (capped text) and "stdout_dropped",
+ * "stderr_dropped" (bytes cut). Afterwards every process of the slot uid is
+ * killed and the slot folder removed. Returns <0 only when the runner itself
+ * failed (bad request, copy failed); a module that crashed is a result.
+ * One call per slot at a time; different slots may run in parallel.
+ */
+int runner_run_module(const struct runner_module_req *req, json_t **result);
+
+/*
+ * For shutdown: kill every running module and environment build (within about
+ * 100 ms) and make later runner_prepare_env / runner_run_module calls fail
+ * with -ECANCELED. Any thread; runner_init clears it.
+ */
+void runner_abort_all(void);
+
+#endif
