@@ -43,6 +43,9 @@ static const struct config_option config_options[] = {
 	  "comma-separated HOST:PORT of nodes to join" },
 	{ "data-dir", "MESHTEST_DATA_DIR", OPT_STR, OFF(data_dir), "./meshtest-data", 0, 0,
 	  "folder for the database, projects and environments" },
+	{ "work-dir", "MESHTEST_WORK_DIR", OPT_STR, OFF(work_dir), NULL, 0, 0,
+	  "folder for environments and module runs, reachable by the slot users"
+	  " (default: the data folder, or /var/tmp/meshtest-<hash> when that is private)" },
 	{ "slots", "MESHTEST_SLOTS", OPT_LONG, OFF(slots), "0", 0, 256,
 	  "test modules run in parallel (default: number of cores)" },
 	{ "python", "MESHTEST_PYTHON", OPT_STR, OFF(python), "/usr/bin/python3", 0, 0,

@@ -15,6 +15,7 @@ struct config {
 	char *advertise;        /* host:port peers use to reach us */
 	char *seeds;            /* comma-separated host:port, may be empty */
 	char *data_dir;
+	char *work_dir;         /* environments and run folders; NULL: see engine */
 	long slots;             /* modules run in parallel */
 	char *python;           /* interpreter for environments */
 	double module_timeout;  /* seconds, default per module */

@@ -55,6 +55,7 @@ struct engine {
 	struct store *st;
 	char *address;
 	char *data_dir;
+	char *work_dir;
 	char *uploads_dir;
 	char *projects_dir;
 	struct fetch_limits limits;
@@ -664,8 +665,22 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	pthread_mutex_init(&eng->work_lock, NULL);
 	pthread_cond_init(&eng->work_cond, NULL);
 
+	/*
+	 * The slot users must reach the runner's folder; a data folder under a
+	 * private home (/root/...) is not, so the runner then works elsewhere.
+	 */
+	if (cfg->work_dir != NULL) {
+		eng->work_dir = xstrdup(cfg->work_dir);
+	} else if (runner_check_reachable(cfg->data_dir, err, errlen) == 0) {
+		eng->work_dir = xstrdup(cfg->data_dir);
+	} else {
+		eng->work_dir = xasprintf("/var/tmp/meshtest-%ld", derive_uid_base(cfg->data_dir));
+		log_info("engine: %s; environments and runs go to %s", err, eng->work_dir);
+		err[0] = '\0';
+	}
+	util_mkdir_p(eng->work_dir, 0711);
 	memset(&rc, 0, sizeof(rc));
-	rc.data_dir = cfg->data_dir;
+	rc.data_dir = eng->work_dir;
 	rc.python = cfg->python;
 	rc.slots = (int)cfg->slots;
 	rc.uid_base = cfg->uid_base ? cfg->uid_base : derive_uid_base(cfg->data_dir);
@@ -727,6 +742,7 @@ engine_stop(struct engine *eng)
 	free(eng->slot_args);
 	free(eng->address);
 	free(eng->data_dir);
+	free(eng->work_dir);
 	free(eng->uploads_dir);
 	free(eng->projects_dir);
 	free(eng);

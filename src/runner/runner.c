@@ -123,8 +123,7 @@ runner_last_line(const struct buf *b)
 	return line;
 }
 
-/* Each ancestor of path must be searchable by others for the slot users. */
-static int
+int
 runner_check_reachable(const char *path, char *err, size_t errlen)
 {
 	char *p = xstrdup(path);

@@ -26,6 +26,12 @@ struct runner_config {
  * any other runner function. Fails (with err set) when a folder cannot be made
  * or, isolated, when the data folder cannot be reached by the slot users.
  */
+/*
+ * 0 when every ancestor of path is searchable by others (the slot users can
+ * reach it); -EACCES with a message naming the folder that is not.
+ */
+int runner_check_reachable(const char *path, char *err, size_t errlen);
+
 int runner_init(const struct runner_config *cfg, char *err, size_t errlen);
 
 /* 1 when runs use separate unprivileged uids (node is root); 0 otherwise. */
