@@ -70,7 +70,9 @@ serve_main(int argc, char **argv)
 	}
 	chmod(cfg.data_dir, 0711);
 	db_path = xasprintf("%s/meshtest.db", cfg.data_dir);
+	/* Uploads cut off by a crash were never accepted: drop them. */
 	upload_dir = xasprintf("%s/incoming", cfg.data_dir);
+	util_rm_rf(upload_dir);
 	util_mkdir_p(upload_dir, 0700);
 	if (store_open(db_path, &st) < 0) {
 		log_error("cannot open the database %s", db_path);

@@ -636,7 +636,7 @@ store_project_ready(struct store *st, const char *eval_id, int idx, const char *
 
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
-	w = json_dumps(warnings ? warnings : json_array(), JSON_COMPACT);
+	w = warnings ? json_dumps(warnings, JSON_COMPACT) : xstrdup("[]");
 	s = store_prep(db, "UPDATE project SET state = 'ready', dir = ?, warnings = ?"
 	    " WHERE eval_id = ? AND idx = ?");
 	if (s == NULL)
@@ -686,7 +686,7 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
-	w = json_dumps(warnings ? warnings : json_array(), JSON_COMPACT);
+	w = warnings ? json_dumps(warnings, JSON_COMPACT) : xstrdup("[]");
 	s = store_prep(db, "UPDATE project SET state = 'error', error = ?, warnings = ?"
 	    " WHERE eval_id = ? AND idx = ?");
 	if (s == NULL)
