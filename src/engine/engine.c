@@ -617,7 +617,7 @@ engine_recover(struct engine *eng)
 	size_t n = 0;
 
 	store_requeue_running(eng->st, eng->address);
-	if (store_fetch_jobs(eng->st, &jobs, &n) < 0)
+	if (store_fetch_jobs(eng->st, eng->address, &jobs, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		struct fetch_item *it;

@@ -288,7 +288,7 @@ store_eval_list(struct store *st)
 	sqlite3_stmt *s;
 	json_t *arr = json_array();
 
-	if (db != NULL && (s = store_prep(db, "SELECT id FROM evaluation ORDER BY seq")) != NULL) {
+	if (db != NULL && (s = store_prep(db, "SELECT id FROM evaluation ORDER BY created_at, id")) != NULL) {
 		while (sqlite3_step(s) == SQLITE_ROW)
 			json_array_append_new(arr, json_string(col_text(s, 0)));
 		sqlite3_finalize(s);
@@ -531,7 +531,7 @@ store_stats_node(struct store *st, const char *address)
 		return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o}", "address", address,
 		    "failed", 0, "passed", 0, "projects", 0, "modules", 0, "evaluations", evals);
 	s = store_prep(db, "SELECT e.id FROM evaluation e WHERE e.accepted_by = ?1 OR EXISTS"
-	    " (SELECT 1 FROM result r WHERE r.eval_id = e.id AND r.node = ?1) ORDER BY e.seq");
+	    " (SELECT 1 FROM result r WHERE r.eval_id = e.id AND r.node = ?1) ORDER BY e.created_at, e.id");
 	if (s != NULL) {
 		bind_text(s, 1, address);
 		while (sqlite3_step(s) == SQLITE_ROW)
@@ -556,7 +556,7 @@ store_stats_node(struct store *st, const char *address)
 /* ----------------------------------------------------------- fetch jobs */
 
 int
-store_fetch_jobs(struct store *st, struct store_fetch_job **jobs, size_t *n)
+store_fetch_jobs(struct store *st, const char *node, struct store_fetch_job **jobs, size_t *n)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
@@ -569,9 +569,10 @@ store_fetch_jobs(struct store *st, struct store_fetch_job **jobs, size_t *n)
 		return -EIO;
 	s = store_prep(db, "SELECT p.eval_id, p.idx, e.kind, p.project_id, p.source, p.prefix,"
 	    " e.upload_path, e.has_token FROM project p JOIN evaluation e ON e.id = p.eval_id"
-	    " WHERE p.state = 'fetching' ORDER BY e.seq, p.idx");
+	    " WHERE p.state = 'fetching' AND e.accepted_by = ? ORDER BY e.created_at, p.idx");
 	if (s == NULL)
 		return -EIO;
+	bind_text(s, 1, node);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		struct store_fetch_job *j;
 		if (cnt == cap) {
@@ -738,13 +739,14 @@ store_claim_module(struct store *st, const char *node, struct store_claim *c)
 	    " m.attempts, e.settings FROM module m"
 	    " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
 	    " JOIN evaluation e ON e.id = m.eval_id"
-	    " WHERE m.state = 'pending' AND p.state = 'ready'"
+	    " WHERE m.state = 'pending' AND p.state = 'ready' AND e.accepted_by = ?1"
 	    " ORDER BY (SELECT count(*) FROM module x WHERE x.eval_id = m.eval_id AND"
-	    " x.state = 'running'), e.seq, m.project_idx, m.path LIMIT 1");
+	    " x.state = 'running'), e.created_at, m.project_idx, m.path LIMIT 1");
 	if (s == NULL) {
 		r = -EIO;
 		goto out;
 	}
+	bind_text(s, 1, node);
 	if (sqlite3_step(s) != SQLITE_ROW)
 		goto out;
 	memset(c, 0, sizeof(*c));
@@ -903,4 +905,363 @@ store_has_runnable(struct store *st)
 	return query_long(db, "SELECT EXISTS (SELECT 1 FROM module m JOIN project p ON"
 	    " p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.state = 'pending' AND"
 	    " p.state = 'ready')", NULL) != 0;
+}
+
+/* ---------------------------------------------------------- replication */
+
+/*
+ * What replicates: an evaluation's header (immutable), its projects' states,
+ * its modules' states and its results. Local-only fields (the project's
+ * folder, the upload's path, the insertion sequence) never leave the node.
+ *
+ * Merge rules, the same on every node, so that all converge:
+ *  - header, project and module rows are inserted when missing;
+ *  - a project's state only moves forward: fetching < ready < error;
+ *  - a module's state moves by (attempts, state): a later attempt wins, and in
+ *    the same attempt running beats pending; a module with a result is done;
+ *  - results: store_result_wins() below.
+ */
+
+static int
+project_state_rank(const char *s)
+{
+	if (strcmp(s, "error") == 0)
+		return 2;
+	if (strcmp(s, "ready") == 0)
+		return 1;
+	return 0;
+}
+
+int
+store_result_wins(int attempt, const char *node, int cur_attempt, const char *cur_node)
+{
+	/*
+	 * The earliest attempt wins, then the lowest node address; the same
+	 * (attempt, node) again is a duplicate or a replay and changes nothing.
+	 */
+	if (attempt != cur_attempt)
+		return attempt < cur_attempt;
+	return strcmp(node, cur_node) < 0;
+}
+
+json_t *
+store_eval_export(struct store *st, const char *id)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	json_t *doc = NULL, *projects, *modules, *results;
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return NULL;
+	s = store_prep(db, "SELECT created_at, kind, accepted_by, settings, has_token,"
+	    " last_event_at FROM evaluation WHERE id = ?");
+	if (s == NULL)
+		goto out;
+	bind_text(s, 1, id);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	{
+		json_t *settings = json_loads(col_text(s, 3), 0, NULL);
+		doc = json_pack("{s:s, s:f, s:s, s:s, s:o, s:b, s:f}", "id", id, "created_at",
+		    sqlite3_column_double(s, 0), "kind", col_text(s, 1), "accepted_by",
+		    col_text(s, 2), "settings", settings ? settings : json_object(),
+		    "has_token", sqlite3_column_int(s, 4), "last_event_at",
+		    sqlite3_column_double(s, 5));
+	}
+	sqlite3_finalize(s);
+	projects = json_array();
+	modules = json_array();
+	results = json_array();
+	json_object_set_new(doc, "projects", projects);
+	json_object_set_new(doc, "modules", modules);
+	json_object_set_new(doc, "results", results);
+
+	s = store_prep(db, "SELECT idx, project_id, source, prefix, state, error, warnings"
+	    " FROM project WHERE eval_id = ? ORDER BY idx");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *w = json_loads(col_text(s, 6), 0, NULL);
+		json_array_append_new(projects, json_pack("{s:i, s:s, s:s, s:s?, s:s, s:s?, s:o}",
+		    "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1), "source",
+		    col_text(s, 2), "prefix", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL :
+		    col_text(s, 3), "state", col_text(s, 4), "error",
+		    sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL : col_text(s, 5),
+		    "warnings", w ? w : json_array()));
+	}
+	sqlite3_finalize(s);
+	s = store_prep(db, "SELECT project_idx, path, state, node, attempts FROM module"
+	    " WHERE eval_id = ? ORDER BY project_idx, path");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		json_array_append_new(modules, json_pack("{s:i, s:s, s:s, s:s?, s:i}",
+		    "project_idx", sqlite3_column_int(s, 0), "path", col_text(s, 1), "state",
+		    col_text(s, 2), "node", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL :
+		    col_text(s, 3), "attempts", sqlite3_column_int(s, 4)));
+	sqlite3_finalize(s);
+	s = store_prep(db, "SELECT project_idx, path, node, attempt, finished_at, body"
+	    " FROM result WHERE eval_id = ? ORDER BY project_idx, path");
+	if (s == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *body = json_loads(col_text(s, 5), 0, NULL);
+		json_array_append_new(results, json_pack("{s:i, s:s, s:s, s:i, s:f, s:o}",
+		    "project_idx", sqlite3_column_int(s, 0), "path", col_text(s, 1), "node",
+		    col_text(s, 2), "attempt", sqlite3_column_int(s, 3), "finished_at",
+		    sqlite3_column_double(s, 4), "body", body ? body : json_object()));
+	}
+	goto out;
+fail:
+	json_decref(doc);
+	doc = NULL;
+out:
+	sqlite3_finalize(s);
+	store_exec(db, "COMMIT");
+	return doc;
+}
+
+/* Merge one result row; returns 1 when it changed the store. */
+static int
+merge_result(sqlite3 *db, const char *id, json_t *r)
+{
+	sqlite3_stmt *s;
+	json_t *body = json_object_get(r, "body");
+	const char *path = json_string_value(json_object_get(r, "path"));
+	const char *node = json_string_value(json_object_get(r, "node"));
+	int idx = (int)json_integer_value(json_object_get(r, "project_idx"));
+	int attempt = (int)json_integer_value(json_object_get(r, "attempt"));
+	int have = 0, changed = 0;
+	char *text;
+
+	if (path == NULL || node == NULL || !json_is_object(body))
+		return 0;
+	s = store_prep(db, "SELECT attempt, node FROM result WHERE eval_id = ? AND"
+	    " project_idx = ? AND path = ?");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, idx);
+	bind_text(s, 3, path);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		have = 1;
+		changed = store_result_wins(attempt, node, sqlite3_column_int(s, 0),
+		    col_text(s, 1));
+	}
+	sqlite3_finalize(s);
+	if (have && !changed)
+		return 0;
+	text = json_dumps(body, JSON_COMPACT);
+	s = store_prep(db, "INSERT OR REPLACE INTO result(eval_id, project_idx, path, node,"
+	    " attempt, finished_at, outcome, passed, failed, skipped, duration, body)"
+	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	if (s == NULL || text == NULL) {
+		sqlite3_finalize(s);
+		free(text);
+		return -EIO;
+	}
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, idx);
+	bind_text(s, 3, path);
+	bind_text(s, 4, node);
+	sqlite3_bind_int(s, 5, attempt);
+	sqlite3_bind_double(s, 6, json_number_value(json_object_get(r, "finished_at")));
+	bind_text(s, 7, json_string_value(json_object_get(body, "outcome")));
+	sqlite3_bind_int64(s, 8, json_integer_value(json_object_get(body, "passed")));
+	sqlite3_bind_int64(s, 9, json_integer_value(json_object_get(body, "failed")));
+	sqlite3_bind_int64(s, 10, json_integer_value(json_object_get(body, "skipped")));
+	sqlite3_bind_double(s, 11, json_number_value(json_object_get(body, "duration")));
+	bind_text(s, 12, text);
+	changed = step_done(db, s) < 0 ? -EIO : 1;
+	sqlite3_finalize(s);
+	free(text);
+	if (changed < 0)
+		return changed;
+	s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node, attempts)"
+	    " VALUES (?1, ?2, ?3, 'done', ?4, ?5) ON CONFLICT DO UPDATE SET state = 'done'");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, idx);
+	bind_text(s, 3, path);
+	bind_text(s, 4, node);
+	sqlite3_bind_int(s, 5, attempt);
+	if (step_done(db, s) < 0)
+		changed = -EIO;
+	sqlite3_finalize(s);
+	return changed;
+}
+
+int
+store_eval_merge(struct store *st, json_t *doc)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	const char *id = json_string_value(json_object_get(doc, "id"));
+	json_t *v, *settings = json_object_get(doc, "settings");
+	char *settings_text = NULL;
+	size_t i;
+	int changed = 0, r;
+
+	if (id == NULL || !util_is_uuid(id) || !json_is_object(settings) ||
+	    json_string_value(json_object_get(doc, "kind")) == NULL ||
+	    json_string_value(json_object_get(doc, "accepted_by")) == NULL)
+		return -EINVAL;
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+	s = store_prep(db, "INSERT OR IGNORE INTO evaluation(id, seq, created_at, last_event_at,"
+	    " kind, accepted_by, settings, has_token, upload_path) VALUES (?, (SELECT"
+	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, NULL)");
+	if (s == NULL || settings_text == NULL)
+		goto fail;
+	bind_text(s, 1, id);
+	sqlite3_bind_double(s, 2, json_number_value(json_object_get(doc, "created_at")));
+	sqlite3_bind_double(s, 3, json_number_value(json_object_get(doc, "last_event_at")));
+	bind_text(s, 4, json_string_value(json_object_get(doc, "kind")));
+	bind_text(s, 5, json_string_value(json_object_get(doc, "accepted_by")));
+	bind_text(s, 6, settings_text);
+	sqlite3_bind_int(s, 7, json_is_true(json_object_get(doc, "has_token")));
+	if (step_done(db, s) < 0)
+		goto fail;
+	changed += sqlite3_changes(db);
+	sqlite3_finalize(s);
+	s = NULL;
+
+	json_array_foreach(json_object_get(doc, "projects"), i, v) {
+		const char *state = json_string_value(json_object_get(v, "state"));
+		const char *pid = json_string_value(json_object_get(v, "project_id"));
+		const char *source = json_string_value(json_object_get(v, "source"));
+		int idx = (int)json_integer_value(json_object_get(v, "idx"));
+		char *w;
+
+		if (state == NULL || pid == NULL || source == NULL)
+			continue;
+		w = json_dumps(json_is_array(json_object_get(v, "warnings")) ?
+		    json_object_get(v, "warnings") : json_array(), JSON_COMPACT);
+		s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
+		    " state, error, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+		    " ON CONFLICT DO UPDATE SET state = ?6, error = ?7, warnings = ?8"
+		    " WHERE (CASE state WHEN 'error' THEN 2 WHEN 'ready' THEN 1 ELSE 0 END) < ?9");
+		if (s == NULL) {
+			free(w);
+			goto fail;
+		}
+		bind_text(s, 1, id);
+		sqlite3_bind_int(s, 2, idx);
+		bind_text(s, 3, pid);
+		bind_text(s, 4, source);
+		bind_text(s, 5, json_string_value(json_object_get(v, "prefix")));
+		bind_text(s, 6, state);
+		bind_text(s, 7, json_string_value(json_object_get(v, "error")));
+		bind_text(s, 8, w);
+		sqlite3_bind_int(s, 9, project_state_rank(state));
+		r = step_done(db, s);
+		free(w);
+		if (r < 0)
+			goto fail;
+		changed += sqlite3_changes(db);
+		sqlite3_finalize(s);
+		s = NULL;
+		if (strcmp(state, "error") == 0) {
+			s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ?"
+			    " AND state != 'done'");
+			if (s == NULL)
+				goto fail;
+			bind_text(s, 1, id);
+			sqlite3_bind_int(s, 2, idx);
+			if (step_done(db, s) < 0)
+				goto fail;
+			changed += sqlite3_changes(db);
+			sqlite3_finalize(s);
+			s = NULL;
+		}
+	}
+	json_array_foreach(json_object_get(doc, "results"), i, v) {
+		r = merge_result(db, id, v);
+		if (r < 0)
+			goto fail;
+		changed += r;
+	}
+	json_array_foreach(json_object_get(doc, "modules"), i, v) {
+		const char *state = json_string_value(json_object_get(v, "state"));
+		const char *path = json_string_value(json_object_get(v, "path"));
+		int rank;
+
+		if (state == NULL || path == NULL || strcmp(state, "done") == 0)
+			continue;
+		rank = strcmp(state, "running") == 0 ? 1 : 0;
+		s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node,"
+		    " attempts) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM"
+		    " project p WHERE p.eval_id = ?1 AND p.idx = ?2 AND p.state = 'error')"
+		    " ON CONFLICT DO UPDATE SET state = ?4, node = ?5, attempts = ?6"
+		    " WHERE state != 'done' AND (attempts < ?6 OR (attempts = ?6 AND"
+		    " state = 'pending' AND ?7 = 1))");
+		if (s == NULL)
+			goto fail;
+		bind_text(s, 1, id);
+		sqlite3_bind_int(s, 2, (int)json_integer_value(json_object_get(v, "project_idx")));
+		bind_text(s, 3, path);
+		bind_text(s, 4, state);
+		bind_text(s, 5, json_string_value(json_object_get(v, "node")));
+		sqlite3_bind_int(s, 6, (int)json_integer_value(json_object_get(v, "attempts")));
+		sqlite3_bind_int(s, 7, rank);
+		if (step_done(db, s) < 0)
+			goto fail;
+		changed += sqlite3_changes(db);
+		sqlite3_finalize(s);
+		s = NULL;
+	}
+	if (touch_eval(db, id, json_number_value(json_object_get(doc, "last_event_at"))) < 0)
+		goto fail;
+	if (store_exec(db, "COMMIT") < 0)
+		goto fail;
+	free(settings_text);
+	return changed;
+fail:
+	sqlite3_finalize(s);
+	store_exec(db, "ROLLBACK");
+	free(settings_text);
+	return -EIO;
+}
+
+json_t *
+store_eval_digests(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *out = json_object();
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return out;
+	/*
+	 * A digest over what merges: project states, module states and the
+	 * (node, attempt) of each result. Equal digests: nothing to exchange.
+	 */
+	s = store_prep(db, "SELECT e.id,"
+	    " (SELECT group_concat(x, '|') FROM (SELECT p.idx || ':' || p.state AS x FROM project p"
+	    "   WHERE p.eval_id = e.id ORDER BY p.idx)),"
+	    " (SELECT group_concat(x, '|') FROM (SELECT m.project_idx || ':' || m.path || ':' ||"
+	    "   m.state || ':' || m.attempts AS x FROM module m WHERE m.eval_id = e.id"
+	    "   ORDER BY m.project_idx, m.path)),"
+	    " (SELECT group_concat(x, '|') FROM (SELECT r.project_idx || ':' || r.path || ':' ||"
+	    "   r.node || ':' || r.attempt AS x FROM result r WHERE r.eval_id = e.id"
+	    "   ORDER BY r.project_idx, r.path))"
+	    " FROM evaluation e ORDER BY e.created_at, e.id");
+	if (s != NULL) {
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			char *text = xasprintf("%s#%s#%s", col_text(s, 1), col_text(s, 2),
+			    col_text(s, 3));
+			char hex[SHA256_HEX_LEN];
+			util_sha256_hex(text, strlen(text), hex);
+			json_object_set_new(out, col_text(s, 0), json_string(hex));
+			free(text);
+		}
+		sqlite3_finalize(s);
+	}
+	store_exec(db, "COMMIT");
+	return out;
 }

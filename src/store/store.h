@@ -65,8 +65,12 @@ struct store_fetch_job {
 	char *upload_path;
 	int has_token;
 };
-/* All projects in state "fetching" (array of jobs; free with store_fetch_jobs_free). */
-int store_fetch_jobs(struct store *st, struct store_fetch_job **jobs, size_t *n);
+/*
+ * Projects in state "fetching" of the evaluations node accepted (array of
+ * jobs; free with store_fetch_jobs_free).
+ */
+int store_fetch_jobs(struct store *st, const char *node, struct store_fetch_job **jobs,
+    size_t *n);
 void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
 
 /* The project's files are in place: record its modules and make it runnable. */
@@ -87,7 +91,8 @@ struct store_claim {
 	double module_timeout;   /* from the evaluation's settings, 0: node default */
 };
 /*
- * Claim the next pending module of a ready project for node, fairly between
+ * Claim the next pending module of a ready project of an evaluation node
+ * accepted (until work is spread over the network), fairly between
  * evaluations (the one with the fewest running modules first, then the
  * oldest). Returns 1 and fills c, 0 when nothing is runnable, <0 on error.
  */
@@ -105,5 +110,23 @@ int store_record_result(struct store *st, const struct store_claim *c, const cha
 int store_requeue_running(struct store *st, const char *node);
 /* 1 if any module is pending on a ready project. */
 int store_has_runnable(struct store *st);
+
+/*
+ * Replication. An evaluation's replicable state as one JSON document
+ * (header, projects, modules, results; no local paths), or NULL.
+ */
+json_t *store_eval_export(struct store *st, const char *id);
+/*
+ * Merge a document from another node by the deterministic rules in store.c.
+ * Returns how many rows changed (0: nothing new), or <0 (-EINVAL: malformed).
+ */
+int store_eval_merge(struct store *st, json_t *doc);
+/* {"<id>": "<digest of its replicable state>", ...} (new reference). */
+json_t *store_eval_digests(struct store *st);
+/*
+ * The conflict rule for two results of one module: 1 when (attempt, node)
+ * beats (cur_attempt, cur_node). Pure.
+ */
+int store_result_wins(int attempt, const char *node, int cur_attempt, const char *cur_node);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,90 @@ test_fair_claims_and_requeue(void **state)
 	close_fresh(st);
 }
 
+/* Export from one store, merge into another: same documents, same digests. */
+static void
+test_replication(void **state)
+{
+	struct store *a = open_fresh(), *b;
+	char dir_a[256];
+	const char *m[] = { "tests/test_1.py", "tests/test_2.py" };
+	struct store_project_new p[2] = {
+		{ "a", "zip:a", "a/", m, 2 }, { "z", "zip:z", "z/", m, 2 },
+	};
+	const char *id = "11111111-2222-4333-8444-00000000000a";
+	struct store_claim c;
+	json_t *doc, *da, *db_, *st_a, *st_b, *settings = json_object();
+
+	(void)state;
+	snprintf(dir_a, sizeof(dir_a), "%s", dir);
+	b = open_fresh();
+	assert_int_equal(store_eval_create(a, id, 5.0, "zip", "n1:1", settings, 0, "/u", p, 2), 0);
+	json_decref(settings);
+	assert_int_equal(store_project_ready(a, id, 0, "/d", m, 2, NULL), 0);
+	assert_int_equal(store_project_error(a, id, 1, "cannot install", NULL, 6.0), 0);
+	assert_int_equal(store_claim_module(a, "n1:1", &c), 1);
+	json_t *r = result(2, 1, 0);
+	assert_int_equal(store_record_result(a, &c, "n1:1", r, 9.0), 1);
+	json_decref(r);
+	assert_int_equal(store_claim_module(a, "n1:1", &c), 1); /* running, not done */
+
+	doc = store_eval_export(a, id);
+	assert_non_null(doc);
+	assert_null(json_object_get(json_array_get(json_object_get(doc, "projects"), 0), "dir"));
+	assert_true(store_eval_merge(b, doc) > 0);
+	/* The same document again changes nothing. */
+	assert_int_equal(store_eval_merge(b, doc), 0);
+	json_decref(doc);
+
+	da = store_eval_digests(a);
+	db_ = store_eval_digests(b);
+	assert_true(json_equal(da, db_));
+	json_decref(da);
+	json_decref(db_);
+	st_a = store_eval_status(a, id, 20.0);
+	st_b = store_eval_status(b, id, 20.0);
+	assert_true(json_equal(st_a, st_b));
+	assert_int_equal(json_integer_value(json_object_get(st_b, "in_progress")), 1);
+	assert_int_equal(json_integer_value(json_object_get(st_b, "executed")), 1);
+	json_decref(st_a);
+	json_decref(st_b);
+	/* b does not run a's evaluation (until work is spread). */
+	assert_int_equal(store_claim_module(b, "n2:1", &c), 0);
+
+	/* A replay of the same (attempt, node) with another outcome changes nothing. */
+	doc = store_eval_export(a, id);
+	json_t *res0 = json_array_get(json_object_get(doc, "results"), 0);
+	json_object_set_new(json_object_get(res0, "body"), "passed", json_integer(0));
+	json_object_set_new(json_object_get(res0, "body"), "failed", json_integer(3));
+	assert_int_equal(store_eval_merge(b, doc), 0);
+	/* A result from a later attempt loses; from an earlier one it wins. */
+	json_object_set_new(res0, "attempt", json_integer(2));
+	assert_int_equal(store_eval_merge(b, doc), 0);
+	st_b = store_eval_status(b, id, 20.0);
+	assert_int_equal(json_integer_value(json_object_get(st_b, "passed")), 2);
+	json_decref(st_b);
+	json_object_set_new(res0, "attempt", json_integer(0));
+	assert_int_equal(store_eval_merge(b, doc), 1);
+	st_b = store_eval_status(b, id, 20.0);
+	assert_int_equal(json_integer_value(json_object_get(st_b, "passed")), 0);
+	assert_int_equal(json_integer_value(json_object_get(st_b, "failed")), 3);
+	json_decref(st_b);
+	json_decref(doc);
+
+	/* Malformed documents are refused. */
+	doc = json_pack("{s:s}", "id", "nope");
+	assert_int_equal(store_eval_merge(b, doc), -EINVAL);
+	json_decref(doc);
+
+	assert_true(store_result_wins(1, "b", 2, "a"));
+	assert_false(store_result_wins(2, "a", 1, "b"));
+	assert_true(store_result_wins(1, "a", 1, "b"));
+	assert_false(store_result_wins(1, "b", 1, "b"));
+	close_fresh(b);
+	store_close(a);
+	util_rm_rf(dir_a);
+}
+
 int
 main(void)
 {
@@ -228,6 +313,7 @@ main(void)
 		cmocka_unit_test(test_counting),
 		cmocka_unit_test(test_failed_when_nothing_ran),
 		cmocka_unit_test(test_fair_claims_and_requeue),
+		cmocka_unit_test(test_replication),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
