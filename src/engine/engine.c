@@ -70,6 +70,8 @@ struct engine {
 	unsigned work_seq;   /* bumped on every wake-up, guarded by work_lock */
 
 	int stopping;        /* guarded by both locks when set */
+	engine_change_fn on_change;   /* set once before work starts */
+	void *on_change_ctx;
 	pthread_t fetchers[ENGINE_FETCHERS];
 	pthread_t *slots;
 	long nslots;
@@ -82,6 +84,20 @@ struct slot_arg {
 };
 
 /* ------------------------------------------------------------ wake-ups */
+
+static void
+engine_changed(struct engine *eng, const char *eval_id)
+{
+	if (eng->on_change != NULL)
+		eng->on_change(eng->on_change_ctx, eval_id);
+}
+
+void
+engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx)
+{
+	eng->on_change = fn;
+	eng->on_change_ctx = ctx;
+}
 
 static void
 engine_wake_slots(struct engine *eng)
@@ -193,6 +209,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		store_project_error(eng->st, it->eval_id, it->idx, err[0] ? err :
 		    "cannot fetch the project", wj, util_now());
 		util_rm_rf(dir);
+		engine_changed(eng, it->eval_id);
 		goto out;
 	}
 	r = layout_list_modules(dir, &modules, &nmodules);
@@ -201,6 +218,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		    "cannot list the project's test modules" :
 		    "no test modules found: a project needs a tests/ folder with test_*.py or"
 		    " *_test.py files", wj, util_now());
+		engine_changed(eng, it->eval_id);
 		goto out;
 	}
 	if (store_project_ready(eng->st, it->eval_id, it->idx, dir,
@@ -208,6 +226,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		log_info("engine: %s project %d ready: %zu modules, %zu warnings", it->eval_id,
 		    it->idx, nmodules, nwarnings);
 		engine_wake_slots(eng);
+		engine_changed(eng, it->eval_id);
 	}
 out:
 	json_decref(wj);
@@ -261,6 +280,7 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c)
 		}
 		log_warn("engine: %s %s: environment failed: %s", c->eval_id, c->project_id, err);
 		store_project_error(eng->st, c->eval_id, c->project_idx, err, NULL, util_now());
+		engine_changed(eng, c->eval_id);
 		return;
 	}
 	memset(&req, 0, sizeof(req));
@@ -306,7 +326,8 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c)
 	if (store_record_result(eng->st, c, eng->address, result, util_now()) < 0)
 		log_error("engine: cannot record the result of %s/%s", c->project_id, c->path);
 	else
-		log_info("engine: %s/%s %s: %lld passed, %lld failed, %lld skipped", c->project_id,
+		engine_changed(eng, c->eval_id);
+	log_info("engine: %s/%s %s: %lld passed, %lld failed, %lld skipped", c->project_id,
 		    c->path, json_string_value(json_object_get(result, "outcome")),
 		    json_integer_value(json_object_get(result, "passed")),
 		    json_integer_value(json_object_get(result, "failed")),
@@ -335,6 +356,7 @@ slot_main(void *arg)
 
 		r = store_claim_module(eng->st, eng->address, &c);
 		if (r == 1) {
+			engine_changed(eng, c.eval_id);
 			run_claimed(eng, sa->slot, &c);
 			continue;
 		}
@@ -479,6 +501,7 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		it->upload_path = xstrdup(stored);
 		fetch_enqueue(eng, it);
 	}
+	engine_changed(eng, id);
 	log_info("engine: accepted evaluation %s: ZIP with %zu projects", id, plan->nprojects);
 out:
 	if (ids != NULL)
@@ -552,6 +575,7 @@ engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
 		it->token = token ? xstrdup(token) : NULL;
 		fetch_enqueue(eng, it);
 	}
+	engine_changed(eng, id);
 	log_info("engine: accepted evaluation %s: %zu git repositories", id, n);
 out:
 	for (size_t i = 0; i < n; i++) {

@@ -21,6 +21,13 @@ int engine_start(const struct config *cfg, struct store *st, struct engine **out
 /* Stop the threads; modules still running go back to pending. */
 void engine_stop(struct engine *eng);
 
+/*
+ * Called (on the engine's or the HTTP server's threads) after every local
+ * change of an evaluation's state, e.g. to replicate it.
+ */
+typedef void (*engine_change_fn)(void *ctx, const char *eval_id);
+void engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx);
+
 const char *engine_address(const struct engine *eng);
 struct store *engine_store(const struct engine *eng);
 /* Facts for GET /health (new reference). */

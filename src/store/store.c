@@ -41,7 +41,8 @@ static const char store_schema[] =
 	"CREATE TABLE IF NOT EXISTS module ("
 	"  eval_id TEXT NOT NULL, project_idx INTEGER NOT NULL, path TEXT NOT NULL,"
 	"  state TEXT NOT NULL, node TEXT, attempts INTEGER NOT NULL DEFAULT 0,"
-	"  started_at REAL, PRIMARY KEY (eval_id, project_idx, path));"
+	"  started_at REAL, version INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (eval_id, project_idx, path));"
 	"CREATE INDEX IF NOT EXISTS module_state ON module(state, eval_id);"
 	"CREATE TABLE IF NOT EXISTS result ("
 	"  eval_id TEXT NOT NULL, project_idx INTEGER NOT NULL, path TEXT NOT NULL,"
@@ -763,7 +764,8 @@ store_claim_module(struct store *st, const char *node, struct store_claim *c)
 	}
 	sqlite3_finalize(s);
 	s = store_prep(db, "UPDATE module SET state = 'running', node = ?, attempts = ?,"
-	    " started_at = ? WHERE eval_id = ? AND project_idx = ? AND path = ?");
+	    " started_at = ?, version = version + 1 WHERE eval_id = ? AND project_idx = ?"
+	    " AND path = ?");
 	if (s == NULL) {
 		r = -EIO;
 		goto out;
@@ -797,8 +799,8 @@ set_module_state(struct store *st, const struct store_claim *c, const char *stat
 
 	if (db == NULL)
 		return -EIO;
-	s = store_prep(db, "UPDATE module SET state = ? WHERE eval_id = ? AND project_idx = ?"
-	    " AND path = ?");
+	s = store_prep(db, "UPDATE module SET state = ?, version = version + 1 WHERE eval_id = ?"
+	    " AND project_idx = ? AND path = ?");
 	if (s == NULL)
 		return -EIO;
 	bind_text(s, 1, state);
@@ -883,8 +885,8 @@ store_requeue_running(struct store *st, const char *node)
 
 	if (db == NULL)
 		return -EIO;
-	s = store_prep(db, "UPDATE module SET state = 'pending' WHERE state = 'running' AND"
-	    " node = ?");
+	s = store_prep(db, "UPDATE module SET state = 'pending', version = version + 1"
+	    " WHERE state = 'running' AND node = ?");
 	if (s == NULL)
 		return -EIO;
 	bind_text(s, 1, node);
@@ -917,8 +919,9 @@ store_has_runnable(struct store *st)
  * Merge rules, the same on every node, so that all converge:
  *  - header, project and module rows are inserted when missing;
  *  - a project's state only moves forward: fetching < ready < error;
- *  - a module's state moves by (attempts, state): a later attempt wins, and in
- *    the same attempt running beats pending; a module with a result is done;
+ *  - a module's state has one writer (the node that schedules it), which
+ *    bumps its version on every change: the higher version wins; a module
+ *    with a result is done;
  *  - results: store_result_wins() below.
  */
 
@@ -991,16 +994,17 @@ store_eval_export(struct store *st, const char *id)
 		    "warnings", w ? w : json_array()));
 	}
 	sqlite3_finalize(s);
-	s = store_prep(db, "SELECT project_idx, path, state, node, attempts FROM module"
+	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version FROM module"
 	    " WHERE eval_id = ? ORDER BY project_idx, path");
 	if (s == NULL)
 		goto fail;
 	bind_text(s, 1, id);
 	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(modules, json_pack("{s:i, s:s, s:s, s:s?, s:i}",
+		json_array_append_new(modules, json_pack("{s:i, s:s, s:s, s:s?, s:i, s:i}",
 		    "project_idx", sqlite3_column_int(s, 0), "path", col_text(s, 1), "state",
 		    col_text(s, 2), "node", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL :
-		    col_text(s, 3), "attempts", sqlite3_column_int(s, 4)));
+		    col_text(s, 3), "attempts", sqlite3_column_int(s, 4), "version",
+		    sqlite3_column_int(s, 5)));
 	sqlite3_finalize(s);
 	s = store_prep(db, "SELECT project_idx, path, node, attempt, finished_at, body"
 	    " FROM result WHERE eval_id = ? ORDER BY project_idx, path");
@@ -1189,17 +1193,14 @@ store_eval_merge(struct store *st, json_t *doc)
 	json_array_foreach(json_object_get(doc, "modules"), i, v) {
 		const char *state = json_string_value(json_object_get(v, "state"));
 		const char *path = json_string_value(json_object_get(v, "path"));
-		int rank;
 
 		if (state == NULL || path == NULL || strcmp(state, "done") == 0)
 			continue;
-		rank = strcmp(state, "running") == 0 ? 1 : 0;
 		s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node,"
-		    " attempts) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM"
-		    " project p WHERE p.eval_id = ?1 AND p.idx = ?2 AND p.state = 'error')"
-		    " ON CONFLICT DO UPDATE SET state = ?4, node = ?5, attempts = ?6"
-		    " WHERE state != 'done' AND (attempts < ?6 OR (attempts = ?6 AND"
-		    " state = 'pending' AND ?7 = 1))");
+		    " attempts, version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS"
+		    " (SELECT 1 FROM project p WHERE p.eval_id = ?1 AND p.idx = ?2 AND"
+		    " p.state = 'error') ON CONFLICT DO UPDATE SET state = ?4, node = ?5,"
+		    " attempts = ?6, version = ?7 WHERE state != 'done' AND version < ?7");
 		if (s == NULL)
 			goto fail;
 		bind_text(s, 1, id);
@@ -1208,7 +1209,7 @@ store_eval_merge(struct store *st, json_t *doc)
 		bind_text(s, 4, state);
 		bind_text(s, 5, json_string_value(json_object_get(v, "node")));
 		sqlite3_bind_int(s, 6, (int)json_integer_value(json_object_get(v, "attempts")));
-		sqlite3_bind_int(s, 7, rank);
+		sqlite3_bind_int(s, 7, (int)json_integer_value(json_object_get(v, "version")));
 		if (step_done(db, s) < 0)
 			goto fail;
 		changed += sqlite3_changes(db);
@@ -1245,7 +1246,7 @@ store_eval_digests(struct store *st)
 	    " (SELECT group_concat(x, '|') FROM (SELECT p.idx || ':' || p.state AS x FROM project p"
 	    "   WHERE p.eval_id = e.id ORDER BY p.idx)),"
 	    " (SELECT group_concat(x, '|') FROM (SELECT m.project_idx || ':' || m.path || ':' ||"
-	    "   m.state || ':' || m.attempts AS x FROM module m WHERE m.eval_id = e.id"
+	    "   m.state || ':' || m.version AS x FROM module m WHERE m.eval_id = e.id"
 	    "   ORDER BY m.project_idx, m.path)),"
 	    " (SELECT group_concat(x, '|') FROM (SELECT r.project_idx || ':' || r.path || ':' ||"
 	    "   r.node || ':' || r.attempt AS x FROM result r WHERE r.eval_id = e.id"
