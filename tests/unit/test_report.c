@@ -69,7 +69,7 @@ static const struct report_case report_cases[] = {
 	  EXITED(0), "finished", 1, 0, 0, 0, "xpassed", NULL, NULL, NULL },
 	{ "strict xpass", HELLO COLL1(T(1)) START(T(1)) OK(T(1), "setup")
 	  REP(T(1), "call", "failed", "false", "true") OK(T(1), "teardown") FIN(T(1)) END(1),
-	  EXITED(1), "finished", 0, 1, 0, 0, "xpassed", NULL, NULL, "call" },
+	  EXITED(1), "finished", 0, 1, 0, 0, "failed", NULL, NULL, "call" },
 	{ "collect error", HELLO "{\"ev\":\"collect_error\",\"nodeid\":\"" M "\",\"message\":"
 	  "\"ImportError: no module named x\"}\n" "{\"ev\":\"collected\",\"nodeids\":[]}\n" END(2),
 	  EXITED(2), "finished", 0, 1, 0, 1, "error", NULL, "ImportError: no module named x", "collect" },
