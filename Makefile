@@ -48,7 +48,7 @@ $(BUILD)/obj/%.o: src/%.c $(BUILD)/gen/embedded.h
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 # The Python files the node hands to pytest are compiled into the binary.
-$(BUILD)/gen/embedded.h $(BUILD)/gen/embedded.c: $(EMBED) scripts/embed.sh
+$(BUILD)/gen/embedded.h $(BUILD)/gen/embedded.c &: $(EMBED) scripts/embed.sh
 	@mkdir -p $(BUILD)/gen
 	sh scripts/embed.sh $(BUILD)/gen $(EMBED)
 
