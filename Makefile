@@ -6,9 +6,11 @@
 #   make asan       build build-asan/meshtest with AddressSanitizer + UBSan
 #   make unit       cmocka unit tests (normal build)
 #   make e2e        end-to-end pytest suite against build/meshtest
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS each (CI: 10 s)
 #   make lint       clang-tidy and cppcheck
 #   make clean
 
+SHELL   := /bin/bash
 CC      ?= cc
 PKGS    := libmicrohttpd libcurl jansson libarchive sqlite3 libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -32,7 +34,7 @@ EMBED   := $(sort $(wildcard src/runner/py/*.py))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run check deps asan unit unit-asan e2e e2e-asan lint fuzz clean bench
+.PHONY: all run check deps asan unit unit-asan e2e e2e-asan lint fuzz fuzz-build clean bench
 
 all: $(BUILD)/meshtest
 
@@ -92,6 +94,28 @@ check: deps
 	$(MAKE) unit-asan
 	$(MAKE) e2e
 	$(MAKE) e2e-asan
+	$(MAKE) fuzz FUZZ_SECONDS=10
+
+# libFuzzer targets (clang): one per decoder of outside input. Each runs
+# FUZZ_SECONDS from its committed seed corpus; new inputs go to a scratch dir.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS)" build-fuzz/libmeshtest.a
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  clang -std=c17 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -Isrc -Ibuild-fuzz/gen $(PKG_CFLAGS) -o build-fuzz/$$t fuzz/$$t.c \
+	    build-fuzz/libmeshtest.a $(LDLIBS); done
+
+fuzz: fuzz-build
+	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
+	  c=$${t#fuzz_}; mkdir -p build-fuzz/corpus-run/$$c; \
+	  echo "== $$t for $(FUZZ_SECONDS) s"; \
+	  ./build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    -print_final_stats=1 build-fuzz/corpus-run/$$c fuzz/corpus/$$c 2>&1 | tail -n 12; \
+	  done
 
 bench: all
 	$(PYTHON) bench/bench_single.py --bin $(CURDIR)/$(BUILD)/meshtest
@@ -101,4 +125,4 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability -Isrc src
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

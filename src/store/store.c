@@ -1144,8 +1144,8 @@ store_eval_merge(struct store *st, json_t *doc)
 
 		if (state == NULL || pid == NULL || source == NULL)
 			continue;
-		w = json_dumps(json_is_array(json_object_get(v, "warnings")) ?
-		    json_object_get(v, "warnings") : json_array(), JSON_COMPACT);
+		w = json_is_array(json_object_get(v, "warnings")) ?
+		    json_dumps(json_object_get(v, "warnings"), JSON_COMPACT) : xstrdup("[]");
 		s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
 		    " state, error, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
 		    " ON CONFLICT DO UPDATE SET state = ?6, error = ?7, warnings = ?8"
