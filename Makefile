@@ -119,6 +119,7 @@ fuzz: fuzz-build
 
 bench: all
 	$(PYTHON) bench/bench_single.py --bin $(CURDIR)/$(BUILD)/meshtest
+	$(PYTHON) bench/bench_load.py --bin $(CURDIR)/$(BUILD)/meshtest
 
 lint:
 	clang-tidy $(LIB_SRC) src/main.c -- -std=c17 -D_GNU_SOURCE -Isrc -I$(BUILD)/gen $(PKG_CFLAGS)
