@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "cluster/gossip.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -36,6 +37,8 @@ serve_main(int argc, char **argv)
 	struct store *st = NULL;
 	struct engine *eng = NULL;
 	struct http_server *srv = NULL;
+	struct gossip *gossip = NULL;
+	struct node_ctx nctx = { NULL, NULL };
 	struct http_server_config hc;
 	char err[1024] = "";
 	char *db_path = NULL, *upload_dir = NULL;
@@ -88,11 +91,19 @@ serve_main(int argc, char **argv)
 	hc.api_token = cfg.api_token;
 	hc.max_body = (uint64_t)cfg.max_upload_mb << 20;
 	hc.upload_dir = upload_dir;
-	hc.threads = 4;
-	if (http_server_start(&hc, routes, eng, &srv, err, sizeof(err)) < 0) {
+	/* Gossip handlers (a ping-req waits for its probe) must not starve the rest. */
+	hc.threads = 16;
+	nctx.eng = eng;
+	if (http_server_start(&hc, routes, &nctx, &srv, err, sizeof(err)) < 0) {
 		log_error("cannot start: %s", err);
 		goto out;
 	}
+	/* Membership starts once we can answer probes; handlers see it from here on. */
+	if (gossip_start(cfg.advertise, cfg.seeds, &gossip) < 0) {
+		log_error("cannot start membership as %s", cfg.advertise);
+		goto out;
+	}
+	__atomic_store_n(&nctx.gossip, gossip, __ATOMIC_RELEASE);
 	log_info("meshtest %s serving on %s as %s, data in %s", MESHTEST_VERSION, cfg.listen,
 	    cfg.advertise, cfg.data_dir);
 	while (sigwait(&set, &sig) != 0)
@@ -100,7 +111,10 @@ serve_main(int argc, char **argv)
 	log_info("stopping on signal %d", sig);
 	rc = 0;
 out:
+	/* Goodbye first, while we still answer; then no handler can be running. */
+	gossip_stop(gossip);
 	http_server_stop(srv);
+	gossip_free(gossip);
 	engine_stop(eng);
 	store_close(st);
 	free(db_path);

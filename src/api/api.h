@@ -1,11 +1,33 @@
 /*
  * api.h - the public and internal HTTP endpoints, one route table per
- * endpoint family. Handlers get the node's engine as their context.
+ * endpoint family. Handlers get the node's context (struct node_ctx: the
+ * engine and the gossip layer) as their ctx; use api_engine/api_gossip.
  */
 #ifndef MESHTEST_API_H
 #define MESHTEST_API_H
 
 #include "http/http_server.h"
+
+struct engine;
+struct gossip;
+
+/* What main.c hands the HTTP server as every handler's ctx. */
+struct node_ctx {
+	struct engine *eng;
+	struct gossip *gossip;   /* NULL until membership is up */
+};
+
+static inline struct engine *
+api_engine(void *ctx)
+{
+	return ((struct node_ctx *)ctx)->eng;
+}
+
+static inline struct gossip *
+api_gossip(void *ctx)
+{
+	return __atomic_load_n(&((struct node_ctx *)ctx)->gossip, __ATOMIC_ACQUIRE);
+}
 
 extern const struct http_route api_evaluation_routes[];
 extern const struct http_route api_stats_routes[];

@@ -137,8 +137,8 @@ static json_t *
 post_evaluation(struct http_request *req, void *ctx, int *status)
 {
 	if (strcmp(http_request_media_type(req), "multipart/form-data") == 0)
-		return post_zip(req, ctx, status);
-	return post_git(req, ctx, status);
+		return post_zip(req, api_engine(ctx), status);
+	return post_git(req, api_engine(ctx), status);
 }
 
 static json_t *
@@ -146,7 +146,7 @@ list_evaluations(struct http_request *req, void *ctx, int *status)
 {
 	(void)req;
 	*status = 200;
-	return store_eval_list(engine_store(ctx));
+	return store_eval_list(engine_store(api_engine(ctx)));
 }
 
 static json_t *
@@ -156,7 +156,7 @@ get_evaluation(struct http_request *req, void *ctx, int *status)
 	json_t *doc = NULL;
 
 	if (util_is_uuid(id))
-		doc = store_eval_status(engine_store(ctx), id, util_now());
+		doc = store_eval_status(engine_store(api_engine(ctx)), id, util_now());
 	if (doc == NULL)
 		return http_error(status, 404, "not found");
 	*status = 200;
@@ -170,7 +170,7 @@ get_results(struct http_request *req, void *ctx, int *status)
 	json_t *doc = NULL;
 
 	if (util_is_uuid(id))
-		doc = store_eval_results(engine_store(ctx), id, util_now());
+		doc = store_eval_results(engine_store(api_engine(ctx)), id, util_now());
 	if (doc == NULL)
 		return http_error(status, 404, "not found");
 	*status = 200;

@@ -1,0 +1,27 @@
+/*
+ * peer.h - the one function every node-to-node request goes through.
+ *
+ * All internal traffic (gossip, views, later tasks and replication) calls
+ * peer_request, so that authentication of internal requests (a MAC over
+ * method, path, body and a timestamp with the cluster key) can be added here
+ * and in its server-side twin without touching the callers.
+ */
+#ifndef MESHTEST_PEER_H
+#define MESHTEST_PEER_H
+
+#include <jansson.h>
+
+#define PEER_MAX_ANSWER (8u << 20)  /* bytes of a peer's answer */
+
+/*
+ * Send method path to the node at addr ("host:port") with body (borrowed,
+ * may be NULL) as JSON, waiting at most timeout seconds in all. On any HTTP
+ * answer returns 0 with *status set and *answer the parsed JSON body (new
+ * reference; NULL when the body is empty or not JSON). answer and status may
+ * be NULL. Otherwise a negative errno: -ECONNREFUSED, -ETIMEDOUT,
+ * -EHOSTUNREACH, -EINVAL (bad address), -EFBIG, -EIO.
+ */
+int peer_request(const char *addr, const char *method, const char *path, json_t *body,
+    double timeout, json_t **answer, long *status);
+
+#endif

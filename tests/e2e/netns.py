@@ -1,0 +1,230 @@
+"""Network namespaces for end-to-end tests: nodes with their own IP addresses.
+
+A NetnsCluster makes N namespaces (mt-<hex>-a, -b, ...) plus one for a bridge
+(mt-<hex>-br). Each node namespace gets lo and an eth0 (a veth pair whose
+other end is a port of the bridge) with 10.213.<random>.<k>/24. Nothing is
+created in the host's own namespace: the addresses exist only inside the
+namespaces, and deleting the namespaces (teardown, always) removes every link.
+
+The test process talks to a node from inside its namespace: a short-lived
+thread enters it with setns(2) and opens the TCP connection there (a socket
+keeps the namespace it was created in).
+
+Needs root (CI and this machine run the suite as root).
+"""
+
+import ctypes
+import http.client
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import threading
+import time
+
+from conftest import ASAN, MESHTEST_BIN, SLOTS, Node, _LIVE_NODES
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def run(*cmd, check=True):
+    p = subprocess.run(list(cmd), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=30)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} -> {p.returncode}: "
+                           f"{p.stderr.strip()}")
+    return p
+
+
+def ns_connect(ns, host, port, timeout):
+    """A TCP socket connected to host:port from inside namespace ns."""
+    out = {}
+
+    def enter_and_connect():
+        try:
+            fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, f"setns {ns}: {os.strerror(e)}")
+            finally:
+                os.close(fd)
+            import socket
+            out["sock"] = socket.create_connection((host, port), timeout)
+        except OSError as e:
+            out["err"] = e
+
+    t = threading.Thread(target=enter_and_connect, daemon=True)
+    t.start()
+    t.join()
+    if "err" in out:
+        raise out["err"]
+    return out["sock"]
+
+
+def ns_http(ns, host, port, method, path, body=None, headers=None,
+            timeout=10):
+    """(status, parsed JSON or None, raw) of one request made inside ns."""
+    sock = ns_connect(ns, host, port, timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn.sock = sock
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        return resp.status, parsed, raw
+    finally:
+        conn.close()
+
+
+class NetnsCluster:
+    """n namespaces on one bridge, on a random private /24."""
+
+    def __init__(self, n=3):
+        tag = secrets.token_hex(3)
+        self.subnet = random.randint(1, 254)
+        self.bridge_ns = f"mt-{tag}-br"
+        self.names = [f"mt-{tag}-{chr(ord('a') + i)}" for i in range(n)]
+        self.ips = [f"10.213.{self.subnet}.{i + 1}" for i in range(n)]
+        self.created = []
+
+    def _add_ns(self, name):
+        run("ip", "netns", "add", name)
+        self.created.append(name)
+        run("ip", "-n", name, "link", "set", "lo", "up")
+
+    def setup(self):
+        self._add_ns(self.bridge_ns)
+        br = self.bridge_ns
+        run("ip", "-n", br, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", br, "link", "set", "br0", "up")
+        for i, (ns, ip) in enumerate(zip(self.names, self.ips)):
+            self._add_ns(ns)
+            run("ip", "-n", br, "link", "add", f"p{i}", "type", "veth",
+                "peer", "name", "eth0", "netns", ns)
+            run("ip", "-n", br, "link", "set", f"p{i}", "master", "br0")
+            run("ip", "-n", br, "link", "set", f"p{i}", "up")
+            run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+            run("ip", "-n", ns, "link", "set", "eth0", "up")
+        return self
+
+    def teardown(self):
+        """Delete every namespace made (their veths go with them)."""
+        errors = []
+        for ns in reversed(self.created):
+            p = run("ip", "netns", "del", ns, check=False)
+            if p.returncode != 0:
+                errors.append(f"{ns}: {p.stderr.strip()}")
+        self.created = []
+        return errors
+
+    def blackhole(self, src, dst):
+        """Drop everything namespace src sends to node dst's address."""
+        run("ip", "-n", self.names[src], "route", "add", "blackhole",
+            f"{self.ips[dst]}/32")
+
+    def unblackhole(self, src, dst):
+        run("ip", "-n", self.names[src], "route", "del", "blackhole",
+            f"{self.ips[dst]}/32", check=False)
+
+
+class NsNode(Node):
+    """A meshtest node inside a namespace, listening on ip:port there.
+
+    Beyond loopback a node needs a cluster key and an API token: random ones
+    are passed in its environment (never on the command line)."""
+
+    def __init__(self, base_dir, ns, ip, port=7000, extra_args=(),
+                 name="nsnode", secrets_env=None):
+        super().__init__(base_dir, extra_args, port=port, name=name)
+        self.ns = ns
+        self.ip = ip
+        self.addr = f"{ip}:{port}"
+        self.secrets_env = dict(secrets_env or {})
+
+    def cmd(self):
+        return ["ip", "netns", "exec", self.ns, MESHTEST_BIN, "serve",
+                "--listen", self.addr, "--advertise", self.addr,
+                "--data-dir", self.data_dir, "--slots", str(SLOTS),
+                "--module-timeout", str(self.module_timeout),
+                "--log-level", "debug", *self.extra_args]
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        return ns_http(self.ns, self.ip, self.port, method, path, body,
+                       headers, timeout)
+
+    def start(self, ready_timeout=10.0):
+        assert self.proc is None, "node already running"
+        os.makedirs(self.base_dir, exist_ok=True)
+        self._make_reachable()
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"==== start #{self.starts}: {' '.join(self.cmd())}\n"
+                  .encode())
+        log.flush()
+        env = dict(os.environ)
+        env.update(self.secrets_env)
+        if ASAN:
+            env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        # `ip netns exec` execs the node: the pid is the node's own
+        self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log, env=env,
+                                     start_new_session=True)
+        log.close()
+        if self not in _LIVE_NODES:
+            _LIVE_NODES.append(self)
+        deadline = time.monotonic() + ready_timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"meshtest exited with {self.proc.returncode} during "
+                    f"startup:\n{self.log_tail(80)}")
+            try:
+                st, _, _ = self.request("GET", "/health", timeout=2)
+                if st == 200:
+                    return self
+                last = f"status {st}"
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        raise AssertionError(f"node {self.addr} not healthy after "
+                             f"{ready_timeout}s ({last}):\n"
+                             f"{self.log_tail(80)}")
+
+
+def cluster_secrets():
+    """Fresh random secrets (64 hex characters each) for a test cluster."""
+    return {"MESHTEST_CLUSTER_KEY": secrets.token_hex(32),
+            "MESHTEST_API_TOKEN": secrets.token_hex(32)}
+
+
+class Busy:
+    """Keep every core at 100 % with plain Python loops."""
+
+    def __init__(self, n=None):
+        self.n = n or os.cpu_count() or 2
+        self.procs = []
+
+    def start(self):
+        for _ in range(self.n):
+            self.procs.append(subprocess.Popen(
+                ["/usr/bin/python3", "-c", "while True: pass"],
+                stdin=subprocess.DEVNULL, start_new_session=True))
+        return self
+
+    def stop(self):
+        for p in self.procs:
+            try:
+                p.send_signal(signal.SIGKILL)
+                p.wait(5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        self.procs = []
