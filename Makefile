@@ -114,7 +114,7 @@ fuzz: fuzz-build
 	  c=$${t#fuzz_}; mkdir -p build-fuzz/corpus-run/$$c; \
 	  echo "== $$t for $(FUZZ_SECONDS) s"; \
 	  ./build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
-	    -print_final_stats=1 build-fuzz/corpus-run/$$c fuzz/corpus/$$c 2>&1 | tail -n 12; \
+	    -print_final_stats=1 -artifact_prefix=build-fuzz/ build-fuzz/corpus-run/$$c fuzz/corpus/$$c 2>&1 | tail -n 12; \
 	  done
 
 bench: all

@@ -70,6 +70,8 @@ static const struct config_option config_options[] = {
 	  "accept file:// git URLs (for tests only)" },
 	{ "git-hosts", "MESHTEST_GIT_HOSTS", OPT_STR, OFF(git_hosts), "", 0, 0,
 	  "comma-separated git hosts allowed (default: any)" },
+	{ "sandbox", "MESHTEST_SANDBOX", OPT_STR, OFF(sandbox), "auto", 0, 0,
+	  "auto (bubblewrap when it works), bwrap (refuse to start without it) or none" },
 };
 
 #define NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))

@@ -28,6 +28,7 @@ struct config {
 	long uid_base;          /* first uid of the slot users; 0: derive from data dir */
 	long allow_file_urls;   /* 1: accept file:// git URLs (tests only) */
 	char *git_hosts;        /* comma-separated allowed git hosts; empty = any */
+	char *sandbox;          /* auto, bwrap or none (checked by runner_init) */
 
 	/* Derived at load time, not options. */
 	char *cluster_key;      /* from the file or MESHTEST_CLUSTER_KEY */

@@ -709,6 +709,7 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	rc.slots = (int)cfg->slots;
 	rc.uid_base = cfg->uid_base ? cfg->uid_base : derive_uid_base(cfg->data_dir);
 	rc.output_cap = (size_t)cfg->output_kb * 1024;
+	rc.sandbox = cfg->sandbox;
 	r = runner_init(&rc, err, errlen);
 	if (r < 0) {
 		engine_stop(eng);
@@ -788,6 +789,8 @@ json_t *
 engine_health(const struct engine *eng)
 {
 	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:s}", "status", "ok", "address",
-	    eng->address, "isolated", runner_isolated(), "sandbox", "none", "slots",
+	    eng->address, "isolated",
+	    runner_isolated() && strcmp(runner_sandbox_name(), "bwrap") == 0,
+	    "sandbox", runner_sandbox_name(), "slots",
 	    (json_int_t)eng->nslots, "version", "0.1.0");
 }

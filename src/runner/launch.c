@@ -30,6 +30,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "runner/sandbox.h"
 
 #define LAUNCH_DRAIN_SECONDS 2.0
 #define LAUNCH_KILL_SECONDS 1.0
@@ -110,8 +111,8 @@ launch_child_dup(int from, int to)
  * state was copied from the forking process, is never involved.
  */
 static _Noreturn void
-launch_child(const struct launch_spec *spec, int in_fd, int out_fd, int err_fd,
-	     int rep_fd, int ep, pid_t parent)
+launch_child(const struct launch_spec *spec, char *const *argv, int in_fd, int out_fd,
+	     int err_fd, int rep_fd, int ep, pid_t parent)
 {
 	struct sigaction sa;
 	sigset_t none;
@@ -172,13 +173,13 @@ launch_child(const struct launch_spec *spec, int in_fd, int out_fd, int err_fd,
 		_exit(127);
 	if (spec->cwd != NULL && chdir(spec->cwd) < 0)
 		launch_child_fail(ep, LS_CHDIR);
-	execve(spec->argv[0], (char *const *)spec->argv, (char *const *)spec->envp);
+	execve(argv[0], argv, (char *const *)spec->envp);
 	launch_child_fail(ep, LS_EXEC);
 }
 
 static void
-launch_start_error(const struct launch_spec *spec, const struct launch_child_error *e,
-		   struct launch_result *res)
+launch_start_error(const struct launch_spec *spec, const char *path,
+		   const struct launch_child_error *e, struct launch_result *res)
 {
 	const char *why = strerrordesc_np(e->err);
 
@@ -187,7 +188,7 @@ launch_start_error(const struct launch_spec *spec, const struct launch_child_err
 	switch (e->stage) {
 	case LS_EXEC:
 		snprintf(res->start_error, sizeof(res->start_error), "cannot execute %s: %s",
-			 spec->argv[0], why);
+			 path, why);
 		break;
 	case LS_CRED:
 		snprintf(res->start_error, sizeof(res->start_error),
@@ -232,6 +233,8 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 	pid_t pid;
 	double start, deadline, drain_until = 0;
 	int reaped = 0;
+	char **sbargv = NULL;
+	char *const *argv;
 
 	memset(res, 0, sizeof(*res));
 	buf_init(&res->out, spec->out_cap);
@@ -239,6 +242,16 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 	buf_init(&res->report, spec->report_cap);
 	if (spec->argv == NULL || spec->argv[0] == NULL || spec->envp == NULL)
 		return -EINVAL;
+	/* built before fork: the child may only make async-signal-safe calls */
+	if (spec->sandbox != NULL) {
+		if ((r = sandbox_argv(spec->sandbox, spec->argv, &sbargv)) < 0) {
+			log_error("launch: cannot build the sandbox command: %s", strerror(-r));
+			return r;
+		}
+		argv = sbargv;
+	} else {
+		argv = (char *const *)spec->argv;
+	}
 
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
 	    pipe2(ep, O_CLOEXEC) < 0 ||
@@ -258,7 +271,7 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 		goto out;
 	}
 	if (pid == 0)
-		launch_child(spec, inp[1], outp[1], errp[1], repp[1], ep[1], parent);
+		launch_child(spec, argv, inp[1], outp[1], errp[1], repp[1], ep[1], parent);
 	launch_close(&outp[1]);
 	launch_close(&errp[1]);
 	launch_close(&repp[1]);
@@ -272,7 +285,7 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 		n = read(ep[0], &ce, sizeof(ce));
 	} while (n < 0 && errno == EINTR);
 	if (n == (ssize_t)sizeof(ce)) {
-		launch_start_error(spec, &ce, res);
+		launch_start_error(spec, argv[0], &ce, res);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
 		res->duration = util_mono() - start;
@@ -388,7 +401,14 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 		res->term_signal = WTERMSIG(status);
 	else
 		res->exit_code = WEXITSTATUS(status);
+	/* bwrap passes on "killed by signal n" as 128 + n */
+	if (spec->sandbox != NULL && res->term_signal == 0 && res->exit_code > 128 &&
+	    res->exit_code < 128 + 65) {
+		res->term_signal = res->exit_code - 128;
+		res->exit_code = 0;
+	}
 out:
+	sandbox_argv_free(sbargv);
 	launch_close(&outp[0]);
 	launch_close(&outp[1]);
 	launch_close(&errp[0]);

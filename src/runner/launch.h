@@ -11,6 +11,8 @@
 
 #include "core/buf.h"
 
+struct sandbox_spec;
+
 struct launch_limits {
 	rlim_t as_bytes, nproc, nofile, fsize_bytes, cpu_seconds; /* 0 = leave as is */
 };
@@ -33,6 +35,8 @@ struct launch_spec {
 	const int *cancel;        /* optional: once *cancel is nonzero (read atomically, at least
 				   * every 100 ms) the child is killed as on a deadline, without
 				   * timed_out; NULL: never */
+	const struct sandbox_spec *sandbox; /* NULL: exec argv directly; else exec bwrap
+					     * (sandbox_argv) as uid, which runs argv inside */
 };
 
 struct launch_result {
@@ -49,6 +53,12 @@ struct launch_result {
  * not start or failed (see res->started); <0 only on our own failure (pipes,
  * fork). The child runs in its own session and process group, which is killed
  * when it ends. Thread-safe: uses no signal handlers and waits on its own pid.
+ *
+ * With spec->sandbox the child drops to uid and its limits first and then
+ * execs bwrap, whose death (deadline, cancel) takes the whole pid namespace
+ * with it. bwrap reports a command killed by signal n as exit status 128 + n;
+ * that is turned back into term_signal n (so a command that itself exits
+ * with 129..192 reads as killed by a signal).
  */
 int launch_run(const struct launch_spec *spec, struct launch_result *res);
 void launch_result_free(struct launch_result *res);

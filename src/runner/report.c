@@ -358,10 +358,22 @@ report_add_test(json_t *tests, const char *nodeid, const char *outcome,
 	json_array_append_new(tests, t);
 }
 
+/* 1 when the last line of stderr says the interpreter ran out of memory. */
+static int
+report_memory_line(const char *line)
+{
+	return strstr(line, "MemoryError") != NULL ||
+	       strstr(line, "Cannot allocate memory") != NULL ||
+	       strstr(line, "out of memory") != NULL;
+}
+
 /* Why the process did not end normally, e.g. "timed out after 5 s" (malloc'ed). */
 static char *
-report_reason(const struct report_state *st, const struct report_exit *ex)
+report_reason(const struct report_state *st, const struct report_exit *ex, int oom)
 {
+	if (oom)
+		return xstrdup(ex->oom_kill ? "out of memory (killed by the OOM killer)"
+				: "out of memory (MemoryError)");
 	if (ex->timed_out)
 		return xasprintf("timed out after %g s",
 				 ex->timeout > 0 ? ex->timeout : (double)(long)ex->duration);
@@ -430,13 +442,18 @@ report_build(const char *stream, size_t len, const struct report_exit *ex)
 		outcome = REPORT_INFRA;
 		if (*line == '\0') {
 			free(line);
-			line = report_reason(&st, ex);
+			line = report_reason(&st, ex, 0);
 		}
 		message = xasprintf("pytest could not start: %s", line);
 		report_add_test(tests, module, "error", "failed", 0, "collect", message);
 		goto done;
 	}
-	if (st.end && !ex->timed_out && ex->term_signal == 0 &&
+	/* out of memory: it died early, and said so or the OOM killer did it */
+	int oom = !ex->timed_out &&
+		  ((ex->oom_kill && ex->term_signal == SIGKILL) ||
+		   ((!st.end || ex->term_signal != 0 || st.exitstatus == 3) &&
+		    report_memory_line(line)));
+	if (!oom && st.end && !ex->timed_out && ex->term_signal == 0 &&
 	    !(st.exitstatus >= 0 && st.exitstatus <= 2) && st.exitstatus != 5) {
 		outcome = REPORT_INFRA;
 		if (st.exitstatus == 3)
@@ -449,15 +466,17 @@ report_build(const char *stream, size_t len, const struct report_exit *ex)
 		goto done;
 	}
 
-	int abnormal = !st.end || ex->timed_out || ex->term_signal != 0;
+	int abnormal = !st.end || ex->timed_out || ex->term_signal != 0 || oom;
 	int settled = 0, all_done = 1;
 	char *not_run;
 
 	if (ex->timed_out)
 		outcome = REPORT_TIMEOUT;
+	else if (oom)
+		outcome = REPORT_OOM;
 	else if (abnormal)
 		outcome = REPORT_CRASHED;
-	reason = report_reason(&st, ex);
+	reason = report_reason(&st, ex, oom);
 	not_run = xasprintf("not run: %s", reason);
 	for (size_t i = 0; i < st.n; i++) {
 		struct report_test *t = &st.tests[i];

@@ -23,12 +23,20 @@ struct report_exit {
 	const char *start_error; /* when !started */
 	const char *stderr_tail; /* stderr (or its end), for messages; may be NULL */
 	const char *module;      /* module path, nodeid of a module-level error; NULL: "<collection>" */
+	int oom_kill;            /* the kernel's OOM killer hit the run (e.g. a cgroup v2
+				  * memory.events oom_kill counter rose); 0: unknown or no */
 };
 
 /*
  * Build the module result from the report stream (JSON lines; lines that do
  * not parse, such as a truncated last line, are ignored) and how the process
- * ended. Returns a new object (caller owns; never NULL):
+ * ended. The outcome is "timeout" when the deadline killed it; "oom" when it
+ * died early (no end event, killed by a signal, or a pytest internal error)
+ * and the last line of stderr shows MemoryError (or ENOMEM), or when it was
+ * killed by SIGKILL with oom_kill set; "crashed" for any other early death;
+ * "infra_error" when pytest could not start; else "finished" (a test that
+ * catches MemoryError and fails is just a failed test). Tests count as for
+ * "crashed". Returns a new object (caller owns; never NULL):
  * {"outcome": "finished|timeout|crashed|oom|infra_error", "message": str (only
  *  when not finished), "passed", "failed", "skipped", "errors": int,
  *  "duration": s, "exit_code": int|null, "signal": int|null,

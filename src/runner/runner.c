@@ -5,7 +5,12 @@
  * Owns <data>/lib (the embedded plugin and helper), <data>/venvs (shared,
  * read-only environments keyed by interpreter + requirement set) and
  * <data>/work/slot-<n> (one scratch folder per slot). Everything submitted
- * code does goes through launch_run as the slot's uid.
+ * code does goes through launch_run as the slot's uid and, when bubblewrap
+ * works (runner.sandboxed), inside a sandbox (sandbox.c) that sees the system
+ * read-only, the environment and the plugin read-only, and only its own slot
+ * folder (a module run) or build folder (an environment build) writable.
+ * Module runs get a private network; package installs share the host's
+ * network, since pip must reach the package index.
  *
  * Threads: runner_init runs once at startup. Then slot worker threads call
  * runner_prepare_env and runner_run_module, one module per slot at a time.
@@ -32,6 +37,7 @@
 #include "embedded.h"
 #include "runner/launch.h"
 #include "runner/report.h"
+#include "runner/sandbox.h"
 
 #define RUNNER_REQ_MAX (1 << 20)        /* requirements.txt / pyproject.toml */
 #define RUNNER_REQ_LINES 10000
@@ -48,6 +54,11 @@ static struct {
 	long uid_base;
 	size_t output_cap;
 	int isolated;
+	int sandboxed;                 /* runs go through bwrap */
+	char *bwrap;
+	char *py_prefix;               /* the interpreter's prefix when outside /usr, else NULL */
+	struct sandbox_sys_entry sys[SANDBOX_SYS_MAX];
+	size_t nsys;
 } runner;
 
 static pthread_mutex_t runner_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -94,10 +105,123 @@ runner_isolated(void)
 	return runner.isolated;
 }
 
+const char *
+runner_sandbox_name(void)
+{
+	return runner.sandboxed ? "bwrap" : "none";
+}
+
 static uid_t
 runner_slot_uid(int slot)
 {
 	return runner.isolated ? (uid_t)(runner.uid_base + slot) : (uid_t)-1;
+}
+
+/* The uid a sandbox runs as: the slot's, or ours when we are not root. */
+static uid_t
+runner_sandbox_uid(uid_t uid)
+{
+	return uid == (uid_t)-1 ? getuid() : uid;
+}
+
+/*
+ * The prefix of the interpreter (/opt/py for /opt/py/bin/python3), which the
+ * sandbox must show read-only; NULL when it lives under /usr, already shown.
+ */
+static char *
+runner_python_prefix(const char *python)
+{
+	char *real = realpath(python, NULL), *slash;
+
+	if (real == NULL || util_starts_with(real, "/usr/")) {
+		free(real);
+		return NULL;
+	}
+	for (int i = 0; i < 2; i++) {
+		slash = strrchr(real, '/');
+		if (slash != NULL)
+			*slash = '\0';
+	}
+	if (real[0] != '/') {
+		free(real);
+		return NULL;
+	}
+	return real;
+}
+
+/*
+ * Decide whether runs use bubblewrap: mode "none" never, "bwrap" always (or
+ * fail), "auto" when the probe works. Loud when runs are not isolated.
+ */
+static int
+runner_sandbox_init(const struct runner_config *cfg, char *err, size_t errlen)
+{
+	int mode = sandbox_mode_parse(cfg->sandbox != NULL ? cfg->sandbox : "auto");
+	char why[512];
+	uid_t uid = runner_sandbox_uid(runner_slot_uid(0));
+
+	runner.sandboxed = 0;
+	if (mode < 0) {
+		runner_seterr(err, errlen, "unknown sandbox mode '%s' (auto, bwrap or none)",
+			      cfg->sandbox);
+		return -EINVAL;
+	}
+	free(runner.bwrap);
+	free(runner.py_prefix);
+	runner.bwrap = xstrdup(cfg->bwrap != NULL ? cfg->bwrap : "/usr/bin/bwrap");
+	runner.py_prefix = runner_python_prefix(runner.python);
+	runner.nsys = sandbox_sys_detect(runner.sys, SANDBOX_SYS_MAX);
+	if (mode == SANDBOX_NONE) {
+		log_warn("runs are NOT isolated: --sandbox none; test code runs as "
+			 "unprivileged users with limits but sees the host's filesystem and "
+			 "network");
+		return 0;
+	}
+	if (sandbox_probe(runner.bwrap, runner_slot_uid(0), why, sizeof(why)) < 0) {
+		if (mode == SANDBOX_BWRAP) {
+			runner_seterr(err, errlen, "--sandbox bwrap: bubblewrap does not work "
+				      "here as uid %lu: %s", (unsigned long)uid, why);
+			return -EPERM;
+		}
+		log_warn("runs are NOT isolated: bubblewrap does not work here (%s); test "
+			 "code runs as unprivileged users with limits but sees the host's "
+			 "filesystem and network", why);
+		return 0;
+	}
+	runner.sandboxed = 1;
+	log_info("runner: every run goes through %s (own user, pid, ipc and network "
+		 "namespaces, read-only system)", runner.bwrap);
+	return 0;
+}
+
+/* Paths a sandbox shows read-only or read-write; NULL entries are skipped. */
+struct runner_view {
+	const char *ro[6];
+	const char *rw[4];
+};
+
+static void
+runner_view_fill(struct sandbox_spec *sb, const char **ro, const char **rw,
+		 const struct runner_view *v, uid_t uid)
+{
+	size_t nro = 0, nrw = 0;
+
+	for (size_t i = 0; i < sizeof(v->ro) / sizeof(v->ro[0]); i++)
+		if (v->ro[i] != NULL && strcmp(v->ro[i], "/") != 0)
+			ro[nro++] = v->ro[i];
+	ro[nro] = NULL;
+	for (size_t i = 0; i < sizeof(v->rw) / sizeof(v->rw[0]); i++)
+		if (v->rw[i] != NULL && strcmp(v->rw[i], "/") != 0)
+			rw[nrw++] = v->rw[i];
+	rw[nrw] = NULL;
+	memset(sb, 0, sizeof(*sb));
+	sb->bwrap = runner.bwrap;
+	sb->uid = runner_sandbox_uid(uid);
+	sb->gid = (gid_t)sb->uid;
+	sb->sys = runner.sys;
+	sb->nsys = runner.nsys;
+	sb->ro_paths = ro;
+	sb->rw_paths = rw;
 }
 
 /* The last non-empty line of b (malloc'ed), capped at 300 bytes. */
@@ -215,6 +339,7 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	runner.uid_base = cfg->uid_base;
 	runner.output_cap = cfg->output_cap ? cfg->output_cap : 65536;
 	runner.isolated = geteuid() == 0;
+	runner.sandboxed = 0;
 	__atomic_store_n(&runner_cancel, 0, __ATOMIC_SEQ_CST);
 
 	pthread_mutex_lock(&runner_lock);
@@ -255,6 +380,8 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 			 "from the node or between projects (start the node as root for "
 			 "per-slot users)");
 	}
+	if ((r = runner_sandbox_init(cfg, err, errlen)) < 0)
+		goto out;
 	runner_wipe(runner.work_dir, "slot-", NULL);
 	runner_wipe(runner.venv_dir, NULL, ".tmp-");
 	r = 0;
@@ -360,10 +487,16 @@ runner_normalize(const char *text, size_t len)
 	return out.data ? buf_steal(&out) : xstrdup("");
 }
 
-/* Run a build step as the slot user; env: a PATH, HOME/TMPDIR and pip's settings. */
+/*
+ * Run a build step as the slot user; env: a PATH, HOME/TMPDIR and pip's
+ * settings. Sandboxed, it sees home and build (may be NULL) writable, the
+ * plugin folder and a local PIP_FIND_LINKS folder read-only, and the host's
+ * network only when net is set (pip install).
+ */
 static int
 runner_step(int slot, const char *const *argv, const char *home, const char *cwd,
-	    double timeout, const char *in, size_t inlen, struct launch_result *res)
+	    double timeout, const char *in, size_t inlen, const char *build, int net,
+	    struct launch_result *res)
 {
 	static const char *const pass[] = { "PIP_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX" };
 	char *env[16];
@@ -396,6 +529,24 @@ runner_step(int slot, const char *const *argv, const char *home, const char *cwd
 	spec.stdin_len = inlen;
 	spec.cancel = &runner_cancel;
 	launch_limits_default(&spec.lim);
+
+	struct sandbox_spec sb;
+	const char *ro[8], *rw[6];
+	const char *links = getenv("PIP_FIND_LINKS");
+	if (links != NULL && util_starts_with(links, "file://"))
+		links += 7;
+	struct runner_view view = {
+		.ro = { runner.lib_dir, runner.py_prefix,
+			links != NULL && links[0] == '/' && strchr(links, ' ') == NULL &&
+			access(links, F_OK) == 0 ? links : NULL },
+		.rw = { home, build },
+	};
+	if (runner.sandboxed) {
+		runner_view_fill(&sb, ro, rw, &view, spec.uid);
+		sb.chdir = cwd;
+		sb.share_net = net;
+		spec.sandbox = &sb;
+	}
 	r = launch_run(&spec, res);
 	for (size_t i = 0; i < ne; i++)
 		free(env[i]);
@@ -471,7 +622,7 @@ runner_requirements(const char *project_dir, int slot, char **out, char *err, si
 	char *helper = xasprintf("%s/meshtest_helper.py", runner.lib_dir);
 	const char *argv[] = { runner.python, "-I", helper, "deps", NULL };
 	home = xstrdup("/");
-	r = runner_step(slot, argv, home, "/", RUNNER_CHECK_TIMEOUT, text, len, &res);
+	r = runner_step(slot, argv, home, "/", RUNNER_CHECK_TIMEOUT, text, len, NULL, 0, &res);
 	if (r == 0 && runner_step_ok(&res) && res.out.dropped == 0) {
 		*out = runner_normalize(res.out.data ? res.out.data : "", res.out.len);
 	} else if (r == 0) {
@@ -576,7 +727,8 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 
 	const char *venv_argv[] = { runner.python, "-m", "venv", "--system-site-packages",
 				    *reqs ? tmp : "--without-pip", *reqs ? NULL : tmp, NULL };
-	if ((r = runner_step(slot, venv_argv, home, home, RUNNER_VENV_TIMEOUT, NULL, 0, &res)) < 0)
+	if ((r = runner_step(slot, venv_argv, home, home, RUNNER_VENV_TIMEOUT, NULL, 0, tmp, 0,
+			     &res)) < 0)
 		goto fail_msg;
 	have_res = 1;
 	if (!runner_step_ok(&res)) {
@@ -594,8 +746,9 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 			goto fail_msg;
 		const char *pip_argv[] = { vpy, "-m", "pip", "install", "--no-input",
 					   "--disable-pip-version-check", "-r", reqfile, NULL };
+		/* the one step with the host's network: pip must reach the index */
 		if ((r = runner_step(slot, pip_argv, home, home, RUNNER_PIP_TIMEOUT, NULL, 0,
-				     &res)) < 0)
+				     tmp, 1, &res)) < 0)
 			goto fail_msg;
 		have_res = 1;
 		if (!runner_step_ok(&res)) {
@@ -610,7 +763,7 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 
 	const char *check_argv[] = { vpy, "-c", "import pytest", NULL };
 	if ((r = runner_step(slot, check_argv, home, home, RUNNER_CHECK_TIMEOUT, NULL, 0,
-			     &res)) < 0)
+			     tmp, 0, &res)) < 0)
 		goto fail_msg;
 	have_res = 1;
 	if (!runner_step_ok(&res)) {
@@ -840,6 +993,20 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	spec.report_cap = RUNNER_REPORT_CAP;
 	spec.cancel = &runner_cancel;
 	launch_limits_default(&spec.lim);
+
+	/* the slot folder holds the copy, HOME and TMPDIR; its tmp is also /tmp */
+	struct sandbox_spec sb;
+	const char *ro[8], *rw[6];
+	struct runner_view view = {
+		.ro = { runner.lib_dir, is_venv ? venv : NULL, runner.py_prefix },
+		.rw = { slot_dir },
+	};
+	if (runner.sandboxed) {
+		runner_view_fill(&sb, ro, rw, &view, uid);
+		sb.tmp_dir = tmpd;
+		sb.chdir = copy;
+		spec.sandbox = &sb;
+	}
 	if ((r = launch_run(&spec, &res)) < 0)
 		goto out;
 	have_res = 1;

@@ -18,24 +18,36 @@ struct runner_config {
 	int slots;
 	long uid_base;          /* slot i runs as uid (and gid) uid_base + i, when we are root */
 	size_t output_cap;      /* per stream, e.g. 64 KiB */
+	const char *sandbox;    /* "auto" (NULL), "bwrap" or "none": see runner_init */
+	const char *bwrap;      /* NULL: /usr/bin/bwrap */
 };
 
-/*
- * Create the folders, write the embedded plugin and helper, decide isolation,
- * kill leftovers of the slot uids and wipe old slot folders. Call once, before
- * any other runner function. Fails (with err set) when a folder cannot be made
- * or, isolated, when the data folder cannot be reached by the slot users.
- */
 /*
  * 0 when every ancestor of path is searchable by others (the slot users can
  * reach it); -EACCES with a message naming the folder that is not.
  */
 int runner_check_reachable(const char *path, char *err, size_t errlen);
 
+/*
+ * Create the folders, write the embedded plugin and helper, decide isolation,
+ * kill leftovers of the slot uids and wipe old slot folders. Call once, before
+ * any other runner function. Fails (with err set) when a folder cannot be made,
+ * when, isolated, the data folder cannot be reached by the slot users, on an
+ * unknown sandbox mode, or with sandbox "bwrap" when bubblewrap does not work
+ * here (the probe runs `bwrap ... cat /proc/self/status` as the first slot's
+ * uid). With "auto" a failed probe means runs without bwrap and a loud
+ * warning; "none" never uses bwrap and warns too.
+ */
 int runner_init(const struct runner_config *cfg, char *err, size_t errlen);
 
 /* 1 when runs use separate unprivileged uids (node is root); 0 otherwise. */
 int runner_isolated(void);
+
+/*
+ * "bwrap" when every run of submitted code (module runs and environment
+ * builds) happens inside bubblewrap, "none" otherwise. Fixed after runner_init.
+ */
+const char *runner_sandbox_name(void);
 
 /*
  * Prepare (or reuse) the virtual environment for the project folder and return

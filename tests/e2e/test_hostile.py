@@ -3,15 +3,19 @@ kill the node nor read its data, its output is capped, and the processes it
 leaves behind do not outlive the module."""
 
 import os
+import secrets
 import signal
+import socket
 import textwrap
+import threading
 import time
 import uuid
 
 import pytest
 
 import corpus
-from conftest import get_results, wait_done
+import hostile_corpus
+from conftest import encode_multipart, get_results, http_request, wait_done
 from expect import approx
 
 
@@ -52,15 +56,22 @@ def test_hostile_code_is_contained(node, tmp_path):
             with pytest.raises((PermissionError, ProcessLookupError)):
                 os.kill({node.proc.pid}, signal.SIGKILL)
         """)
+    # in the sandbox the data folder's path may exist as an empty mount
+    # point skeleton; what matters is that none of its contents show
     write(p, "tests/test_read_data.py", f"""
         import os
 
         import pytest
 
 
-        def test_cannot_list_node_data():
+        def test_cannot_read_node_data():
             with pytest.raises(OSError):
-                os.listdir({node.data_dir!r})
+                open(os.path.join({node.data_dir!r}, "meshtest.db"), "rb")
+            try:
+                names = os.listdir({node.data_dir!r})
+            except OSError:
+                names = []
+            assert "meshtest.db" not in names and "projects" not in names
         """)
     write(p, "tests/test_flood.py", """
         import sys
@@ -119,3 +130,155 @@ def test_hostile_code_is_contained(node, tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+# --------------------------------------------------------------------------
+# the hostile corpus: one evaluation, a project per attack, plus a good one
+# --------------------------------------------------------------------------
+
+class StatsPoller(threading.Thread):
+    """GET /stats every 0.2 s; records how long each answer took."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.times = []
+        self.errors = []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            t0 = time.monotonic()
+            try:
+                st, js, _ = http_request(self.port, "GET", "/stats", timeout=5)
+                if st != 200 or not isinstance(js, dict) or "all" not in js:
+                    self.errors.append(f"status {st}: {js}")
+            except OSError as e:
+                self.errors.append(repr(e))
+            self.times.append(time.monotonic() - t0)
+            self.halt.wait(0.2)
+
+
+def submit_with_token(node, zip_path, token, module_timeout):
+    with open(zip_path, "rb") as f:
+        data = f.read()
+    body, ctype = encode_multipart(
+        {"module_timeout": str(module_timeout)},
+        {"file": (os.path.basename(zip_path), data, "application/zip")})
+    st, js, raw = node.request("POST", "/evaluation", body,
+                               {"Content-Type": ctype,
+                                "Authorization": f"Bearer {token}"}, 60)
+    assert st == 201, f"POST /evaluation -> {st} {raw[:300]!r}"
+    return js["id"]
+
+
+def module_table(res):
+    return {f"{p['project_id']}/{m['path']}": m
+            for p in res["projects"] for m in p["modules"]}
+
+
+def summary(mods):
+    return {k: (m["outcome"], m["passed"], m["failed"])
+            for k, m in sorted(mods.items())}
+
+
+@pytest.mark.timeout(240)
+def test_hostile_corpus(make_node, tmp_path, monkeypatch):
+    key = secrets.token_hex(32)
+    token = secrets.token_hex(32)
+    # secrets reach the node through its environment only; the procscan
+    # project looks for them in every /proc it can read
+    monkeypatch.setenv("MESHTEST_CLUSTER_KEY", key)
+    monkeypatch.setenv("MESHTEST_API_TOKEN", token)
+    node = make_node()
+    st, health = node.get("/health")
+    assert st == 200
+    assert (health["sandbox"], health["isolated"]) == ("bwrap", True), health
+
+    # a listener on the host's loopback that no test may reach
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+
+    src = tmp_path / "src"
+    loop_src = tmp_path / "loopsrc"
+    data = os.path.realpath(node.data_dir)
+    hostile_corpus.write_all(str(src), data, os.path.join(data, "projects"),
+                             key, token, port)
+    hostile_corpus.write_loop(str(loop_src))
+    z = corpus.zip_dir(str(src), str(tmp_path / "hostile.zip"))
+    lz = corpus.zip_dir(str(loop_src), str(tmp_path / "loop.zip"))
+
+    poller = StatsPoller(node.port)
+    poller.start()
+    try:
+        eid = submit_with_token(node, z, token, module_timeout=60)
+        lid = submit_with_token(node, lz, token, module_timeout=3)
+        js = wait_done(node, eid, timeout=150)
+        ljs = wait_done(node, lid, timeout=60)
+    finally:
+        poller.halt.set()
+        poller.join(10)
+    listener_hit = True
+    try:
+        conn, _ = listener.accept()
+        conn.close()
+    except BlockingIOError:
+        listener_hit = False
+    finally:
+        listener.close()
+
+    assert node.proc.poll() is None, "the node died"
+    assert js["status"] == "done", js
+    assert ljs["status"] == "done", ljs
+    res = get_results(node, eid)
+    mods = module_table(res)
+    assert summary(mods) == dict(sorted(hostile_corpus.EXPECTED.items())), \
+        {k: (m["outcome"], m.get("message"),
+             [(t["nodeid"], t["outcome"], (t.get("message") or "")[-600:])
+              for t in m["tests"] if t["counted"] != "passed"],
+             (m.get("stderr") or "")[-600:])
+         for k, m in mods.items()
+         if (m["outcome"], m["passed"], m["failed"])
+         != hostile_corpus.EXPECTED.get(k)}
+    lmods = module_table(get_results(node, lid))
+    assert summary(lmods) == hostile_corpus.LOOP_EXPECTED, lmods
+    loop = lmods["loop/tests/test_loop.py"]
+    assert loop["message"] == ("timed out after 3 s during "
+                               "tests/test_loop.py::test_endless"), loop
+
+    # the good project's numbers are exact
+    assert js["nota_final_per_project"]["good"] == approx(hostile_corpus.GOOD_GRADE)
+    assert js["percent_passed_per_project"]["good"] == approx(75.0)
+    assert js["percent_failed_per_project"]["good"] == approx(25.0)
+    good = mods["good/tests/test_good.py"]
+    assert (good["passed"], good["failed"], good["skipped"]) == (3, 1, 1)
+
+    # memory: the hog that left pytest no memory is "oom", with its message
+    total = mods["memhog/tests/test_hog_total.py"]
+    assert total["message"].startswith("out of memory (MemoryError)"), total
+
+    # 1 GiB of output: kept up to the cap, the rest counted
+    flood = mods["flood/tests/test_flood.py"]
+    assert len(flood["stdout"]) <= 64 * 1024
+    assert flood["stdout_dropped"] >= hostile_corpus.FLOOD_BYTES - 64 * 1024
+    assert flood["stdout_dropped"] + len(flood["stdout"]) >= hostile_corpus.FLOOD_BYTES
+
+    # nothing reached the host's loopback, the data folder or an environment
+    assert not listener_hit, "a test connected to the host's loopback"
+    assert not os.path.exists(os.path.join(data, "evil.txt"))
+    with open(os.path.join(data, "meshtest.db"), "rb") as f:
+        assert b"pwned" not in f.read()
+    venvs = os.path.join(data, "venvs")
+    planted = [os.path.join(d, f) for d, _, files in os.walk(venvs)
+               for f in files if f in ("sitecustomize.py", "evil.txt")]
+    assert planted == []
+
+    # the node answered /stats within a second all along
+    assert poller.errors == [], poller.errors[:5]
+    assert len(poller.times) >= 5
+    assert max(poller.times) < 1.0, sorted(poller.times)[-5:]
+    st, _ = node.get("/stats")
+    assert st == 200

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "embedded.h"
 #include "runner/launch.h"
 #include "runner/report.h"
+#include "runner/sandbox.h"
 
 static const char *const test_env[] = { "PATH=/usr/bin:/bin", "A=1", NULL };
 
@@ -396,6 +398,32 @@ test_launch_plugin_for_real(void **state)
 	free(pp);
 }
 
+/* A sandbox whose command line cannot be built fails before any fork. */
+static void
+test_launch_bad_sandbox(void **state)
+{
+	struct launch_spec s;
+	struct launch_result r;
+	struct sandbox_spec sb;
+	(void)state;
+
+	memset(&sb, 0, sizeof(sb));
+	sb.bwrap = "bwrap"; /* not absolute */
+	test_spec(&s, "true");
+	s.sandbox = &sb;
+	assert_int_equal(launch_run(&s, &r), -EINVAL);
+	assert_int_equal(r.started, 0);
+	launch_result_free(&r);
+
+	/* a missing bwrap is a start error, like any missing binary */
+	sb.bwrap = "/nonexistent/bwrap";
+	assert_int_equal(launch_run(&s, &r), 0);
+	assert_int_equal(r.started, 0);
+	assert_string_equal(r.start_error,
+			    "cannot execute /nonexistent/bwrap: No such file or directory");
+	launch_result_free(&r);
+}
+
 int
 main(void)
 {
@@ -411,6 +439,7 @@ main(void)
 		cmocka_unit_test(test_launch_threads),
 		cmocka_unit_test(test_launch_plugin_for_real),
 		cmocka_unit_test(test_launch_cancel),
+		cmocka_unit_test(test_launch_bad_sandbox),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
