@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "cluster/replica.h"
 #include "cluster/gossip.h"
 #include "config/config.h"
 #include "core/log.h"
@@ -30,6 +31,34 @@
 
 #define MESHTEST_VERSION "0.1.0"
 
+/* The live peers for replication: every alive or suspect member but us. */
+static int
+replica_peers(void *ctx, char ***addrs, size_t *n)
+{
+	struct gossip *g = ctx;
+	char **all = NULL;
+	size_t nall = 0, k = 0;
+	int r = gossip_alive(g, &all, &nall);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nall; i++) {
+		if (strcmp(all[i], gossip_self(g)) == 0)
+			free(all[i]);
+		else
+			all[k++] = all[i];
+	}
+	*addrs = all;
+	*n = k;
+	return 0;
+}
+
+static void
+replica_on_change(void *ctx, const char *eval_id)
+{
+	replica_changed(ctx, eval_id);
+}
+
 static int
 serve_main(int argc, char **argv)
 {
@@ -38,6 +67,7 @@ serve_main(int argc, char **argv)
 	struct engine *eng = NULL;
 	struct http_server *srv = NULL;
 	struct gossip *gossip = NULL;
+	struct replica *replica = NULL;
 	struct node_ctx nctx = { NULL, NULL };
 	struct http_server_config hc;
 	char err[1024] = "";
@@ -45,7 +75,7 @@ serve_main(int argc, char **argv)
 	sigset_t set;
 	int r, sig = 0, rc = 1;
 	static const struct http_route *const routes[] = {
-		api_evaluation_routes, api_stats_routes, api_network_routes, NULL,
+		api_sync_routes, api_evaluation_routes, api_stats_routes, api_network_routes, NULL,
 	};
 
 	r = config_load(&cfg, argc - 1, argv + 1, err, sizeof(err));
@@ -104,6 +134,12 @@ serve_main(int argc, char **argv)
 		goto out;
 	}
 	__atomic_store_n(&nctx.gossip, gossip, __ATOMIC_RELEASE);
+	/* Every evaluation on every node: push local changes, pull what we missed. */
+	if (replica_start(st, cfg.advertise, replica_peers, gossip, &replica) < 0) {
+		log_error("cannot start replication");
+		goto out;
+	}
+	engine_set_change_hook(eng, replica_on_change, replica);
 	log_info("meshtest %s serving on %s as %s, data in %s", MESHTEST_VERSION, cfg.listen,
 	    cfg.advertise, cfg.data_dir);
 	while (sigwait(&set, &sig) != 0)
@@ -114,8 +150,9 @@ out:
 	/* Goodbye first, while we still answer; then no handler can be running. */
 	gossip_stop(gossip);
 	http_server_stop(srv);
-	gossip_free(gossip);
 	engine_stop(eng);
+	replica_stop(replica);
+	gossip_free(gossip);
 	store_close(st);
 	free(db_path);
 	free(upload_dir);

@@ -32,5 +32,6 @@ api_gossip(void *ctx)
 extern const struct http_route api_evaluation_routes[];
 extern const struct http_route api_stats_routes[];
 extern const struct http_route api_network_routes[];
+extern const struct http_route api_sync_routes[];
 
 #endif

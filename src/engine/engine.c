@@ -70,7 +70,7 @@ struct engine {
 	unsigned work_seq;   /* bumped on every wake-up, guarded by work_lock */
 
 	int stopping;        /* guarded by both locks when set */
-	engine_change_fn on_change;   /* set once before work starts */
+	engine_change_fn on_change;   /* set once, atomically, after start */
 	void *on_change_ctx;
 	pthread_t fetchers[ENGINE_FETCHERS];
 	pthread_t *slots;
@@ -88,15 +88,18 @@ struct slot_arg {
 static void
 engine_changed(struct engine *eng, const char *eval_id)
 {
-	if (eng->on_change != NULL)
-		eng->on_change(eng->on_change_ctx, eval_id);
+	engine_change_fn fn = __atomic_load_n(&eng->on_change, __ATOMIC_ACQUIRE);
+
+	if (fn != NULL)
+		fn(eng->on_change_ctx, eval_id);
 }
 
 void
 engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx)
 {
-	eng->on_change = fn;
+	/* Slot threads already run: publish ctx before fn. */
 	eng->on_change_ctx = ctx;
+	__atomic_store_n(&eng->on_change, fn, __ATOMIC_RELEASE);
 }
 
 static void

@@ -25,7 +25,8 @@ enum http_body {
 };
 
 /* Route flags. */
-#define HTTP_ROUTE_SUBMIT 0x1  /* needs the API token when the node has one */
+#define HTTP_ROUTE_SUBMIT 0x1    /* needs the API token when the node has one */
+#define HTTP_ROUTE_INTERNAL 0x2  /* node to node: needs the cluster MAC when there is a key */
 
 /*
  * A handler fills *status and returns a JSON body (new reference) or NULL for
