@@ -53,6 +53,13 @@ replica_peers(void *ctx, char ***addrs, size_t *n)
 	return 0;
 }
 
+/* The live nodes for scheduling: every alive or suspect member, us included. */
+static int
+engine_alive_nodes(void *ctx, char ***addrs, size_t *n)
+{
+	return gossip_alive(ctx, addrs, n);
+}
+
 static void
 replica_on_change(void *ctx, const char *eval_id)
 {
@@ -75,7 +82,8 @@ serve_main(int argc, char **argv)
 	sigset_t set;
 	int r, sig = 0, rc = 1;
 	static const struct http_route *const routes[] = {
-		api_sync_routes, api_evaluation_routes, api_stats_routes, api_network_routes, NULL,
+		api_sync_routes, api_task_routes, api_evaluation_routes, api_stats_routes,
+		api_network_routes, NULL,
 	};
 
 	r = config_load(&cfg, argc - 1, argv + 1, err, sizeof(err));
@@ -140,6 +148,7 @@ serve_main(int argc, char **argv)
 		goto out;
 	}
 	engine_set_change_hook(eng, replica_on_change, replica);
+	engine_set_alive_fn(eng, engine_alive_nodes, gossip);
 	log_info("meshtest %s serving on %s as %s, data in %s", MESHTEST_VERSION, cfg.listen,
 	    cfg.advertise, cfg.data_dir);
 	while (sigwait(&set, &sig) != 0)

@@ -33,5 +33,6 @@ extern const struct http_route api_evaluation_routes[];
 extern const struct http_route api_stats_routes[];
 extern const struct http_route api_network_routes[];
 extern const struct http_route api_sync_routes[];
+extern const struct http_route api_task_routes[];
 
 #endif

@@ -17,13 +17,38 @@
 #include "http/http_client.h"
 
 int
+peer_request_raw(const char *addr, const char *method, const char *path,
+    const void *body, size_t len, const char *content_type, double timeout,
+    size_t max_answer, struct http_response *resp)
+{
+	const char *headers[2] = { NULL, NULL };
+	char err[256] = "";
+	char *url, *ct = NULL;
+	int r;
+
+	memset(resp, 0, sizeof(*resp));
+	if (addr == NULL || *addr == '\0' || strchr(addr, '/') != NULL || path[0] != '/')
+		return -EINVAL;
+	url = xasprintf("http://%s%s", addr, path);
+	if (content_type != NULL) {
+		ct = xasprintf("Content-Type: %s", content_type);
+		headers[0] = ct;
+	}
+	r = http_client_request(method, url, content_type != NULL ? headers : NULL, body, len,
+	    timeout, max_answer, resp, err, sizeof(err));
+	if (r < 0)
+		log_debug("peer: %s %s: %s", method, url, err);
+	free(ct);
+	free(url);
+	return r;
+}
+
+int
 peer_request(const char *addr, const char *method, const char *path, json_t *body,
     double timeout, json_t **answer, long *status)
 {
-	static const char *const json_headers[] = { "Content-Type: application/json", NULL };
 	struct http_response resp;
-	char err[256] = "";
-	char *url = NULL, *data = NULL;
+	char *data = NULL;
 	size_t len = 0;
 	int r;
 
@@ -32,30 +57,21 @@ peer_request(const char *addr, const char *method, const char *path, json_t *bod
 		*answer = NULL;
 	if (status != NULL)
 		*status = 0;
-	if (addr == NULL || *addr == '\0' || strchr(addr, '/') != NULL || path[0] != '/')
-		return -EINVAL;
-	url = xasprintf("http://%s%s", addr, path);
 	if (body != NULL) {
 		data = json_dumps(body, JSON_COMPACT);
-		if (data == NULL) {
-			r = -ENOMEM;
-			goto out;
-		}
+		if (data == NULL)
+			return -ENOMEM;
 		len = strlen(data);
 	}
-	r = http_client_request(method, url, body != NULL ? json_headers : NULL, data, len,
-	    timeout, PEER_MAX_ANSWER, &resp, err, sizeof(err));
-	if (r < 0) {
-		log_debug("peer: %s %s: %s", method, url, err);
-		goto out;
+	r = peer_request_raw(addr, method, path, data, len,
+	    body != NULL ? "application/json" : NULL, timeout, PEER_MAX_ANSWER, &resp);
+	if (r == 0) {
+		if (status != NULL)
+			*status = resp.status;
+		if (answer != NULL && resp.len > 0)
+			*answer = json_loadb(resp.body, resp.len, 0, NULL);
 	}
-	if (status != NULL)
-		*status = resp.status;
-	if (answer != NULL && resp.len > 0)
-		*answer = json_loadb(resp.body, resp.len, 0, NULL);
-out:
 	http_response_free(&resp);
 	free(data);
-	free(url);
 	return r;
 }

@@ -10,6 +10,7 @@
 #define MESHTEST_PEER_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 #define PEER_MAX_ANSWER (8u << 20)  /* bytes of a peer's answer */
 
@@ -23,5 +24,16 @@
  */
 int peer_request(const char *addr, const char *method, const char *path, json_t *body,
     double timeout, json_t **answer, long *status);
+
+struct http_response;
+
+/*
+ * The raw form every internal request goes through (peer_request is built on
+ * it): body of len bytes with content_type (NULL: no body), the answer in
+ * resp (capped at max_answer; free with http_response_free). Same errors.
+ */
+int peer_request_raw(const char *addr, const char *method, const char *path,
+    const void *body, size_t len, const char *content_type, double timeout,
+    size_t max_answer, struct http_response *resp);
 
 #endif

@@ -8,11 +8,19 @@
  *    mutex-protected list, which alone holds access tokens, in memory only),
  *    unpack or clone them into <data>/projects/<eval>/<idx> and mark them
  *    ready in the store.
- *  - One thread per slot claims the next runnable module from the store,
- *    prepares the project's environment and runs the module through the
- *    runner, then records the result.
- * Shared state: the fetch queue (fetch_lock) and the wake-up condition for
- * slots (work_lock/work_cond). Everything else lives in the store.
+ *  - One thread per slot claims the next runnable module (from this node's
+ *    store for the evaluations it coordinates, else from the coordinator of
+ *    another evaluation with POST /task/claim), gets the project's files by
+ *    digest, prepares its environment, runs the module through the runner
+ *    and records the result (which replication spreads).
+ *  - One coordinator thread looks after the evaluations this node
+ *    coordinates (sched_coordinator: the accepting node while it lives, else
+ *    a deterministic successor): it fetches their projects (also after a
+ *    takeover) and gives back to pending the modules of workers that died or
+ *    no longer run them.
+ * Shared state: the fetch queue and its in-flight set (fetch_lock), the
+ * wake-up condition for slots (work_lock/work_cond), what each slot runs now
+ * (run_lock). Everything else lives in the store.
  */
 #include "engine/engine.h"
 
@@ -32,11 +40,19 @@
 #include "fetch/fetch_git.h"
 #include "fetch/fetch_zip.h"
 #include "fetch/layout.h"
+#include "cluster/peer.h"
+#include "engine/blob.h"
 #include "runner/runner.h"
+#include "sched/sched.h"
 #include "store/store.h"
 
 #define ENGINE_FETCHERS 2
 #define ENGINE_INFRA_RETRIES 3
+#define ENGINE_SCHED_PERIOD 0.5     /* seconds between coordinator rounds */
+#define ENGINE_STALE_CLAIM 10.0     /* a claim its worker does not run is given back after */
+#define ENGINE_RUNNING_POLL 3.0     /* seconds between GET /task/running of one worker */
+#define ENGINE_MAX_INFLIGHT 4096
+#define ENGINE_WARMUP 3.0           /* seconds for membership to settle after start */
 
 struct fetch_item {
 	struct fetch_item *next;
@@ -46,8 +62,9 @@ struct fetch_item {
 	char *source;        /* what to clone or the ZIP prefix's project */
 	char *url;           /* git: the URL as given (may hold credentials) */
 	char *prefix;        /* zip: member prefix */
-	char *upload_path;   /* zip: the stored upload */
+	char *upload_digest; /* zip: the upload's blob */
 	char *token;         /* git: in memory only */
+	int has_token;       /* git: the submission came with credentials */
 };
 
 struct engine {
@@ -58,12 +75,15 @@ struct engine {
 	char *work_dir;
 	char *uploads_dir;
 	char *projects_dir;
+	char *blobs_dir;
 	struct fetch_limits limits;
 	char **git_hosts;
 
 	pthread_mutex_t fetch_lock;
 	pthread_cond_t fetch_cond;
 	struct fetch_item *fetch_head, *fetch_tail;
+	char (*inflight)[48];   /* "<eval>/<idx>" queued or being fetched */
+	size_t ninflight;
 
 	pthread_mutex_t work_lock;
 	pthread_cond_t work_cond;
@@ -72,6 +92,14 @@ struct engine {
 	int stopping;        /* guarded by both locks when set */
 	engine_change_fn on_change;   /* set once, atomically, after start */
 	void *on_change_ctx;
+	engine_alive_fn alive_fn;     /* likewise */
+	void *alive_ctx;
+
+	pthread_mutex_t run_lock;
+	struct store_claim *running;  /* per slot; eval_id[0] == 0: idle */
+	pthread_t sched_thread;
+	int sched_started;
+	double started;               /* util_mono() at start */
 	pthread_t fetchers[ENGINE_FETCHERS];
 	pthread_t *slots;
 	long nslots;
@@ -102,6 +130,91 @@ engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx)
 	__atomic_store_n(&eng->on_change, fn, __ATOMIC_RELEASE);
 }
 
+void
+engine_set_alive_fn(struct engine *eng, engine_alive_fn fn, void *ctx)
+{
+	eng->alive_ctx = ctx;
+	__atomic_store_n(&eng->alive_fn, fn, __ATOMIC_RELEASE);
+}
+
+/* The live nodes, this one included (malloc'ed strings; engine_strv_free). */
+static void
+engine_alive(struct engine *eng, char ***addrs, size_t *n)
+{
+	engine_alive_fn fn = __atomic_load_n(&eng->alive_fn, __ATOMIC_ACQUIRE);
+
+	if (fn == NULL || fn(eng->alive_ctx, addrs, n) < 0 || *n == 0) {
+		*addrs = xcalloc(1, sizeof(**addrs));
+		(*addrs)[0] = xstrdup(eng->address);
+		*n = 1;
+	}
+}
+
+static void
+engine_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int
+strv_has(char *const *v, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+/* The coordinator of one evaluation of store_eval_work's list. */
+static const char *
+engine_coordinator_of(json_t *ev, char *const *alive, size_t nalive)
+{
+	return sched_coordinator(json_string_value(json_object_get(ev, "id")),
+	    json_string_value(json_object_get(ev, "accepted_by")),
+	    (const char *const *)alive, nalive);
+}
+
+/*
+ * Until membership has had time to find the other nodes (when there are seeds
+ * to find), a node that just started must not believe it is alone: it then
+ * coordinates only what it accepted itself.
+ */
+static int
+engine_warm(const struct engine *eng)
+{
+	return eng->cfg->seeds == NULL || eng->cfg->seeds[0] == '\0' ||
+	    util_mono() - eng->started >= ENGINE_WARMUP;
+}
+
+/*
+ * The ids of the evaluations of work that this node coordinates, as a JSON
+ * array text (malloc'ed); with need set, only those with that counter > 0.
+ */
+static char *
+engine_mine(struct engine *eng, json_t *work, char *const *alive, size_t nalive,
+    const char *need)
+{
+	json_t *ids = json_array(), *ev;
+	size_t i;
+	char *text;
+	int warm = engine_warm(eng);
+
+	json_array_foreach(work, i, ev) {
+		const char *c = warm ? engine_coordinator_of(ev, alive, nalive) :
+		    json_string_value(json_object_get(ev, "accepted_by"));
+		if (c == NULL || strcmp(c, eng->address) != 0)
+			continue;
+		if (need != NULL && json_integer_value(json_object_get(ev, need)) <= 0)
+			continue;
+		json_array_append(ids, json_object_get(ev, "id"));
+	}
+	text = json_dumps(ids, JSON_COMPACT);
+	json_decref(ids);
+	return text;
+}
+
 static void
 engine_wake_slots(struct engine *eng)
 {
@@ -129,14 +242,32 @@ fetch_item_free(struct fetch_item *it)
 	free(it->kind);
 	free(it->source);
 	free(it->prefix);
-	free(it->upload_path);
+	free(it->upload_digest);
 	free(it);
 }
 
+/* Queue a project for fetching unless it is queued or being fetched already. */
 static void
 fetch_enqueue(struct engine *eng, struct fetch_item *it)
 {
+	char key[48];
+
+	snprintf(key, sizeof(key), "%s/%d", it->eval_id, it->idx);
 	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t i = 0; i < eng->ninflight; i++) {
+		if (strcmp(eng->inflight[i], key) == 0) {
+			pthread_mutex_unlock(&eng->fetch_lock);
+			fetch_item_free(it);
+			return;
+		}
+	}
+	if (eng->ninflight >= ENGINE_MAX_INFLIGHT) {
+		/* The coordinator round queues it again later. */
+		pthread_mutex_unlock(&eng->fetch_lock);
+		fetch_item_free(it);
+		return;
+	}
+	snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s", key);
 	it->next = NULL;
 	if (eng->fetch_tail != NULL)
 		eng->fetch_tail->next = it;
@@ -179,23 +310,93 @@ strv_to_json(char **v, size_t n)
 	return a;
 }
 
-/* Fetch one project into its folder and record the outcome in the store. */
+/*
+ * Give a blob to one live peer, so that the project survives this node
+ * (best effort: without peers, or when none takes it, it lives here only).
+ */
+static void
+engine_share_blob(struct engine *eng, const char *digest)
+{
+	char **alive = NULL;
+	size_t n = 0;
+
+	engine_alive(eng, &alive, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(alive[i], eng->address) == 0)
+			continue;
+		if (blob_push(eng->blobs_dir, digest, alive[i],
+		    (size_t)eng->cfg->max_upload_mb << 20) == 0)
+			break;
+		log_warn("engine: cannot give blob %.12s to %s", digest, alive[i]);
+	}
+	engine_strv_free(alive, n);
+}
+
+/* Get a blob from the live nodes (preferred first) unless it is here. */
+static int
+engine_get_blob(struct engine *eng, const char *digest, const char *preferred, char *err,
+    size_t errlen)
+{
+	char **alive = NULL, **order;
+	size_t n = 0, k = 0;
+	int r;
+
+	if (blob_has(eng->blobs_dir, digest))
+		return 0;
+	engine_alive(eng, &alive, &n);
+	order = xcalloc(n + 1, sizeof(*order));
+	if (preferred != NULL && strcmp(preferred, eng->address) != 0)
+		order[k++] = (char *)preferred;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(alive[i], eng->address) != 0 &&
+		    (preferred == NULL || strcmp(alive[i], preferred) != 0))
+			order[k++] = alive[i];
+	r = blob_fetch(eng->blobs_dir, digest, order, k, (size_t)eng->cfg->max_upload_mb << 20,
+	    err, errlen);
+	free(order);
+	engine_strv_free(alive, n);
+	return r;
+}
+
+/* The project's folder for a digest, unpacked once per node (malloc'ed). */
+static char *
+engine_project_dir(struct engine *eng, const char *digest)
+{
+	return xasprintf("%s/%s", eng->projects_dir, digest);
+}
+
+/*
+ * Fetch one project (unpack it from the upload's blob, or clone it), pack it
+ * as a blob named by its digest, give the blob to a peer, and record the
+ * project as ready (or its error) in the store.
+ */
 static void
 fetch_one(struct engine *eng, struct fetch_item *it)
 {
-	char err[1024] = "";
-	char *dir = xasprintf("%s/%s/%d", eng->projects_dir, it->eval_id, it->idx);
-	char *parent = xasprintf("%s/%s", eng->projects_dir, it->eval_id);
+	char err[1024] = "", rnd[17], digest[SHA256_HEX_LEN];
+	char *tmp, *final = NULL, *zip = NULL;
 	char **warnings = NULL, **modules = NULL;
 	size_t nwarnings = 0, nmodules = 0;
 	json_t *wj = NULL;
 	int r;
 
-	util_rm_rf(dir);
-	util_mkdir_p(parent, 0700);
+	util_random_hex(rnd, 8);
+	tmp = xasprintf("%s/.fetch-%s", eng->projects_dir, rnd);
 	if (strcmp(it->kind, "zip") == 0) {
-		r = fetch_zip_extract(it->upload_path, it->prefix ? it->prefix : "", dir,
-		    &eng->limits, &warnings, &nwarnings, err, sizeof(err));
+		r = it->upload_digest != NULL && blob_digest_valid(it->upload_digest) ?
+		    engine_get_blob(eng, it->upload_digest, NULL, err, sizeof(err)) : -ENOENT;
+		if (r == 0) {
+			zip = blob_path(eng->blobs_dir, it->upload_digest);
+			r = fetch_zip_extract(zip, it->prefix ? it->prefix : "", tmp, &eng->limits,
+			    &warnings, &nwarnings, err, sizeof(err));
+		} else if (err[0] == '\0') {
+			snprintf(err, sizeof(err), "the uploaded archive is lost");
+		}
+	} else if (it->has_token && it->token == NULL) {
+		snprintf(err, sizeof(err), "the node that accepted this repository stopped before"
+		    " cloning it, and access tokens are kept in memory only: submit this"
+		    " project again");
+		r = -EAGAIN;
 	} else {
 		struct fetch_git_opts o;
 		memset(&o, 0, sizeof(o));
@@ -204,18 +405,17 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		o.max_bytes = 1ULL << 30;
 		o.allow_file_urls = eng->cfg->allow_file_urls != 0;
 		o.allowed_hosts = (const char *const *)eng->git_hosts;
-		r = fetch_git_clone(it->url ? it->url : it->source, dir, &o, err, sizeof(err));
+		r = fetch_git_clone(it->url ? it->url : it->source, tmp, &o, err, sizeof(err));
 	}
 	wj = strv_to_json(warnings, nwarnings);
 	if (r < 0) {
 		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
 		store_project_error(eng->st, it->eval_id, it->idx, err[0] ? err :
 		    "cannot fetch the project", wj, util_now());
-		util_rm_rf(dir);
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
-	r = layout_list_modules(dir, &modules, &nmodules);
+	r = layout_list_modules(tmp, &modules, &nmodules);
 	if (r < 0 || nmodules == 0) {
 		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?
 		    "cannot list the project's test modules" :
@@ -224,19 +424,48 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
-	if (store_project_ready(eng->st, it->eval_id, it->idx, dir,
+	if (blob_from_dir(eng->blobs_dir, tmp, digest, err, sizeof(err)) < 0) {
+		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
+	final = engine_project_dir(eng, digest);
+	if (rename(tmp, final) < 0)
+		util_rm_rf(tmp);   /* the same files are there already */
+	engine_share_blob(eng, digest);
+	if (store_project_ready(eng->st, it->eval_id, it->idx, digest,
 	    (const char *const *)modules, nmodules, wj) == 0) {
-		log_info("engine: %s project %d ready: %zu modules, %zu warnings", it->eval_id,
-		    it->idx, nmodules, nwarnings);
+		log_info("engine: %s project %d ready: %zu modules, %zu warnings, blob %.12s",
+		    it->eval_id, it->idx, nmodules, nwarnings, digest);
 		engine_wake_slots(eng);
 		engine_changed(eng, it->eval_id);
 	}
 out:
+	util_rm_rf(tmp);
 	json_decref(wj);
 	layout_strv_free(warnings, nwarnings);
 	layout_strv_free(modules, nmodules);
-	free(dir);
-	free(parent);
+	free(tmp);
+	free(final);
+	free(zip);
+}
+
+static void
+fetch_done(struct engine *eng, const struct fetch_item *it)
+{
+	char key[48];
+
+	snprintf(key, sizeof(key), "%s/%d", it->eval_id, it->idx);
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t i = 0; i < eng->ninflight; i++) {
+		if (strcmp(eng->inflight[i], key) == 0) {
+			memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
+			    sizeof(eng->inflight[0]));
+			eng->ninflight--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&eng->fetch_lock);
 }
 
 static void *
@@ -247,6 +476,7 @@ fetcher_main(void *arg)
 
 	while ((it = fetch_dequeue(eng)) != NULL) {
 		fetch_one(eng, it);
+		fetch_done(eng, it);
 		fetch_item_free(it);
 	}
 	return NULL;
@@ -266,76 +496,251 @@ engine_is_stopping(struct engine *eng)
 }
 
 static void
-run_claimed(struct engine *eng, int slot, struct store_claim *c)
+slot_set_running(struct engine *eng, int slot, const struct store_claim *c)
+{
+	pthread_mutex_lock(&eng->run_lock);
+	if (c != NULL)
+		eng->running[slot] = *c;
+	else
+		memset(&eng->running[slot], 0, sizeof(eng->running[slot]));
+	pthread_mutex_unlock(&eng->run_lock);
+}
+
+json_t *
+engine_running_json(struct engine *eng)
+{
+	json_t *a = json_array();
+
+	pthread_mutex_lock(&eng->run_lock);
+	for (long i = 0; i < eng->nslots; i++) {
+		const struct store_claim *c = &eng->running[i];
+		if (c->eval_id[0] == '\0')
+			continue;
+		json_array_append_new(a, json_pack("{s:s, s:i, s:s, s:i}", "eval_id", c->eval_id,
+		    "project_idx", c->project_idx, "path", c->path, "attempt", c->attempt));
+	}
+	pthread_mutex_unlock(&eng->run_lock);
+	return json_pack("{s:s, s:o}", "node", eng->address, "running", a);
+}
+
+static json_t *
+claim_to_json(const struct store_claim *c)
+{
+	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, s:f}", "eval_id", c->eval_id,
+	    "project_idx", c->project_idx, "project_id", c->project_id, "path", c->path,
+	    "digest", c->digest, "attempt", c->attempt, "module_timeout", c->module_timeout);
+}
+
+static int
+claim_from_json(json_t *j, struct store_claim *c)
+{
+	const char *id = json_string_value(json_object_get(j, "eval_id"));
+	const char *pid = json_string_value(json_object_get(j, "project_id"));
+	const char *path = json_string_value(json_object_get(j, "path"));
+	const char *digest = json_string_value(json_object_get(j, "digest"));
+
+	if (id == NULL || pid == NULL || path == NULL || digest == NULL || !util_is_uuid(id) ||
+	    !blob_digest_valid(digest) || strlen(pid) >= sizeof(c->project_id) ||
+	    strlen(path) >= sizeof(c->path))
+		return -EINVAL;
+	memset(c, 0, sizeof(*c));
+	snprintf(c->eval_id, sizeof(c->eval_id), "%s", id);
+	snprintf(c->project_id, sizeof(c->project_id), "%s", pid);
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(c->digest, sizeof(c->digest), "%s", digest);
+	c->project_idx = (int)json_integer_value(json_object_get(j, "project_idx"));
+	c->attempt = (int)json_integer_value(json_object_get(j, "attempt"));
+	c->module_timeout = json_number_value(json_object_get(j, "module_timeout"));
+	return 0;
+}
+
+json_t *
+engine_claim_for(struct engine *eng, const char *node)
+{
+	char **alive = NULL, *mine = NULL;
+	size_t nalive = 0;
+	json_t *work, *answer;
+	struct store_claim c;
+	int r = 0;
+
+	engine_alive(eng, &alive, &nalive);
+	/* Work goes to members only: a stranger's claim would look dead at once. */
+	if (strv_has(alive, nalive, node)) {
+		work = store_eval_work(eng->st);
+		mine = engine_mine(eng, work, alive, nalive, "pending");
+		json_decref(work);
+		if (mine != NULL && strcmp(mine, "[]") != 0)
+			r = store_claim_module(eng->st, node, mine, &c);
+	}
+	if (r == 1) {
+		log_info("engine: %s/%s (evaluation %s, attempt %d) goes to %s", c.project_id,
+		    c.path, c.eval_id, c.attempt, node);
+		engine_changed(eng, c.eval_id);
+		answer = json_pack("{s:o}", "claim", claim_to_json(&c));
+	} else {
+		answer = json_pack("{s:n}", "claim");
+	}
+	free(mine);
+	engine_strv_free(alive, nalive);
+	return answer;
+}
+
+/*
+ * Find a module to run: from this node's own evaluations first, else from
+ * the coordinators of the others. Returns 1 with c filled (and *from set to
+ * the coordinator's address, or "" when local), 0 when there is nothing.
+ */
+static int
+slot_claim(struct engine *eng, struct store_claim *c, char *from, size_t fromlen)
+{
+	char **alive = NULL, *mine;
+	size_t nalive = 0, i;
+	json_t *work, *ev, *asked = json_array();
+	int r = 0;
+
+	from[0] = '\0';
+	engine_alive(eng, &alive, &nalive);
+	work = store_eval_work(eng->st);
+	mine = engine_mine(eng, work, alive, nalive, "pending");
+	if (mine != NULL && strcmp(mine, "[]") != 0) {
+		r = store_claim_module(eng->st, eng->address, mine, c);
+		if (r == 1)
+			engine_changed(eng, c->eval_id);
+	}
+	json_array_foreach(work, i, ev) {
+		const char *coord = engine_coordinator_of(ev, alive, nalive);
+		json_t *answer = NULL, *claim, *body, *a;
+		long status = 0;
+		size_t k;
+		int seen = 0;
+
+		if (r == 1)
+			break;
+		if (coord == NULL || strcmp(coord, eng->address) == 0 ||
+		    json_integer_value(json_object_get(ev, "pending")) <= 0)
+			continue;
+		json_array_foreach(asked, k, a)
+			seen |= strcmp(json_string_value(a), coord) == 0;
+		if (seen)
+			continue;
+		json_array_append_new(asked, json_string(coord));
+		body = json_pack("{s:s}", "node", eng->address);
+		if (peer_request(coord, "POST", "/task/claim", body, 5.0, &answer, &status) == 0 &&
+		    status == 200 && json_is_object(claim = json_object_get(answer, "claim")) &&
+		    claim_from_json(claim, c) == 0) {
+			snprintf(from, fromlen, "%s", coord);
+			r = 1;
+		}
+		json_decref(body);
+		json_decref(answer);
+	}
+	json_decref(asked);
+	json_decref(work);
+	free(mine);
+	engine_strv_free(alive, nalive);
+	return r;
+}
+
+/* Give a claim back: in our store when we coordinate it; else its coordinator notices. */
+static void
+slot_release(struct engine *eng, const struct store_claim *c, const char *from)
+{
+	if (from[0] == '\0') {
+		store_release_module(eng->st, c);
+		engine_changed(eng, c->eval_id);
+	}
+}
+
+static json_t *
+infra_result(const char *msg)
+{
+	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:[]}", "outcome", "infra_error",
+	    "message", msg, "passed", 0, "failed", 1, "skipped", 0, "errors", 1, "duration",
+	    0.0, "tests");
+}
+
+static void
+run_claimed(struct engine *eng, int slot, struct store_claim *c, const char *from)
 {
 	char err[1024] = "";
-	char *python = NULL;
+	char *python = NULL, *dir = engine_project_dir(eng, c->digest);
 	json_t *result = NULL;
 	struct runner_module_req req;
 	const char *outcome;
-	int r;
+	int r, tries;
 
-	r = runner_prepare_env(c->dir, slot, &python, err, sizeof(err));
+	slot_set_running(eng, slot, c);
+	/* The project's files, once per node. */
+	r = engine_get_blob(eng, c->digest, from[0] ? from : NULL, err, sizeof(err));
+	if (r == 0)
+		r = blob_unpack(eng->blobs_dir, c->digest, dir, &eng->limits, err, sizeof(err));
+	if (r < 0) {
+		log_warn("engine: cannot get the files of %s (%.12s): %s", c->project_id, c->digest,
+		    err);
+		slot_release(eng, c, from);
+		util_sleep(1);
+		goto out;
+	}
+	r = runner_prepare_env(dir, slot, &python, err, sizeof(err));
 	if (r < 0) {
 		if (engine_is_stopping(eng)) {
-			store_release_module(eng->st, c);
-			return;
+			slot_release(eng, c, from);
+			goto out;
 		}
 		log_warn("engine: %s %s: environment failed: %s", c->eval_id, c->project_id, err);
 		store_project_error(eng->st, c->eval_id, c->project_idx, err, NULL, util_now());
 		engine_changed(eng, c->eval_id);
-		return;
+		goto out;
 	}
 	memset(&req, 0, sizeof(req));
-	req.project_dir = c->dir;
+	req.project_dir = dir;
 	req.module_path = c->path;
 	req.python = python;
 	req.timeout = c->module_timeout > 0 ? c->module_timeout : eng->cfg->module_timeout;
 	req.slot = slot;
-	log_info("engine: slot %d runs %s/%s (evaluation %s, attempt %d)", slot, c->project_id,
-	    c->path, c->eval_id, c->attempt);
-	r = runner_run_module(&req, &result);
-	free(python);
-	if (engine_is_stopping(eng)) {
-		/* Killed by our own shutdown: not the module's result. */
-		json_decref(result);
-		store_release_module(eng->st, c);
-		return;
-	}
-	if (r < 0 || result == NULL) {
-		log_error("engine: runner failed on %s/%s: %s", c->project_id, c->path,
-		    strerror(-r));
-		json_decref(result);
-		if (c->attempt < ENGINE_INFRA_RETRIES) {
-			store_release_module(eng->st, c);
-			util_sleep(1);
-			return;
+	/* Infrastructure failures are tried again here, on this slot. */
+	for (tries = 1;; tries++) {
+		log_info("engine: slot %d runs %s/%s (evaluation %s, attempt %d%s%s)", slot,
+		    c->project_id, c->path, c->eval_id, c->attempt, from[0] ? ", for " : "",
+		    from);
+		r = runner_run_module(&req, &result);
+		if (engine_is_stopping(eng)) {
+			/* Killed by our own shutdown: not the module's result. */
+			json_decref(result);
+			slot_release(eng, c, from);
+			goto out;
 		}
-		result = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:[]}", "outcome",
-		    "infra_error", "message", "the runner failed on this node", "passed", 0,
-		    "failed", 1, "skipped", 0, "errors", 1, "duration", 0.0, "tests");
-	}
-	outcome = json_string_value(json_object_get(result, "outcome"));
-	if (outcome != NULL && strcmp(outcome, "infra_error") == 0 &&
-	    c->attempt < ENGINE_INFRA_RETRIES) {
-		log_warn("engine: %s/%s could not start (%s); retrying", c->project_id, c->path,
-		    json_string_value(json_object_get(result, "message")));
+		if (r < 0 || result == NULL) {
+			json_decref(result);
+			result = infra_result("the runner failed on this node");
+		}
+		outcome = json_string_value(json_object_get(result, "outcome"));
+		if (outcome == NULL || strcmp(outcome, "infra_error") != 0 ||
+		    tries >= ENGINE_INFRA_RETRIES)
+			break;
+		log_warn("engine: %s/%s could not start (%s); trying again", c->project_id,
+		    c->path, json_string_value(json_object_get(result, "message")));
 		json_decref(result);
-		store_release_module(eng->st, c);
+		result = NULL;
 		util_sleep(1);
-		return;
 	}
 	json_object_set_new(result, "project_id", json_string(c->project_id));
-	if (store_record_result(eng->st, c, eng->address, result, util_now()) < 0)
+	r = store_record_result(eng->st, c, eng->address, result, util_now());
+	if (r < 0)
 		log_error("engine: cannot record the result of %s/%s", c->project_id, c->path);
 	else
 		engine_changed(eng, c->eval_id);
-	log_info("engine: %s/%s %s: %lld passed, %lld failed, %lld skipped", c->project_id,
-		    c->path, json_string_value(json_object_get(result, "outcome")),
-		    json_integer_value(json_object_get(result, "passed")),
-		    json_integer_value(json_object_get(result, "failed")),
-		    json_integer_value(json_object_get(result, "skipped")));
+	log_info("engine: %s/%s %s: %lld passed, %lld failed, %lld skipped%s", c->project_id,
+	    c->path, json_string_value(json_object_get(result, "outcome")),
+	    json_integer_value(json_object_get(result, "passed")),
+	    json_integer_value(json_object_get(result, "failed")),
+	    json_integer_value(json_object_get(result, "skipped")),
+	    r == 0 ? " (another result was kept)" : "");
 	json_decref(result);
+out:
+	slot_set_running(eng, slot, NULL);
+	free(python);
+	free(dir);
 }
 
 static void *
@@ -344,10 +749,10 @@ slot_main(void *arg)
 	struct slot_arg *sa = arg;
 	struct engine *eng = sa->eng;
 	struct store_claim c;
+	char from[256];
 
 	for (;;) {
 		unsigned seq;
-		int r;
 
 		pthread_mutex_lock(&eng->work_lock);
 		if (eng->stopping) {
@@ -357,18 +762,173 @@ slot_main(void *arg)
 		seq = eng->work_seq;
 		pthread_mutex_unlock(&eng->work_lock);
 
-		r = store_claim_module(eng->st, eng->address, &c);
-		if (r == 1) {
-			engine_changed(eng, c.eval_id);
-			run_claimed(eng, sa->slot, &c);
+		if (slot_claim(eng, &c, from, sizeof(from)) == 1) {
+			run_claimed(eng, sa->slot, &c, from);
 			continue;
 		}
-		/* Nothing runnable: sleep until woken (or a second, to be safe). */
+		/* Nothing runnable: sleep until woken (or a second, to look again). */
 		pthread_mutex_lock(&eng->work_lock);
 		if (!eng->stopping && seq == eng->work_seq) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += 1;
+			pthread_cond_timedwait(&eng->work_cond, &eng->work_lock, &ts);
+		}
+		pthread_mutex_unlock(&eng->work_lock);
+	}
+	return NULL;
+}
+
+void
+engine_wake(struct engine *eng)
+{
+	engine_wake_slots(eng);
+}
+
+/* ---------------------------------------------------------- coordinator */
+
+/* One worker's answer to GET /task/running, cached for a round. */
+struct worker_view {
+	char node[256];
+	json_t *running;   /* array, or NULL when the worker did not answer */
+};
+
+static int
+worker_runs(json_t *running, const struct store_claim *c)
+{
+	json_t *r;
+	size_t i;
+
+	json_array_foreach(running, i, r) {
+		const char *id = json_string_value(json_object_get(r, "eval_id"));
+		const char *path = json_string_value(json_object_get(r, "path"));
+		if (id != NULL && path != NULL && strcmp(id, c->eval_id) == 0 &&
+		    json_integer_value(json_object_get(r, "project_idx")) == c->project_idx &&
+		    strcmp(path, c->path) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Modules that can no longer finish go back to pending: their worker is
+ * dead, or alive but not running them (a claim answer that was lost, a
+ * restarted worker, the far side of a healed partition).
+ */
+static void
+sched_reclaim(struct engine *eng, const char *mine, char *const *alive, size_t nalive)
+{
+	struct store_claim *run = NULL;
+	char (*nodes)[256] = NULL;
+	struct worker_view *views = NULL;
+	size_t n = 0, nviews = 0;
+	double now = util_now();
+	json_t *local = NULL;
+
+	if (store_running_modules(eng->st, mine, &run, &nodes, &n) < 0 || n == 0)
+		goto out;
+	views = xcalloc(n, sizeof(*views));
+	for (size_t i = 0; i < n; i++) {
+		json_t *running = NULL;
+		const char *why = NULL;
+
+		if (!strv_has(alive, nalive, nodes[i])) {
+			why = "its node is gone";
+		} else if (now - run[i].started_at > ENGINE_STALE_CLAIM) {
+			if (strcmp(nodes[i], eng->address) == 0) {
+				if (local == NULL)
+					local = engine_running_json(eng);
+				running = json_object_get(local, "running");
+			} else {
+				size_t k;
+				for (k = 0; k < nviews; k++)
+					if (strcmp(views[k].node, nodes[i]) == 0)
+						break;
+				if (k == nviews) {
+					json_t *ans = NULL;
+					long status = 0;
+					snprintf(views[k].node, sizeof(views[k].node), "%s", nodes[i]);
+					if (peer_request(nodes[i], "GET", "/task/running", NULL, 3.0, &ans,
+					    &status) == 0 && status == 200)
+						views[k].running = json_incref(json_object_get(ans,
+						    "running"));
+					json_decref(ans);
+					nviews++;
+				}
+				running = views[k].running;
+			}
+			if (running != NULL && !worker_runs(running, &run[i]))
+				why = "its node does not run it";
+		}
+		if (why == NULL)
+			continue;
+		log_warn("engine: %s/%s (evaluation %s, attempt %d) goes back to pending: %s",
+		    run[i].project_id, run[i].path, run[i].eval_id, run[i].attempt, why);
+		store_release_module(eng->st, &run[i]);
+		engine_changed(eng, run[i].eval_id);
+		engine_wake_slots(eng);
+	}
+out:
+	for (size_t k = 0; k < nviews; k++)
+		json_decref(views[k].running);
+	free(views);
+	json_decref(local);
+	free(run);
+	free(nodes);
+}
+
+/* Queue the projects still to fetch of the evaluations we coordinate. */
+static void
+sched_fetch(struct engine *eng, const char *mine)
+{
+	struct store_fetch_job *jobs = NULL;
+	size_t n = 0;
+
+	if (store_fetch_jobs(eng->st, mine, &jobs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct fetch_item *it = xcalloc(1, sizeof(*it));
+		snprintf(it->eval_id, sizeof(it->eval_id), "%s", jobs[i].eval_id);
+		it->idx = jobs[i].idx;
+		it->kind = xstrdup(jobs[i].kind);
+		it->source = xstrdup(jobs[i].source);
+		it->prefix = xstrdup(jobs[i].prefix);
+		it->upload_digest = jobs[i].upload_digest[0] ? xstrdup(jobs[i].upload_digest) : NULL;
+		it->has_token = jobs[i].has_token;
+		fetch_enqueue(eng, it);
+	}
+	store_fetch_jobs_free(jobs, n);
+}
+
+static void *
+sched_main(void *arg)
+{
+	struct engine *eng = arg;
+
+	while (!engine_is_stopping(eng)) {
+		char **alive = NULL, *mine;
+		size_t nalive = 0;
+		json_t *work = store_eval_work(eng->st);
+
+		engine_alive(eng, &alive, &nalive);
+		mine = engine_mine(eng, work, alive, nalive, NULL);
+		if (mine != NULL && strcmp(mine, "[]") != 0) {
+			sched_fetch(eng, mine);
+			if (engine_warm(eng))
+				sched_reclaim(eng, mine, alive, nalive);
+		}
+		free(mine);
+		json_decref(work);
+		engine_strv_free(alive, nalive);
+		pthread_mutex_lock(&eng->work_lock);
+		if (!eng->stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)(ENGINE_SCHED_PERIOD * 1e9);
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
 			pthread_cond_timedwait(&eng->work_cond, &eng->work_lock, &ts);
 		}
 		pthread_mutex_unlock(&eng->work_lock);
@@ -444,6 +1004,40 @@ root_name_of(const char *filename)
 	return name;
 }
 
+/*
+ * Before the 201: the evaluation (and its upload) on at least one other live
+ * node, so that the accepting node may die right after answering. Tries the
+ * live peers in turn until one has both. Without live peers (a one-node
+ * network) the 201 promises this node's disk only.
+ */
+static void
+engine_share_eval(struct engine *eng, const char *id, const char *upload_digest)
+{
+	char **alive = NULL, *path = xasprintf("/evaluation/sync_result/%s", id);
+	size_t n = 0;
+	json_t *doc = store_eval_export(eng->st, id);
+	int done = 0, peers = 0;
+
+	engine_alive(eng, &alive, &n);
+	for (size_t i = 0; i < n && !done && doc != NULL; i++) {
+		long status = 0;
+		if (strcmp(alive[i], eng->address) == 0)
+			continue;
+		peers++;
+		if (upload_digest != NULL && blob_push(eng->blobs_dir, upload_digest, alive[i],
+		    (size_t)eng->cfg->max_upload_mb << 20) < 0)
+			continue;
+		if (peer_request(alive[i], "POST", path, doc, 10.0, NULL, &status) == 0 &&
+		    status == 200)
+			done = 1;
+	}
+	if (peers > 0 && !done)
+		log_warn("engine: evaluation %s is on this node only: no live peer took it", id);
+	json_decref(doc);
+	free(path);
+	engine_strv_free(alive, n);
+}
+
 int
 engine_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
     json_t *settings, char id[37], char *err, size_t errlen)
@@ -451,7 +1045,8 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 	struct fetch_zip_plan *plan = NULL;
 	struct store_project_new *projects = NULL;
 	char **ids = NULL, **sources = NULL;
-	char *root = root_name_of(filename), *stored = NULL;
+	char *root = root_name_of(filename);
+	char upload_digest[SHA256_HEX_LEN];
 	int r, status = 0;
 
 	r = fetch_zip_scan(upload_path, root, &eng->limits, &plan, err, errlen);
@@ -480,20 +1075,19 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		projects[i].nmodules = plan->projects[i].nmodules;
 	}
 	util_uuid4(id);
-	stored = xasprintf("%s/%s.zip", eng->uploads_dir, id);
-	if (rename(upload_path, stored) < 0) {
+	/* The upload becomes a blob: kept by digest, and given to a peer. */
+	if (blob_from_file(eng->blobs_dir, upload_path, upload_digest) < 0) {
 		snprintf(err, errlen, "cannot store the upload: %s", strerror(errno));
 		status = 500;
 		goto out;
 	}
-	util_fsync_path(eng->uploads_dir);
 	if (store_eval_create(eng->st, id, util_now(), "zip", eng->address, settings, 0,
-	    stored, projects, plan->nprojects) < 0) {
+	    upload_digest, projects, plan->nprojects) < 0) {
 		snprintf(err, errlen, "cannot store the evaluation");
-		(void)!rename(stored, upload_path);
 		status = 500;
 		goto out;
 	}
+	engine_share_eval(eng, id, upload_digest);
 	for (size_t i = 0; i < plan->nprojects; i++) {
 		struct fetch_item *it = xcalloc(1, sizeof(*it));
 		snprintf(it->eval_id, sizeof(it->eval_id), "%s", id);
@@ -501,7 +1095,7 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		it->kind = xstrdup("zip");
 		it->source = xstrdup(sources[i]);
 		it->prefix = xstrdup(plan->projects[i].prefix);
-		it->upload_path = xstrdup(stored);
+		it->upload_digest = xstrdup(upload_digest);
 		fetch_enqueue(eng, it);
 	}
 	engine_changed(eng, id);
@@ -515,7 +1109,6 @@ out:
 	free(ids);
 	free(sources);
 	free(projects);
-	free(stored);
 	free(root);
 	fetch_zip_plan_free(plan);
 	return status;
@@ -568,6 +1161,7 @@ engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
 		status = 500;
 		goto out;
 	}
+	engine_share_eval(eng, id, NULL);
 	for (size_t i = 0; i < n; i++) {
 		struct fetch_item *it = xcalloc(1, sizeof(*it));
 		snprintf(it->eval_id, sizeof(it->eval_id), "%s", id);
@@ -576,6 +1170,7 @@ engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
 		it->source = xstrdup(sources[i]);
 		it->url = xstrdup(urls[i]);
 		it->token = token ? xstrdup(token) : NULL;
+		it->has_token = any_secret;
 		fetch_enqueue(eng, it);
 	}
 	engine_changed(eng, id);
@@ -636,37 +1231,15 @@ split_commas(const char *s)
 	return v;
 }
 
-/* Projects left half-fetched by a previous run of this node. */
+/*
+ * After a crash: the modules this node was running go back to pending (they
+ * run again); projects left half-fetched are queued again by the coordinator
+ * round (a git clone that needed a token then fails with a clear error).
+ */
 static void
 engine_recover(struct engine *eng)
 {
-	struct store_fetch_job *jobs = NULL;
-	size_t n = 0;
-
 	store_requeue_running(eng->st, eng->address);
-	if (store_fetch_jobs(eng->st, eng->address, &jobs, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		struct fetch_item *it;
-		if (strcmp(jobs[i].kind, "git") == 0 && jobs[i].has_token) {
-			store_project_error(eng->st, jobs[i].eval_id, jobs[i].idx,
-			    "the node restarted before this repository was cloned, and access"
-			    " tokens are kept in memory only: submit this project again", NULL,
-			    util_now());
-			continue;
-		}
-		it = xcalloc(1, sizeof(*it));
-		snprintf(it->eval_id, sizeof(it->eval_id), "%s", jobs[i].eval_id);
-		it->idx = jobs[i].idx;
-		it->kind = xstrdup(jobs[i].kind);
-		it->source = xstrdup(jobs[i].source);
-		it->prefix = xstrdup(jobs[i].prefix);
-		it->upload_path = xstrdup(jobs[i].upload_path);
-		fetch_enqueue(eng, it);
-	}
-	if (n > 0)
-		log_info("engine: %zu projects to fetch again after a restart", n);
-	store_fetch_jobs_free(jobs, n);
 }
 
 int
@@ -683,11 +1256,16 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	eng->data_dir = xstrdup(cfg->data_dir);
 	eng->uploads_dir = xasprintf("%s/uploads", cfg->data_dir);
 	eng->projects_dir = xasprintf("%s/projects", cfg->data_dir);
+	eng->blobs_dir = xasprintf("%s/blobs", cfg->data_dir);
+	eng->inflight = xcalloc(ENGINE_MAX_INFLIGHT, sizeof(*eng->inflight));
+	eng->started = util_mono();
 	eng->git_hosts = cfg->git_hosts ? split_commas(cfg->git_hosts) : NULL;
 	fetch_limits_default(&eng->limits);
 	util_mkdir_p(eng->uploads_dir, 0700);
 	util_mkdir_p(eng->projects_dir, 0700);
+	util_mkdir_p(eng->blobs_dir, 0700);
 	pthread_mutex_init(&eng->fetch_lock, NULL);
+	pthread_mutex_init(&eng->run_lock, NULL);
 	pthread_cond_init(&eng->fetch_cond, NULL);
 	pthread_mutex_init(&eng->work_lock, NULL);
 	pthread_cond_init(&eng->work_cond, NULL);
@@ -723,12 +1301,15 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 		pthread_create(&eng->fetchers[i], NULL, fetcher_main, eng);
 	eng->nslots = cfg->slots;
 	eng->slots = xcalloc((size_t)eng->nslots, sizeof(*eng->slots));
+	eng->running = xcalloc((size_t)eng->nslots, sizeof(*eng->running));
 	eng->slot_args = xcalloc((size_t)eng->nslots, sizeof(*eng->slot_args));
 	for (long i = 0; i < eng->nslots; i++) {
 		eng->slot_args[i].eng = eng;
 		eng->slot_args[i].slot = (int)i;
 		pthread_create(&eng->slots[i], NULL, slot_main, &eng->slot_args[i]);
 	}
+	if (pthread_create(&eng->sched_thread, NULL, sched_main, eng) == 0)
+		eng->sched_started = 1;
 	log_info("engine: %ld slots, uids from %ld, %s", eng->nslots, rc.uid_base,
 	    runner_isolated() ? "runs isolated as unprivileged users" :
 	    "runs NOT isolated (not root)");
@@ -757,6 +1338,8 @@ engine_stop(struct engine *eng)
 		for (int i = 0; i < ENGINE_FETCHERS; i++)
 			pthread_join(eng->fetchers[i], NULL);
 	}
+	if (eng->sched_started)
+		pthread_join(eng->sched_thread, NULL);
 	while ((it = eng->fetch_head) != NULL) {
 		eng->fetch_head = it->next;
 		fetch_item_free(it);
@@ -773,6 +1356,9 @@ engine_stop(struct engine *eng)
 	free(eng->work_dir);
 	free(eng->uploads_dir);
 	free(eng->projects_dir);
+	free(eng->blobs_dir);
+	free(eng->inflight);
+	free(eng->running);
 	free(eng);
 }
 
@@ -780,6 +1366,12 @@ const char *
 engine_address(const struct engine *eng)
 {
 	return eng->address;
+}
+
+const char *
+engine_blobs_dir(const struct engine *eng)
+{
+	return eng->blobs_dir;
 }
 
 struct store *

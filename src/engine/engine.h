@@ -28,6 +28,22 @@ void engine_stop(struct engine *eng);
 typedef void (*engine_change_fn)(void *ctx, const char *eval_id);
 void engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx);
 
+/*
+ * The live nodes, this one included, as malloc'ed strings (the membership
+ * layer's view). Without it the engine works alone.
+ */
+typedef int (*engine_alive_fn)(void *ctx, char ***addrs, size_t *n);
+void engine_set_alive_fn(struct engine *eng, engine_alive_fn fn, void *ctx);
+
+/* POST /task/claim: a module for worker node, or {"claim": null} (new reference). */
+json_t *engine_claim_for(struct engine *eng, const char *node);
+/* GET /task/running: what this node's slots run now (new reference). */
+json_t *engine_running_json(struct engine *eng);
+/* POST /task: work may be waiting; slots look now. */
+void engine_wake(struct engine *eng);
+/* Where blobs live (for GET/PUT /blob/<digest>). */
+const char *engine_blobs_dir(const struct engine *eng);
+
 const char *engine_address(const struct engine *eng);
 struct store *engine_store(const struct engine *eng);
 /* Facts for GET /health (new reference). */

@@ -656,6 +656,7 @@ struct fetch_zip_writer {
 	size_t nentries;
 	char *err;
 	size_t errlen;
+	int exact;            /* everything, no prefix, fixed times (project blobs) */
 };
 
 static int
@@ -692,7 +693,7 @@ fetch_zip_add(struct fetch_zip_writer *zw, int pfd, const char *name, const char
 		goto out;
 	}
 	archive_entry_set_pathname(e, member);
-	archive_entry_set_mtime(e, st->st_mtim.tv_sec, 0);
+	archive_entry_set_mtime(e, zw->exact ? 0 : st->st_mtim.tv_sec, 0);
 	if (S_ISLNK(st->st_mode)) {
 		ssize_t n = readlinkat(pfd, name, target, sizeof(target) - 1);
 		if (n < 0)
@@ -784,7 +785,8 @@ fetch_zip_add_dir(struct fetch_zip_writer *zw, int dfd, const char *prefix, int 
 		struct stat st;
 		int n;
 
-		n = snprintf(member, sizeof(member), "%s/%s", prefix, v.v[i]);
+		n = *prefix ? snprintf(member, sizeof(member), "%s/%s", prefix, v.v[i]) :
+		    snprintf(member, sizeof(member), "%s", v.v[i]);
 		if (n < 0 || (size_t)n >= sizeof(member))
 			continue;
 		if (fstatat(dirfd(d), v.v[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -794,7 +796,7 @@ fetch_zip_add_dir(struct fetch_zip_writer *zw, int dfd, const char *prefix, int 
 		if (S_ISDIR(st.st_mode)) {
 			int cfd;
 
-			if (fetch_zip_skip_dir(dirfd(d), v.v[i]) ||
+			if ((!zw->exact && fetch_zip_skip_dir(dirfd(d), v.v[i])) ||
 			    depth + 1 >= FETCH_ZIP_CREATE_MAX_DEPTH)
 				continue;
 			rc = fetch_zip_add(zw, dirfd(d), v.v[i], member, &st);
@@ -813,8 +815,8 @@ fetch_zip_add_dir(struct fetch_zip_writer *zw, int dfd, const char *prefix, int 
 	return rc;
 }
 
-int
-fetch_zip_create_from_dir(const char *dir, const char *zip_path, char *err, size_t errlen)
+static int
+fetch_zip_create(const char *dir, const char *zip_path, int exact, char *err, size_t errlen)
 {
 	struct fetch_zip_writer zw;
 	char *real = NULL, *base;
@@ -823,6 +825,7 @@ fetch_zip_create_from_dir(const char *dir, const char *zip_path, char *err, size
 	memset(&zw, 0, sizeof(zw));
 	zw.err = err;
 	zw.errlen = errlen;
+	zw.exact = exact;
 	real = realpath(dir, NULL);
 	if (real == NULL) {
 		rc = -errno;
@@ -851,7 +854,7 @@ fetch_zip_create_from_dir(const char *dir, const char *zip_path, char *err, size
 	}
 	if (stat(zip_path, &zw.out_st) < 0)
 		memset(&zw.out_st, 0, sizeof(zw.out_st));
-	rc = fetch_zip_add_dir(&zw, dfd, base, 0);
+	rc = fetch_zip_add_dir(&zw, dfd, exact ? "" : base, 0);
 	dfd = -1; /* consumed */
 	if (rc < 0)
 		goto out;
@@ -870,4 +873,16 @@ out:
 		close(dfd);
 	free(real);
 	return rc;
+}
+
+int
+fetch_zip_create_from_dir(const char *dir, const char *zip_path, char *err, size_t errlen)
+{
+	return fetch_zip_create(dir, zip_path, 0, err, errlen);
+}
+
+int
+fetch_zip_create_exact(const char *dir, const char *zip_path, char *err, size_t errlen)
+{
+	return fetch_zip_create(dir, zip_path, 1, err, errlen);
 }

@@ -68,4 +68,11 @@ int fetch_zip_extract(const char *path, const char *prefix, const char *dest_dir
  * members, depth 64. Returns 0 or negative errno with err. */
 int fetch_zip_create_from_dir(const char *dir, const char *zip_path, char *err, size_t errlen);
 
+/*
+ * A ZIP of everything under dir (nothing skipped), members relative to dir,
+ * in sorted order with fixed times: the same tree always gives the same
+ * bytes. Used for content-addressed project archives.
+ */
+int fetch_zip_create_exact(const char *dir, const char *zip_path, char *err, size_t errlen);
+
 #endif

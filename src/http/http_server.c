@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -69,6 +70,8 @@ struct http_request {
 	int upload_fd;
 	int upload_kept;
 	int upload_error;
+	int answer_fd;           /* http_request_respond_file */
+	char *answer_type;
 };
 
 /* ------------------------------------------------------------ accessors */
@@ -144,6 +147,22 @@ const char *
 http_request_query(const struct http_request *req, const char *key)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+int
+http_request_respond_file(struct http_request *req, const char *path,
+    const char *content_type)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (req->answer_fd >= 0)
+		close(req->answer_fd);
+	req->answer_fd = fd;
+	free(req->answer_type);
+	req->answer_type = xstrdup(content_type);
+	return 0;
 }
 
 json_t *
@@ -420,6 +439,17 @@ request_begin(struct http_request *req)
 		if (strcmp(req->media, "application/json") != 0)
 			set_early(req, 415, "send the body as application/json");
 		break;
+	case HTTP_BODY_RAW: {
+		char id[UUID_STR_LEN];
+		util_uuid4(id);
+		req->upload_field = xstrdup("");
+		req->upload_path = xasprintf("%s/%s.upload", srv->upload_dir, id);
+		req->upload_fd = open(req->upload_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+		if (req->upload_fd < 0)
+			set_early(req, 500, "cannot store the body");
+		break;
+	}
 	case HTTP_BODY_SUBMIT:
 		if (strcmp(req->media, "multipart/form-data") == 0) {
 			req->pp = MHD_create_post_processor(req->conn, 64 * 1024, post_iterator, req);
@@ -454,6 +484,19 @@ request_body(struct http_request *req, const char *data, size_t size)
 		set_early(req, 413, "%s %s takes no body", req->method, req->path);
 		return 0;
 	}
+	if (req->route->body == HTTP_BODY_RAW) {
+		for (size_t done = 0; done < size;) {
+			ssize_t w = write(req->upload_fd, data + done, size - done);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				set_early(req, 500, "cannot store the body");
+				return 0;
+			}
+			done += (size_t)w;
+		}
+		return 0;
+	}
 	if (req->pp != NULL) {
 		if (MHD_post_process(req->pp, data, size) != MHD_YES)
 			set_early(req, req->upload_error ? 500 : 400, req->upload_error ?
@@ -472,7 +515,8 @@ request_finish(struct http_request *req)
 	int status = 200;
 	json_t *body;
 
-	if (req->pp != NULL && req->early_status == 0) {
+	if ((req->pp != NULL || (req->route != NULL && req->route->body == HTTP_BODY_RAW)) &&
+	    req->early_status == 0) {
 		form_finish(req);
 		if (req->upload_error)
 			set_early(req, 500, "cannot store the upload");
@@ -484,6 +528,23 @@ request_finish(struct http_request *req)
 		    json_pack("{s:s}", "error", req->early_error));
 	}
 	body = req->route->fn(req, req->srv->ctx, &status);
+	if (req->answer_fd >= 0 && body == NULL && status == 200) {
+		struct stat st;
+		struct MHD_Response *resp = NULL;
+		enum MHD_Result ret = MHD_NO;
+
+		if (fstat(req->answer_fd, &st) == 0)
+			resp = MHD_create_response_from_fd((uint64_t)st.st_size, req->answer_fd);
+		if (resp == NULL)
+			return respond_json(req->conn, 500, json_pack("{s:s}", "error",
+			    "cannot send the file"));
+		req->answer_fd = -1; /* the response owns it now */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
+		ret = MHD_queue_response(req->conn, 200, resp);
+		MHD_destroy_response(resp);
+		log_debug("http: %s %s -> 200 (file)", req->method, req->path);
+		return ret;
+	}
 	if (status >= 400) {
 		log_info("http: %s %s -> %d %s", req->method, req->path, status,
 		    json_string_value(json_object_get(body, "error")));
@@ -508,6 +569,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		req->method = xstrdup(method);
 		req->path = xstrdup(url);
 		req->upload_fd = -1;
+		req->answer_fd = -1;
 		req->form = json_object();
 		buf_init(&req->body, srv->max_body);
 		buf_init(&req->field, HTTP_FORM_FIELD_MAX);
@@ -546,6 +608,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		MHD_destroy_post_processor(req->pp);
 	if (req->upload_fd >= 0)
 		close(req->upload_fd);
+	if (req->answer_fd >= 0)
+		close(req->answer_fd);
+	free(req->answer_type);
 	if (req->upload_path != NULL && !req->upload_kept)
 		unlink(req->upload_path);
 	params_free(req->params);

@@ -22,6 +22,7 @@ enum http_body {
 	HTTP_BODY_NONE,     /* any body is refused with 413 */
 	HTTP_BODY_JSON,     /* application/json, kept in memory (capped) */
 	HTTP_BODY_SUBMIT,   /* application/json or multipart/form-data (file field to disk) */
+	HTTP_BODY_RAW,      /* any bytes, streamed to a file: http_request_upload(req, "") */
 };
 
 /* Route flags. */
@@ -79,6 +80,13 @@ void http_request_keep_upload(struct http_request *req);
 json_t *http_request_form(const struct http_request *req);
 /* Query string argument, or NULL. */
 const char *http_request_query(const struct http_request *req, const char *key);
+
+/*
+ * Answer with the file at path instead of JSON (the handler then returns
+ * NULL with *status 200). The file is opened now; a missing file is -ENOENT.
+ */
+int http_request_respond_file(struct http_request *req, const char *path,
+    const char *content_type);
 
 /* {"error": "<message>"} and the status, for handlers. */
 json_t *http_error(int *status, int code, const char *fmt, ...)

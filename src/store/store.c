@@ -32,10 +32,11 @@ static const char store_schema[] =
 	"CREATE TABLE IF NOT EXISTS evaluation ("
 	"  id TEXT PRIMARY KEY, seq INTEGER, created_at REAL NOT NULL,"
 	"  last_event_at REAL NOT NULL, kind TEXT NOT NULL, accepted_by TEXT NOT NULL,"
-	"  settings TEXT NOT NULL, has_token INTEGER NOT NULL, upload_path TEXT);"
+	"  settings TEXT NOT NULL, has_token INTEGER NOT NULL, upload_path TEXT,"
+	"  upload_digest TEXT);"
 	"CREATE TABLE IF NOT EXISTS project ("
 	"  eval_id TEXT NOT NULL, idx INTEGER NOT NULL, project_id TEXT NOT NULL,"
-	"  source TEXT NOT NULL, prefix TEXT, state TEXT NOT NULL, dir TEXT,"
+	"  source TEXT NOT NULL, prefix TEXT, state TEXT NOT NULL, dir TEXT, digest TEXT,"
 	"  error TEXT, warnings TEXT NOT NULL DEFAULT '[]',"
 	"  PRIMARY KEY (eval_id, idx));"
 	"CREATE TABLE IF NOT EXISTS module ("
@@ -50,7 +51,8 @@ static const char store_schema[] =
 	"  outcome TEXT NOT NULL, passed INTEGER NOT NULL, failed INTEGER NOT NULL,"
 	"  skipped INTEGER NOT NULL, duration REAL NOT NULL, body TEXT NOT NULL,"
 	"  PRIMARY KEY (eval_id, project_idx, path));"
-	"CREATE INDEX IF NOT EXISTS result_node ON result(node);";
+	"CREATE INDEX IF NOT EXISTS result_node ON result(node);"
+	"CREATE INDEX IF NOT EXISTS result_path ON result(path);";
 
 static void
 store_conn_free(void *p)
@@ -205,7 +207,7 @@ insert_modules(sqlite3 *db, const char *eval_id, int idx, const char *const *mod
 
 int
 store_eval_create(struct store *st, const char *id, double created, const char *kind,
-    const char *accepted_by, json_t *settings, int has_token, const char *upload_path,
+    const char *accepted_by, json_t *settings, int has_token, const char *upload_digest,
     const struct store_project_new *projects, size_t nprojects)
 {
 	sqlite3 *db = store_db(st);
@@ -219,7 +221,7 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 		return -EIO;
 	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
 	s = store_prep(db, "INSERT INTO evaluation(id, seq, created_at, last_event_at, kind,"
-	    " accepted_by, settings, has_token, upload_path) VALUES (?, (SELECT"
+	    " accepted_by, settings, has_token, upload_digest) VALUES (?, (SELECT"
 	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, ?)");
 	if (s == NULL || settings_text == NULL)
 		goto fail;
@@ -230,7 +232,7 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 	bind_text(s, 5, accepted_by);
 	bind_text(s, 6, settings_text);
 	sqlite3_bind_int(s, 7, has_token);
-	bind_text(s, 8, upload_path);
+	bind_text(s, 8, upload_digest);
 	if (step_done(db, s) < 0)
 		goto fail;
 	sqlite3_finalize(s);
@@ -557,7 +559,8 @@ store_stats_node(struct store *st, const char *address)
 /* ----------------------------------------------------------- fetch jobs */
 
 int
-store_fetch_jobs(struct store *st, const char *node, struct store_fetch_job **jobs, size_t *n)
+store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetch_job **jobs,
+    size_t *n)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
@@ -569,11 +572,12 @@ store_fetch_jobs(struct store *st, const char *node, struct store_fetch_job **jo
 	if (db == NULL)
 		return -EIO;
 	s = store_prep(db, "SELECT p.eval_id, p.idx, e.kind, p.project_id, p.source, p.prefix,"
-	    " e.upload_path, e.has_token FROM project p JOIN evaluation e ON e.id = p.eval_id"
-	    " WHERE p.state = 'fetching' AND e.accepted_by = ? ORDER BY e.created_at, p.idx");
+	    " e.upload_digest, e.has_token FROM project p JOIN evaluation e ON e.id = p.eval_id"
+	    " WHERE p.state = 'fetching' AND e.id IN (SELECT value FROM json_each(?))"
+	    " ORDER BY e.created_at, p.idx");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, node);
+	bind_text(s, 1, evals_json);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		struct store_fetch_job *j;
 		if (cnt == cap) {
@@ -590,7 +594,7 @@ store_fetch_jobs(struct store *st, const char *node, struct store_fetch_job **jo
 		j->project_id = xstrdup(col_text(s, 3));
 		j->source = xstrdup(col_text(s, 4));
 		j->prefix = xstrdup(col_text(s, 5));
-		j->upload_path = xstrdup(col_text(s, 6));
+		j->upload_digest = xstrdup(col_text(s, 6));
 		j->has_token = sqlite3_column_int(s, 7);
 	}
 	sqlite3_finalize(s);
@@ -607,7 +611,7 @@ store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n)
 		free(jobs[i].project_id);
 		free(jobs[i].source);
 		free(jobs[i].prefix);
-		free(jobs[i].upload_path);
+		free(jobs[i].upload_digest);
 	}
 	free(jobs);
 }
@@ -629,7 +633,7 @@ touch_eval(sqlite3 *db, const char *eval_id, double t)
 }
 
 int
-store_project_ready(struct store *st, const char *eval_id, int idx, const char *dir,
+store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
     const char *const *modules, size_t nmodules, json_t *warnings)
 {
 	sqlite3 *db = store_db(st);
@@ -639,11 +643,11 @@ store_project_ready(struct store *st, const char *eval_id, int idx, const char *
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
 	w = warnings ? json_dumps(warnings, JSON_COMPACT) : xstrdup("[]");
-	s = store_prep(db, "UPDATE project SET state = 'ready', dir = ?, warnings = ?"
-	    " WHERE eval_id = ? AND idx = ?");
+	s = store_prep(db, "UPDATE project SET state = 'ready', digest = ?, warnings = ?"
+	    " WHERE eval_id = ? AND idx = ? AND state = 'fetching'");
 	if (s == NULL)
 		goto fail;
-	bind_text(s, 1, dir);
+	bind_text(s, 1, digest);
 	bind_text(s, 2, w);
 	bind_text(s, 3, eval_id);
 	sqlite3_bind_int(s, 4, idx);
@@ -724,7 +728,8 @@ fail:
 /* ----------------------------------------------------------- scheduling */
 
 int
-store_claim_module(struct store *st, const char *node, struct store_claim *c)
+store_claim_module(struct store *st, const char *node, const char *evals_json,
+    struct store_claim *c)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
@@ -734,20 +739,27 @@ store_claim_module(struct store *st, const char *node, struct store_claim *c)
 		return -EIO;
 	/*
 	 * Fair share: the evaluation with the fewest running modules first, then
-	 * the oldest; inside one, projects and modules in order.
+	 * the oldest; inside one, the longest modules first where an earlier run
+	 * of the same project source measured them, then in order.
 	 */
-	s = store_prep(db, "SELECT m.eval_id, m.project_idx, p.project_id, m.path, p.dir,"
+	s = store_prep(db, "SELECT m.eval_id, m.project_idx, p.project_id, m.path, p.digest,"
 	    " m.attempts, e.settings FROM module m"
 	    " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
 	    " JOIN evaluation e ON e.id = m.eval_id"
-	    " WHERE m.state = 'pending' AND p.state = 'ready' AND e.accepted_by = ?1"
+	    " WHERE m.state = 'pending' AND p.state = 'ready' AND p.digest IS NOT NULL AND"
+	    " (CASE WHEN ?2 IS NULL THEN e.accepted_by = ?1"
+	    "  ELSE e.id IN (SELECT value FROM json_each(?2)) END)"
 	    " ORDER BY (SELECT count(*) FROM module x WHERE x.eval_id = m.eval_id AND"
-	    " x.state = 'running'), e.created_at, m.project_idx, m.path LIMIT 1");
+	    " x.state = 'running'), e.created_at, e.id,"
+	    " (SELECT max(r.duration) FROM result r JOIN project q ON q.eval_id = r.eval_id"
+	    "  AND q.idx = r.project_idx WHERE r.path = m.path AND q.source = p.source) DESC"
+	    " NULLS LAST, m.project_idx, m.path LIMIT 1");
 	if (s == NULL) {
 		r = -EIO;
 		goto out;
 	}
 	bind_text(s, 1, node);
+	bind_text(s, 2, evals_json);
 	if (sqlite3_step(s) != SQLITE_ROW)
 		goto out;
 	memset(c, 0, sizeof(*c));
@@ -755,7 +767,7 @@ store_claim_module(struct store *st, const char *node, struct store_claim *c)
 	c->project_idx = sqlite3_column_int(s, 1);
 	snprintf(c->project_id, sizeof(c->project_id), "%s", col_text(s, 2));
 	snprintf(c->path, sizeof(c->path), "%s", col_text(s, 3));
-	snprintf(c->dir, sizeof(c->dir), "%s", col_text(s, 4));
+	snprintf(c->digest, sizeof(c->digest), "%s", col_text(s, 4));
 	c->attempt = sqlite3_column_int(s, 5) + 1;
 	{
 		json_t *set = json_loads(col_text(s, 6), 0, NULL);
@@ -790,6 +802,85 @@ out:
 	return r;
 }
 
+json_t *
+store_eval_work(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *out = json_array();
+
+	if (db == NULL)
+		return out;
+	/* Evaluations with something left to do: fetching, pending or running. */
+	s = store_prep(db, "SELECT e.id, e.accepted_by,"
+	    " (SELECT count(*) FROM module m JOIN project p ON p.eval_id = m.eval_id AND"
+	    "  p.idx = m.project_idx WHERE m.eval_id = e.id AND m.state = 'pending' AND"
+	    "  p.state = 'ready'),"
+	    " (SELECT count(*) FROM project p WHERE p.eval_id = e.id AND p.state = 'fetching'),"
+	    " (SELECT count(*) FROM module m WHERE m.eval_id = e.id AND m.state = 'running')"
+	    " FROM evaluation e WHERE EXISTS (SELECT 1 FROM project p WHERE p.eval_id = e.id AND"
+	    " p.state = 'fetching') OR EXISTS (SELECT 1 FROM module m WHERE m.eval_id = e.id AND"
+	    " m.state != 'done') ORDER BY e.created_at, e.id");
+	if (s == NULL)
+		return out;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:I}", "id",
+		    col_text(s, 0), "accepted_by", col_text(s, 1), "pending",
+		    (json_int_t)sqlite3_column_int64(s, 2), "fetching",
+		    (json_int_t)sqlite3_column_int64(s, 3), "running",
+		    (json_int_t)sqlite3_column_int64(s, 4)));
+	sqlite3_finalize(s);
+	return out;
+}
+
+int
+store_running_modules(struct store *st, const char *evals_json, struct store_claim **out,
+    char (**nodes)[256], size_t *n)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	struct store_claim *v = NULL;
+	char (*nv)[256] = NULL;
+	size_t cnt = 0, cap = 0;
+
+	*out = NULL;
+	*nodes = NULL;
+	*n = 0;
+	if (db == NULL)
+		return -EIO;
+	s = store_prep(db, "SELECT m.eval_id, m.project_idx, p.project_id, m.path, p.digest,"
+	    " m.attempts, m.node, m.started_at FROM module m JOIN project p ON"
+	    " p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.state = 'running' AND"
+	    " m.eval_id IN (SELECT value FROM json_each(?))");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, evals_json);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 16;
+			v = realloc(v, cap * sizeof(*v));
+			nv = realloc(nv, cap * sizeof(*nv));
+			if (v == NULL || nv == NULL)
+				abort();
+		}
+		memset(&v[cnt], 0, sizeof(v[cnt]));
+		snprintf(v[cnt].eval_id, sizeof(v[cnt].eval_id), "%s", col_text(s, 0));
+		v[cnt].project_idx = sqlite3_column_int(s, 1);
+		snprintf(v[cnt].project_id, sizeof(v[cnt].project_id), "%s", col_text(s, 2));
+		snprintf(v[cnt].path, sizeof(v[cnt].path), "%s", col_text(s, 3));
+		snprintf(v[cnt].digest, sizeof(v[cnt].digest), "%s", col_text(s, 4));
+		v[cnt].attempt = sqlite3_column_int(s, 5);
+		v[cnt].started_at = sqlite3_column_double(s, 7);
+		snprintf(nv[cnt], sizeof(nv[cnt]), "%s", col_text(s, 6));
+		cnt++;
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*nodes = nv;
+	*n = cnt;
+	return 0;
+}
+
 static int
 set_module_state(struct store *st, const struct store_claim *c, const char *state)
 {
@@ -818,61 +909,41 @@ store_release_module(struct store *st, const struct store_claim *c)
 	return set_module_state(st, c, "pending");
 }
 
+static int merge_result(sqlite3 *db, const char *id, json_t *r);
+
 int
 store_record_result(struct store *st, const struct store_claim *c, const char *node,
     json_t *result, double finished)
 {
 	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s = NULL;
-	char *body = NULL;
-	int r = -EIO;
+	json_t *row;
+	int r;
 
 	if (db == NULL)
 		return -EIO;
 	json_object_set_new(result, "node", json_string(node));
 	json_object_set_new(result, "attempt", json_integer(c->attempt));
 	json_object_set_new(result, "finished_at", json_real(finished));
-	body = json_dumps(result, JSON_COMPACT);
-	if (body == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0) {
-		free(body);
+	row = json_pack("{s:i, s:s, s:s, s:i, s:f, s:O}", "project_idx", c->project_idx,
+	    "path", c->path, "node", node, "attempt", c->attempt, "finished_at", finished,
+	    "body", result);
+	if (row == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0) {
+		json_decref(row);
 		return -EIO;
 	}
-	s = store_prep(db, "INSERT OR IGNORE INTO result(eval_id, project_idx, path, node,"
-	    " attempt, finished_at, outcome, passed, failed, skipped, duration, body)"
-	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-	if (s == NULL)
+	/* The same rule as for results from other nodes. */
+	r = merge_result(db, c->eval_id, row);
+	json_decref(row);
+	if (r < 0)
 		goto fail;
-	bind_text(s, 1, c->eval_id);
-	sqlite3_bind_int(s, 2, c->project_idx);
-	bind_text(s, 3, c->path);
-	bind_text(s, 4, node);
-	sqlite3_bind_int(s, 5, c->attempt);
-	sqlite3_bind_double(s, 6, finished);
-	bind_text(s, 7, json_string_value(json_object_get(result, "outcome")));
-	sqlite3_bind_int64(s, 8, json_integer_value(json_object_get(result, "passed")));
-	sqlite3_bind_int64(s, 9, json_integer_value(json_object_get(result, "failed")));
-	sqlite3_bind_int64(s, 10, json_integer_value(json_object_get(result, "skipped")));
-	sqlite3_bind_double(s, 11, json_number_value(json_object_get(result, "duration")));
-	bind_text(s, 12, body);
-	if (sqlite3_step(s) != SQLITE_DONE) {
-		log_error("store: cannot record a result: %s", sqlite3_errmsg(db));
-		goto fail;
-	}
-	r = sqlite3_changes(db) > 0 ? 1 : 0;
-	sqlite3_finalize(s);
-	s = NULL;
 	/* A duplicate changes nothing, not even the time of the last event. */
-	if (set_module_state(st, c, "done") < 0 ||
-	    (r == 1 && touch_eval(db, c->eval_id, finished) < 0))
+	if (r == 1 && touch_eval(db, c->eval_id, finished) < 0)
 		goto fail;
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;
-	free(body);
 	return r;
 fail:
-	sqlite3_finalize(s);
 	store_exec(db, "ROLLBACK");
-	free(body);
 	return -EIO;
 }
 
@@ -939,11 +1010,14 @@ int
 store_result_wins(int attempt, const char *node, int cur_attempt, const char *cur_node)
 {
 	/*
-	 * The earliest attempt wins, then the lowest node address; the same
+	 * The latest attempt wins: a module is only tried again when its earlier
+	 * attempt was given up (its worker declared dead), so a late result of
+	 * that attempt is the one to ignore. Between equal attempts (the two
+	 * sides of a healed partition) the lower node address wins. The same
 	 * (attempt, node) again is a duplicate or a replay and changes nothing.
 	 */
 	if (attempt != cur_attempt)
-		return attempt < cur_attempt;
+		return attempt > cur_attempt;
 	return strcmp(node, cur_node) < 0;
 }
 
@@ -957,7 +1031,7 @@ store_eval_export(struct store *st, const char *id)
 	if (db == NULL || store_exec(db, "BEGIN") < 0)
 		return NULL;
 	s = store_prep(db, "SELECT created_at, kind, accepted_by, settings, has_token,"
-	    " last_event_at FROM evaluation WHERE id = ?");
+	    " last_event_at, upload_digest FROM evaluation WHERE id = ?");
 	if (s == NULL)
 		goto out;
 	bind_text(s, 1, id);
@@ -965,11 +1039,12 @@ store_eval_export(struct store *st, const char *id)
 		goto out;
 	{
 		json_t *settings = json_loads(col_text(s, 3), 0, NULL);
-		doc = json_pack("{s:s, s:f, s:s, s:s, s:o, s:b, s:f}", "id", id, "created_at",
-		    sqlite3_column_double(s, 0), "kind", col_text(s, 1), "accepted_by",
-		    col_text(s, 2), "settings", settings ? settings : json_object(),
+		doc = json_pack("{s:s, s:f, s:s, s:s, s:o, s:b, s:f, s:s?}", "id", id,
+		    "created_at", sqlite3_column_double(s, 0), "kind", col_text(s, 1),
+		    "accepted_by", col_text(s, 2), "settings", settings ? settings : json_object(),
 		    "has_token", sqlite3_column_int(s, 4), "last_event_at",
-		    sqlite3_column_double(s, 5));
+		    sqlite3_column_double(s, 5), "upload_digest",
+		    sqlite3_column_type(s, 6) == SQLITE_NULL ? NULL : col_text(s, 6));
 	}
 	sqlite3_finalize(s);
 	projects = json_array();
@@ -979,19 +1054,20 @@ store_eval_export(struct store *st, const char *id)
 	json_object_set_new(doc, "modules", modules);
 	json_object_set_new(doc, "results", results);
 
-	s = store_prep(db, "SELECT idx, project_id, source, prefix, state, error, warnings"
-	    " FROM project WHERE eval_id = ? ORDER BY idx");
+	s = store_prep(db, "SELECT idx, project_id, source, prefix, state, error, warnings,"
+	    " digest FROM project WHERE eval_id = ? ORDER BY idx");
 	if (s == NULL)
 		goto fail;
 	bind_text(s, 1, id);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		json_t *w = json_loads(col_text(s, 6), 0, NULL);
-		json_array_append_new(projects, json_pack("{s:i, s:s, s:s, s:s?, s:s, s:s?, s:o}",
-		    "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1), "source",
-		    col_text(s, 2), "prefix", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL :
-		    col_text(s, 3), "state", col_text(s, 4), "error",
+		json_array_append_new(projects, json_pack("{s:i, s:s, s:s, s:s?, s:s, s:s?, s:o,"
+		    " s:s?}", "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1),
+		    "source", col_text(s, 2), "prefix", sqlite3_column_type(s, 3) == SQLITE_NULL ?
+		    NULL : col_text(s, 3), "state", col_text(s, 4), "error",
 		    sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL : col_text(s, 5),
-		    "warnings", w ? w : json_array()));
+		    "warnings", w ? w : json_array(), "digest",
+		    sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_text(s, 7)));
 	}
 	sqlite3_finalize(s);
 	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version FROM module"
@@ -1118,8 +1194,8 @@ store_eval_merge(struct store *st, json_t *doc)
 		return -EIO;
 	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
 	s = store_prep(db, "INSERT OR IGNORE INTO evaluation(id, seq, created_at, last_event_at,"
-	    " kind, accepted_by, settings, has_token, upload_path) VALUES (?, (SELECT"
-	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, NULL)");
+	    " kind, accepted_by, settings, has_token, upload_digest) VALUES (?, (SELECT"
+	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, ?)");
 	if (s == NULL || settings_text == NULL)
 		goto fail;
 	bind_text(s, 1, id);
@@ -1129,6 +1205,7 @@ store_eval_merge(struct store *st, json_t *doc)
 	bind_text(s, 5, json_string_value(json_object_get(doc, "accepted_by")));
 	bind_text(s, 6, settings_text);
 	sqlite3_bind_int(s, 7, json_is_true(json_object_get(doc, "has_token")));
+	bind_text(s, 8, json_string_value(json_object_get(doc, "upload_digest")));
 	if (step_done(db, s) < 0)
 		goto fail;
 	changed += sqlite3_changes(db);
@@ -1147,8 +1224,9 @@ store_eval_merge(struct store *st, json_t *doc)
 		w = json_is_array(json_object_get(v, "warnings")) ?
 		    json_dumps(json_object_get(v, "warnings"), JSON_COMPACT) : xstrdup("[]");
 		s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
-		    " state, error, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-		    " ON CONFLICT DO UPDATE SET state = ?6, error = ?7, warnings = ?8"
+		    " state, error, warnings, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10)"
+		    " ON CONFLICT DO UPDATE SET state = ?6, error = ?7, warnings = ?8,"
+		    " digest = coalesce(digest, ?10)"
 		    " WHERE (CASE state WHEN 'error' THEN 2 WHEN 'ready' THEN 1 ELSE 0 END) < ?9");
 		if (s == NULL) {
 			free(w);
@@ -1163,6 +1241,7 @@ store_eval_merge(struct store *st, json_t *doc)
 		bind_text(s, 7, json_string_value(json_object_get(v, "error")));
 		bind_text(s, 8, w);
 		sqlite3_bind_int(s, 9, project_state_rank(state));
+		bind_text(s, 10, json_string_value(json_object_get(v, "digest")));
 		r = step_done(db, s);
 		free(w);
 		if (r < 0)

@@ -38,7 +38,7 @@ struct store_project_new {
  * ...); has_token records whether a token came with it (never the token).
  */
 int store_eval_create(struct store *st, const char *id, double created, const char *kind,
-    const char *accepted_by, json_t *settings, int has_token, const char *upload_path,
+    const char *accepted_by, json_t *settings, int has_token, const char *upload_digest,
     const struct store_project_new *projects, size_t nprojects);
 
 /* The evaluation's settings object (new reference) or NULL. */
@@ -62,19 +62,23 @@ struct store_fetch_job {
 	char *project_id;
 	char *source;
 	char *prefix;
-	char *upload_path;
+	char *upload_digest;  /* ZIP: the upload's blob */
 	int has_token;
 };
 /*
- * Projects in state "fetching" of the evaluations node accepted (array of
- * jobs; free with store_fetch_jobs_free).
+ * Projects in state "fetching" of the evaluations listed in evals_json (a
+ * JSON array of ids): array of jobs; free with store_fetch_jobs_free.
  */
-int store_fetch_jobs(struct store *st, const char *node, struct store_fetch_job **jobs,
+int store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetch_job **jobs,
     size_t *n);
 void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
 
-/* The project's files are in place: record its modules and make it runnable. */
-int store_project_ready(struct store *st, const char *eval_id, int idx, const char *dir,
+/*
+ * The project's files are packed as blob digest: record its modules and make
+ * it runnable (only from "fetching"; a second fetch of the same project is
+ * ignored).
+ */
+int store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
     const char *const *modules, size_t nmodules, json_t *warnings);
 /* The project cannot run: grade 0 with this error; its modules are dropped. */
 int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
@@ -86,17 +90,31 @@ struct store_claim {
 	int project_idx;
 	char project_id[256];
 	char path[1024];
-	char dir[4096];          /* the project's files */
+	char digest[65];         /* the project's blob */
 	int attempt;
 	double module_timeout;   /* from the evaluation's settings, 0: node default */
+	double started_at;       /* store_running_modules only */
 };
 /*
- * Claim the next pending module of a ready project of an evaluation node
- * accepted (until work is spread over the network), fairly between
- * evaluations (the one with the fewest running modules first, then the
- * oldest). Returns 1 and fills c, 0 when nothing is runnable, <0 on error.
+ * Claim for node the next pending module of a ready project among the
+ * evaluations in evals_json (a JSON array of ids; NULL: those node accepted),
+ * fairly between evaluations (the one with the fewest running modules first,
+ * then the oldest), longest first where earlier runs measured it. Returns 1
+ * and fills c, 0 when nothing is runnable, <0 on error.
  */
-int store_claim_module(struct store *st, const char *node, struct store_claim *c);
+int store_claim_module(struct store *st, const char *node, const char *evals_json,
+    struct store_claim *c);
+/*
+ * Evaluations with work left: [{"id", "accepted_by", "pending", "fetching",
+ * "running"}] (new reference).
+ */
+json_t *store_eval_work(struct store *st);
+/*
+ * Modules running in the evaluations of evals_json, with the node running
+ * each (parallel arrays; free both).
+ */
+int store_running_modules(struct store *st, const char *evals_json, struct store_claim **out,
+    char (**nodes)[256], size_t *n);
 /* Give a claimed module back (an infrastructure failure to retry). */
 int store_release_module(struct store *st, const struct store_claim *c);
 /*

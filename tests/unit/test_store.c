@@ -68,7 +68,7 @@ run_one(struct store *st, const char *eval, const char *path, long p, long f, lo
 	struct store_claim c;
 	json_t *r = result(p, f, k);
 
-	assert_int_equal(store_claim_module(st, "n1:1", &c), 1);
+	assert_int_equal(store_claim_module(st, "n1:1", NULL, &c), 1);
 	assert_string_equal(c.eval_id, eval);
 	assert_string_equal(c.path, path);
 	assert_int_equal(store_record_result(st, &c, "n1:1", r, 100.0), 1);
@@ -107,7 +107,7 @@ test_counting(void **state)
 
 	/* Nothing is runnable before a project is ready. */
 	struct store_claim c;
-	assert_int_equal(store_claim_module(st, "n1:1", &c), 0);
+	assert_int_equal(store_claim_module(st, "n1:1", NULL, &c), 0);
 	assert_int_equal(store_project_ready(st, id, 0, "/d/0", ma, 2, NULL), 0);
 	assert_int_equal(store_project_ready(st, id, 1, "/d/1", mb, 1, NULL), 0);
 	assert_int_equal(store_project_error(st, id, 2, "git clone failed: boom", NULL, 20.0), 0);
@@ -200,12 +200,12 @@ test_fair_claims_and_requeue(void **state)
 	assert_int_equal(store_project_ready(st, e1, 0, "/d1", m, 3, NULL), 0);
 	assert_int_equal(store_project_ready(st, e2, 0, "/d2", m, 3, NULL), 0);
 	/* Oldest first, then the evaluation with fewer running modules. */
-	assert_int_equal(store_claim_module(st, "n", &c1), 1);
+	assert_int_equal(store_claim_module(st, "n", NULL, &c1), 1);
 	assert_string_equal(c1.eval_id, e1);
 	assert_true(c1.module_timeout == 7.0);
-	assert_int_equal(store_claim_module(st, "n", &c2), 1);
+	assert_int_equal(store_claim_module(st, "n", NULL, &c2), 1);
 	assert_string_equal(c2.eval_id, e2);
-	assert_int_equal(store_claim_module(st, "n", &c3), 1);
+	assert_int_equal(store_claim_module(st, "n", NULL, &c3), 1);
 	assert_string_equal(c3.eval_id, e1);
 	assert_int_equal(c3.attempt, 1);
 	/* A crash: running modules go back to pending, attempts count up. */
@@ -214,7 +214,7 @@ test_fair_claims_and_requeue(void **state)
 	assert_int_equal(json_integer_value(json_object_get(doc, "pending")), 3);
 	assert_int_equal(json_integer_value(json_object_get(doc, "in_progress")), 0);
 	json_decref(doc);
-	assert_int_equal(store_claim_module(st, "n", &c1), 1);
+	assert_int_equal(store_claim_module(st, "n", NULL, &c1), 1);
 	assert_string_equal(c1.eval_id, e1);
 	assert_string_equal(c1.path, "tests/test_1.py");
 	assert_int_equal(c1.attempt, 2);
@@ -242,11 +242,11 @@ test_replication(void **state)
 	json_decref(settings);
 	assert_int_equal(store_project_ready(a, id, 0, "/d", m, 2, NULL), 0);
 	assert_int_equal(store_project_error(a, id, 1, "cannot install", NULL, 6.0), 0);
-	assert_int_equal(store_claim_module(a, "n1:1", &c), 1);
+	assert_int_equal(store_claim_module(a, "n1:1", NULL, &c), 1);
 	json_t *r = result(2, 1, 0);
 	assert_int_equal(store_record_result(a, &c, "n1:1", r, 9.0), 1);
 	json_decref(r);
-	assert_int_equal(store_claim_module(a, "n1:1", &c), 1); /* running, not done */
+	assert_int_equal(store_claim_module(a, "n1:1", NULL, &c), 1); /* running, not done */
 
 	doc = store_eval_export(a, id);
 	assert_non_null(doc);
@@ -269,7 +269,7 @@ test_replication(void **state)
 	json_decref(st_a);
 	json_decref(st_b);
 	/* b does not run a's evaluation (until work is spread). */
-	assert_int_equal(store_claim_module(b, "n2:1", &c), 0);
+	assert_int_equal(store_claim_module(b, "n2:1", NULL, &c), 0);
 
 	/* A replay of the same (attempt, node) with another outcome changes nothing. */
 	doc = store_eval_export(a, id);
@@ -277,13 +277,13 @@ test_replication(void **state)
 	json_object_set_new(json_object_get(res0, "body"), "passed", json_integer(0));
 	json_object_set_new(json_object_get(res0, "body"), "failed", json_integer(3));
 	assert_int_equal(store_eval_merge(b, doc), 0);
-	/* A result from a later attempt loses; from an earlier one it wins. */
-	json_object_set_new(res0, "attempt", json_integer(2));
+	/* A result from an earlier attempt loses; from a later one it wins. */
+	json_object_set_new(res0, "attempt", json_integer(0));
 	assert_int_equal(store_eval_merge(b, doc), 0);
 	st_b = store_eval_status(b, id, 20.0);
 	assert_int_equal(json_integer_value(json_object_get(st_b, "passed")), 2);
 	json_decref(st_b);
-	json_object_set_new(res0, "attempt", json_integer(0));
+	json_object_set_new(res0, "attempt", json_integer(2));
 	assert_int_equal(store_eval_merge(b, doc), 1);
 	st_b = store_eval_status(b, id, 20.0);
 	assert_int_equal(json_integer_value(json_object_get(st_b, "passed")), 0);
@@ -296,8 +296,8 @@ test_replication(void **state)
 	assert_int_equal(store_eval_merge(b, doc), -EINVAL);
 	json_decref(doc);
 
-	assert_true(store_result_wins(1, "b", 2, "a"));
-	assert_false(store_result_wins(2, "a", 1, "b"));
+	assert_false(store_result_wins(1, "b", 2, "a"));
+	assert_true(store_result_wins(2, "a", 1, "b"));
 	assert_true(store_result_wins(1, "a", 1, "b"));
 	assert_false(store_result_wins(1, "b", 1, "b"));
 	close_fresh(b);

@@ -1,0 +1,148 @@
+/*
+ * api_task.c - work between nodes: POST /task/claim (a worker asks the
+ * coordinator for a module), GET /task/running (what a node runs now, for the
+ * coordinator's checks), POST /task (a nudge: work may be waiting),
+ * GET /task/results/<id> (the results this node produced), and the project
+ * archives, GET and PUT /blob/<digest>. Runs on the HTTP server's threads.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "engine/blob.h"
+#include "engine/engine.h"
+#include "store/store.h"
+
+static json_t *
+body_json(struct http_request *req, int *status, json_t **err)
+{
+	size_t len;
+	const char *body = http_request_body(req, &len);
+	json_error_t jerr;
+	json_t *j = json_loadb(body, len, 0, &jerr);
+
+	*err = NULL;
+	if (j == NULL || !json_is_object(j)) {
+		json_decref(j);
+		*err = http_error(status, 400, "malformed JSON: %s", j ? "not an object" : jerr.text);
+		return NULL;
+	}
+	return j;
+}
+
+static json_t *
+post_claim(struct http_request *req, void *ctx, int *status)
+{
+	json_t *err, *j = body_json(req, status, &err), *answer;
+	const char *node;
+
+	if (j == NULL)
+		return err;
+	node = json_string_value(json_object_get(j, "node"));
+	if (node == NULL || strlen(node) > 255) {
+		json_decref(j);
+		return http_error(status, 400, "missing \"node\": the worker's address");
+	}
+	answer = engine_claim_for(api_engine(ctx), node);
+	json_decref(j);
+	*status = 200;
+	return answer;
+}
+
+static json_t *
+get_running(struct http_request *req, void *ctx, int *status)
+{
+	(void)req;
+	*status = 200;
+	return engine_running_json(api_engine(ctx));
+}
+
+static json_t *
+post_task(struct http_request *req, void *ctx, int *status)
+{
+	(void)req;
+	engine_wake(api_engine(ctx));
+	*status = 200;
+	return json_object();
+}
+
+static json_t *
+get_task_results(struct http_request *req, void *ctx, int *status)
+{
+	struct engine *eng = api_engine(ctx);
+	const char *id = http_request_param(req, 0);
+	json_t *doc = util_is_uuid(id) ? store_eval_export(engine_store(eng), id) : NULL;
+	json_t *mine = json_array(), *r;
+	size_t i;
+
+	if (doc == NULL) {
+		json_decref(mine);
+		return http_error(status, 404, "not found");
+	}
+	json_array_foreach(json_object_get(doc, "results"), i, r) {
+		const char *node = json_string_value(json_object_get(r, "node"));
+		if (node != NULL && strcmp(node, engine_address(eng)) == 0)
+			json_array_append(mine, r);
+	}
+	json_decref(doc);
+	*status = 200;
+	return json_pack("{s:s, s:s, s:o}", "id", id, "node", engine_address(eng), "results", mine);
+}
+
+static json_t *
+get_blob(struct http_request *req, void *ctx, int *status)
+{
+	struct engine *eng = api_engine(ctx);
+	const char *digest = http_request_param(req, 0);
+	char *path;
+	int r;
+
+	if (!blob_digest_valid(digest))
+		return http_error(status, 404, "not found");
+	path = blob_path(engine_blobs_dir(eng), digest);
+	r = http_request_respond_file(req, path, "application/zip");
+	free(path);
+	if (r < 0)
+		return http_error(status, 404, "not found");
+	*status = 200;
+	return NULL;
+}
+
+static json_t *
+put_blob(struct http_request *req, void *ctx, int *status)
+{
+	struct engine *eng = api_engine(ctx);
+	const char *digest = http_request_param(req, 0);
+	const char *path = http_request_upload(req, "");
+	int r;
+
+	if (!blob_digest_valid(digest))
+		return http_error(status, 404, "not found");
+	if (blob_has(engine_blobs_dir(eng), digest)) {
+		*status = 200;
+		return json_pack("{s:s}", "digest", digest);
+	}
+	if (path == NULL)
+		return http_error(status, 400, "no body");
+	r = blob_adopt(engine_blobs_dir(eng), path, digest);
+	if (r == -EBADMSG)
+		return http_error(status, 400, "the body does not match digest %s", digest);
+	if (r < 0)
+		return http_error(status, 500, "cannot store the blob");
+	http_request_keep_upload(req);
+	*status = 201;
+	return json_pack("{s:s}", "digest", digest);
+}
+
+const struct http_route api_task_routes[] = {
+	{ "POST", "/task/claim", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_claim },
+	{ "GET", "/task/running", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_running },
+	{ "POST", "/task", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_task },
+	{ "GET", "/task/results/*", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_task_results },
+	{ "GET", "/blob/*", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_blob },
+	{ "PUT", "/blob/*", HTTP_BODY_RAW, HTTP_ROUTE_INTERNAL, put_blob },
+	{ NULL, NULL, 0, 0, NULL },
+};

@@ -1,0 +1,242 @@
+/*
+ * blob.c - content-addressed project archives (see blob.h).
+ *
+ * Stateless; the file system is the state. Each write goes to a unique
+ * temporary name first, so readers see whole blobs or none.
+ */
+#include "engine/blob.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cluster/peer.h"
+#include "core/log.h"
+#include "fetch/fetch_zip.h"
+#include "fetch/layout.h"
+#include "http/http_client.h"
+
+#define BLOB_TIMEOUT 120.0
+
+int
+blob_digest_valid(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return 0;
+	return n == 64;
+}
+
+char *
+blob_path(const char *blobs_dir, const char *digest)
+{
+	return xasprintf("%s/%s.zip", blobs_dir, digest);
+}
+
+int
+blob_has(const char *blobs_dir, const char *digest)
+{
+	char *p = blob_path(blobs_dir, digest);
+	int r = access(p, R_OK) == 0;
+
+	free(p);
+	return r;
+}
+
+/* SHA-256 of a file, streamed. */
+static int
+file_sha256(const char *path, char out[SHA256_HEX_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE], b[65536];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0 || ctx == NULL) {
+		r = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	for (;;) {
+		ssize_t n = read(fd, b, sizeof(b));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		EVP_DigestUpdate(ctx, b, (size_t)n);
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	for (unsigned i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+out:
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+static char *
+tmp_name(const char *blobs_dir)
+{
+	char rnd[17];
+
+	util_random_hex(rnd, 8);
+	return xasprintf("%s/.tmp-%s", blobs_dir, rnd);
+}
+
+int
+blob_adopt(const char *blobs_dir, const char *path, const char *digest)
+{
+	char got[SHA256_HEX_LEN];
+	char *dst;
+	int r;
+
+	if (!blob_digest_valid(digest))
+		return -EINVAL;
+	r = file_sha256(path, got);
+	if (r < 0)
+		return r;
+	if (strcmp(got, digest) != 0) {
+		unlink(path);
+		return -EBADMSG;
+	}
+	dst = blob_path(blobs_dir, digest);
+	util_fsync_path(path);
+	if (rename(path, dst) < 0)
+		r = -errno;
+	free(dst);
+	return r;
+}
+
+int
+blob_from_dir(const char *blobs_dir, const char *dir, char digest[SHA256_HEX_LEN],
+    char *err, size_t errlen)
+{
+	char *tmp = tmp_name(blobs_dir);
+	int r;
+
+	util_mkdir_p(blobs_dir, 0700);
+	r = fetch_zip_create_exact(dir, tmp, err, errlen);
+	if (r == 0)
+		r = file_sha256(tmp, digest);
+	if (r == 0)
+		r = blob_adopt(blobs_dir, tmp, digest);
+	if (r < 0) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "cannot pack the project: %s", strerror(-r));
+		unlink(tmp);
+	}
+	free(tmp);
+	return r;
+}
+
+int
+blob_from_file(const char *blobs_dir, const char *path, char digest[SHA256_HEX_LEN])
+{
+	int r;
+
+	util_mkdir_p(blobs_dir, 0700);
+	r = file_sha256(path, digest);
+	if (r == 0)
+		r = blob_adopt(blobs_dir, path, digest);
+	return r;
+}
+
+int
+blob_fetch(const char *blobs_dir, const char *digest, char *const *peers, size_t npeers,
+    size_t max_bytes, char *err, size_t errlen)
+{
+	char *path = xasprintf("/blob/%s", digest);
+	int r = -ENOENT;
+
+	snprintf(err, errlen, "no live node has the project's files (%.12s)", digest);
+	util_mkdir_p(blobs_dir, 0700);
+	for (size_t i = 0; i < npeers && r < 0; i++) {
+		struct http_response resp;
+		char *tmp;
+
+		if (peer_request_raw(peers[i], "GET", path, NULL, 0, NULL, BLOB_TIMEOUT,
+		    max_bytes, &resp) < 0 || resp.status != 200) {
+			http_response_free(&resp);
+			continue;
+		}
+		tmp = tmp_name(blobs_dir);
+		r = util_write_file(tmp, resp.body, resp.len, 0600);
+		http_response_free(&resp);
+		if (r == 0)
+			r = blob_adopt(blobs_dir, tmp, digest);
+		if (r < 0) {
+			log_warn("blob: %.12s from %s: %s", digest, peers[i], strerror(-r));
+			unlink(tmp);
+		}
+		free(tmp);
+	}
+	free(path);
+	if (r == 0)
+		err[0] = '\0';
+	return r;
+}
+
+int
+blob_push(const char *blobs_dir, const char *digest, const char *peer, size_t max_bytes)
+{
+	struct http_response resp;
+	char *file = blob_path(blobs_dir, digest), *path = xasprintf("/blob/%s", digest);
+	char *data = NULL;
+	size_t len = 0;
+	int r;
+
+	r = util_read_file(file, max_bytes, &data, &len);
+	if (r == 0) {
+		r = peer_request_raw(peer, "PUT", path, data, len, "application/zip",
+		    BLOB_TIMEOUT, 4096, &resp);
+		if (r == 0 && resp.status != 200 && resp.status != 201)
+			r = -EIO;
+		http_response_free(&resp);
+	}
+	free(data);
+	free(file);
+	free(path);
+	return r;
+}
+
+int
+blob_unpack(const char *blobs_dir, const char *digest, const char *dest,
+    const struct fetch_limits *lim, char *err, size_t errlen)
+{
+	char *file = blob_path(blobs_dir, digest);
+	char *tmp = NULL, rnd[17];
+	char **warnings = NULL;
+	size_t nwarnings = 0;
+	struct stat st;
+	int r = 0;
+
+	if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode))
+		goto out;
+	util_random_hex(rnd, 8);
+	tmp = xasprintf("%s.tmp-%s", dest, rnd);
+	r = fetch_zip_extract(file, "", tmp, lim, &warnings, &nwarnings, err, errlen);
+	layout_strv_free(warnings, nwarnings);
+	if (r == 0 && rename(tmp, dest) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+		r = -errno;
+	util_rm_rf(tmp);
+out:
+	free(tmp);
+	free(file);
+	return r;
+}
