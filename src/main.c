@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "cluster/auth.h"
 #include "cluster/replica.h"
 #include "cluster/gossip.h"
 #include "config/config.h"
@@ -97,6 +98,11 @@ serve_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)log_level_parse(cfg.log_level));
+	/* Node-to-node requests and answers are signed with the cluster key. */
+	auth_set_key(cfg.cluster_key);
+	if (cfg.cluster_key == NULL)
+		log_warn("no cluster key: node-to-node requests are not authenticated (fine on"
+		    " loopback; set MESHTEST_CLUSTER_KEY for a real network)");
 
 	/* Block the stop signals in every thread; main waits for them. */
 	sigemptyset(&set);
@@ -165,6 +171,7 @@ out:
 	store_close(st);
 	free(db_path);
 	free(upload_dir);
+	auth_set_key(NULL);
 	config_free(&cfg);
 	return rc;
 }

@@ -77,7 +77,7 @@ get_health(struct http_request *req, void *ctx, int *status)
 const struct http_route api_network_routes[] = {
 	{ "GET", "/network", HTTP_BODY_NONE, 0, get_network },
 	{ "GET", "/network/peers", HTTP_BODY_NONE, 0, get_peers },
-	{ "POST", "/network/gossip", HTTP_BODY_JSON, 0, post_gossip },
+	{ "POST", "/network/gossip", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_gossip },
 	{ "GET", "/health", HTTP_BODY_NONE, 0, get_health },
 	{ NULL, NULL, 0, 0, NULL },
 };

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/auth.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "http/http_client.h"
@@ -21,10 +22,10 @@ peer_request_raw(const char *addr, const char *method, const char *path,
     const void *body, size_t len, const char *content_type, double timeout,
     size_t max_answer, struct http_response *resp)
 {
-	const char *headers[2] = { NULL, NULL };
-	char err[256] = "";
-	char *url, *ct = NULL;
-	int r;
+	const char *headers[5] = { NULL, NULL, NULL, NULL, NULL };
+	char err[256] = "", t[32], nonce[AUTH_NONCE_HEX], mac[AUTH_MAC_HEX];
+	char *url, *ct = NULL, *h_time = NULL, *h_nonce = NULL, *h_mac = NULL;
+	int r, k = 0, signed_req = 0;
 
 	memset(resp, 0, sizeof(*resp));
 	if (addr == NULL || *addr == '\0' || strchr(addr, '/') != NULL || path[0] != '/')
@@ -32,13 +33,34 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 	url = xasprintf("http://%s%s", addr, path);
 	if (content_type != NULL) {
 		ct = xasprintf("Content-Type: %s", content_type);
-		headers[0] = ct;
+		headers[k++] = ct;
 	}
-	r = http_client_request(method, url, content_type != NULL ? headers : NULL, body, len,
-	    timeout, max_answer, resp, err, sizeof(err));
-	if (r < 0)
+	/* With a cluster key every internal request is signed... */
+	if (auth_sign_request(method, path, body, len, t, nonce, mac) == 0) {
+		h_time = xasprintf("X-Meshtest-Time: %s", t);
+		h_nonce = xasprintf("X-Meshtest-Nonce: %s", nonce);
+		h_mac = xasprintf("X-Meshtest-Mac: %s", mac);
+		headers[k++] = h_time;
+		headers[k++] = h_nonce;
+		headers[k++] = h_mac;
+		signed_req = 1;
+	}
+	r = http_client_request(method, url, k > 0 ? headers : NULL, body, len, timeout,
+	    max_answer, resp, err, sizeof(err));
+	if (r < 0) {
 		log_debug("peer: %s %s: %s", method, url, err);
+	} else if (signed_req && !auth_check_answer(resp->status, nonce, resp->body, resp->len,
+	    resp->mac)) {
+		/* ...and so is every answer: a forged one is not believed. */
+		log_warn("peer: %s %s: refused a forged or unsigned answer (status %ld)", method,
+		    url, resp->status);
+		http_response_free(resp);
+		r = -EPROTO;
+	}
 	free(ct);
+	free(h_time);
+	free(h_nonce);
+	free(h_mac);
 	free(url);
 	return r;
 }

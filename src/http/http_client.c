@@ -173,6 +173,12 @@ http_client_perform(CURL *c, const char *url, struct curl_slist *list,
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
 	curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
 	resp->content_type = ct != NULL ? xstrdup(ct) : NULL;
+	{
+		struct curl_header *h = NULL;
+		if (curl_easy_header(c, "X-Meshtest-Mac", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+		    h != NULL && h->value != NULL)
+			resp->mac = xstrdup(h->value);
+	}
 	resp->len = sink.body.len;
 	resp->body = buf_steal(&sink.body);
 	if (resp->body == NULL)
@@ -337,5 +343,6 @@ http_response_free(struct http_response *r)
 		return;
 	free(r->body);
 	free(r->content_type);
+	free(r->mac);
 	memset(r, 0, sizeof(*r));
 }

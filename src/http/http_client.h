@@ -17,6 +17,7 @@ struct http_response {
 	char *body;          /* NUL-terminated (never NULL after success) */
 	size_t len;          /* body bytes, not counting the NUL */
 	char *content_type;  /* Content-Type of the answer, or NULL */
+	char *mac;           /* X-Meshtest-Mac of the answer (cluster auth), or NULL */
 };
 
 /*

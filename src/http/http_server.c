@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/auth.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -72,6 +74,8 @@ struct http_request {
 	int upload_error;
 	int answer_fd;           /* http_request_respond_file */
 	char *answer_type;
+	EVP_MD_CTX *body_sha;    /* over every body byte, for the cluster MAC */
+	char nonce[AUTH_NONCE_HEX]; /* of a request with a good MAC: sign the answer */
 };
 
 /* ------------------------------------------------------------ accessors */
@@ -243,9 +247,53 @@ route_find(struct http_server *srv, const char *method, const char *path, char *
 
 /* ------------------------------------------------------------- answers */
 
-static enum MHD_Result
-respond_json(struct MHD_Connection *conn, int status, json_t *body)
+/* Sign a file answer over the file's bytes (read with pread: the offset stays). */
+static void
+sign_file_answer(struct http_request *req, struct MHD_Response *resp, int fd)
 {
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE], b[65536];
+	unsigned int mdlen = 0;
+	char sha[SHA256_HEX_LEN], mac[AUTH_MAC_HEX];
+	static const char hex[] = "0123456789abcdef";
+	off_t off = 0;
+
+	if (ctx == NULL)
+		return;
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	for (;;) {
+		ssize_t n = pread(fd, b, sizeof(b), off);
+		if (n <= 0)
+			break;
+		EVP_DigestUpdate(ctx, b, (size_t)n);
+		off += n;
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	for (unsigned i = 0; i < 32; i++) {
+		sha[2 * i] = hex[md[i] >> 4];
+		sha[2 * i + 1] = hex[md[i] & 15];
+	}
+	sha[64] = '\0';
+	if (auth_answer_mac_with_sha(200, req->nonce, sha, mac) == 0)
+		MHD_add_response_header(resp, "X-Meshtest-Mac", mac);
+}
+
+/* Sign the answer to a request that carried a good cluster MAC. */
+static void
+sign_answer(struct http_request *req, struct MHD_Response *resp, int status,
+    const void *body, size_t len)
+{
+	char mac[AUTH_MAC_HEX];
+
+	if (req->nonce[0] != '\0' && auth_sign_answer(status, req->nonce, body, len, mac) == 0)
+		MHD_add_response_header(resp, "X-Meshtest-Mac", mac);
+}
+
+static enum MHD_Result
+respond_json(struct http_request *req, int status, json_t *body)
+{
+	struct MHD_Connection *conn = req->conn;
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	char *text = NULL;
@@ -271,6 +319,7 @@ respond_json(struct MHD_Connection *conn, int status, json_t *body)
 	}
 	if (text != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	sign_answer(req, resp, status, text ? text : "", len);
 	ret = MHD_queue_response(conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -471,6 +520,8 @@ request_body(struct http_request *req, const char *data, size_t size)
 	struct http_server *srv = req->srv;
 
 	req->received += size;
+	if (req->body_sha != NULL)
+		EVP_DigestUpdate(req->body_sha, data, size);
 	if (req->early_status != 0) {
 		/* Read and drop, so the client sees the answer; not forever. */
 		return req->received > srv->max_body + HTTP_DISCARD_SLACK ? -1 : 0;
@@ -509,6 +560,41 @@ request_body(struct http_request *req, const char *data, size_t size)
 	return 0;
 }
 
+/*
+ * Internal routes need a good cluster MAC (401 otherwise, logged); any
+ * request with a good one gets a signed answer.
+ */
+static void
+request_check_mac(struct http_request *req)
+{
+	const char *mac = http_request_header(req, "X-Meshtest-Mac");
+	const char *t = http_request_header(req, "X-Meshtest-Time");
+	const char *nonce = http_request_header(req, "X-Meshtest-Nonce");
+	int internal = req->route != NULL && (req->route->flags & HTTP_ROUTE_INTERNAL);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char sha[SHA256_HEX_LEN], why[160];
+	static const char hex[] = "0123456789abcdef";
+
+	if (!internal && mac == NULL)
+		return;
+	EVP_DigestFinal_ex(req->body_sha, md, &mdlen);
+	for (unsigned i = 0; i < 32; i++) {
+		sha[2 * i] = hex[md[i] >> 4];
+		sha[2 * i + 1] = hex[md[i] & 15];
+	}
+	sha[64] = '\0';
+	if (auth_check_request(req->method, req->path, sha, t, nonce, mac, util_now(), why,
+	    sizeof(why)) == 0) {
+		snprintf(req->nonce, sizeof(req->nonce), "%s", nonce);
+		return;
+	}
+	if (internal) {
+		log_warn("http: %s %s refused: %s", req->method, req->path, why);
+		set_early(req, 401, "refused: %s", why);
+	}
+}
+
 static enum MHD_Result
 request_finish(struct http_request *req)
 {
@@ -521,10 +607,12 @@ request_finish(struct http_request *req)
 		if (req->upload_error)
 			set_early(req, 500, "cannot store the upload");
 	}
+	if (req->early_status == 0 && auth_enabled())
+		request_check_mac(req);
 	if (req->early_status != 0) {
 		log_info("http: %s %s -> %d %s", req->method, req->path, req->early_status,
 		    req->early_error);
-		return respond_json(req->conn, req->early_status,
+		return respond_json(req, req->early_status,
 		    json_pack("{s:s}", "error", req->early_error));
 	}
 	body = req->route->fn(req, req->srv->ctx, &status);
@@ -533,11 +621,15 @@ request_finish(struct http_request *req)
 		struct MHD_Response *resp = NULL;
 		enum MHD_Result ret = MHD_NO;
 
+		int fd_for_mac = req->answer_fd;
+
 		if (fstat(req->answer_fd, &st) == 0)
 			resp = MHD_create_response_from_fd((uint64_t)st.st_size, req->answer_fd);
 		if (resp == NULL)
-			return respond_json(req->conn, 500, json_pack("{s:s}", "error",
+			return respond_json(req, 500, json_pack("{s:s}", "error",
 			    "cannot send the file"));
+		if (req->nonce[0] != '\0')
+			sign_file_answer(req, resp, fd_for_mac);
 		req->answer_fd = -1; /* the response owns it now */
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
 		ret = MHD_queue_response(req->conn, 200, resp);
@@ -551,7 +643,7 @@ request_finish(struct http_request *req)
 	} else {
 		log_debug("http: %s %s -> %d", req->method, req->path, status);
 	}
-	return respond_json(req->conn, status, body);
+	return respond_json(req, status, body);
 }
 
 static enum MHD_Result
@@ -570,6 +662,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		req->path = xstrdup(url);
 		req->upload_fd = -1;
 		req->answer_fd = -1;
+		req->body_sha = EVP_MD_CTX_new();
+		if (req->body_sha == NULL)
+			abort();
+		EVP_DigestInit_ex(req->body_sha, EVP_sha256(), NULL);
 		req->form = json_object();
 		buf_init(&req->body, srv->max_body);
 		buf_init(&req->field, HTTP_FORM_FIELD_MAX);
@@ -611,6 +707,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (req->answer_fd >= 0)
 		close(req->answer_fd);
 	free(req->answer_type);
+	EVP_MD_CTX_free(req->body_sha);
 	if (req->upload_path != NULL && !req->upload_kept)
 		unlink(req->upload_path);
 	params_free(req->params);
