@@ -1,0 +1,175 @@
+"""Authentication: the cluster MAC on internal requests and their answers,
+the API token on submissions, and secrets that never leave memory.
+
+Every node here runs with a random cluster key and API token in its
+environment (never on its command line)."""
+
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import secrets
+import threading
+import time
+
+import pytest
+
+from conftest import http_request, wait_done, encode_multipart
+import corpus
+
+KEY = secrets.token_hex(32)
+TOKEN = secrets.token_hex(32)
+
+
+def sign(method, path, body=b"", key=KEY, t=None, nonce=None):
+    t = f"{time.time() if t is None else t:.3f}"
+    nonce = nonce or secrets.token_hex(16)
+    msg = f"req\n{method}\n{path}\n{t}\n{nonce}\n{hashlib.sha256(body).hexdigest()}"
+    mac = hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
+    return {"X-Meshtest-Time": t, "X-Meshtest-Nonce": nonce, "X-Meshtest-Mac": mac}
+
+
+def answer_mac(status, nonce, body, key=KEY):
+    msg = f"ans\n{status}\n{nonce}\n{hashlib.sha256(body).hexdigest()}"
+    return hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
+
+
+def raw(port, method, path, body=None, headers=None):
+    """(status, headers, body bytes) without any parsing."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def keyed_node(make_node, monkeypatch):
+    monkeypatch.setenv("MESHTEST_CLUSTER_KEY", KEY)
+    monkeypatch.setenv("MESHTEST_API_TOKEN", TOKEN)
+    return make_node(name="keyed")
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(60)
+def test_internal_requests_need_a_good_mac(keyed_node):
+    n = keyed_node
+    # Without, with a wrong, with a stale MAC: refused and logged.
+    st, _, body = raw(n.port, "GET", "/task/running")
+    assert st == 401 and b"no cluster MAC" in body
+    st, _, body = raw(n.port, "GET", "/task/running",
+                      headers=sign("GET", "/task/running", key="x" * 64))
+    assert st == 401 and b"wrong cluster MAC" in body
+    st, _, body = raw(n.port, "GET", "/task/running",
+                      headers=sign("GET", "/task/running", t=time.time() - 300))
+    assert st == 401 and b"stale timestamp" in body
+    # A MAC for another path or body does not carry over.
+    h = sign("POST", "/network/gossip", b'{"type":"ping"}')
+    st, _, _ = raw(n.port, "POST", "/network/gossip", b'{"type":"pong"}',
+                   {**h, "Content-Type": "application/json"})
+    assert st == 401
+    # A good one is answered, and the answer is signed for that request.
+    h = sign("GET", "/task/running")
+    st, hdrs, body = raw(n.port, "GET", "/task/running", headers=h)
+    assert st == 200, body
+    assert json.loads(body)["running"] == []
+    mac = {k.lower(): v for k, v in hdrs.items()}["x-meshtest-mac"]
+    assert mac == answer_mac(200, h["X-Meshtest-Nonce"], body)
+    # The same request again is a replay.
+    st, _, body = raw(n.port, "GET", "/task/running", headers=h)
+    assert st == 401 and b"replayed" in body
+    for path in ("/sync/digests", "/blob/" + "0" * 64):
+        st, _, _ = raw(n.port, "GET", path)
+        assert st == 401, path
+    log = n.log_text()
+    for why in ("no cluster MAC", "wrong cluster MAC", "stale timestamp", "replayed"):
+        assert why in log, why
+    # Public reads stay open.
+    st, _, _ = raw(n.port, "GET", "/stats")
+    assert st == 200
+
+
+class ForgingHandler(http.server.BaseHTTPRequestHandler):
+    """A 'node' that answers everything with a plausible ack and a bad MAC."""
+
+    def _answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        body = json.dumps({"type": "ack", "from": "127.0.0.1:1", "updates": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Meshtest-Mac", "0" * 64)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_forged_answers_are_refused(make_node, monkeypatch):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ForgingHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    fake = f"127.0.0.1:{srv.server_address[1]}"
+    try:
+        monkeypatch.setenv("MESHTEST_CLUSTER_KEY", KEY)
+        n = make_node(name="asker", extra_args=("--seeds", fake))
+        time.sleep(4)
+        st, view = n.get("/network/peers")
+        assert st == 200
+        assert fake not in view["peers"], view
+        assert "refused a forged or unsigned answer" in n.log_text()
+    finally:
+        srv.shutdown()
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(120)
+def test_api_token_and_secrets_stay_in_memory(keyed_node, tmp_path):
+    n = keyed_node
+    zip_path = tmp_path / "g.zip"
+    corpus.write_gamma(str(tmp_path / "src"))
+    corpus.zip_dir(str(tmp_path / "src"), str(zip_path))
+    data = zip_path.read_bytes()
+    body, ctype = encode_multipart({}, {"file": ("g.zip", data, "application/zip")})
+    # Submitting needs the token; reads stay open.
+    st, _, out = raw(n.port, "POST", "/evaluation", body, {"Content-Type": ctype})
+    assert st == 401 and b"API token" in out
+    st, _, _ = raw(n.port, "POST", "/evaluation", body,
+                   {"Content-Type": ctype, "Authorization": "Bearer " + "x" * 64})
+    assert st == 401
+    st, _, out = raw(n.port, "POST", "/evaluation", body,
+                     {"Content-Type": ctype, "Authorization": "Bearer " + TOKEN})
+    assert st == 201, out
+    eid = json.loads(out)["id"]
+    wait_done(n, eid, timeout=90)
+    st, doc = n.get(f"/evaluation/{eid}")
+    assert st == 200 and doc["status"] == "done" and doc["passed"] == 5
+    # Neither secret anywhere on disk, in the log, the answers, or argv.
+    pid = n.proc.pid
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    n.stop()
+    needles = (KEY.encode(), TOKEN.encode())
+    for root, _, files in os.walk(n.data_dir):
+        for f in files:
+            p = os.path.join(root, f)
+            if os.path.islink(p):
+                continue
+            with open(p, "rb") as fh:
+                blob = fh.read()
+            for s in needles:
+                assert s not in blob, p
+    log = open(n.log_path, "rb").read()
+    for s in needles:
+        assert s not in log
+        assert s not in cmdline
