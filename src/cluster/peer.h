@@ -12,7 +12,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#define PEER_MAX_ANSWER (8u << 20)  /* bytes of a peer's answer */
+#define PEER_MAX_ANSWER (256u << 20)  /* bytes of a peer's answer (replicated documents) */
 
 /*
  * Send method path to the node at addr ("host:port") with body (borrowed,

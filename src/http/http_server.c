@@ -39,6 +39,7 @@
 #define HTTP_MAX_PARAMS 4
 #define HTTP_FORM_FIELD_MAX 4096
 #define HTTP_DISCARD_SLACK (64ULL << 20) /* read past the cap before closing */
+#define HTTP_PUBLIC_JSON_MAX (8u << 20)  /* a public JSON body (a list of URLs) */
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -481,6 +482,9 @@ request_begin(struct http_request *req)
 			return;
 		}
 	}
+	/* Public JSON bodies are small; replicated documents may be large. */
+	if (!(req->route->flags & HTTP_ROUTE_INTERNAL) && req->body.max > HTTP_PUBLIC_JSON_MAX)
+		req->body.max = HTTP_PUBLIC_JSON_MAX;
 	switch (req->route->body) {
 	case HTTP_BODY_NONE:
 		break;
