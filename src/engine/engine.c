@@ -43,6 +43,7 @@
 #include "cluster/peer.h"
 #include "engine/blob.h"
 #include "runner/runner.h"
+#include "runner/setup.h"
 #include "sched/sched.h"
 #include "store/store.h"
 
@@ -377,7 +378,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 	char *tmp, *final = NULL, *zip = NULL;
 	char **warnings = NULL, **modules = NULL;
 	size_t nwarnings = 0, nmodules = 0;
-	json_t *wj = NULL;
+	json_t *wj = NULL, *settings = NULL;
 	int r;
 
 	util_random_hex(rnd, 8);
@@ -415,6 +416,37 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
+	/* The evaluation's tests replace the project's; its set-up rides in the blob. */
+	settings = store_eval_settings(eng->st, it->eval_id);
+	if (json_string_value(json_object_get(settings, "instructor_tests")) != NULL) {
+		struct fetch_git_opts o;
+		char *itests = xasprintf("%s.tests", tmp);
+		fetch_git_opts_default(&o);
+		o.allow_file_urls = eng->cfg->allow_file_urls != 0;
+		o.allowed_hosts = (const char *const *)eng->git_hosts;
+		r = fetch_git_clone(json_string_value(json_object_get(settings, "instructor_tests")),
+		    itests, &o, err, sizeof(err));
+		if (r < 0) {
+			char *m = xasprintf("cannot fetch the instructor's tests: %s", err);
+			snprintf(err, sizeof(err), "%s", m);
+			free(m);
+		} else {
+			r = setup_install_tests(tmp, itests, err, sizeof(err));
+		}
+		util_rm_rf(itests);
+		free(itests);
+		if (r < 0) {
+			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+			engine_changed(eng, it->eval_id);
+			goto out;
+		}
+	}
+	if (setup_write_project(tmp, settings) < 0) {
+		store_project_error(eng->st, it->eval_id, it->idx, "cannot write the evaluation's"
+		    " set-up into the project", wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
 	r = layout_list_modules(tmp, &modules, &nmodules);
 	if (r < 0 || nmodules == 0) {
 		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?
@@ -443,6 +475,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 out:
 	util_rm_rf(tmp);
 	json_decref(wj);
+	json_decref(settings);
 	layout_strv_free(warnings, nwarnings);
 	layout_strv_free(modules, nmodules);
 	free(tmp);
@@ -667,7 +700,7 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c, const char *fro
 	json_t *result = NULL;
 	struct runner_module_req req;
 	const char *outcome;
-	int r, tries;
+	int r, tries, reruns;
 
 	slot_set_running(eng, slot, c);
 	/* The project's files, once per node. */
@@ -715,14 +748,46 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c, const char *fro
 			result = infra_result("the runner failed on this node");
 		}
 		outcome = json_string_value(json_object_get(result, "outcome"));
+		/* A set-up or configuration that cannot work fails the same way again. */
 		if (outcome == NULL || strcmp(outcome, "infra_error") != 0 ||
-		    tries >= ENGINE_INFRA_RETRIES)
+		    tries >= ENGINE_INFRA_RETRIES ||
+		    json_is_true(json_object_get(result, "setup_failed")) ||
+		    json_is_true(json_object_get(result, "config_error")))
 			break;
 		log_warn("engine: %s/%s could not start (%s); trying again", c->project_id,
 		    c->path, json_string_value(json_object_get(result, "message")));
 		json_decref(result);
 		result = NULL;
 		util_sleep(1);
+	}
+	/* Opt-in reruns of failed modules; the last run counts (setup.h). */
+	reruns = setup_project_reruns(dir);
+	if (reruns > 0 && setup_should_rerun(result)) {
+		json_t *runs = json_array(), *again;
+		json_array_append(runs, result);
+		for (tries = 0; tries < reruns && setup_should_rerun(result); tries++) {
+			log_info("engine: slot %d reruns %s/%s (rerun %d of %d)", slot,
+			    c->project_id, c->path, tries + 1, reruns);
+			again = NULL;
+			r = runner_run_module(&req, &again);
+			if (engine_is_stopping(eng)) {
+				json_decref(again);
+				json_decref(runs);
+				json_decref(result);
+				slot_release(eng, c, from);
+				goto out;
+			}
+			if (r < 0 || again == NULL) {
+				json_decref(again);
+				break;
+			}
+			json_array_append_new(runs, again);
+			json_decref(result);
+			result = json_incref(again);
+		}
+		json_decref(result);
+		result = setup_merge_runs(runs);
+		json_decref(runs);
 	}
 	json_object_set_new(result, "project_id", json_string(c->project_id));
 	r = store_record_result(eng->st, c, eng->address, result, util_now());
@@ -736,6 +801,12 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c, const char *fro
 	    json_integer_value(json_object_get(result, "failed")),
 	    json_integer_value(json_object_get(result, "skipped")),
 	    r == 0 ? " (another result was kept)" : "");
+	/* A configuration no module can run with is the project's error. */
+	if (json_is_true(json_object_get(result, "config_error")) && from[0] == '\0') {
+		store_project_error(eng->st, c->eval_id, c->project_idx,
+		    json_string_value(json_object_get(result, "message")), NULL, util_now());
+		engine_changed(eng, c->eval_id);
+	}
 	json_decref(result);
 out:
 	slot_set_running(eng, slot, NULL);
@@ -862,9 +933,10 @@ sched_reclaim(struct engine *eng, const char *mine, char *const *alive, size_t n
 		}
 		if (why == NULL)
 			continue;
+		if (store_release_module(eng->st, &run[i]) != 1)
+			continue;   /* finished or claimed again meanwhile */
 		log_warn("engine: %s/%s (evaluation %s, attempt %d) goes back to pending: %s",
 		    run[i].project_id, run[i].path, run[i].eval_id, run[i].attempt, why);
-		store_release_module(eng->st, &run[i]);
 		engine_changed(eng, run[i].eval_id);
 		engine_wake_slots(eng);
 	}
@@ -961,6 +1033,11 @@ engine_settings_parse(json_t *in, char *err, size_t errlen)
 			return NULL;
 		}
 		json_object_set_new(out, "module_timeout", json_real(t));
+	}
+	/* setup, reruns, instructor_tests */
+	if (setup_settings_parse(in, out, err, errlen) < 0) {
+		json_decref(out);
+		return NULL;
 	}
 	return out;
 }

@@ -38,6 +38,7 @@
 #include "runner/launch.h"
 #include "runner/report.h"
 #include "runner/sandbox.h"
+#include "runner/setup.h"
 
 #define RUNNER_REQ_MAX (1 << 20)        /* requirements.txt / pyproject.toml */
 #define RUNNER_REQ_LINES 10000
@@ -363,6 +364,12 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 		path = xasprintf("%s/meshtest_helper.py", runner.lib_dir);
 		r = util_write_file(path, embedded_meshtest_helper,
 				    strlen(embedded_meshtest_helper), 0644);
+	}
+	if (r == 0) {
+		free(path);
+		path = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
+		r = util_write_file(path, embedded_meshtest_supervisor,
+				    strlen(embedded_meshtest_supervisor), 0644);
 	}
 	if (r < 0) {
 		runner_seterr(err, errlen, "cannot write %s: %s", path, strerror(-r));
@@ -920,7 +927,7 @@ int
 runner_run_module(const struct runner_module_req *req, json_t **result)
 {
 	char *slot_dir = NULL, *copy = NULL, *home = NULL, *tmpd = NULL, *venv = NULL;
-	char *env[16], *rootdir = NULL, *cfg = NULL;
+	char *env[16], *rootdir = NULL, *cfg = NULL, *supervisor = NULL;
 	size_t ne = 0;
 	uid_t uid;
 	struct launch_spec spec;
@@ -970,7 +977,16 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	env[ne++] = xasprintf("USER=meshtest-slot%d", req->slot);
 	env[ne++] = xasprintf("LOGNAME=meshtest-slot%d", req->slot);
 	env[ne++] = xstrdup("LANG=C.UTF-8");
-	env[ne++] = xasprintf("PYTHONPATH=%s", runner.lib_dir);
+	/* a src/ layout: the submitted package, never a copy installed on the node */
+	{
+		char *src = xasprintf("%s/src", req->project_dir);
+		struct stat st;
+		if (lstat(src, &st) == 0 && S_ISDIR(st.st_mode))
+			env[ne++] = xasprintf("PYTHONPATH=%s/src:%s:%s", copy, copy, runner.lib_dir);
+		else
+			env[ne++] = xasprintf("PYTHONPATH=%s:%s", copy, runner.lib_dir);
+		free(src);
+	}
 	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
 	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
 	if (is_venv)
@@ -979,9 +995,15 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	env[ne] = NULL;
 
 	rootdir = xasprintf("--rootdir=%s", copy);
-	const char *argv[] = { req->python, "-m", "pytest", "-p", "meshtest_plugin",
-			       "-p", "no:cacheprovider", rootdir, "-q", "--color=no",
-			       req->module_path, NULL };
+	supervisor = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
+	const char *pytest_argv[] = { req->python, "-m", "pytest", "-p", "meshtest_plugin",
+				      "-p", "no:cacheprovider", rootdir, "-q", "--color=no",
+				      req->module_path, NULL };
+	/* set-up commands and services: the supervisor runs them, then pytest */
+	const char *sup_argv[] = { req->python, supervisor, "--", req->python, "-m", "pytest",
+				   "-p", "meshtest_plugin", "-p", "no:cacheprovider", rootdir,
+				   "-q", "--color=no", req->module_path, NULL };
+	const char *const *argv = setup_needed(req->project_dir) ? sup_argv : pytest_argv;
 	memset(&spec, 0, sizeof(spec));
 	spec.argv = argv;
 	spec.envp = (const char *const *)env;
@@ -1023,6 +1045,8 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 		.module = req->module_path,
 	};
 	json_t *j = report_build(res.report.data, res.report.len, &ex);
+	(void)setup_fix_result(j, res.report.data, res.report.len, res.err.data, copy,
+			       req->module_path);
 	json_object_set_new(j, "stdout", report_json_text(res.out.data, res.out.len));
 	json_object_set_new(j, "stderr", report_json_text(res.err.data, res.err.len));
 	json_object_set_new(j, "stdout_dropped", json_integer((json_int_t)res.out.dropped));
@@ -1051,5 +1075,6 @@ out:
 	free(venv);
 	free(rootdir);
 	free(cfg);
+	free(supervisor);
 	return r;
 }

@@ -881,8 +881,8 @@ store_running_modules(struct store *st, const char *evals_json, struct store_cla
 	return 0;
 }
 
-static int
-set_module_state(struct store *st, const struct store_claim *c, const char *state)
+int
+store_release_module(struct store *st, const struct store_claim *c)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
@@ -890,23 +890,26 @@ set_module_state(struct store *st, const struct store_claim *c, const char *stat
 
 	if (db == NULL)
 		return -EIO;
-	s = store_prep(db, "UPDATE module SET state = ?, version = version + 1 WHERE eval_id = ?"
-	    " AND project_idx = ? AND path = ?");
+	/*
+	 * Only the claim that was looked at, and only while nothing is recorded
+	 * for the module: a result that arrived meanwhile is final, and a newer
+	 * claim is not this one.
+	 */
+	s = store_prep(db, "UPDATE module SET state = 'pending', version = version + 1"
+	    " WHERE eval_id = ?1 AND project_idx = ?2 AND path = ?3 AND state = 'running' AND"
+	    " attempts = ?4 AND NOT EXISTS (SELECT 1 FROM result r WHERE r.eval_id = ?1 AND"
+	    " r.project_idx = ?2 AND r.path = ?3)");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, state);
-	bind_text(s, 2, c->eval_id);
-	sqlite3_bind_int(s, 3, c->project_idx);
-	bind_text(s, 4, c->path);
+	bind_text(s, 1, c->eval_id);
+	sqlite3_bind_int(s, 2, c->project_idx);
+	bind_text(s, 3, c->path);
+	sqlite3_bind_int(s, 4, c->attempt);
 	r = step_done(db, s);
+	if (r == 0)
+		r = sqlite3_changes(db) > 0 ? 1 : 0;
 	sqlite3_finalize(s);
 	return r;
-}
-
-int
-store_release_module(struct store *st, const struct store_claim *c)
-{
-	return set_module_state(st, c, "pending");
 }
 
 static int merge_result(sqlite3 *db, const char *id, json_t *r);

@@ -115,7 +115,11 @@ json_t *store_eval_work(struct store *st);
  */
 int store_running_modules(struct store *st, const char *evals_json, struct store_claim **out,
     char (**nodes)[256], size_t *n);
-/* Give a claimed module back (an infrastructure failure to retry). */
+/*
+ * Give a claimed module back to pending: only while it is still running that
+ * very claim (same attempt) and has no result. Returns 1 when it went back,
+ * 0 when it had moved on meanwhile.
+ */
 int store_release_module(struct store *st, const struct store_claim *c);
 /*
  * Record the final result of a module (result: the runner's JSON, which gains
