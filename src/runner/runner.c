@@ -1000,9 +1000,9 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 				      "-p", "no:cacheprovider", rootdir, "-q", "--color=no",
 				      req->module_path, NULL };
 	/* set-up commands and services: the supervisor runs them, then pytest */
-	const char *sup_argv[] = { req->python, supervisor, "--", req->python, "-m", "pytest",
-				   "-p", "meshtest_plugin", "-p", "no:cacheprovider", rootdir,
-				   "-q", "--color=no", req->module_path, NULL };
+	const char *sup_argv[] = { req->python, "-I", supervisor, "--", req->python, "-m",
+				   "pytest", "-p", "meshtest_plugin", "-p", "no:cacheprovider",
+				   rootdir, "-q", "--color=no", req->module_path, NULL };
 	const char *const *argv = setup_needed(req->project_dir) ? sup_argv : pytest_argv;
 	memset(&spec, 0, sizeof(spec));
 	spec.argv = argv;

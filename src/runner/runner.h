@@ -78,6 +78,14 @@ struct runner_module_req {
  * killed and the slot folder removed. Returns <0 only when the runner itself
  * failed (bad request, copy failed); a module that crashed is a result.
  * One call per slot at a time; different slots may run in parallel.
+ *
+ * PYTHONPATH is <copy>/src (when the project has a src/ folder), <copy>, then
+ * the plugin folder, so the submitted code is imported before anything the
+ * node has installed, also by `python3` started through PATH. When the
+ * project has a set-up (setup_needed), meshtest_supervisor.py runs inside the
+ * same sandbox first (commands, services, readiness) and then pytest; a
+ * set-up that fails, or a configuration naming an option no plugin provides,
+ * becomes one clear error (setup_fix_result).
  */
 int runner_run_module(const struct runner_module_req *req, json_t **result);
 

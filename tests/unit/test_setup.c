@@ -1,0 +1,402 @@
+/*
+ * test_setup.c - set-up settings, the per-project settings file, instructor
+ * tests, set-up and configuration error messages, and merging reruns.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core/util.h"
+#include "runner/setup.h"
+
+static char *
+dumps(json_t *j)
+{
+	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+static void
+assert_parse_error(const char *text, const char *want)
+{
+	char err[512] = "";
+	json_t *in = json_string(text), *out = (json_t *)1;
+
+	assert_int_equal(setup_parse(in, &out, err, sizeof(err)), -EINVAL);
+	assert_null(out);
+	assert_string_equal(err, want);
+	json_decref(in);
+}
+
+static void
+test_parse_normalizes(void **state)
+{
+	char err[512] = "";
+	json_t *out = NULL, *in;
+	char *s;
+
+	(void)state;
+	in = json_loads("{\"commands\": [\"make\"], \"services\": [{\"command\": \"python3 "
+			"server.py\", \"ready\": {\"port\": 5000}}, {\"name\": \"dht\", "
+			"\"command\": \"./dht\", \"ready\": {\"delay\": 15}, \"timeout\": 60}]}",
+			0, NULL);
+	assert_int_equal(setup_parse(in, &out, err, sizeof(err)), 0);
+	s = dumps(out);
+	assert_string_equal(s, "{\"commands\":[\"make\"],\"services\":[{\"command\":\"python3 "
+			    "server.py\",\"name\":\"service-1\",\"ready\":{\"port\":5000},"
+			    "\"timeout\":30.0},{\"command\":\"./dht\",\"name\":\"dht\",\"ready\":"
+			    "{\"delay\":15.0},\"timeout\":60.0}]}");
+	free(s);
+	json_decref(out);
+	json_decref(in);
+
+	/* a form field holds the JSON as text; ready defaults to a 1 s delay */
+	in = json_string("{\"services\": [{\"name\": \"a\", \"command\": \"x\"}]}");
+	assert_int_equal(setup_parse(in, &out, err, sizeof(err)), 0);
+	s = dumps(out);
+	assert_string_equal(s, "{\"commands\":[],\"services\":[{\"command\":\"x\",\"name\":\"a\","
+			    "\"ready\":{\"delay\":1.0},\"timeout\":30.0}]}");
+	free(s);
+	json_decref(out);
+	json_decref(in);
+}
+
+static void
+test_parse_errors(void **state)
+{
+	(void)state;
+	assert_parse_error("[1]", "setup must be a JSON object");
+	assert_parse_error("{not json", "setup must be a JSON object");
+	assert_parse_error("{\"command\": []}", "setup: unknown key 'command' (commands, services)");
+	assert_parse_error("{\"commands\": \"make\"}",
+			   "setup: commands must be a list of at most 32 strings");
+	assert_parse_error("{\"commands\": [\"\"]}",
+			   "setup: command 1 must be a non-empty string of at most 4096 bytes");
+	assert_parse_error("{\"services\": [{\"name\": \"a b\", \"command\": \"x\"}]}",
+			   "setup: service 1: name must be 1 to 64 of A-Z a-z 0-9 _ . -");
+	assert_parse_error("{\"services\": [{\"name\": \"a\"}]}",
+			   "setup: service 'a' needs a command (a string of at most 4096 bytes)");
+	assert_parse_error("{\"services\": [{\"name\": \"a\", \"command\": \"x\", \"ready\": "
+			   "{\"port\": 0}}]}", "setup: service 'a': ready must be {\"port\": "
+			   "1..65535} or {\"delay\": 0..600 seconds}");
+	assert_parse_error("{\"services\": [{\"name\": \"a\", \"command\": \"x\", \"ready\": "
+			   "{\"port\": 1, \"delay\": 2}}]}", "setup: service 'a': ready must be "
+			   "{\"port\": 1..65535} or {\"delay\": 0..600 seconds}");
+	assert_parse_error("{\"services\": [{\"name\": \"a\", \"command\": \"x\", \"timeout\": "
+			   "0.5}]}", "setup: service 'a': timeout must be 1 to 600 seconds");
+	assert_parse_error("{\"services\": [{\"name\": \"a\", \"command\": \"x\"}, {\"name\": "
+			   "\"a\", \"command\": \"y\"}]}", "setup: two services are named 'a'");
+	assert_parse_error("{\"services\": [{\"name\": \"a\", \"command\": \"x\", \"port\": 1}]}",
+			   "setup: service 1: unknown key 'port' (name, command, ready, timeout)");
+}
+
+static void
+test_settings_parse(void **state)
+{
+	char err[512] = "";
+	json_t *out = json_object(), *in;
+	char *s;
+
+	(void)state;
+	in = json_pack("{s:s, s:s, s:s}", "reruns", "3", "instructor_tests",
+		       "https://git.example/course/tests.git", "setup", "");
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), 0);
+	s = dumps(out);
+	assert_string_equal(s, "{\"instructor_tests\":\"https://git.example/course/tests.git\","
+			    "\"reruns\":3}");
+	free(s);
+	json_decref(in);
+	json_object_clear(out);
+
+	in = json_pack("{s:i}", "reruns", 0);
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), 0);
+	assert_int_equal(json_object_size(out), 0);
+	json_decref(in);
+
+	in = json_pack("{s:i}", "reruns", 6);
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "reruns must be a whole number from 0 to 5");
+	json_decref(in);
+	in = json_pack("{s:s}", "reruns", "-1");
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
+	json_decref(in);
+	in = json_pack("{s:s}", "instructor_tests", "--upload-pack=evil");
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "instructor_tests must be the URL of a git repository "
+			    "holding the tests");
+	json_decref(in);
+	in = json_pack("{s:s}", "instructor_tests", "https://x/a b");
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
+	json_decref(in);
+	in = json_pack("{s:{s:[i]}}", "setup", "commands", 1);
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "setup: command 1 must be a non-empty string of at most 4096 "
+			    "bytes");
+	json_decref(in);
+	json_decref(out);
+}
+
+static char *
+mktmp(void)
+{
+	char tmpl[] = "/tmp/test_setup.XXXXXX";
+
+	assert_non_null(mkdtemp(tmpl));
+	return xstrdup(tmpl);
+}
+
+static void
+put(const char *dir, const char *rel, const char *text)
+{
+	char *path = xasprintf("%s/%s", dir, rel), *slash = strrchr(path, '/');
+
+	*slash = '\0';
+	assert_int_equal(util_mkdir_p(path, 0755), 0);
+	*slash = '/';
+	assert_int_equal(util_write_file(path, text, strlen(text), 0644), 0);
+	free(path);
+}
+
+static int
+exists(const char *dir, const char *rel)
+{
+	char *path = xasprintf("%s/%s", dir, rel);
+	struct stat st;
+	int r = lstat(path, &st) == 0;
+
+	free(path);
+	return r;
+}
+
+static void
+test_project_file(void **state)
+{
+	char *dir = mktmp(), *path, *text = NULL;
+	json_t *settings;
+	size_t len;
+
+	(void)state;
+	/* nothing set, and the student's own file is removed (even a folder) */
+	path = xasprintf("%s/" SETUP_FILE "/x", dir);
+	assert_int_equal(util_mkdir_p(path, 0755), 0);
+	free(path);
+	settings = json_pack("{s:f}", "module_timeout", 5.0);
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	assert_false(exists(dir, SETUP_FILE));
+	assert_int_equal(setup_needed(dir), 0);
+	assert_int_equal(setup_project_reruns(dir), 0);
+	json_decref(settings);
+
+	settings = json_pack("{s:i, s:{s:[s], s:[]}, s:s}", "reruns", 2, "setup", "commands",
+			     "make", "services", "instructor_tests", "file:///x");
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	path = xasprintf("%s/" SETUP_FILE, dir);
+	assert_int_equal(util_read_file(path, 4096, &text, &len), 0);
+	assert_string_equal(text, "{\"reruns\":2,\"setup\":{\"commands\":[\"make\"],"
+			    "\"services\":[]}}");
+	assert_int_equal(setup_needed(dir), 1);
+	assert_int_equal(setup_project_reruns(dir), 2);
+	json_decref(settings);
+	free(text);
+
+	/* reruns alone: no supervisor needed; a project file makes it needed */
+	settings = json_pack("{s:i}", "reruns", 5);
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	assert_int_equal(setup_needed(dir), 0);
+	assert_int_equal(setup_project_reruns(dir), 5);
+	put(dir, "meshtest.toml", "commands = []\n");
+	assert_int_equal(setup_needed(dir), 1);
+	json_decref(settings);
+
+	/* a link named like the file is not followed */
+	assert_int_equal(util_rm_rf(path), 0);
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	assert_int_equal(setup_project_reruns(dir), 0);
+	free(path);
+	util_rm_rf(dir);
+	free(dir);
+}
+
+static void
+test_install_tests(void **state)
+{
+	char *proj = mktmp(), *inst = mktmp(), err[256] = "";
+
+	(void)state;
+	put(proj, "tests/test_mine.py", "x");
+	put(proj, "tests/conftest.py", "x");
+	put(proj, "conftest.py", "root");
+	/* a repository with a tests/ folder: only that folder is taken */
+	put(inst, "tests/test_grade.py", "g");
+	put(inst, "README.md", "r");
+	assert_int_equal(setup_install_tests(proj, inst, err, sizeof(err)), 0);
+	assert_true(exists(proj, "tests/test_grade.py"));
+	assert_false(exists(proj, "tests/test_mine.py"));
+	assert_false(exists(proj, "tests/conftest.py"));
+	assert_false(exists(proj, "tests/README.md"));
+	assert_true(exists(proj, "conftest.py"));
+	util_rm_rf(inst);
+	free(inst);
+
+	/* a repository that is the tests folder itself, .git left out */
+	inst = mktmp();
+	put(inst, "test_x.py", "x");
+	put(inst, ".git/HEAD", "h");
+	assert_int_equal(setup_install_tests(proj, inst, err, sizeof(err)), 0);
+	assert_true(exists(proj, "tests/test_x.py"));
+	assert_false(exists(proj, "tests/test_grade.py"));
+	assert_false(exists(proj, "tests/.git"));
+	util_rm_rf(inst);
+	util_rm_rf(proj);
+	free(inst);
+	free(proj);
+}
+
+static void
+test_fix_setup_error(void **state)
+{
+	const char *stream = "{\"ev\":\"setup_error\",\"message\":\"service 'chat' not ready "
+			     "after 15 s (nothing accepts connections on port 5000)\"}\n";
+	json_t *res = json_pack("{s:s, s:i, s:i, s:[]}", "outcome", "infra_error", "passed", 0,
+				"failed", 0, "tests");
+	char *s;
+
+	(void)state;
+	assert_int_equal(setup_fix_result(res, stream, strlen(stream), "junk", "/w/p",
+					  "tests/test_a.py"), 1);
+	s = dumps(res);
+	assert_string_equal(s, "{\"errors\":1,\"failed\":1,\"message\":\"service 'chat' not "
+			    "ready after 15 s (nothing accepts connections on port 5000)\","
+			    "\"outcome\":\"infra_error\",\"passed\":0,\"setup_failed\":true,"
+			    "\"skipped\":0,\"tests\":[{\"counted\":\"failed\",\"duration\":0.0,"
+			    "\"message\":\"service 'chat' not ready after 15 s (nothing accepts "
+			    "connections on port 5000)\",\"nodeid\":\"tests/test_a.py\",\"outcome\":"
+			    "\"error\",\"phase\":\"collect\"}]}");
+	free(s);
+	assert_int_equal(setup_should_rerun(res), 0);
+	json_decref(res);
+
+	/* an ordinary stream is left alone */
+	res = json_pack("{s:s, s:i}", "outcome", "finished", "failed", 1);
+	stream = "{\"ev\":\"hello\"}\n{\"ev\":\"setup_error\"";
+	assert_int_equal(setup_fix_result(res, stream, strlen(stream), "E   assert 1 == 2\n",
+					  "/w/p", "tests/test_a.py"), 0);
+	s = dumps(res);
+	assert_string_equal(s, "{\"failed\":1,\"outcome\":\"finished\"}");
+	free(s);
+	assert_int_equal(setup_should_rerun(res), 1);
+	json_decref(res);
+}
+
+static void
+test_fix_config_error(void **state)
+{
+	const char *err_text = "ERROR: usage: __main__.py [options] [file_or_dir]\n"
+			       "__main__.py: error: unrecognized arguments: --cov=pkg --cov-report\n"
+			       "  inifile: /data/work/slot-1/project/tox.ini\n"
+			       "  rootdir: /data/work/slot-1/project\n";
+	json_t *res = json_object();
+
+	(void)state;
+	assert_int_equal(setup_fix_result(res, NULL, 0, err_text, "/data/work/slot-1/project",
+					  "tests/test_a.py"), 1);
+	assert_string_equal(json_string_value(json_object_get(res, "message")),
+			    "pytest configuration names an option no plugin provides: --cov=pkg "
+			    "--cov-report (addopts in tox.ini); the environment lacks that plugin");
+	assert_true(json_is_true(json_object_get(res, "config_error")));
+	assert_int_equal(json_integer_value(json_object_get(res, "failed")), 1);
+	json_decref(res);
+
+	res = json_object();
+	assert_int_equal(setup_fix_result(res, NULL, 0, "error: unrecognized arguments: -x9\n"
+					  "  inifile: None\n", "/p", NULL), 1);
+	assert_string_equal(json_string_value(json_object_get(res, "message")),
+			    "pytest configuration names an option no plugin provides: -x9; the "
+			    "environment lacks that plugin");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+		json_object_get(res, "tests"), 0), "nodeid")), "<collection>");
+	json_decref(res);
+}
+
+static void
+test_merge_runs(void **state)
+{
+	json_t *runs, *m;
+	char *s;
+
+	(void)state;
+	runs = json_pack("[{s:s, s:i, s:i, s:i, s:f, s:s, s:[{s:s}]}, "
+			 "{s:s, s:i, s:i, s:i, s:f, s:s, s:[{s:s}]}]",
+			 "outcome", "finished", "passed", 1, "failed", 1, "skipped", 0,
+			 "duration", 2.0, "stdout", "big", "tests", "outcome", "failed",
+			 "outcome", "finished", "passed", 2, "failed", 0, "skipped", 0,
+			 "duration", 1.0, "stdout", "ok", "tests", "outcome", "passed");
+	m = setup_merge_runs(runs);
+	s = dumps(m);
+	assert_string_equal(s, "{\"duration\":1.0,\"failed\":0,\"first_result\":{\"duration\":"
+			    "2.0,\"failed\":1,\"outcome\":\"finished\",\"passed\":1,\"skipped\":0,"
+			    "\"tests\":[{\"outcome\":\"failed\"}]},\"flaky\":true,\"outcome\":"
+			    "\"finished\",\"passed\":2,\"runs\":[{\"duration\":2.0,\"failed\":1,"
+			    "\"outcome\":\"finished\",\"passed\":1,\"skipped\":0},{\"duration\":1.0,"
+			    "\"failed\":0,\"outcome\":\"finished\",\"passed\":2,\"skipped\":0}],"
+			    "\"skipped\":0,\"stdout\":\"ok\",\"tests\":[{\"outcome\":\"passed\"}]}");
+	free(s);
+	json_decref(m);
+	/* still failing at the end: not flaky */
+	json_object_set_new(json_array_get(runs, 1), "failed", json_integer(1));
+	m = setup_merge_runs(runs);
+	assert_true(json_is_false(json_object_get(m, "flaky")));
+	assert_int_equal(json_array_size(json_object_get(m, "runs")), 2);
+	json_decref(m);
+	/* one run: unchanged */
+	json_array_remove(runs, 1);
+	m = setup_merge_runs(runs);
+	assert_null(json_object_get(m, "runs"));
+	assert_null(json_object_get(m, "flaky"));
+	json_decref(m);
+	json_decref(runs);
+}
+
+static void
+test_should_rerun(void **state)
+{
+	json_t *r;
+
+	(void)state;
+	r = json_pack("{s:s, s:i}", "outcome", "timeout", "failed", 2);
+	assert_int_equal(setup_should_rerun(r), 1);
+	json_decref(r);
+	r = json_pack("{s:s, s:i}", "outcome", "finished", "failed", 0);
+	assert_int_equal(setup_should_rerun(r), 0);
+	json_decref(r);
+	r = json_pack("{s:s, s:i}", "outcome", "infra_error", "failed", 1);
+	assert_int_equal(setup_should_rerun(r), 0);
+	json_decref(r);
+	r = json_pack("{s:s, s:i, s:b}", "outcome", "finished", "failed", 1, "config_error", 1);
+	assert_int_equal(setup_should_rerun(r), 0);
+	json_decref(r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_normalizes),
+		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_settings_parse),
+		cmocka_unit_test(test_project_file),
+		cmocka_unit_test(test_install_tests),
+		cmocka_unit_test(test_fix_setup_error),
+		cmocka_unit_test(test_fix_config_error),
+		cmocka_unit_test(test_merge_runs),
+		cmocka_unit_test(test_should_rerun),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
