@@ -583,3 +583,15 @@ util_close_from(int lowfd)
 	for (int fd = lowfd; fd < 65536; fd++)
 		close(fd);
 }
+
+void
+util_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

@@ -49,6 +49,10 @@ int util_fsync_path(const char *path);
 /* SHA-256 of a buffer, as 64 lowercase hex characters and a NUL. */
 void util_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN]);
 
+/* printf into an error buffer (nothing when err is NULL or errlen 0). */
+void util_seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* malloc'ed printf; aborts on out-of-memory (like every x* function). */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xstrdup(const char *s);

@@ -53,22 +53,6 @@ fetch_git_opts_default(struct fetch_git_opts *o)
 	o->max_bytes = (uint64_t)1 << 30;
 }
 
-static void
-fetch_git_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-fetch_git_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- URL checks ---------------------------------------------------------- */
 
 static int
@@ -126,23 +110,23 @@ fetch_git_check_url(const char *url, const struct fetch_git_opts *o, char *err, 
 	size_t len;
 
 	if (url == NULL || url[0] == '\0') {
-		fetch_git_err(err, errlen, "empty repository URL");
+		util_seterr(err, errlen, "empty repository URL");
 		return -EINVAL;
 	}
 	len = strlen(url);
 	if (len > FETCH_GIT_MAX_URL) {
-		fetch_git_err(err, errlen, "repository URL is too long (over %d characters)",
+		util_seterr(err, errlen, "repository URL is too long (over %d characters)",
 		    FETCH_GIT_MAX_URL);
 		return -EINVAL;
 	}
 	if (url[0] == '-') {
-		fetch_git_err(err, errlen, "repository URL must not start with '-'");
+		util_seterr(err, errlen, "repository URL must not start with '-'");
 		return -EINVAL;
 	}
 	for (p = url; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 		if (c <= 0x20 || c == 0x7f) {
-			fetch_git_err(err, errlen, "repository URL contains whitespace or control "
+			util_seterr(err, errlen, "repository URL contains whitespace or control "
 			    "characters");
 			return -EINVAL;
 		}
@@ -161,7 +145,7 @@ fetch_git_check_url(const char *url, const struct fetch_git_opts *o, char *err, 
 				at = q;
 		if (at != NULL) {
 			if (auth[0] == '-') {
-				fetch_git_err(err, errlen, "repository URL has an invalid user name");
+				util_seterr(err, errlen, "repository URL has an invalid user name");
 				return -EINVAL;
 			}
 			auth = at + 1;
@@ -175,21 +159,21 @@ fetch_git_check_url(const char *url, const struct fetch_git_opts *o, char *err, 
 				hend = aend;
 		}
 		if (fetch_git_take_host(auth, hend, host, sizeof(host)) < 0) {
-			fetch_git_err(err, errlen, "repository URL has an invalid host");
+			util_seterr(err, errlen, "repository URL has an invalid host");
 			return -EINVAL;
 		}
 		goto check_host;
 	}
 	if (strncasecmp(url, "file://", 7) == 0 || url[0] == '/' || url[0] == '.') {
 		if (!allow_file) {
-			fetch_git_err(err, errlen, "local repositories (file:// URLs and paths) "
+			util_seterr(err, errlen, "local repositories (file:// URLs and paths) "
 			    "are not allowed");
 			return -EINVAL;
 		}
 		return 0;
 	}
 	if (strstr(url, "::") != NULL || strstr(url, "://") != NULL) {
-		fetch_git_err(err, errlen, "unsupported repository URL scheme: use https://, "
+		util_seterr(err, errlen, "unsupported repository URL scheme: use https://, "
 		    "http://, git://, ssh:// or user@host:path");
 		return -EINVAL;
 	}
@@ -202,19 +186,19 @@ fetch_git_check_url(const char *url, const struct fetch_git_opts *o, char *err, 
 		if (at != NULL)
 			start = at + 1;
 		if (fetch_git_take_host(start, colon, host, sizeof(host)) < 0) {
-			fetch_git_err(err, errlen, "repository URL has an invalid host");
+			util_seterr(err, errlen, "repository URL has an invalid host");
 			return -EINVAL;
 		}
 		goto check_host;
 	}
 	if (allow_file)
 		return 0; /* a relative local path */
-	fetch_git_err(err, errlen, "unsupported repository URL: use https://, http://, "
+	util_seterr(err, errlen, "unsupported repository URL: use https://, http://, "
 	    "git://, ssh:// or user@host:path");
 	return -EINVAL;
 check_host:
 	if (!fetch_git_host_allowed(host, o)) {
-		fetch_git_err(err, errlen, "repository host %s is not allowed on this node", host);
+		util_seterr(err, errlen, "repository host %s is not allowed on this node", host);
 		return -EINVAL;
 	}
 	return 0;
@@ -446,23 +430,23 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 	if (rc < 0)
 		return rc;
 	if (dest == NULL || dest[0] == '\0' || dest[0] == '-') {
-		fetch_git_err(err, errlen, "invalid clone destination");
+		util_seterr(err, errlen, "invalid clone destination");
 		return -EINVAL;
 	}
 	if (lstat(dest, &st) == 0) {
-		fetch_git_err(err, errlen, "clone destination %s already exists", dest);
+		util_seterr(err, errlen, "clone destination %s already exists", dest);
 		return -EEXIST;
 	}
 	if (o->token != NULL) {
 		size_t tl = strlen(o->token);
 		if (tl == 0 || tl > FETCH_GIT_TOKEN_MAX || strpbrk(o->token, "\r\n") != NULL) {
-			fetch_git_err(err, errlen, "invalid access token");
+			util_seterr(err, errlen, "invalid access token");
 			return -EINVAL;
 		}
 	}
 	if (mkdtemp(home) == NULL) {
 		rc = -errno;
-		fetch_git_err(err, errlen, "cannot create a temporary folder: %s", strerror(errno));
+		util_seterr(err, errlen, "cannot create a temporary folder: %s", strerror(errno));
 		goto out;
 	}
 	have_home = 1;
@@ -519,14 +503,14 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		rc = -errno;
-		fetch_git_err(err, errlen, "cannot start git: %s", strerror(errno));
+		util_seterr(err, errlen, "cannot start git: %s", strerror(errno));
 		goto out;
 	}
 	deadline = util_mono() + (o->timeout > 0 ? o->timeout : 300);
 	pid = fork();
 	if (pid < 0) {
 		rc = -errno;
-		fetch_git_err(err, errlen, "cannot start git: %s", strerror(errno));
+		util_seterr(err, errlen, "cannot start git: %s", strerror(errno));
 		goto out;
 	}
 	if (pid == 0) {
@@ -582,7 +566,7 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		}
 		now = util_mono();
 		if (now >= deadline) {
-			fetch_git_err(err, errlen, "git clone failed: timed out after %g seconds",
+			util_seterr(err, errlen, "git clone failed: timed out after %g seconds",
 			    o->timeout > 0 ? o->timeout : 300);
 			rc = -ETIMEDOUT;
 			break;
@@ -590,7 +574,7 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		if (now >= next_du) {
 			uint64_t max = o->max_bytes ? o->max_bytes : (uint64_t)1 << 30;
 			if (fetch_git_du(dest, max) > max) {
-				fetch_git_err(err, errlen, "git clone failed: the repository is larger "
+				util_seterr(err, errlen, "git clone failed: the repository is larger "
 				    "than %llu bytes", (unsigned long long)max);
 				rc = -EFBIG;
 				break;
@@ -622,13 +606,13 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		fetch_git_last_line(out->data, line, sizeof(line));
 		why = fetch_git_classify(out->data);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && out->len == 0)
-			fetch_git_err(err, errlen, "git clone failed: git is not installed");
+			util_seterr(err, errlen, "git clone failed: git is not installed");
 		else if (why != NULL)
-			fetch_git_err(err, errlen, "git clone failed: %s (%s)", why, line);
+			util_seterr(err, errlen, "git clone failed: %s (%s)", why, line);
 		else if (line[0] != '\0')
-			fetch_git_err(err, errlen, "git clone failed: %s", line);
+			util_seterr(err, errlen, "git clone failed: %s", line);
 		else
-			fetch_git_err(err, errlen, "git clone failed: git exited with status %d",
+			util_seterr(err, errlen, "git clone failed: git exited with status %d",
 			    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 		rc = -EIO;
 		goto out;
@@ -640,11 +624,11 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		rc = util_rm_rf(git);
 		free(git);
 		if (rc < 0) {
-			fetch_git_err(err, errlen, "cannot remove the clone's .git: %s", strerror(-rc));
+			util_seterr(err, errlen, "cannot remove the clone's .git: %s", strerror(-rc));
 			goto out;
 		}
 		if (fetch_git_du(dest, max) > max) {
-			fetch_git_err(err, errlen, "git clone failed: the repository is larger than "
+			util_seterr(err, errlen, "git clone failed: the repository is larger than "
 			    "%llu bytes", (unsigned long long)max);
 			rc = -EFBIG;
 			goto out;

@@ -44,22 +44,6 @@ fetch_limits_default(struct fetch_limits *l)
 	l->max_ratio = 200;
 }
 
-static void
-fetch_zip_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-fetch_zip_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* libarchive's message, or a fallback; never NULL. */
 static const char *
 fetch_zip_aerr(struct archive *a)
@@ -76,12 +60,12 @@ fetch_zip_open_read(const char *path, char *err, size_t errlen, int *rc)
 
 	if (a == NULL) {
 		*rc = -ENOMEM;
-		fetch_zip_err(err, errlen, "out of memory");
+		util_seterr(err, errlen, "out of memory");
 		return NULL;
 	}
 	archive_read_support_format_zip(a);
 	if (archive_read_open_filename(a, path, FETCH_ZIP_BLOCK) != ARCHIVE_OK) {
-		fetch_zip_err(err, errlen, "upload is not a valid ZIP archive: %s",
+		util_seterr(err, errlen, "upload is not a valid ZIP archive: %s",
 		    fetch_zip_aerr(a));
 		archive_read_free(a);
 		*rc = -EINVAL;
@@ -217,13 +201,13 @@ fetch_zip_scan(const char *path, const char *root_name, const struct fetch_limit
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-			fetch_zip_err(err, errlen, "upload is not a valid ZIP archive: %s",
+			util_seterr(err, errlen, "upload is not a valid ZIP archive: %s",
 			    fetch_zip_aerr(a));
 			rc = -EINVAL;
 			goto out;
 		}
 		if (++nentries > lim->max_entries) {
-			fetch_zip_err(err, errlen, "the ZIP archive has more than %zu members",
+			util_seterr(err, errlen, "the ZIP archive has more than %zu members",
 			    lim->max_entries);
 			rc = -E2BIG;
 			goto out;
@@ -236,7 +220,7 @@ fetch_zip_scan(const char *path, const char *root_name, const struct fetch_limit
 			fetch_zip_strv_push(&files, xstrdup(clean));
 	}
 	if (nentries == 0) {
-		fetch_zip_err(err, errlen, "the ZIP archive is empty");
+		util_seterr(err, errlen, "the ZIP archive is empty");
 		rc = -ENOENT;
 		goto out;
 	}
@@ -252,7 +236,7 @@ fetch_zip_scan(const char *path, const char *root_name, const struct fetch_limit
 		p->prefix = lp[i].prefix;
 		lp[i].name = lp[i].prefix = NULL;
 		if (fetch_zip_plan_modules(p, &files) < 0) {
-			fetch_zip_err(err, errlen, "project %s has more than %d test modules",
+			util_seterr(err, errlen, "project %s has more than %d test modules",
 			    p->name, LAYOUT_MAX_MODULES);
 			rc = -E2BIG;
 			goto out;
@@ -260,7 +244,7 @@ fetch_zip_scan(const char *path, const char *root_name, const struct fetch_limit
 		nmods += p->nmodules;
 	}
 	if (nmods == 0) {
-		fetch_zip_err(err, errlen, "no test modules found: a project needs a tests/ "
+		util_seterr(err, errlen, "no test modules found: a project needs a tests/ "
 		    "folder with test_*.py or *_test.py files");
 		rc = -ENOENT;
 		goto out;
@@ -424,7 +408,7 @@ fetch_zip_copy_data(struct archive *a, int fd, const char *rel,
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-			fetch_zip_err(err, errlen, "corrupt ZIP member %s: %s", rel, fetch_zip_aerr(a));
+			util_seterr(err, errlen, "corrupt ZIP member %s: %s", rel, fetch_zip_aerr(a));
 			return -EINVAL;
 		}
 		if (off < 0)
@@ -432,12 +416,12 @@ fetch_zip_copy_data(struct archive *a, int fd, const char *rel,
 		written += size;
 		*total += size;
 		if ((uint64_t)off + size > lim->max_file_bytes || written > lim->max_file_bytes) {
-			fetch_zip_err(err, errlen, "archive too large when unpacked: member %s is "
+			util_seterr(err, errlen, "archive too large when unpacked: member %s is "
 			    "over %" PRIu64 " bytes", rel, lim->max_file_bytes);
 			return -EFBIG;
 		}
 		if (*total > lim->max_total_bytes) {
-			fetch_zip_err(err, errlen, "archive too large when unpacked: over %" PRIu64
+			util_seterr(err, errlen, "archive too large when unpacked: over %" PRIu64
 			    " bytes in total", lim->max_total_bytes);
 			return -EFBIG;
 		}
@@ -448,7 +432,7 @@ fetch_zip_copy_data(struct archive *a, int fd, const char *rel,
 			if (packed < 1)
 				packed = 1;
 			if (written / (uint64_t)packed > lim->max_ratio) {
-				fetch_zip_err(err, errlen, "archive too large when unpacked: member %s "
+				util_seterr(err, errlen, "archive too large when unpacked: member %s "
 				    "expands more than %u times", rel, lim->max_ratio);
 				return -EFBIG;
 			}
@@ -459,7 +443,7 @@ fetch_zip_copy_data(struct archive *a, int fd, const char *rel,
 			if (w < 0) {
 				if (errno == EINTR)
 					continue;
-				fetch_zip_err(err, errlen, "cannot write %s: %s", rel, strerror(errno));
+				util_seterr(err, errlen, "cannot write %s: %s", rel, strerror(errno));
 				return -errno;
 			}
 			done += (size_t)w;
@@ -567,13 +551,13 @@ fetch_zip_extract(const char *path, const char *prefix, const char *dest_dir,
 	}
 	rc = util_mkdir_p(dest_dir, 0700);
 	if (rc < 0) {
-		fetch_zip_err(err, errlen, "cannot create %s: %s", dest_dir, strerror(-rc));
+		util_seterr(err, errlen, "cannot create %s: %s", dest_dir, strerror(-rc));
 		return rc;
 	}
 	root = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0) {
 		rc = -errno;
-		fetch_zip_err(err, errlen, "cannot open %s: %s", dest_dir, strerror(errno));
+		util_seterr(err, errlen, "cannot open %s: %s", dest_dir, strerror(errno));
 		return rc;
 	}
 	a = fetch_zip_open_read(path, err, errlen, &rc);
@@ -589,13 +573,13 @@ fetch_zip_extract(const char *path, const char *prefix, const char *dest_dir,
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-			fetch_zip_err(err, errlen, "upload is not a valid ZIP archive: %s",
+			util_seterr(err, errlen, "upload is not a valid ZIP archive: %s",
 			    fetch_zip_aerr(a));
 			rc = -EINVAL;
 			goto out;
 		}
 		if (++nentries > lim->max_entries) {
-			fetch_zip_err(err, errlen, "archive too large when unpacked: more than %zu "
+			util_seterr(err, errlen, "archive too large when unpacked: more than %zu "
 			    "members", lim->max_entries);
 			rc = -EFBIG;
 			goto out;
@@ -687,7 +671,7 @@ fetch_zip_add(struct fetch_zip_writer *zw, int pfd, const char *name, const char
 	if (e == NULL)
 		return -ENOMEM;
 	if (++zw->nentries > FETCH_ZIP_CREATE_MAX_ENTRIES) {
-		fetch_zip_err(zw->err, zw->errlen, "too many files (more than %d)",
+		util_seterr(zw->err, zw->errlen, "too many files (more than %d)",
 		    FETCH_ZIP_CREATE_MAX_ENTRIES);
 		rc = -E2BIG;
 		goto out;
@@ -714,7 +698,7 @@ fetch_zip_add(struct fetch_zip_writer *zw, int pfd, const char *name, const char
 		archive_entry_set_size(e, st->st_size);
 	}
 	if (archive_write_header(zw->a, e) != ARCHIVE_OK) {
-		fetch_zip_err(zw->err, zw->errlen, "cannot add %s: %s", member,
+		util_seterr(zw->err, zw->errlen, "cannot add %s: %s", member,
 		    fetch_zip_aerr(zw->a));
 		rc = -EIO;
 		goto out;
@@ -732,7 +716,7 @@ fetch_zip_add(struct fetch_zip_writer *zw, int pfd, const char *name, const char
 			if (n > left)
 				n = (ssize_t)left; /* the file grew: keep the size we promised */
 			if (archive_write_data(zw->a, blk, (size_t)n) < 0) {
-				fetch_zip_err(zw->err, zw->errlen, "cannot add %s: %s", member,
+				util_seterr(zw->err, zw->errlen, "cannot add %s: %s", member,
 				    fetch_zip_aerr(zw->a));
 				rc = -EIO;
 				goto out;
@@ -829,7 +813,7 @@ fetch_zip_create(const char *dir, const char *zip_path, int exact, char *err, si
 	real = realpath(dir, NULL);
 	if (real == NULL) {
 		rc = -errno;
-		fetch_zip_err(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+		util_seterr(err, errlen, "cannot open %s: %s", dir, strerror(errno));
 		return rc;
 	}
 	base = strrchr(real, '/');
@@ -837,7 +821,7 @@ fetch_zip_create(const char *dir, const char *zip_path, int exact, char *err, si
 	dfd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
 		rc = -errno;
-		fetch_zip_err(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+		util_seterr(err, errlen, "cannot open %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	zw.a = archive_write_new();
@@ -848,7 +832,7 @@ fetch_zip_create(const char *dir, const char *zip_path, int exact, char *err, si
 	archive_write_set_format_zip(zw.a);
 	archive_write_zip_set_compression_deflate(zw.a);
 	if (archive_write_open_filename(zw.a, zip_path) != ARCHIVE_OK) {
-		fetch_zip_err(err, errlen, "cannot create %s: %s", zip_path, fetch_zip_aerr(zw.a));
+		util_seterr(err, errlen, "cannot create %s: %s", zip_path, fetch_zip_aerr(zw.a));
 		rc = -EIO;
 		goto out;
 	}
@@ -859,7 +843,7 @@ fetch_zip_create(const char *dir, const char *zip_path, int exact, char *err, si
 	if (rc < 0)
 		goto out;
 	if (archive_write_close(zw.a) != ARCHIVE_OK) {
-		fetch_zip_err(err, errlen, "cannot write %s: %s", zip_path, fetch_zip_aerr(zw.a));
+		util_seterr(err, errlen, "cannot write %s: %s", zip_path, fetch_zip_aerr(zw.a));
 		rc = -EIO;
 		goto out;
 	}

@@ -84,22 +84,6 @@ runner_abort_all(void)
 	pthread_mutex_unlock(&runner_lock);
 }
 
-static void
-runner_seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-runner_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int
 runner_isolated(void)
 {
@@ -163,7 +147,7 @@ runner_sandbox_init(const struct runner_config *cfg, char *err, size_t errlen)
 
 	runner.sandboxed = 0;
 	if (mode < 0) {
-		runner_seterr(err, errlen, "unknown sandbox mode '%s' (auto, bwrap or none)",
+		util_seterr(err, errlen, "unknown sandbox mode '%s' (auto, bwrap or none)",
 			      cfg->sandbox);
 		return -EINVAL;
 	}
@@ -180,7 +164,7 @@ runner_sandbox_init(const struct runner_config *cfg, char *err, size_t errlen)
 	}
 	if (sandbox_probe(runner.bwrap, runner_slot_uid(0), why, sizeof(why)) < 0) {
 		if (mode == SANDBOX_BWRAP) {
-			runner_seterr(err, errlen, "--sandbox bwrap: bubblewrap does not work "
+			util_seterr(err, errlen, "--sandbox bwrap: bubblewrap does not work "
 				      "here as uid %lu: %s", (unsigned long)uid, why);
 			return -EPERM;
 		}
@@ -259,7 +243,7 @@ runner_check_reachable(const char *path, char *err, size_t errlen)
 		*slash = '\0';
 		const char *dir = *p ? p : "/";
 		if (stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH)) {
-			runner_seterr(err, errlen, "data folder %s is not reachable by the slot "
+			util_seterr(err, errlen, "data folder %s is not reachable by the slot "
 				      "users: %s is not searchable by others (chmod o+x it or "
 				      "choose another --data-dir)", path, dir);
 			r = -EACCES;
@@ -302,7 +286,7 @@ runner_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
 	if (r == 0 && chmod(path, mode) < 0)
 		r = -errno;
 	if (r < 0)
-		runner_seterr(err, errlen, "cannot create %s: %s", path, strerror(-r));
+		util_seterr(err, errlen, "cannot create %s: %s", path, strerror(-r));
 	return r;
 }
 
@@ -314,7 +298,7 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 
 	if (cfg->data_dir == NULL || cfg->python == NULL || cfg->slots <= 0 ||
 	    cfg->uid_base <= 0) {
-		runner_seterr(err, errlen, "invalid runner configuration");
+		util_seterr(err, errlen, "invalid runner configuration");
 		return -EINVAL;
 	}
 	free(runner.data_dir);
@@ -328,7 +312,7 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 		runner.data_dir = r == 0 ? realpath(cfg->data_dir, NULL) : NULL;
 		if (runner.data_dir == NULL) {
 			r = r < 0 ? r : -errno;
-			runner_seterr(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(-r));
+			util_seterr(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(-r));
 			return r;
 		}
 	}
@@ -372,7 +356,7 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 				    strlen(embedded_meshtest_supervisor), 0644);
 	}
 	if (r < 0) {
-		runner_seterr(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		util_seterr(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
 	}
 	if (runner.isolated) {
@@ -568,11 +552,11 @@ runner_step_error(const struct launch_result *res, double timeout, const char *w
 	char *line;
 
 	if (!res->started) {
-		runner_seterr(err, errlen, "%s: %s", what, res->start_error);
+		util_seterr(err, errlen, "%s: %s", what, res->start_error);
 		return;
 	}
 	if (res->timed_out) {
-		runner_seterr(err, errlen, "%s: timed out after %g s", what, timeout);
+		util_seterr(err, errlen, "%s: timed out after %g s", what, timeout);
 		return;
 	}
 	line = runner_last_line(&res->err);
@@ -585,7 +569,7 @@ runner_step_error(const struct launch_result *res, double timeout, const char *w
 		line = res->term_signal ? xasprintf("killed by signal %d", res->term_signal)
 					: xasprintf("exit status %d", res->exit_code);
 	}
-	runner_seterr(err, errlen, "%s: %s", what, line);
+	util_seterr(err, errlen, "%s: %s", what, line);
 	free(line);
 }
 
@@ -610,7 +594,7 @@ runner_requirements(const char *project_dir, int slot, char **out, char *err, si
 		return 0;
 	}
 	if (r != -ENOENT) {
-		runner_seterr(err, errlen, "cannot read requirements.txt: %s",
+		util_seterr(err, errlen, "cannot read requirements.txt: %s",
 			      r == -EINVAL ? "not a regular file" : strerror(-r));
 		return -EIO;
 	}
@@ -620,7 +604,7 @@ runner_requirements(const char *project_dir, int slot, char **out, char *err, si
 		return 0;
 	}
 	if (r < 0) {
-		runner_seterr(err, errlen, "cannot read pyproject.toml: %s",
+		util_seterr(err, errlen, "cannot read pyproject.toml: %s",
 			      r == -EINVAL ? "not a regular file" : strerror(-r));
 		return -EIO;
 	}
@@ -635,14 +619,14 @@ runner_requirements(const char *project_dir, int slot, char **out, char *err, si
 	} else if (r == 0) {
 		char *line = runner_last_line(&res.err);
 		if (util_starts_with(line, "cannot read pyproject.toml"))
-			runner_seterr(err, errlen, "%s", line);
+			util_seterr(err, errlen, "%s", line);
 		else
 			runner_step_error(&res, RUNNER_CHECK_TIMEOUT, "cannot read pyproject.toml",
 					  err, errlen);
 		free(line);
 		r = -EIO;
 	} else {
-		runner_seterr(err, errlen, "cannot read pyproject.toml: %s", strerror(-r));
+		util_seterr(err, errlen, "cannot read pyproject.toml: %s", strerror(-r));
 	}
 	launch_result_free(&res);
 	free(helper);
@@ -725,7 +709,7 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 	    (uid != (uid_t)-1 && (chown(tmp, uid, (gid_t)uid) < 0 ||
 				  chown(home, uid, (gid_t)uid) < 0))) {
 		r = -errno;
-		runner_seterr(err, errlen, "cannot create the virtual environment folder: %s",
+		util_seterr(err, errlen, "cannot create the virtual environment folder: %s",
 			      strerror(-r));
 		goto fail;
 	}
@@ -804,7 +788,7 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 	goto out;
 
 fail_msg:
-	runner_seterr(err, errlen, "cannot build the virtual environment: %s", strerror(-r));
+	util_seterr(err, errlen, "cannot build the virtual environment: %s", strerror(-r));
 	r = -EIO;
 fail:
 	(void)launch_kill_uid(uid);
@@ -832,11 +816,11 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 
 	*python_out = NULL;
 	if (slot < 0 || slot >= runner.slots || runner.data_dir == NULL) {
-		runner_seterr(err, errlen, "invalid slot %d", slot);
+		util_seterr(err, errlen, "invalid slot %d", slot);
 		return -EINVAL;
 	}
 	if (runner_aborted()) {
-		runner_seterr(err, errlen, "the node is shutting down");
+		util_seterr(err, errlen, "the node is shutting down");
 		return -ECANCELED;
 	}
 	if ((r = runner_requirements(project_dir, slot, &reqs, err, errlen)) < 0)
@@ -850,7 +834,7 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 		pthread_cond_wait(&runner_cond, &runner_lock);
 	if (runner_aborted()) {
 		pthread_mutex_unlock(&runner_lock);
-		runner_seterr(err, errlen, "the node is shutting down");
+		util_seterr(err, errlen, "the node is shutting down");
 		r = -ECANCELED;
 		goto out;
 	}
@@ -862,7 +846,7 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 	json_t *failed = json_object_get(runner_failures, key);
 	if (failed != NULL &&
 	    util_mono() - json_real_value(json_array_get(failed, 1)) < RUNNER_FAIL_TTL) {
-		runner_seterr(err, errlen, "%s", json_string_value(json_array_get(failed, 0)));
+		util_seterr(err, errlen, "%s", json_string_value(json_array_get(failed, 0)));
 		pthread_mutex_unlock(&runner_lock);
 		r = -EIO;
 		goto out;
@@ -875,7 +859,7 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 	pthread_mutex_lock(&runner_lock);
 	json_object_del(runner_building, key);
 	if (r < 0 && runner_aborted()) {
-		runner_seterr(err, errlen, "the node is shutting down");
+		util_seterr(err, errlen, "the node is shutting down");
 		r = -ECANCELED;
 	} else if (r < 0) {
 		json_object_set_new(runner_failures, key,
