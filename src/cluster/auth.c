@@ -114,12 +114,17 @@ mac_equal(const char *a, const char *b)
 	return strlen(b) == n && CRYPTO_memcmp(a, b, n) == 0;
 }
 
-/* 1 when nonce was seen within the window (and remember it otherwise). */
+/*
+ * 1 when nonce was seen within the window (and remember it otherwise). The
+ * whole probe chain (up to a never-used slot) is searched before a nonce
+ * counts as new; a table full of fresh nonces refuses (1), never accepts.
+ */
 static int
 replay_seen(const char *nonce, double now)
 {
 	unsigned long h = 5381;
-	int seen = 0;
+	struct replay_entry *free_slot = NULL;
+	int seen = 1;
 
 	for (const char *p = nonce; *p; p++)
 		h = h * 33 + (unsigned char)*p;
@@ -128,19 +133,26 @@ replay_seen(const char *nonce, double now)
 		replay_cache = xcalloc(AUTH_CACHE_SLOTS, sizeof(*replay_cache));
 	for (unsigned long i = 0; i < AUTH_CACHE_SLOTS; i++) {
 		struct replay_entry *e = &replay_cache[(h + i) & (AUTH_CACHE_SLOTS - 1)];
-		int expired = e->nonce[0] == '\0' || now - e->seen > 2 * AUTH_WINDOW;
-		if (!expired && strcmp(e->nonce, nonce) == 0) {
-			seen = 1;
+		if (e->nonce[0] == '\0') {
+			if (free_slot == NULL)
+				free_slot = e;
+			seen = 0;
 			break;
 		}
-		if (expired) {
-			/* Free (or stale) slot: the nonce is new; keep it here. */
-			snprintf(e->nonce, sizeof(e->nonce), "%s", nonce);
-			e->seen = now;
-			break;
+		if (now - e->seen > 2 * AUTH_WINDOW) {
+			if (free_slot == NULL)
+				free_slot = e;
+			continue;
 		}
+		if (strcmp(e->nonce, nonce) == 0)
+			goto out;
 	}
-	/* A full table of fresh nonces refuses nothing new: 64k requests per minute. */
+	if (free_slot == NULL)
+		goto out;   /* full of fresh nonces: refuse rather than forget */
+	seen = 0;
+	snprintf(free_slot->nonce, sizeof(free_slot->nonce), "%s", nonce);
+	free_slot->seen = now;
+out:
 	pthread_mutex_unlock(&replay_lock);
 	return seen;
 }

@@ -467,11 +467,18 @@ util_fsync_path(const char *path)
 int
 util_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
-	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	char rnd[17];
+	char *tmp;
 	const char *p = data;
 	int fd, r = 0;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/*
+	 * A fresh random name, created exclusively and never through a link:
+	 * the folder may be one that submitted code could write to before.
+	 */
+	util_random_hex(rnd, 8);
+	tmp = xasprintf("%s.tmp.%s", path, rnd);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0) {
 		r = -errno;
 		goto out;

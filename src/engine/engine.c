@@ -24,6 +24,7 @@
  */
 #include "engine/engine.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
@@ -247,6 +248,50 @@ fetch_item_free(struct fetch_item *it)
 	free(it);
 }
 
+static void fetch_done(struct engine *eng, const struct fetch_item *it);
+
+/*
+ * Reserve the fetch of projects 0..n-1 of a new evaluation before it is
+ * stored, so that no coordinator round can queue them first (without the
+ * token, which only the submission's items carry).
+ */
+static void
+fetch_reserve(struct engine *eng, const char *eval_id, size_t n)
+{
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t i = 0; i < n && eng->ninflight < ENGINE_MAX_INFLIGHT; i++)
+		snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s/%zu",
+		    eval_id, i);
+	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
+static void
+fetch_unreserve(struct engine *eng, const char *eval_id, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct fetch_item it;
+		memset(&it, 0, sizeof(it));
+		snprintf(it.eval_id, sizeof(it.eval_id), "%s", eval_id);
+		it.idx = (int)i;
+		fetch_done(eng, &it);
+	}
+}
+
+/* Queue an item whose key fetch_reserve took (never dropped, never deduplicated). */
+static void
+fetch_push_reserved(struct engine *eng, struct fetch_item *it)
+{
+	pthread_mutex_lock(&eng->fetch_lock);
+	it->next = NULL;
+	if (eng->fetch_tail != NULL)
+		eng->fetch_tail->next = it;
+	else
+		eng->fetch_head = it;
+	eng->fetch_tail = it;
+	pthread_cond_signal(&eng->fetch_cond);
+	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
 /* Queue a project for fetching unless it is queued or being fetched already. */
 static void
 fetch_enqueue(struct engine *eng, struct fetch_item *it)
@@ -367,6 +412,35 @@ engine_project_dir(struct engine *eng, const char *digest)
 }
 
 /*
+ * Split "scheme://user:password@host/..." into the URL without credentials
+ * and the percent-decoded user and password (malloc'ed, NULL when absent).
+ */
+static char *
+url_split_credentials(const char *url, char **user, char **pass)
+{
+	const char *scheme = strstr(url, "://"), *host, *at, *slash, *colon;
+
+	*user = *pass = NULL;
+	if (scheme == NULL)
+		return xstrdup(url);
+	host = scheme + 3;
+	slash = strchr(host, '/');
+	at = strchr(host, '@');
+	if (at == NULL || (slash != NULL && at > slash))
+		return xstrdup(url);
+	colon = memchr(host, ':', (size_t)(at - host));
+	if (colon != NULL) {
+		*user = strndup(host, (size_t)(colon - host));
+		*pass = strndup(colon + 1, (size_t)(at - colon - 1));
+	} else {
+		*user = strndup(host, (size_t)(at - host));
+	}
+	if (*user == NULL || (colon != NULL && *pass == NULL))
+		abort();
+	return xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+}
+
+/*
  * Fetch one project (unpack it from the upload's blob, or clone it), pack it
  * as a blob named by its digest, give the blob to a peer, and record the
  * project as ready (or its error) in the store.
@@ -406,7 +480,24 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		o.max_bytes = 1ULL << 30;
 		o.allow_file_urls = eng->cfg->allow_file_urls != 0;
 		o.allowed_hosts = (const char *const *)eng->git_hosts;
-		r = fetch_git_clone(it->url ? it->url : it->source, tmp, &o, err, sizeof(err));
+		{
+			/* user:password@ in the URL travels like a token, never in argv. */
+			char *user = NULL, *pass = NULL;
+			char *clean = url_split_credentials(it->url ? it->url : it->source, &user,
+			    &pass);
+			if (pass != NULL || user != NULL) {
+				o.username = pass != NULL ? user : NULL;
+				o.token = pass != NULL ? pass : user;
+			}
+			r = fetch_git_clone(clean, tmp, &o, err, sizeof(err));
+			if (user != NULL)
+				OPENSSL_cleanse(user, strlen(user));
+			if (pass != NULL)
+				OPENSSL_cleanse(pass, strlen(pass));
+			free(user);
+			free(pass);
+			free(clean);
+		}
 	}
 	wj = strv_to_json(warnings, nwarnings);
 	if (r < 0) {
@@ -684,6 +775,22 @@ slot_release(struct engine *eng, const struct store_claim *c, const char *from)
 	}
 }
 
+/* Send an evaluation's state to one node now (best effort, logged). */
+static void
+engine_push_to(struct engine *eng, const char *eval_id, const char *node)
+{
+	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
+	json_t *doc = store_eval_export(eng->st, eval_id);
+	long status = 0;
+
+	if (doc != NULL && (peer_request(node, "POST", path, doc, 5.0, NULL, &status) < 0 ||
+	    status != 200))
+		log_warn("engine: cannot hand evaluation %s's result to %s (status %ld)", eval_id,
+		    node, status);
+	json_decref(doc);
+	free(path);
+}
+
 static json_t *
 infra_result(const char *msg)
 {
@@ -795,6 +902,12 @@ run_claimed(struct engine *eng, int slot, struct store_claim *c, const char *fro
 		log_error("engine: cannot record the result of %s/%s", c->project_id, c->path);
 	else
 		engine_changed(eng, c->eval_id);
+	/*
+	 * The coordinator hears of the result before this slot stops listing the
+	 * module in GET /task/running, so it never takes a finished module back.
+	 */
+	if (r >= 0 && from[0] != '\0')
+		engine_push_to(eng, c->eval_id, from);
 	log_info("engine: %s/%s %s: %lld passed, %lld failed, %lld skipped%s", c->project_id,
 	    c->path, json_string_value(json_object_get(result, "outcome")),
 	    json_integer_value(json_object_get(result, "passed")),
@@ -1158,13 +1271,14 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		status = 500;
 		goto out;
 	}
+	fetch_reserve(eng, id, plan->nprojects);
 	if (store_eval_create(eng->st, id, util_now(), "zip", eng->address, settings, 0,
 	    upload_digest, projects, plan->nprojects) < 0) {
 		snprintf(err, errlen, "cannot store the evaluation");
+		fetch_unreserve(eng, id, plan->nprojects);
 		status = 500;
 		goto out;
 	}
-	engine_share_eval(eng, id, upload_digest);
 	for (size_t i = 0; i < plan->nprojects; i++) {
 		struct fetch_item *it = xcalloc(1, sizeof(*it));
 		snprintf(it->eval_id, sizeof(it->eval_id), "%s", id);
@@ -1173,8 +1287,9 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		it->source = xstrdup(sources[i]);
 		it->prefix = xstrdup(plan->projects[i].prefix);
 		it->upload_digest = xstrdup(upload_digest);
-		fetch_enqueue(eng, it);
+		fetch_push_reserved(eng, it);
 	}
+	engine_share_eval(eng, id, upload_digest);
 	engine_changed(eng, id);
 	log_info("engine: accepted evaluation %s: ZIP with %zu projects", id, plan->nprojects);
 out:
@@ -1232,13 +1347,14 @@ engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
 		projects[i].source = sources[i];
 	}
 	util_uuid4(id);
+	fetch_reserve(eng, id, n);
 	if (store_eval_create(eng->st, id, util_now(), "git", eng->address, settings,
 	    any_secret, NULL, projects, n) < 0) {
 		snprintf(err, errlen, "cannot store the evaluation");
+		fetch_unreserve(eng, id, n);
 		status = 500;
 		goto out;
 	}
-	engine_share_eval(eng, id, NULL);
 	for (size_t i = 0; i < n; i++) {
 		struct fetch_item *it = xcalloc(1, sizeof(*it));
 		snprintf(it->eval_id, sizeof(it->eval_id), "%s", id);
@@ -1248,8 +1364,9 @@ engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
 		it->url = xstrdup(urls[i]);
 		it->token = token ? xstrdup(token) : NULL;
 		it->has_token = any_secret;
-		fetch_enqueue(eng, it);
+		fetch_push_reserved(eng, it);
 	}
+	engine_share_eval(eng, id, NULL);
 	engine_changed(eng, id);
 	log_info("engine: accepted evaluation %s: %zu git repositories", id, n);
 out:
@@ -1264,6 +1381,25 @@ out:
 }
 
 /* --------------------------------------------------------------- set-up */
+
+/* Fetches cut off by a crash (a clone may hold credentials in .git/config). */
+static void
+engine_wipe_partial_fetches(struct engine *eng)
+{
+	DIR *d = opendir(eng->projects_dir);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (util_starts_with(de->d_name, ".fetch-")) {
+			char *p = xasprintf("%s/%s", eng->projects_dir, de->d_name);
+			util_rm_rf(p);
+			free(p);
+		}
+	}
+	closedir(d);
+}
 
 /* Slot uids derived from the data folder, so a restart finds its leftovers. */
 static long
@@ -1341,6 +1477,7 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	util_mkdir_p(eng->uploads_dir, 0700);
 	util_mkdir_p(eng->projects_dir, 0700);
 	util_mkdir_p(eng->blobs_dir, 0700);
+	engine_wipe_partial_fetches(eng);
 	pthread_mutex_init(&eng->fetch_lock, NULL);
 	pthread_mutex_init(&eng->run_lock, NULL);
 	pthread_cond_init(&eng->fetch_cond, NULL);

@@ -359,11 +359,11 @@ fetch_git_du(const char *path, uint64_t stop)
 
 /* ---- clone --------------------------------------------------------------- */
 
-/* "Authorization: Basic base64(x-access-token:<token>)"; *b64 gets the base64 part. */
+/* "Authorization: Basic base64(<user>:<token>)"; *b64 gets the base64 part. */
 static char *
-fetch_git_auth_header(const char *token, char **b64)
+fetch_git_auth_header(const char *user, const char *token, char **b64)
 {
-	char *plain = xasprintf("x-access-token:%s", token);
+	char *plain = xasprintf("%s:%s", user != NULL ? user : "x-access-token", token);
 	size_t pl = strlen(plain);
 	unsigned char *enc = xmalloc(4 * ((pl + 2) / 3) + 1);
 	char *hdr;
@@ -488,7 +488,7 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		envp[ne++] = o->allow_file_urls ? "GIT_ALLOW_PROTOCOL=http:https:git:ssh:file" :
 		    "GIT_ALLOW_PROTOCOL=http:https:git:ssh";
 		if (o->token != NULL) {
-			hdr = fetch_git_auth_header(o->token, &b64);
+			hdr = fetch_git_auth_header(o->username, o->token, &b64);
 			envp[ne++] = "GIT_CONFIG_COUNT=1";
 			envp[ne++] = "GIT_CONFIG_KEY_0=http.extraHeader";
 			secret_env = envp[ne++] = xasprintf("GIT_CONFIG_VALUE_0=%s", hdr);

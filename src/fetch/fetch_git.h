@@ -13,6 +13,7 @@
 
 struct fetch_git_opts {
 	const char *token;        /* may be NULL; NEVER on a command line, in a URL, a log line, or on disk */
+	const char *username;     /* with token: the Basic user (NULL: x-access-token) */
 	double timeout;           /* seconds, default 300 (0 = default): kill the clone's process group after */
 	uint64_t max_bytes;       /* stop and fail if the clone folder grows past it (checked every 200 ms; 0 = default 1 GiB) */
 	int allow_file_urls;      /* file:// and plain paths only when set (tests) */

@@ -466,6 +466,13 @@ request_begin(struct http_request *req)
 			set_early(req, 404, "not found");
 		return;
 	}
+	/* An internal request without a MAC is refused before its body is read. */
+	if ((req->route->flags & HTTP_ROUTE_INTERNAL) && auth_enabled() &&
+	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Meshtest-Mac") == NULL) {
+		log_warn("http: %s %s refused: no cluster MAC", req->method, req->path);
+		set_early(req, 401, "refused: no cluster MAC");
+		return;
+	}
 	if ((req->route->flags & HTTP_ROUTE_SUBMIT) && srv->api_token != NULL &&
 	    !token_ok(srv, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_AUTHORIZATION))) {

@@ -653,6 +653,13 @@ store_project_ready(struct store *st, const char *eval_id, int idx, const char *
 	sqlite3_bind_int(s, 4, idx);
 	if (step_done(db, s) < 0)
 		goto fail;
+	if (sqlite3_changes(db) == 0) {
+		/* Ready (or failed) already, here or by a merge: nothing to redo. */
+		sqlite3_finalize(s);
+		store_exec(db, "COMMIT");
+		free(w);
+		return 0;
+	}
 	sqlite3_finalize(s);
 	s = NULL;
 	/*
@@ -1249,9 +1256,27 @@ store_eval_merge(struct store *st, json_t *doc)
 		free(w);
 		if (r < 0)
 			goto fail;
-		changed += sqlite3_changes(db);
+		r = sqlite3_changes(db);
+		changed += r;
 		sqlite3_finalize(s);
 		s = NULL;
+		if (r > 0 && strcmp(state, "ready") == 0) {
+			/*
+			 * The project just became ready: its modules are the ones its
+			 * coordinator found on disk (in this document), not the ones
+			 * planned from the upload.
+			 */
+			s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ?"
+			    " AND state = 'pending'");
+			if (s == NULL)
+				goto fail;
+			bind_text(s, 1, id);
+			sqlite3_bind_int(s, 2, idx);
+			if (step_done(db, s) < 0)
+				goto fail;
+			sqlite3_finalize(s);
+			s = NULL;
+		}
 		if (strcmp(state, "error") == 0) {
 			s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ?"
 			    " AND state != 'done'");
