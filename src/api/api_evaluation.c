@@ -123,12 +123,12 @@ post_zip(struct http_request *req, struct engine *eng, int *status)
 	settings = engine_settings_parse(http_request_form(req), err, sizeof(err));
 	if (settings == NULL)
 		return http_error(status, 400, "%s", err);
-	r = engine_submit_zip(eng, path, http_request_upload_name(req, "file"), settings, id,
+	r = engine_submit_zip(eng, path, http_request_upload_name(req, "file"),
+	    http_request_upload(req, "instructor_tests"), settings, id,
 	    err, sizeof(err));
 	json_decref(settings);
 	if (r != 0)
 		return http_error(status, r, "%s", err);
-	http_request_keep_upload(req);
 	*status = 201;
 	return json_pack("{s:s}", "id", id);
 }

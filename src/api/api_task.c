@@ -132,7 +132,6 @@ put_blob(struct http_request *req, void *ctx, int *status)
 		return http_error(status, 400, "the body does not match digest %s", digest);
 	if (r < 0)
 		return http_error(status, 500, "cannot store the blob");
-	http_request_keep_upload(req);
 	*status = 201;
 	return json_pack("{s:s}", "digest", digest);
 }

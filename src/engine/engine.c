@@ -412,6 +412,41 @@ engine_project_dir(struct engine *eng, const char *digest)
 }
 
 /*
+ * The folder to take tests from in an unpacked instructor archive: the
+ * archive's root, or its only folder when that is all it holds and the root
+ * has no tests/ (malloc'ed).
+ */
+static char *
+engine_single_folder(const char *root)
+{
+	DIR *d = opendir(root);
+	struct dirent *de;
+	char *only = NULL, *tests = xasprintf("%s/tests", root);
+	int n = 0;
+	struct stat st;
+
+	if (d == NULL || stat(tests, &st) == 0) {
+		if (d != NULL)
+			closedir(d);
+		free(tests);
+		return xstrdup(root);
+	}
+	free(tests);
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		n++;
+		free(only);
+		only = xasprintf("%s/%s", root, de->d_name);
+	}
+	closedir(d);
+	if (n == 1 && only != NULL && lstat(only, &st) == 0 && S_ISDIR(st.st_mode))
+		return only;
+	free(only);
+	return xstrdup(root);
+}
+
+/*
  * Split "scheme://user:password@host/..." into the URL without credentials
  * and the percent-decoded user and password (malloc'ed, NULL when absent).
  */
@@ -509,7 +544,40 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 	}
 	/* The evaluation's tests replace the project's; its set-up rides in the blob. */
 	settings = store_eval_settings(eng->st, it->eval_id);
-	if (json_string_value(json_object_get(settings, "instructor_tests")) != NULL) {
+	if (json_string_value(json_object_get(settings, "instructor_tests_archive")) != NULL) {
+		const char *td = json_string_value(json_object_get(settings,
+		    "instructor_tests_archive"));
+		char *itests = xasprintf("%s.tests", tmp), *zip_t = NULL, *src = NULL;
+		char **tw = NULL;
+		size_t ntw = 0;
+
+		r = blob_digest_valid(td) ? engine_get_blob(eng, td, NULL, err, sizeof(err)) :
+		    -EINVAL;
+		if (r == 0) {
+			zip_t = blob_path(eng->blobs_dir, td);
+			r = fetch_zip_extract(zip_t, "", itests, &eng->limits, &tw, &ntw, err,
+			    sizeof(err));
+			layout_strv_free(tw, ntw);
+		}
+		if (r == 0) {
+			/* A ZIP of tests/, of the test files, or of one folder holding either. */
+			src = engine_single_folder(itests);
+			r = setup_install_tests(tmp, src, err, sizeof(err));
+		} else {
+			char *m = xasprintf("cannot unpack the instructor's tests: %s", err);
+			snprintf(err, sizeof(err), "%s", m);
+			free(m);
+		}
+		util_rm_rf(itests);
+		free(itests);
+		free(zip_t);
+		free(src);
+		if (r < 0) {
+			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+			engine_changed(eng, it->eval_id);
+			goto out;
+		}
+	} else if (json_string_value(json_object_get(settings, "instructor_tests")) != NULL) {
 		struct fetch_git_opts o;
 		char *itests = xasprintf("%s.tests", tmp);
 		fetch_git_opts_default(&o);
@@ -1206,6 +1274,8 @@ engine_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 	char **alive = NULL, *path = xasprintf("/evaluation/sync_result/%s", id);
 	size_t n = 0;
 	json_t *doc = store_eval_export(eng->st, id);
+	const char *tests_digest = json_string_value(json_object_get(json_object_get(doc,
+	    "settings"), "instructor_tests_archive"));
 	int done = 0, peers = 0;
 
 	engine_alive(eng, &alive, &n);
@@ -1215,6 +1285,9 @@ engine_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 			continue;
 		peers++;
 		if (upload_digest != NULL && blob_push(eng->blobs_dir, upload_digest, alive[i],
+		    (size_t)eng->cfg->max_upload_mb << 20) < 0)
+			continue;
+		if (tests_digest != NULL && blob_push(eng->blobs_dir, tests_digest, alive[i],
 		    (size_t)eng->cfg->max_upload_mb << 20) < 0)
 			continue;
 		if (peer_request(alive[i], "POST", path, doc, 10.0, NULL, &status) == 0 &&
@@ -1230,7 +1303,7 @@ engine_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 
 int
 engine_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
-    json_t *settings, char id[37], char *err, size_t errlen)
+    const char *instructor_zip, json_t *settings, char id[37], char *err, size_t errlen)
 {
 	struct fetch_zip_plan *plan = NULL;
 	struct store_project_new *projects = NULL;
@@ -1263,6 +1336,32 @@ engine_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		projects[i].prefix = plan->projects[i].prefix;
 		projects[i].modules = (const char *const *)plan->projects[i].modules;
 		projects[i].nmodules = plan->projects[i].nmodules;
+	}
+	if (instructor_zip != NULL) {
+		char tdigest[SHA256_HEX_LEN];
+		struct fetch_zip_plan *tplan = NULL;
+		char terr[512];
+
+		if (json_object_get(settings, "instructor_tests") != NULL) {
+			snprintf(err, errlen, "give the instructor's tests as a git URL or as a ZIP"
+			    " file field, not both");
+			status = 400;
+			goto out;
+		}
+		/* Any ZIP with files will do; it need not hold test modules itself. */
+		r = fetch_zip_scan(instructor_zip, "tests", &eng->limits, &tplan, terr, sizeof(terr));
+		fetch_zip_plan_free(tplan);
+		if (r == -EINVAL || r == -E2BIG) {
+			snprintf(err, errlen, "instructor_tests: %s", terr);
+			status = r == -EINVAL ? 400 : 413;
+			goto out;
+		}
+		if (blob_from_file(eng->blobs_dir, instructor_zip, tdigest) < 0) {
+			snprintf(err, errlen, "cannot store the instructor's tests");
+			status = 500;
+			goto out;
+		}
+		json_object_set_new(settings, "instructor_tests_archive", json_string(tdigest));
 	}
 	util_uuid4(id);
 	/* The upload becomes a blob: kept by digest, and given to a peer. */

@@ -53,11 +53,13 @@ json_t *engine_health(const struct engine *eng);
  * Accept a ZIP upload. The file at upload_path is moved into the data
  * folder on success (the caller must then not delete it). filename is the
  * client's name for it (for a ZIP whose root is one project), may be NULL.
+ * instructor_zip, when not NULL, is a ZIP of the instructor's tests (moved
+ * into the data folder too) that replace each project's tests/.
  * On success returns 0 and writes the id; on refusal returns the HTTP status
  * (4xx/5xx) with a message in err.
  */
 int engine_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
-    json_t *settings, char id[37], char *err, size_t errlen);
+    const char *instructor_zip, json_t *settings, char id[37], char *err, size_t errlen);
 /* Accept git URLs; token may be NULL and is kept in memory only. */
 int engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
     const char *token, json_t *settings, char id[37], char *err, size_t errlen);

@@ -40,6 +40,7 @@
 #define HTTP_FORM_FIELD_MAX 4096
 #define HTTP_DISCARD_SLACK (64ULL << 20) /* read past the cap before closing */
 #define HTTP_PUBLIC_JSON_MAX (8u << 20)  /* a public JSON body (a list of URLs) */
+#define HTTP_MAX_UPLOADS 4               /* file fields kept per request */
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -67,11 +68,13 @@ struct http_request {
 	json_t *form;            /* multipart text fields */
 	struct buf field;        /* the text field being read */
 	char *field_name;
-	char *upload_field;
-	char *upload_path;
-	char *upload_name;
-	int upload_fd;
-	int upload_kept;
+	struct http_upload {
+		char *field;     /* form field name ("" for a raw body) */
+		char *name;      /* the client's file name */
+		char *path;      /* on disk, in upload_dir */
+	} uploads[HTTP_MAX_UPLOADS];
+	size_t nuploads;
+	int upload_fd;           /* the file being written: uploads[nuploads - 1] */
 	int upload_error;
 	int answer_fd;           /* http_request_respond_file */
 	char *answer_type;
@@ -119,27 +122,29 @@ http_request_body(const struct http_request *req, size_t *len)
 	return req->body.data ? req->body.data : "";
 }
 
+static const struct http_upload *
+upload_find(const struct http_request *req, const char *field)
+{
+	for (size_t i = 0; i < req->nuploads; i++)
+		if (strcmp(req->uploads[i].field, field) == 0)
+			return &req->uploads[i];
+	return NULL;
+}
+
 const char *
 http_request_upload(const struct http_request *req, const char *field)
 {
-	if (req->upload_path == NULL || req->upload_field == NULL ||
-	    strcmp(req->upload_field, field) != 0)
-		return NULL;
-	return req->upload_path;
+	const struct http_upload *u = upload_find(req, field);
+
+	return u != NULL ? u->path : NULL;
 }
 
 const char *
 http_request_upload_name(const struct http_request *req, const char *field)
 {
-	if (http_request_upload(req, field) == NULL)
-		return NULL;
-	return req->upload_name;
-}
+	const struct http_upload *u = upload_find(req, field);
 
-void
-http_request_keep_upload(struct http_request *req)
-{
-	req->upload_kept = 1;
+	return u != NULL ? u->name : NULL;
 }
 
 json_t *
@@ -360,20 +365,29 @@ post_iterator(void *cls, enum MHD_ValueKind kind, const char *key, const char *f
 	if (key == NULL)
 		return MHD_YES;
 	if (filename != NULL) {
-		/* A file field: only the first one is kept, streamed to disk. */
-		if (req->upload_field != NULL && strcmp(req->upload_field, key) != 0)
-			return MHD_YES;
-		if (req->upload_field == NULL) {
+		/*
+		 * A file field, streamed to disk: a new field name starts a new file
+		 * (at most HTTP_MAX_UPLOADS; a repeated name keeps its first file).
+		 */
+		struct http_upload *cur = req->nuploads > 0 ? &req->uploads[req->nuploads - 1] : NULL;
+
+		if (cur == NULL || strcmp(cur->field, key) != 0) {
 			char id[UUID_STR_LEN];
+
+			if (upload_find(req, key) != NULL || req->nuploads == HTTP_MAX_UPLOADS)
+				return MHD_YES;
+			if (req->upload_fd >= 0) {
+				close(req->upload_fd);
+				req->upload_fd = -1;
+			}
 			util_uuid4(id);
-			req->upload_field = xstrdup(key);
-			req->upload_name = xstrdup(filename);
-			req->upload_path = xasprintf("%s/%s.upload", req->srv->upload_dir, id);
-			req->upload_fd = open(req->upload_path, O_WRONLY | O_CREAT | O_EXCL |
-			    O_CLOEXEC, 0600);
+			cur = &req->uploads[req->nuploads++];
+			cur->field = xstrdup(key);
+			cur->name = xstrdup(filename);
+			cur->path = xasprintf("%s/%s.upload", req->srv->upload_dir, id);
+			req->upload_fd = open(cur->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 			if (req->upload_fd < 0) {
-				log_error("http: cannot create %s: %s", req->upload_path,
-				    strerror(errno));
+				log_error("http: cannot create %s: %s", cur->path, strerror(errno));
 				req->upload_error = 1;
 				return MHD_NO;
 			}
@@ -384,8 +398,7 @@ post_iterator(void *cls, enum MHD_ValueKind kind, const char *key, const char *f
 			if (w < 0) {
 				if (errno == EINTR)
 					continue;
-				log_error("http: cannot write %s: %s", req->upload_path,
-				    strerror(errno));
+				log_error("http: cannot write an upload: %s", strerror(errno));
 				req->upload_error = 1;
 				return MHD_NO;
 			}
@@ -502,9 +515,11 @@ request_begin(struct http_request *req)
 	case HTTP_BODY_RAW: {
 		char id[UUID_STR_LEN];
 		util_uuid4(id);
-		req->upload_field = xstrdup("");
-		req->upload_path = xasprintf("%s/%s.upload", srv->upload_dir, id);
-		req->upload_fd = open(req->upload_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		req->uploads[0].field = xstrdup("");
+		req->uploads[0].name = xstrdup("");
+		req->uploads[0].path = xasprintf("%s/%s.upload", srv->upload_dir, id);
+		req->nuploads = 1;
+		req->upload_fd = open(req->uploads[0].path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
 		if (req->upload_fd < 0)
 			set_early(req, 500, "cannot store the body");
@@ -719,16 +734,18 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		close(req->answer_fd);
 	free(req->answer_type);
 	EVP_MD_CTX_free(req->body_sha);
-	if (req->upload_path != NULL && !req->upload_kept)
-		unlink(req->upload_path);
+	for (size_t i = 0; i < req->nuploads; i++) {
+		/* What a handler kept, it moved away (rename); the rest goes. */
+		unlink(req->uploads[i].path);
+		free(req->uploads[i].field);
+		free(req->uploads[i].name);
+		free(req->uploads[i].path);
+	}
 	params_free(req->params);
 	json_decref(req->form);
 	buf_free(&req->body);
 	buf_free(&req->field);
 	free(req->field_name);
-	free(req->upload_field);
-	free(req->upload_path);
-	free(req->upload_name);
 	free(req->early_error);
 	free(req->method);
 	free(req->path);

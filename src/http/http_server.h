@@ -70,12 +70,14 @@ const char *http_request_header(const struct http_request *req, const char *name
 /* Media type without parameters, lowercased ("application/json"), or "". */
 const char *http_request_media_type(const struct http_request *req);
 const char *http_request_body(const struct http_request *req, size_t *len);
-/* The uploaded file field: its path on disk (the handler may rename it), or NULL. */
+/*
+ * A file field of the upload (or "" for a raw body): its path on disk, or
+ * NULL. A handler that keeps it renames it away; whatever is left at that
+ * path is deleted after the answer.
+ */
 const char *http_request_upload(const struct http_request *req, const char *field);
 /* The client's file name of the uploaded field, or NULL. */
 const char *http_request_upload_name(const struct http_request *req, const char *field);
-/* Mark the upload as taken, so the server does not delete it. */
-void http_request_keep_upload(struct http_request *req);
 /* Text fields of a multipart form, as a JSON object of strings. */
 json_t *http_request_form(const struct http_request *req);
 /* Query string argument, or NULL. */
