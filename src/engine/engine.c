@@ -606,6 +606,15 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
+	/* Set-up commands run once, here; what they make rides in the blob. */
+	if ((r = runner_run_setup(tmp, err, sizeof(err))) < 0) {
+		if (r == -ECANCELED)   /* shutting down: fetched again after a restart */
+			goto out;
+		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
+		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
 	r = layout_list_modules(tmp, &modules, &nmodules);
 	if (r < 0 || nmodules == 0) {
 		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?

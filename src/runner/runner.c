@@ -12,10 +12,15 @@
  * Module runs get a private network; package installs share the host's
  * network, since pip must reach the package index.
  *
+ * Set-up commands run once per project, after fetching (runner_run_setup),
+ * as a uid of their own (runner_setup_uid, no slot uses it) in
+ * <data>/work/setup, one project at a time (runner_setup_lock).
+ *
  * Threads: runner_init runs once at startup. Then slot worker threads call
- * runner_prepare_env and runner_run_module, one module per slot at a time.
- * The configuration is read-only after init; the set of venv keys being
- * built and the cache of failed builds are behind runner_lock.
+ * runner_prepare_env and runner_run_module, one module per slot at a time,
+ * and fetcher threads call runner_run_setup. The configuration is read-only
+ * after init; the set of venv keys being built and the cache of failed
+ * builds are behind runner_lock.
  */
 #include "runner/runner.h"
 
@@ -48,6 +53,8 @@
 #define RUNNER_CHECK_TIMEOUT 60.0
 #define RUNNER_FAIL_TTL 600.0            /* seconds a failed build is remembered */
 #define RUNNER_READY ".meshtest-ready"
+#define RUNNER_SETUP_TIMEOUT 300.0       /* all set-up commands of a project */
+#define RUNNER_SETUP_REPORT_CAP (64u << 10)
 
 static struct {
 	char *data_dir, *python, *lib_dir, *venv_dir, *work_dir;
@@ -63,6 +70,7 @@ static struct {
 } runner;
 
 static pthread_mutex_t runner_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t runner_setup_lock = PTHREAD_MUTEX_INITIALIZER; /* one set-up uid */
 static pthread_cond_t runner_cond = PTHREAD_COND_INITIALIZER;
 static json_t *runner_building;  /* key -> true while one thread builds it */
 static json_t *runner_failures;  /* key -> [message, util_mono() of the failure] */
@@ -100,6 +108,12 @@ static uid_t
 runner_slot_uid(int slot)
 {
 	return runner.isolated ? (uid_t)(runner.uid_base + slot) : (uid_t)-1;
+}
+
+uid_t
+runner_setup_uid(void)
+{
+	return runner.isolated ? (uid_t)(runner.uid_base + runner.slots) : (uid_t)-1;
 }
 
 /* The uid a sandbox runs as: the slot's, or ours when we are not root. */
@@ -364,8 +378,10 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 			goto out;
 		for (int i = 0; i < runner.slots; i++)
 			(void)launch_kill_uid(runner_slot_uid(i));
-		log_info("runner: %d slots run as uids %ld..%ld", runner.slots,
-			 runner.uid_base, runner.uid_base + runner.slots - 1);
+		(void)launch_kill_uid(runner_setup_uid());
+		log_info("runner: %d slots run as uids %ld..%ld, set-up commands as uid %ld",
+			 runner.slots, runner.uid_base, runner.uid_base + runner.slots - 1,
+			 runner.uid_base + runner.slots);
 	} else {
 		log_warn("not running as root: test code runs as this user, without separation "
 			 "from the node or between projects (start the node as root for "
@@ -374,6 +390,7 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	if ((r = runner_sandbox_init(cfg, err, errlen)) < 0)
 		goto out;
 	runner_wipe(runner.work_dir, "slot-", NULL);
+	runner_wipe(runner.work_dir, "setup", NULL);
 	runner_wipe(runner.venv_dir, NULL, ".tmp-");
 	r = 0;
 out:
@@ -485,7 +502,7 @@ runner_normalize(const char *text, size_t len)
  * network only when net is set (pip install).
  */
 static int
-runner_step(int slot, const char *const *argv, const char *home, const char *cwd,
+runner_step(uid_t uid, const char *const *argv, const char *home, const char *cwd,
 	    double timeout, const char *in, size_t inlen, const char *build, int net,
 	    struct launch_result *res)
 {
@@ -512,7 +529,7 @@ runner_step(int slot, const char *const *argv, const char *home, const char *cwd
 	spec.argv = argv;
 	spec.envp = (const char *const *)env;
 	spec.cwd = cwd;
-	spec.uid = runner_slot_uid(slot);
+	spec.uid = uid;
 	spec.gid = (gid_t)spec.uid;
 	spec.timeout = timeout;
 	spec.out_cap = runner.output_cap;
@@ -581,7 +598,7 @@ runner_step_ok(const struct launch_result *res)
 
 /* The requirement set of a project, normalized (malloc'ed). */
 static int
-runner_requirements(const char *project_dir, int slot, char **out, char *err, size_t errlen)
+runner_requirements(const char *project_dir, uid_t uid, char **out, char *err, size_t errlen)
 {
 	char *text = NULL, *home = NULL;
 	size_t len = 0;
@@ -613,7 +630,7 @@ runner_requirements(const char *project_dir, int slot, char **out, char *err, si
 	char *helper = xasprintf("%s/meshtest_helper.py", runner.lib_dir);
 	const char *argv[] = { runner.python, "-I", helper, "deps", NULL };
 	home = xstrdup("/");
-	r = runner_step(slot, argv, home, "/", RUNNER_CHECK_TIMEOUT, text, len, NULL, 0, &res);
+	r = runner_step(uid, argv, home, "/", RUNNER_CHECK_TIMEOUT, text, len, NULL, 0, &res);
 	if (r == 0 && runner_step_ok(&res) && res.out.dropped == 0) {
 		*out = runner_normalize(res.out.data ? res.out.data : "", res.out.len);
 	} else if (r == 0) {
@@ -692,12 +709,11 @@ runner_nftw_ro(const char *path, const struct stat *st, int flag, struct FTW *ft
  * pytest imports, hand it to root, make it read-only and rename it into place.
  */
 static int
-runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t errlen)
+runner_build_env(const char *key, const char *reqs, uid_t uid, char *err, size_t errlen)
 {
 	char hex[17];
 	char *final = xasprintf("%s/%s", runner.venv_dir, key);
 	char *tmp = NULL, *home = NULL, *reqfile = NULL, *vpy = NULL, *marker = NULL;
-	uid_t uid = runner_slot_uid(slot);
 	struct launch_result res;
 	int r, have_res = 0;
 
@@ -718,7 +734,7 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 
 	const char *venv_argv[] = { runner.python, "-m", "venv", "--system-site-packages",
 				    *reqs ? tmp : "--without-pip", *reqs ? NULL : tmp, NULL };
-	if ((r = runner_step(slot, venv_argv, home, home, RUNNER_VENV_TIMEOUT, NULL, 0, tmp, 0,
+	if ((r = runner_step(uid, venv_argv, home, home, RUNNER_VENV_TIMEOUT, NULL, 0, tmp, 0,
 			     &res)) < 0)
 		goto fail_msg;
 	have_res = 1;
@@ -738,7 +754,7 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 		const char *pip_argv[] = { vpy, "-m", "pip", "install", "--no-input",
 					   "--disable-pip-version-check", "-r", reqfile, NULL };
 		/* the one step with the host's network: pip must reach the index */
-		if ((r = runner_step(slot, pip_argv, home, home, RUNNER_PIP_TIMEOUT, NULL, 0,
+		if ((r = runner_step(uid, pip_argv, home, home, RUNNER_PIP_TIMEOUT, NULL, 0,
 				     tmp, 1, &res)) < 0)
 			goto fail_msg;
 		have_res = 1;
@@ -753,7 +769,7 @@ runner_build_env(const char *key, const char *reqs, int slot, char *err, size_t 
 	}
 
 	const char *check_argv[] = { vpy, "-c", "import pytest", NULL };
-	if ((r = runner_step(slot, check_argv, home, home, RUNNER_CHECK_TIMEOUT, NULL, 0,
+	if ((r = runner_step(uid, check_argv, home, home, RUNNER_CHECK_TIMEOUT, NULL, 0,
 			     tmp, 0, &res)) < 0)
 		goto fail_msg;
 	have_res = 1;
@@ -806,24 +822,21 @@ out:
 	return r;
 }
 
-int
-runner_prepare_env(const char *project_dir, int slot, char **python_out, char *err,
-		   size_t errlen)
+/* runner_prepare_env with the builds running as uid. */
+static int
+runner_env_as(const char *project_dir, uid_t uid, char **python_out, char *err,
+	      size_t errlen)
 {
 	char key[SHA256_HEX_LEN];
 	char *reqs = NULL, *keytext = NULL, *marker = NULL;
 	int r;
 
 	*python_out = NULL;
-	if (slot < 0 || slot >= runner.slots || runner.data_dir == NULL) {
-		util_seterr(err, errlen, "invalid slot %d", slot);
-		return -EINVAL;
-	}
 	if (runner_aborted()) {
 		util_seterr(err, errlen, "the node is shutting down");
 		return -ECANCELED;
 	}
-	if ((r = runner_requirements(project_dir, slot, &reqs, err, errlen)) < 0)
+	if ((r = runner_requirements(project_dir, uid, &reqs, err, errlen)) < 0)
 		goto out;
 	keytext = xasprintf("%s\n%s", runner.python, reqs);
 	util_sha256_hex(keytext, strlen(keytext), key);
@@ -854,7 +867,7 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 	json_object_set_new(runner_building, key, json_true());
 	pthread_mutex_unlock(&runner_lock);
 
-	r = runner_build_env(key, reqs, slot, err, errlen);
+	r = runner_build_env(key, reqs, uid, err, errlen);
 
 	pthread_mutex_lock(&runner_lock);
 	json_object_del(runner_building, key);
@@ -882,6 +895,18 @@ out:
 	free(keytext);
 	free(marker);
 	return r;
+}
+
+int
+runner_prepare_env(const char *project_dir, int slot, char **python_out, char *err,
+		   size_t errlen)
+{
+	*python_out = NULL;
+	if (slot < 0 || slot >= runner.slots || runner.data_dir == NULL) {
+		util_seterr(err, errlen, "invalid slot %d", slot);
+		return -EINVAL;
+	}
+	return runner_env_as(project_dir, runner_slot_uid(slot), python_out, err, errlen);
 }
 
 /* A module path from the scheduler must stay inside the project copy. */
@@ -1060,5 +1085,202 @@ out:
 	free(rootdir);
 	free(cfg);
 	free(supervisor);
+	return r;
+}
+
+/* Read dir/SETUP_FILE as the fetcher wrote it (NULL when absent). */
+static char *
+runner_read_setup_file(const char *dir, size_t *len)
+{
+	char *text = NULL;
+
+	if (runner_read_project_file(dir, SETUP_FILE, &text, len) < 0)
+		return NULL;
+	return text;
+}
+
+/*
+ * Put the set-up's result in place of project_dir: root's again, and the
+ * evaluation's settings file as the fetcher wrote it (the commands may have
+ * changed or removed it).
+ */
+static int
+runner_setup_collect(const char *copy, const char *project_dir, const char *settings,
+		     size_t settings_len, char *err, size_t errlen)
+{
+	char *path = NULL;
+	int r;
+
+	if ((geteuid() == 0 && (r = util_chown_tree(copy, 0, 0)) < 0) ||
+	    (r = util_rm_rf(project_dir)) < 0)
+		goto fail;
+	if (rename(copy, project_dir) < 0) {
+		if (errno != EXDEV) {
+			r = -errno;
+			goto fail;
+		}
+		if ((r = util_copy_tree(copy, project_dir, geteuid() == 0 ? 0 : (uid_t)-1,
+					geteuid() == 0 ? 0 : (gid_t)-1)) < 0)
+			goto fail;
+	}
+	path = xasprintf("%s/%s", project_dir, SETUP_FILE);
+	if ((r = util_rm_rf(path)) < 0)
+		goto fail;
+	if (settings != NULL && (r = util_write_file(path, settings, settings_len, 0644)) < 0)
+		goto fail;
+	free(path);
+	return 0;
+fail:
+	util_seterr(err, errlen, "cannot keep what the set-up commands made: %s", strerror(-r));
+	free(path);
+	return r;
+}
+
+/* The one-line reason a set-up run failed, into err. */
+static void
+runner_setup_error(const struct launch_result *res, char *err, size_t errlen)
+{
+	char msg[1001];
+
+	if (setup_stream_error(res->report.data, res->report.len, msg, sizeof(msg))) {
+		util_seterr(err, errlen, "%s", msg);
+		return;
+	}
+	if (res->cancelled) {
+		util_seterr(err, errlen, "the node is shutting down");
+		return;
+	}
+	runner_step_error(res, RUNNER_SETUP_TIMEOUT, "the set-up commands failed", err, errlen);
+}
+
+int
+runner_run_setup(const char *project_dir, char *err, size_t errlen)
+{
+	char *dir = NULL, *copy = NULL, *home = NULL, *tmpd = NULL, *python = NULL;
+	char *venv = NULL, *supervisor = NULL, *settings = NULL, *budget = NULL, *env[16];
+	size_t ne = 0, settings_len = 0;
+	uid_t uid = runner_setup_uid();
+	struct launch_spec spec;
+	struct launch_result res;
+	struct sandbox_spec sb;
+	const char *ro[8], *rw[6];
+	int r, have_res = 0;
+
+	if (runner.data_dir == NULL || project_dir == NULL) {
+		util_seterr(err, errlen, "the runner is not ready");
+		return -EINVAL;
+	}
+	if (!setup_has_commands(project_dir))
+		return 0;
+	pthread_mutex_lock(&runner_setup_lock);
+	if (runner_aborted()) {
+		util_seterr(err, errlen, "the node is shutting down");
+		r = -ECANCELED;
+		goto out;
+	}
+	/* the commands see the interpreter and packages the tests will see */
+	if ((r = runner_env_as(project_dir, uid, &python, err, errlen)) < 0)
+		goto out;
+	dir = xasprintf("%s/setup", runner.work_dir);
+	copy = xasprintf("%s/project", dir);
+	home = xasprintf("%s/home", dir);
+	tmpd = xasprintf("%s/tmp", dir);
+	settings = runner_read_setup_file(project_dir, &settings_len);
+	(void)launch_kill_uid(uid);
+	if ((r = util_rm_rf(dir)) < 0 || (r = runner_mkdir_owned(dir, uid)) < 0 ||
+	    (r = runner_mkdir_owned(home, uid)) < 0 || (r = runner_mkdir_owned(tmpd, uid)) < 0 ||
+	    (r = util_copy_tree(project_dir, copy, uid, (gid_t)uid)) < 0) {
+		util_seterr(err, errlen, "cannot prepare the set-up folder: %s", strerror(-r));
+		goto out;
+	}
+
+	/* <venv>/bin/python -> <venv> */
+	venv = xstrdup(python);
+	for (int i = 0; i < 2; i++) {
+		char *slash = strrchr(venv, '/');
+		if (slash != NULL)
+			*slash = '\0';
+	}
+	env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
+	env[ne++] = xasprintf("HOME=%s", home);
+	env[ne++] = xasprintf("TMPDIR=%s", tmpd);
+	env[ne++] = xstrdup("USER=meshtest-setup");
+	env[ne++] = xstrdup("LOGNAME=meshtest-setup");
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	{
+		char *src = xasprintf("%s/src", project_dir);
+		struct stat st;
+		if (lstat(src, &st) == 0 && S_ISDIR(st.st_mode))
+			env[ne++] = xasprintf("PYTHONPATH=%s/src:%s", copy, copy);
+		else
+			env[ne++] = xasprintf("PYTHONPATH=%s", copy);
+		free(src);
+	}
+	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
+	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
+	env[ne] = NULL;
+
+	supervisor = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
+	budget = xasprintf("%g", RUNNER_SETUP_TIMEOUT);
+	const char *argv[] = { python, "-I", supervisor, "--commands", budget, NULL };
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = argv;
+	spec.envp = (const char *const *)env;
+	spec.cwd = copy;
+	spec.uid = uid;
+	spec.gid = (gid_t)uid;
+	spec.timeout = RUNNER_SETUP_TIMEOUT + 30; /* the supervisor keeps the budget itself */
+	spec.out_cap = runner.output_cap;
+	spec.report_cap = RUNNER_SETUP_REPORT_CAP;
+	spec.cancel = &runner_cancel;
+	launch_limits_default(&spec.lim);
+	struct runner_view view = {
+		.ro = { runner.lib_dir, venv, runner.py_prefix },
+		.rw = { dir },
+	};
+	if (runner.sandboxed) {
+		runner_view_fill(&sb, ro, rw, &view, uid);
+		sb.tmp_dir = tmpd;
+		sb.chdir = copy;
+		spec.sandbox = &sb;   /* no network, like module runs */
+	}
+	log_info("runner: running the set-up commands of %s as uid %ld", project_dir,
+		 (long)runner_sandbox_uid(uid));
+	r = launch_run(&spec, &res);
+	have_res = 1;
+	if (r < 0) {
+		util_seterr(err, errlen, "cannot run the set-up commands: %s", strerror(-r));
+		goto out;
+	}
+	(void)launch_kill_uid(uid);
+	if (!runner_step_ok(&res)) {
+		runner_setup_error(&res, err, errlen);
+		r = res.cancelled ? -ECANCELED : -EIO;
+		goto out;
+	}
+	r = runner_setup_collect(copy, project_dir, settings, settings_len, err, errlen);
+out:
+	if (dir != NULL) {
+		(void)launch_kill_uid(uid);
+		int e = util_rm_rf(dir);
+		if (e < 0)
+			log_warn("runner: cannot remove %s: %s", dir, strerror(-e));
+	}
+	pthread_mutex_unlock(&runner_setup_lock);
+	if (have_res)
+		launch_result_free(&res);
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(dir);
+	free(copy);
+	free(home);
+	free(tmpd);
+	free(python);
+	free(venv);
+	free(supervisor);
+	free(settings);
+	free(budget);
 	return r;
 }

@@ -10,13 +10,15 @@
 #define MESHTEST_RUNNER_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <jansson.h>
 
 struct runner_config {
 	const char *data_dir;   /* the node's data folder; runner uses <data>/lib, <data>/venvs, <data>/work */
 	const char *python;     /* e.g. /usr/bin/python3 */
 	int slots;
-	long uid_base;          /* slot i runs as uid (and gid) uid_base + i, when we are root */
+	long uid_base;          /* slot i runs as uid (and gid) uid_base + i, when we are root;
+				 * set-up commands as uid_base + slots */
 	size_t output_cap;      /* per stream, e.g. 64 KiB */
 	const char *sandbox;    /* "auto" (NULL), "bwrap" or "none": see runner_init */
 	const char *bwrap;      /* NULL: /usr/bin/bwrap */
@@ -42,6 +44,35 @@ int runner_init(const struct runner_config *cfg, char *err, size_t errlen);
 
 /* 1 when runs use separate unprivileged uids (node is root); 0 otherwise. */
 int runner_isolated(void);
+
+/*
+ * The uid (and gid) set-up commands run as: uid_base + slots, which no slot
+ * uses; (uid_t)-1 (ourselves) when runs are not isolated.
+ */
+uid_t runner_setup_uid(void);
+
+/*
+ * Run the project's set-up commands ONCE, right after fetching, so that what
+ * they make travels in the project's blob: the evaluation's commands (from
+ * project_dir/SETUP_FILE), then those of the project's meshtest.toml or
+ * meshtest.json, in order, each with sh -c in the project root, through
+ * meshtest_supervisor.py --commands. Nothing to do (0) when the project has
+ * no commands (setup_has_commands).
+ *
+ * They run as runner_setup_uid() inside the sandbox (no network, like module
+ * runs) with the project's environment (built as that uid when missing), in
+ * a copy of project_dir under <data>/work/setup owned by that uid, 300 s for
+ * all of them, output capped; one project at a time. On success the copy,
+ * handed back to root:root, replaces project_dir, with SETUP_FILE restored
+ * as it was. Every process of the uid is killed afterwards.
+ *
+ * 0, or a negative errno with err set to one line for the project's error:
+ * "set-up command 2 failed (exit 1): <last line of its stderr>", "set-up
+ * command 1 timed out (300 s for all set-up commands)", "meshtest.toml: ...",
+ * an environment error (runner_prepare_env), or -ECANCELED at shutdown.
+ * project_dir is left as it was when a command failed. Thread-safe.
+ */
+int runner_run_setup(const char *project_dir, char *err, size_t errlen);
 
 /*
  * "bwrap" when every run of submitted code (module runs and environment
@@ -83,7 +114,8 @@ struct runner_module_req {
  * the plugin folder, so the submitted code is imported before anything the
  * node has installed, also by `python3` started through PATH. When the
  * project has a set-up (setup_needed), meshtest_supervisor.py runs inside the
- * same sandbox first (commands, services, readiness) and then pytest; a
+ * same sandbox first (services and their readiness; the commands ran once
+ * after fetching, runner_run_setup) and then pytest; a
  * set-up that fails, or a configuration naming an option no plugin provides,
  * becomes one clear error (setup_fix_result).
  */

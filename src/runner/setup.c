@@ -336,6 +336,43 @@ setup_needed(const char *dir)
 }
 
 int
+setup_has_commands(const char *dir)
+{
+	json_t *doc;
+	int r;
+
+	if (setup_regular(dir, "meshtest.toml") || setup_regular(dir, "meshtest.json"))
+		return 1;
+	doc = setup_read_project(dir);
+	r = json_array_size(json_object_get(json_object_get(doc, "setup"), "commands")) > 0;
+	json_decref(doc);
+	return r;
+}
+
+int
+setup_stream_error(const char *stream, size_t len, char *msg, size_t msglen)
+{
+	int found = 0;
+
+	for (size_t i = 0; stream != NULL && i < len && !found;) {
+		const char *nl = memchr(stream + i, '\n', len - i);
+		size_t n = nl ? (size_t)(nl - (stream + i)) : len - i;
+		if (n > 0 && memmem(stream + i, n, "\"setup_error\"", 13) != NULL) {
+			json_t *ev = json_loadb(stream + i, n, 0, NULL);
+			const char *kind = json_string_value(json_object_get(ev, "ev"));
+			const char *m = json_string_value(json_object_get(ev, "message"));
+			if (kind != NULL && strcmp(kind, "setup_error") == 0) {
+				snprintf(msg, msglen, "%s", m != NULL && *m ? m : "the set-up failed");
+				found = 1;
+			}
+			json_decref(ev);
+		}
+		i += n + 1;
+	}
+	return found;
+}
+
+int
 setup_project_reruns(const char *dir)
 {
 	json_t *doc = setup_read_project(dir);
@@ -416,28 +453,13 @@ int
 setup_fix_result(json_t *result, const char *stream, size_t len, const char *err_text,
 		 const char *copy_dir, const char *module)
 {
-	char *msg = NULL, *opt = NULL, *ini = NULL;
+	char *msg = NULL, *opt = NULL, *ini = NULL, smsg[1001];
 	int changed = 0;
 
 	if (module == NULL)
 		module = "<collection>";
-	for (size_t i = 0; stream != NULL && i < len && msg == NULL;) {
-		const char *nl = memchr(stream + i, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - (stream + i)) : len - i;
-		if (n > 0 && memmem(stream + i, n, "\"setup_error\"", 13) != NULL) {
-			json_t *ev = json_loadb(stream + i, n, 0, NULL);
-			const char *kind = json_string_value(json_object_get(ev, "ev"));
-			const char *m = json_string_value(json_object_get(ev, "message"));
-			if (kind != NULL && strcmp(kind, "setup_error") == 0)
-				msg = xstrdup(m != NULL && *m ? m : "the set-up failed");
-			json_decref(ev);
-		}
-		i += n + 1;
-	}
-	if (msg != NULL) {
-		if (strlen(msg) > 1000)
-			msg[1000] = '\0';
-		setup_make_error(result, module, msg);
+	if (setup_stream_error(stream, len, smsg, sizeof(smsg))) {
+		setup_make_error(result, module, smsg);
 		json_object_set_new(result, "setup_failed", json_true());
 		changed = 1;
 		goto out;

@@ -1,6 +1,7 @@
 /*
- * setup.h - what real projects need around their tests: set-up commands and
- * services (run by meshtest_supervisor.py inside the module's sandbox),
+ * setup.h - what real projects need around their tests: set-up commands (run
+ * once after fetching, runner_run_setup) and services (started before each
+ * module by meshtest_supervisor.py inside the module's sandbox),
  * reruns of failed modules, instructor tests that replace a project's own,
  * and clear messages for set-ups and pytest configurations that cannot work.
  *
@@ -51,6 +52,20 @@ int setup_write_project(const char *dir, json_t *settings);
 
 /* 1 when a module run of this project needs the supervisor (any set-up). */
 int setup_needed(const char *dir);
+
+/*
+ * 1 when the project may have set-up commands to run once after fetching:
+ * the evaluation's set-up in dir/SETUP_FILE lists commands, or the project
+ * has its own meshtest.toml / meshtest.json (which only Python reads).
+ */
+int setup_has_commands(const char *dir);
+
+/*
+ * 1 when the report stream (JSON lines) holds {"ev": "setup_error",
+ * "message": m}: m (or "the set-up failed" when empty) goes to msg,
+ * truncated to msglen. 0 otherwise. Pure.
+ */
+int setup_stream_error(const char *stream, size_t len, char *msg, size_t msglen);
 
 /* "reruns" from dir/SETUP_FILE: 0..SETUP_RERUNS_MAX (0 when absent or bad). */
 int setup_project_reruns(const char *dir);

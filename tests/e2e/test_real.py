@@ -6,6 +6,7 @@ Every project is generated here; every expected number is a literal."""
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 import time
@@ -96,19 +97,41 @@ def submit(node, src, tmp_path, fields, name="sub.zip"):
 @pytest.mark.timeout(240)
 def test_services_on_a_fixed_port_in_parallel(node, tmp_path):
     """Two chat projects whose tests need `python3 server.py` on port 5000
-    (the evaluation's set-up), graded at once on 2 slots; one project adds a
-    set-up command of its own, one a service that never gets ready."""
+    (the evaluation's set-up), graded at once on 2 slots; one project adds
+    set-up commands of its own (run ONCE, after fetching, not per module), one
+    a service that never gets ready, and one a set-up command that fails (the
+    project's error; the others are graded as usual)."""
     src = tmp_path / "src"
     write_chat(str(src), "alice")
     bob = write_chat(str(src), "bob")
-    # bob's own file: a command run after fetching, before the services
+    # bob's own file: commands run once after fetching, before any module
     write(bob, "meshtest.toml", """
-        commands = ["python3 -c \\"open('generated.txt', 'w').write('made')\\""]
+        commands = ["python3 -c \\"open('generated.txt', 'w').write('made')\\"",
+                    "echo x >> once.txt",
+                    "id -u > setup_uid.txt"]
         """)
     write(bob, "tests/test_generated.py", """
+        import os
+
+
         def test_generated():
             assert open("generated.txt").read() == "made"
+            # appended by a set-up command: once in all, not once per module
+            assert open("once.txt").read() == "x\\n"
+            # the set-up uid (uid base + slots) is none of the slots' uids
+            assert int(open("setup_uid.txt").read()) != os.getuid()
         """)
+    write(bob, "tests/test_once.py", """
+        def test_once():
+            assert open("once.txt").read().splitlines() == ["x"]
+        """)
+    broken = str(src / "broken")
+    write(broken, "meshtest.toml", """
+        commands = ["echo fine > fine.txt",
+                    "echo 'gen.py: no such input' >&2; exit 1",
+                    "echo never > never.txt"]
+        """)
+    write(broken, "tests/test_ok.py", "def test_ok():\n    assert True\n")
     stuck = write_chat(str(src), "stuck")
     os.remove(os.path.join(stuck, "tests", "test_chat_b.py"))
     write(stuck, "meshtest.json", json.dumps({"services": [
@@ -120,10 +143,17 @@ def test_services_on_a_fixed_port_in_parallel(node, tmp_path):
     js = wait_done(node, eid, timeout=200)
     assert js["status"] == "done", js
     assert js["nota_final_per_project"] == {"alice": approx(20.0), "bob": approx(20.0),
-                                            "stuck": approx(0.0)}
+                                            "stuck": approx(0.0), "broken": 0}
+    b = js["projects"]["broken"]
+    assert b["error"] == "set-up command 2 failed (exit 1): gen.py: no such input", b
+    assert (b["grade"], b["passed"], b["failed"]) == (0, 0, 0), b
+    assert js["projects"]["bob"]["error"] is None
     res = by_project(get_results(node, eid))
     assert (res["alice"]["passed"], res["alice"]["failed"]) == (6, 0)
-    assert (res["bob"]["passed"], res["bob"]["failed"]) == (7, 0)
+    assert (res["bob"]["passed"], res["bob"]["failed"]) == (8, 0)
+    assert sorted(modules_of(res["bob"])) == [
+        "tests/test_chat_a.py", "tests/test_chat_b.py", "tests/test_generated.py",
+        "tests/test_once.py"]
     (m,) = res["stuck"]["modules"]
     assert (m["passed"], m["failed"], m["errors"]) == (0, 1, 1)
     assert m["outcome"] == "infra_error"
@@ -133,6 +163,14 @@ def test_services_on_a_fixed_port_in_parallel(node, tmp_path):
     # the module really ran at once on both slots
     log = node.log_text()
     assert "slot 0 runs" in log and "slot 1 runs" in log
+    # set-up commands ran as uid base + slots, once per project that may have
+    # commands: bob, broken and stuck (its meshtest.json, which only Python reads)
+    first, last, setup_uid = map(int, re.search(
+        r"slots run as uids (\d+)\.\.(\d+), set-up commands as uid (\d+)", log).groups())
+    assert (last - first, setup_uid) == (1, last + 1)
+    assert log.count("running the set-up commands of ") == 3
+    assert len(re.findall(r"running the set-up commands of \S+ as uid %d\n" % setup_uid,
+                          log)) == 3
 
 
 @pytest.mark.timeout(120)

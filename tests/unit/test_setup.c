@@ -1,6 +1,8 @@
 /*
  * test_setup.c - set-up settings, the per-project settings file, instructor
- * tests, set-up and configuration error messages, and merging reruns.
+ * tests, set-up and configuration error messages, merging reruns, and the
+ * set-up commands that run once after fetching (runner_run_setup, for real:
+ * as root it runs them through bubblewrap as the set-up uid).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include "core/util.h"
+#include "runner/runner.h"
 #include "runner/setup.h"
 
 static char *
@@ -384,6 +387,172 @@ test_should_rerun(void **state)
 	json_decref(r);
 }
 
+
+static void
+test_has_commands(void **state)
+{
+	char *dir = mktmp(), *path;
+	json_t *settings;
+
+	(void)state;
+	assert_int_equal(setup_has_commands(dir), 0);
+	/* services alone: nothing to run after fetching */
+	settings = json_pack("{s:{s:[], s:[{s:s}]}}", "setup", "commands", "services",
+			     "command", "./srv");
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	assert_int_equal(setup_has_commands(dir), 0);
+	assert_int_equal(setup_needed(dir), 1);
+	json_decref(settings);
+	settings = json_pack("{s:{s:[s]}}", "setup", "commands", "make");
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	assert_int_equal(setup_has_commands(dir), 1);
+	json_decref(settings);
+	settings = json_pack("{s:i}", "reruns", 1);
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	assert_int_equal(setup_has_commands(dir), 0);
+	json_decref(settings);
+	/* the project's own file: only Python reads it, so maybe */
+	put(dir, "meshtest.json", "{\"commands\": [\"make\"]}");
+	assert_int_equal(setup_has_commands(dir), 1);
+	path = xasprintf("%s/meshtest.json", dir);
+	assert_int_equal(unlink(path), 0);
+	/* a link is not a project file */
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	assert_int_equal(setup_has_commands(dir), 0);
+	free(path);
+	put(dir, "meshtest.toml", "commands = []\n");
+	assert_int_equal(setup_has_commands(dir), 1);
+	util_rm_rf(dir);
+	free(dir);
+}
+
+static void
+test_stream_error(void **state)
+{
+	char msg[64] = "";
+	const char *s1 = "{\"ev\":\"start\"}\n{\"ev\":\"setup_error\",\"message\":\"set-up "
+			 "command 2 failed (exit 1): bad\"}\n";
+	const char *s2 = "{\"ev\":\"setup_error\",\"message\":\"\"}";
+	const char *s3 = "{\"ev\":\"test\",\"nodeid\":\"setup_error\"}\n"
+			 "{\"ev\":\"setup_error\",\"message\":\"0123456789012345678901234567"
+			 "8901234567890123456789012345678901234567890123456789\"}\n";
+	const char *s4 = "{\"ev\":\"note\",\"message\":\"\\\"setup_error\\\"\"}\n";
+
+	(void)state;
+	assert_int_equal(setup_stream_error(s1, strlen(s1), msg, sizeof(msg)), 1);
+	assert_string_equal(msg, "set-up command 2 failed (exit 1): bad");
+	assert_int_equal(setup_stream_error(s2, strlen(s2), msg, sizeof(msg)), 1);
+	assert_string_equal(msg, "the set-up failed");
+	assert_int_equal(setup_stream_error(s3, strlen(s3), msg, sizeof(msg)), 1);
+	assert_string_equal(msg, "012345678901234567890123456789012345678901234567890123456789"
+			    "012");
+	strcpy(msg, "untouched");
+	assert_int_equal(setup_stream_error(s4, strlen(s4), msg, sizeof(msg)), 0);
+	assert_int_equal(setup_stream_error(NULL, 0, msg, sizeof(msg)), 0);
+	assert_string_equal(msg, "untouched");
+}
+
+static char *
+slurp(const char *dir, const char *rel)
+{
+	char *path = xasprintf("%s/%s", dir, rel), *text = NULL;
+	size_t len;
+
+	if (util_read_file(path, 1 << 16, &text, &len) < 0)
+		text = NULL;
+	free(path);
+	return text;
+}
+
+/* Real set-up runs: only as root (the set-up uid) and with /usr/bin/python3. */
+static void
+test_run_setup(void **state)
+{
+	char *data = mktmp(), *proj = mktmp(), err[1024] = "", *t;
+	struct runner_config rc;
+	json_t *settings;
+	struct stat st;
+	long base = 400000 + (long)(getpid() % 1000) * 64;
+
+	(void)state;
+	if (geteuid() != 0 || access("/usr/bin/python3", X_OK) < 0) {
+		util_rm_rf(data);
+		util_rm_rf(proj);
+		free(data);
+		free(proj);
+		skip();
+	}
+	memset(&rc, 0, sizeof(rc));
+	rc.data_dir = data;
+	rc.python = "/usr/bin/python3";
+	rc.slots = 2;
+	rc.uid_base = base;
+	assert_int_equal(chmod(data, 0711), 0);
+	assert_int_equal(runner_init(&rc, err, sizeof(err)), 0);
+	assert_int_equal(runner_setup_uid(), (uid_t)(base + 2));
+
+	/* nothing to run: the folder is left alone */
+	put(proj, "tests/test_a.py", "def test_a():\n    pass\n");
+	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), 0);
+
+	/* evaluation commands first, then the project's; the settings file survives */
+	settings = json_pack("{s:{s:[s]}}", "setup", "commands", "echo eval >> order.txt");
+	assert_int_equal(setup_write_project(proj, settings), 0);
+	json_decref(settings);
+	put(proj, "meshtest.toml", "commands = [\"echo x >> generated.txt\", "
+	    "\"id -u > uid.txt\", \"echo project >> order.txt\", "
+	    "\"echo junk > .meshtest-evaluation.json\", \"echo to-stdout\"]\n");
+	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), 0);
+	t = slurp(proj, "generated.txt");
+	assert_string_equal(t, "x\n");
+	free(t);
+	t = slurp(proj, "order.txt");
+	assert_string_equal(t, "eval\nproject\n");
+	free(t);
+	t = slurp(proj, "uid.txt");
+	char want[32];
+	snprintf(want, sizeof(want), "%ld\n", base + 2);
+	assert_string_equal(t, want);
+	free(t);
+	t = slurp(proj, SETUP_FILE);
+	assert_string_equal(t, "{\"setup\":{\"commands\":[\"echo eval >> order.txt\"]}}");
+	free(t);
+	t = xasprintf("%s/generated.txt", proj);
+	assert_int_equal(lstat(t, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(st.st_gid, 0);
+	free(t);
+	assert_int_equal(lstat(proj, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+
+	/* a failing command: one line, and the folder as it was; commands are
+	 * numbered in run order, the evaluation's (1) first */
+	put(proj, "meshtest.toml", "commands = [\"echo y >> generated.txt\", "
+	    "\"echo first >&2; echo 'no such tool' >&2; exit 1\", \"echo z >> generated.txt\"]\n");
+	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "set-up command 3 failed (exit 1): no such tool");
+	t = slurp(proj, "generated.txt");
+	assert_string_equal(t, "x\n");
+	free(t);
+
+	/* a bad project file is the project's error too */
+	put(proj, "meshtest.toml", "commands = [\n");
+	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), -EIO);
+	assert_true(util_starts_with(err, "meshtest.toml: "));
+
+	/* nothing of the set-up uid is left running */
+	put(proj, "meshtest.toml", "commands = [\"(sleep 100 &) ; true\"]\n");
+	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), 0);
+	t = xasprintf("%s/work/setup", data);
+	assert_int_equal(access(t, F_OK), -1);
+	free(t);
+
+	util_rm_rf(data);
+	util_rm_rf(proj);
+	free(data);
+	free(proj);
+}
+
 int
 main(void)
 {
@@ -397,6 +566,9 @@ main(void)
 		cmocka_unit_test(test_fix_config_error),
 		cmocka_unit_test(test_merge_runs),
 		cmocka_unit_test(test_should_rerun),
+		cmocka_unit_test(test_has_commands),
+		cmocka_unit_test(test_stream_error),
+		cmocka_unit_test(test_run_setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,15 +1,25 @@
-# meshtest_supervisor.py - set-up commands and services around one module run.
+# meshtest_supervisor.py - set-up commands once after fetching, and services
+# around one module run.
 #
+#   python meshtest_supervisor.py --commands <seconds>
 #   python meshtest_supervisor.py -- <python> -m pytest ...
 #
-# Runs inside the module's sandbox (same network namespace, same slot user,
-# the project copy as working directory), in place of pytest, when the
-# evaluation or the project has a set-up. Reads the evaluation's set-up from
-# .meshtest-evaluation.json (written by the node's fetcher) and the project's
-# own from meshtest.toml or meshtest.json, runs the commands, starts the
-# services and waits until each is ready, runs pytest as a child (fd 3, the
-# report pipe, is inherited), then stops the services (SIGTERM, then SIGKILL
-# of their process groups) and exits as pytest did.
+# Reads the evaluation's set-up from .meshtest-evaluation.json (written by the
+# node's fetcher) and the project's own from meshtest.toml or meshtest.json.
+#
+# --commands: run by the node once per project, right after fetching, inside
+# a sandbox as the set-up uid with the project folder as working directory
+# (runner_run_setup): runs the commands in order, all of them within the
+# given seconds, each with stdout passed on and the tail of stderr kept for
+# the message. Exit 0 when all succeeded.
+#
+# --: run inside the module's sandbox (same network namespace, same slot
+# user, the project copy as working directory), in place of pytest, when the
+# evaluation or the project has a set-up. Does NOT run the commands (they ran
+# once after fetching); starts the services and waits until each is ready,
+# runs pytest as a child (fd 3, the report pipe, is inherited), then stops
+# the services (SIGTERM, then SIGKILL of their process groups) and exits as
+# pytest did.
 #
 # A set-up that fails (bad file, command failing, service never ready) is
 # written to fd 3 as {"ev": "setup_error", "message": ...}; pytest is then not
@@ -21,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 EVAL_FILE = ".meshtest-evaluation.json"
@@ -31,7 +42,8 @@ MAX_SERVICES = 8
 MAX_CMD = 4096
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 600.0
-COMMAND_TIMEOUT = 600.0
+COMMAND_BUDGET = 300.0
+STDERR_TAIL = 4096
 STOP_GRACE = 5.0
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LOG_DIR = os.environ.get("TMPDIR") or "/tmp"
@@ -181,22 +193,55 @@ def _status(rc):
     return "killed by signal %d" % -rc if rc < 0 else "status %d" % rc
 
 
-def run_commands(cmds):
+def _last_line(data):
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines()]
+    lines = [ln for ln in lines if ln]
+    return lines[-1][:300] if lines else ""
+
+
+def _pump_stderr(pipe, tail):
+    """Pass the command's stderr on (the node caps it); keep its last bytes."""
+    while True:
+        try:
+            chunk = os.read(pipe.fileno(), 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tail[0] = (tail[0] + chunk)[-STDERR_TAIL:]
+        try:
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+        except OSError:
+            pass
+
+
+def run_commands(cmds, budget):
+    """Run every command in order, all within budget seconds."""
+    deadline = time.monotonic() + budget
     for i, cmd in enumerate(cmds):
-        log = os.path.join(LOG_DIR, "meshtest-setup-%d.log" % (i + 1))
-        with open(log, "wb") as out:
+        tail = [b""]
+        p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        t = threading.Thread(target=_pump_stderr, args=(p.stderr, tail), daemon=True)
+        t.start()
+        try:
+            rc = p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             try:
-                rc = subprocess.run(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    timeout=COMMAND_TIMEOUT,
-                                    start_new_session=True).returncode
-            except subprocess.TimeoutExpired:
-                raise SetupError("setup command %d timed out after %g s" %
-                                 (i + 1, COMMAND_TIMEOUT))
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
+            raise SetupError("set-up command %d timed out (%g s for all set-up commands)"
+                             % (i + 1, budget))
+        finally:
+            t.join(1.0)
         if rc != 0:
-            last = _tail(log)
-            raise SetupError("setup command %d (%s) failed with %s%s" % (
-                i + 1, cmd[:100], _status(rc), ": " + last if last else ""))
+            last = _last_line(tail[0])
+            how = "exit %d" % rc if rc > 0 else "killed by signal %d" % -rc
+            raise SetupError("set-up command %d failed (%s)%s" % (
+                i + 1, how, ": " + last if last else ""))
 
 
 def _port_open(port):
@@ -262,23 +307,42 @@ def stop_services(running):
             pass
 
 
+def _fail(e):
+    msg = " ".join(str(e).split())
+    _report({"ev": "setup_error", "message": msg})
+    sys.stderr.write("meshtest: %s\n" % msg)
+    return 3
+
+
+def main_commands(budget):
+    try:
+        cmds, _ = load()
+        run_commands(cmds, budget)
+    except SetupError as e:
+        return _fail(e)
+    return 0
+
+
 def main():
     argv = sys.argv[1:]
+    if len(argv) == 2 and argv[0] == "--commands":
+        try:
+            budget = float(argv[1])
+        except ValueError:
+            budget = COMMAND_BUDGET
+        return main_commands(budget)
     if len(argv) < 2 or argv[0] != "--":
-        sys.stderr.write("usage: meshtest_supervisor.py -- <command>...\n")
+        sys.stderr.write("usage: meshtest_supervisor.py --commands <seconds> | "
+                         "-- <command>...\n")
         return 2
     running = []
     child = None
     try:
         try:
-            cmds, svcs = load()
-            run_commands(cmds)
+            _, svcs = load()  # the commands ran once, after fetching
             start_services(svcs, running)
         except SetupError as e:
-            msg = " ".join(str(e).split())
-            _report({"ev": "setup_error", "message": msg})
-            sys.stderr.write("meshtest: %s\n" % msg)
-            return 3
+            return _fail(e)
         child = subprocess.Popen(argv[1:], pass_fds=(3,) if _has_fd3() else ())
         rc = child.wait()
     finally:
