@@ -25,14 +25,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_single import free_port, http, run_meshtest, zip_corpus  # noqa: E402
+from bench_single import (Node, free_port, http, run_meshtest,  # noqa: E402
+                          zip_corpus)
 
 
 # --------------------------------------------------------------------------
@@ -82,69 +81,15 @@ def make_corpus(root, projects, modules, tests, sleep, fail_every):
 # nodes
 # --------------------------------------------------------------------------
 
-class ClusterNode:
-    """One `meshtest serve` on loopback (run_meshtest needs .base/.tail)."""
-
-    def __init__(self, binary, work, name, slots, seeds, extra, port=None):
-        self.port = port or free_port()
-        self.addr = f"127.0.0.1:{self.port}"
-        self.base = f"http://{self.addr}"
-        self.log_path = os.path.join(work, f"{name}.log")
-        self.cmd = [binary, "serve", "--listen", self.addr,
-                    "--data-dir", os.path.join(work, f"{name}-data"),
-                    "--slots", str(slots)]
-        if seeds:
-            self.cmd += ["--seeds", seeds]
-        self.cmd += extra
-        self.proc = None
-
-    def start(self, timeout=20.0):
-        log = open(self.log_path, "wb")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log,
-                                     start_new_session=True)
-        log.close()
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                sys.exit(f"bench: meshtest serve exited with "
-                         f"{self.proc.returncode}:\n{self.tail()}")
-            try:
-                st, _ = http("GET", self.base + "/health", timeout=2)
-                if st == 200:
-                    return time.monotonic() - t0
-            except OSError:
-                pass
-            time.sleep(0.05)
-        sys.exit(f"bench: node {self.addr} not ready after {timeout}s:\n"
-                 f"{self.tail()}")
-
-    def peers(self):
-        try:
-            st, raw = http("GET", self.base + "/network/peers", timeout=3)
-        except OSError:
-            return None
-        if st != 200:
-            return None
-        return set(json.loads(raw).get("peers", []))
-
-    def tail(self, n=40):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"".join(f.readlines()[-n:]).decode(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        p, self.proc = self.proc, None
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+def peers(node):
+    """The alive peers a node names (GET /network/peers), or None."""
+    try:
+        st, raw = http("GET", node.base + "/network/peers", timeout=3)
+    except OSError:
+        return None
+    if st != 200:
+        return None
+    return set(json.loads(raw).get("peers", []))
 
 
 def start_cluster(binary, work, n, slots, extra):
@@ -152,14 +97,15 @@ def start_cluster(binary, work, n, slots, extra):
     others as alive."""
     ports = [free_port() for _ in range(n)]
     seeds = f"127.0.0.1:{ports[0]}" if n > 1 else ""
-    nodes = [ClusterNode(binary, work, f"c{n}-node{i + 1}", slots, seeds,
-                         extra, port) for i, port in enumerate(ports)]
+    nodes = [Node(binary, work, slots, extra, name=f"c{n}-node{i + 1}",
+                  seeds=seeds, port=port, ready_path="/health")
+             for i, port in enumerate(ports)]
     for nd in nodes:
         nd.start()
     everyone = {nd.addr for nd in nodes}
     t0 = time.monotonic()
     while n > 1:
-        if all(nd.peers() == everyone - {nd.addr} for nd in nodes):
+        if all(peers(nd) == everyone - {nd.addr} for nd in nodes):
             break
         if time.monotonic() - t0 > 20:
             for nd in nodes:

@@ -195,13 +195,23 @@ def multipart(fields, file_name, file_bytes):
 
 
 class Node:
-    def __init__(self, binary, work, slots, extra):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(work, "node.log")
-        self.cmd = [binary, "serve", "--listen", f"127.0.0.1:{self.port}",
-                    "--data-dir", os.path.join(work, "node-data"),
-                    "--slots", str(slots)] + extra
+    """One `meshtest serve` on a loopback port (free_port() unless given),
+    logging to <work>/<name>.log with its data in <work>/<name>-data, seeded
+    with seeds when given; start() waits until GET ready_path answers 200."""
+
+    def __init__(self, binary, work, slots, extra, name="node", seeds="",
+                 port=None, ready_path="/evaluation"):
+        self.port = port or free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.base = f"http://{self.addr}"
+        self.ready_path = ready_path
+        self.log_path = os.path.join(work, f"{name}.log")
+        self.cmd = [binary, "serve", "--listen", self.addr,
+                    "--data-dir", os.path.join(work, f"{name}-data"),
+                    "--slots", str(slots)]
+        if seeds:
+            self.cmd += ["--seeds", seeds]
+        self.cmd += extra
         self.proc = None
 
     def start(self, timeout=20.0):
@@ -216,14 +226,15 @@ class Node:
                 sys.exit(f"bench: meshtest serve exited with "
                          f"{self.proc.returncode}:\n{self.tail()}")
             try:
-                st, _ = http("GET", self.base + "/evaluation", timeout=2)
+                st, _ = http("GET", self.base + self.ready_path, timeout=2)
                 if st == 200:
                     return time.monotonic() - t0
             except OSError:
                 pass
             time.sleep(0.05)
         self.stop()
-        sys.exit(f"bench: node not ready after {timeout}s:\n{self.tail()}")
+        sys.exit(f"bench: node {self.addr} not ready after {timeout}s:\n"
+                 f"{self.tail()}")
 
     def tail(self, n=40):
         try:

@@ -5,6 +5,7 @@ inside pytest's tmp_path, and talks to them over HTTP with urllib/http.client
 only (no third-party packages).
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -101,15 +102,20 @@ def http_request(port, method, path, body=None, headers=None, timeout=30):
                     conn.send(view[i:i + 65536])
         except (BrokenPipeError, ConnectionResetError):
             pass
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        return resp.status, parsed, raw
+        return read_response(conn)
     finally:
         conn.close()
+
+
+def read_response(conn):
+    """(status, parsed JSON or None, raw bytes) of conn's response."""
+    resp = conn.getresponse()
+    raw = resp.read()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    return resp.status, parsed, raw
 
 
 class Node:
@@ -146,6 +152,10 @@ class Node:
                 os.chmod(d, stat.S_IMODE(mode) | stat.S_IXOTH)
             d = os.path.dirname(d)
 
+    def env_extra(self):
+        """Variables added to the node's environment (none here)."""
+        return {}
+
     def start(self, ready_timeout=10.0):
         assert self.proc is None, "node already running"
         os.makedirs(self.base_dir, exist_ok=True)
@@ -156,6 +166,7 @@ class Node:
                   .encode())
         log.flush()
         env = dict(os.environ)
+        env.update(self.env_extra())
         if ASAN:
             env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL,
@@ -172,8 +183,7 @@ class Node:
                     f"meshtest exited with {self.proc.returncode} during "
                     f"startup:\n{self.log_tail(80)}")
             try:
-                st, _, _ = http_request(self.port, "GET", "/health",
-                                        timeout=2)
+                st, _, _ = self.request("GET", "/health", timeout=2)
                 if st == 200:
                     return self
                 last = f"status {st}"
@@ -346,6 +356,104 @@ def stray_processes(node, needle):
     return found
 
 
+def close_nodes(nodes):
+    """Close every node (stop, ASan check); returns the errors."""
+    errors = []
+    for n in nodes:
+        try:
+            n.close()
+        except AssertionError as e:
+            errors.append(str(e))
+    return errors
+
+
+def close_all(nodes):
+    """Close every node, then fail with all the errors, if any."""
+    errors = close_nodes(nodes)
+    assert not errors, "\n".join(errors)
+
+
+# --------------------------------------------------------------------------
+# clusters (loopback; tests/e2e/netns.py builds on these)
+# --------------------------------------------------------------------------
+
+POLL = 0.1
+
+
+def wait_for(pred, timeout, what, interval=POLL, explain=None):
+    """Poll pred until true; returns the seconds it took. On timeout the
+    AssertionError says explain() when given, else what."""
+    t0 = time.monotonic()
+    while True:
+        if pred():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(explain() if explain is not None else
+                                 f"{what}: not within {timeout:.1f} s")
+        time.sleep(interval)
+
+
+def peers_view(node, timeout=5):
+    """GET /network/peers of a node, or None if it does not answer."""
+    try:
+        st, js, _ = node.request("GET", "/network/peers", timeout=timeout)
+    except OSError:
+        return None
+    if st != 200 or not isinstance(js, dict):
+        return None
+    return js
+
+
+def alive_peers(node):
+    """The set of alive peers a node names, or None."""
+    v = peers_view(node)
+    return None if v is None else set(v.get("peers", []))
+
+
+def peers_converged(nodes):
+    """Every node names exactly the others as its alive peers."""
+    everyone = {n.addr for n in nodes}
+    return all(alive_peers(n) == everyone - {n.addr} for n in nodes)
+
+
+def wait_converged(nodes, timeout=10.0, converged=peers_converged):
+    """Wait until converged(nodes); returns the seconds it took."""
+    return wait_for(
+        lambda: converged(nodes), timeout, "convergence",
+        explain=lambda: (f"no convergence within {timeout} s: " + json.dumps(
+            {n.addr: peers_view(n) for n in nodes}, indent=1)))
+
+
+def loop_nodes(base, n, prefix, seed_port=None, first=1):
+    """n loopback Nodes (not started) named prefix+first, prefix+first+1,
+    ..., all seeded with the first one (or with 127.0.0.1:seed_port)."""
+    ports = [free_port() for _ in range(n)]
+    seed = f"127.0.0.1:{seed_port or ports[0]}"
+    return [Node(base, ["--seeds", seed], port=p, name=f"{prefix}{i + first}")
+            for i, p in enumerate(ports)]
+
+
+@contextlib.contextmanager
+def running(nodes, converge=True):
+    """Start the nodes (and wait for convergence); close them all after."""
+    try:
+        for n in nodes:
+            n.start()
+        if converge:
+            wait_converged(nodes)
+        yield nodes
+    finally:
+        close_all(nodes)
+
+
+def eval_paths(eids):
+    """/evaluation, /stats and every evaluation's status and results."""
+    out = ["/evaluation", "/stats"]
+    for e in eids:
+        out += [f"/evaluation/{e}", f"/evaluation/{e}/results"]
+    return out
+
+
 def run_cli(*args, timeout=120):
     return subprocess.run([MESHTEST_BIN, *args], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
@@ -369,13 +477,7 @@ def make_node(tmp_path):
         return n
 
     yield factory
-    errors = []
-    for n in nodes:
-        try:
-            n.close()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, "\n".join(errors)
+    close_all(nodes)
 
 
 @pytest.fixture

@@ -13,18 +13,18 @@ keeps the namespace it was created in).
 Needs root (CI and this machine run the suite as root).
 """
 
+import contextlib
 import ctypes
 import http.client
-import json
 import os
 import random
 import secrets
 import signal
 import subprocess
 import threading
-import time
 
-from conftest import ASAN, MESHTEST_BIN, SLOTS, Node, _LIVE_NODES
+from conftest import (MESHTEST_BIN, SLOTS, Node, close_nodes, read_response,
+                      wait_converged)
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -73,13 +73,7 @@ def ns_http(ns, host, port, method, path, body=None, headers=None,
     conn.sock = sock
     try:
         conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        return resp.status, parsed, raw
+        return read_response(conn)
     finally:
         conn.close()
 
@@ -150,6 +144,7 @@ class NsNode(Node):
         self.secrets_env = dict(secrets_env or {})
 
     def cmd(self):
+        # `ip netns exec` execs the node: the pid is the node's own
         return ["ip", "netns", "exec", self.ns, MESHTEST_BIN, "serve",
                 "--listen", self.addr, "--advertise", self.addr,
                 "--data-dir", self.data_dir, "--slots", str(SLOTS),
@@ -160,50 +155,43 @@ class NsNode(Node):
         return ns_http(self.ns, self.ip, self.port, method, path, body,
                        headers, timeout)
 
-    def start(self, ready_timeout=10.0):
-        assert self.proc is None, "node already running"
-        os.makedirs(self.base_dir, exist_ok=True)
-        self._make_reachable()
-        self.starts += 1
-        log = open(self.log_path, "ab")
-        log.write(f"==== start #{self.starts}: {' '.join(self.cmd())}\n"
-                  .encode())
-        log.flush()
-        env = dict(os.environ)
-        env.update(self.secrets_env)
-        if ASAN:
-            env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        # `ip netns exec` execs the node: the pid is the node's own
-        self.proc = subprocess.Popen(self.cmd(), stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log, env=env,
-                                     start_new_session=True)
-        log.close()
-        if self not in _LIVE_NODES:
-            _LIVE_NODES.append(self)
-        deadline = time.monotonic() + ready_timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"meshtest exited with {self.proc.returncode} during "
-                    f"startup:\n{self.log_tail(80)}")
-            try:
-                st, _, _ = self.request("GET", "/health", timeout=2)
-                if st == 200:
-                    return self
-                last = f"status {st}"
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.1)
-        raise AssertionError(f"node {self.addr} not healthy after "
-                             f"{ready_timeout}s ({last}):\n"
-                             f"{self.log_tail(80)}")
+    def env_extra(self):
+        return self.secrets_env
 
 
 def cluster_secrets():
     """Fresh random secrets (64 hex characters each) for a test cluster."""
     return {"MESHTEST_CLUSTER_KEY": secrets.token_hex(32),
             "MESHTEST_API_TOKEN": secrets.token_hex(32)}
+
+
+@contextlib.contextmanager
+def ns_cluster(base, prefix, n=3, converge=False):
+    """n NsNodes in the n namespaces of a fresh NetnsCluster, listening on
+    port 7000, all seeded with the first's address and sharing fresh
+    cluster_secrets(); named prefix + a, b, .... Yields (cluster, nodes,
+    secrets) once every node is healthy (and, with converge, once they see
+    each other); then closes the nodes and deletes the namespaces."""
+    assert os.geteuid() == 0, "the namespace tests must run as root"
+    cl = NetnsCluster(n)
+    nodes = []
+    sec = cluster_secrets()
+    try:
+        cl.setup()
+        seed = f"{cl.ips[0]}:7000"
+        for i, (ns, ip) in enumerate(zip(cl.names, cl.ips)):
+            nodes.append(NsNode(base, ns, ip, 7000, ["--seeds", seed],
+                                name=f"{prefix}{chr(ord('a') + i)}",
+                                secrets_env=sec))
+        for node in nodes:
+            node.start()
+        if converge:
+            wait_converged(nodes)
+        yield cl, nodes, sec
+    finally:
+        errors = close_nodes(nodes)
+        errors += cl.teardown()
+        assert not errors, "\n".join(errors)
 
 
 class Busy:

@@ -11,33 +11,19 @@ which b must never be declared dead (indirect probes reach it), each both
 on an idle machine and with every core kept busy by other processes.
 """
 
-import json
-import os
 import re
 import time
 
 import pytest
 
-from conftest import Node, free_port
-from netns import Busy, NetnsCluster, NsNode, cluster_secrets
-
-POLL = 0.1
+import conftest
+from conftest import loop_nodes, peers_view as view_of, running, wait_for
+from netns import Busy, ns_cluster
 
 
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def view_of(node, timeout=5):
-    """GET /network/peers of a node, or None if it does not answer."""
-    try:
-        st, js, _ = node.request("GET", "/network/peers", timeout=timeout)
-    except OSError:
-        return None
-    if st != 200 or not isinstance(js, dict):
-        return None
-    return js
-
 
 def state_in(view, addr):
     for m in view.get("members", []):
@@ -60,17 +46,6 @@ def converged(nodes):
     return True
 
 
-def wait_for(pred, timeout, what):
-    """Poll pred until true; returns the seconds it took."""
-    t0 = time.monotonic()
-    while True:
-        if pred():
-            return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.1f} s")
-        time.sleep(POLL)
-
-
 def all_report(nodes, addr, state):
     """Every node reports addr in state (and, unless alive, not a peer)."""
     for n in nodes:
@@ -91,42 +66,34 @@ def describe(nodes, addr):
 
 
 def wait_converged(nodes, timeout=10):
-    try:
-        return wait_for(lambda: converged(nodes), timeout, "convergence")
-    except AssertionError:
-        views = {n.addr: view_of(n) for n in nodes}
-        raise AssertionError(f"no convergence within {timeout} s: "
-                             f"{json.dumps(views, indent=1)}")
+    """conftest.wait_converged, also with every member's state alive."""
+    return conftest.wait_converged(nodes, timeout, converged)
 
 
 def kill_and_restart(nodes, victim, limit=6.0):
     """kill -9 victim: dead everywhere within limit; restart it on the same
     address: alive everywhere within limit (both measured here)."""
     others = [n for n in nodes if n is not victim]
+
+    def within(t0, pred, failure):
+        """Seconds from t0 until pred, asserted <= limit."""
+        wait_for(pred, limit - (time.monotonic() - t0), failure,
+                 explain=lambda: f"{failure}: {describe(others, victim.addr)}")
+        took = time.monotonic() - t0
+        assert took <= limit
+        return took
+
     t0 = time.monotonic()
     victim.kill9()
-    try:
-        wait_for(lambda: all_report(others, victim.addr, "dead"),
-                 limit - (time.monotonic() - t0), "dead everywhere")
-    except AssertionError:
-        raise AssertionError(f"{victim.addr} not dead everywhere within "
-                             f"{limit} s of kill -9: "
-                             f"{describe(others, victim.addr)}")
-    dead_after = time.monotonic() - t0
-    assert dead_after <= limit
-
+    dead_after = within(t0, lambda: all_report(others, victim.addr, "dead"),
+                        f"{victim.addr} not dead everywhere within {limit} s "
+                        f"of kill -9")
     t1 = time.monotonic()
     victim.start()
-    try:
-        wait_for(lambda: all_report(others, victim.addr, "alive") and
-                 converged(nodes),
-                 limit - (time.monotonic() - t1), "alive everywhere")
-    except AssertionError:
-        raise AssertionError(f"restarted {victim.addr} not alive everywhere "
-                             f"within {limit} s: "
-                             f"{describe(others, victim.addr)}")
-    alive_after = time.monotonic() - t1
-    assert alive_after <= limit
+    alive_after = within(t1, lambda: all_report(others, victim.addr, "alive")
+                         and converged(nodes),
+                         f"restarted {victim.addr} not alive everywhere "
+                         f"within {limit} s")
     wait_converged(nodes, 10)
     return dead_after, alive_after
 
@@ -136,29 +103,15 @@ def kill_and_restart(nodes, victim, limit=6.0):
 # --------------------------------------------------------------------------
 
 def start_loop_cluster(base, n=4):
-    ports = [free_port() for _ in range(n)]
-    seed = f"127.0.0.1:{ports[0]}"
-    nodes = [Node(base, ["--seeds", seed], port=p, name=f"m{i}")
-             for i, p in enumerate(ports)]
-    return nodes
+    return loop_nodes(base, n, "m", first=0)
 
 
 @pytest.fixture(scope="module")
 def loop4(tmp_path_factory):
     """4 loopback nodes, all seeded with the first (itself included)."""
     nodes = start_loop_cluster(tmp_path_factory.mktemp("members"))
-    try:
-        for n in nodes:
-            n.start()
+    with running(nodes, converge=False):
         yield nodes
-    finally:
-        errors = []
-        for n in nodes:
-            try:
-                n.close()
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
 
 
 @pytest.mark.asan
@@ -268,30 +221,8 @@ def test_sigterm_is_a_goodbye(loop4):
 @pytest.fixture(scope="module")
 def ns3(tmp_path_factory):
     """3 nodes in 3 namespaces, seeded with a's address."""
-    assert os.geteuid() == 0, "the namespace tests must run as root"
-    cl = NetnsCluster(3)
-    nodes = []
-    try:
-        cl.setup()
-        base = tmp_path_factory.mktemp("netns")
-        sec = cluster_secrets()
-        seed = f"{cl.ips[0]}:7000"
-        for i, (ns, ip) in enumerate(zip(cl.names, cl.ips)):
-            nodes.append(NsNode(base, ns, ip, 7000, ["--seeds", seed],
-                                name=f"ns{chr(ord('a') + i)}",
-                                secrets_env=sec))
-        for n in nodes:
-            n.start()
+    with ns_cluster(tmp_path_factory.mktemp("netns"), "ns") as (cl, nodes, _):
         yield cl, nodes
-    finally:
-        errors = []
-        for n in nodes:
-            try:
-                n.close()
-            except AssertionError as e:
-                errors.append(str(e))
-        errors += cl.teardown()
-        assert not errors, "\n".join(errors)
 
 
 @pytest.fixture(params=["idle", "busy"])

@@ -33,13 +33,10 @@ import time
 import pytest
 
 import corpus
-from conftest import Node, encode_multipart, free_port, wait_done
+from conftest import (encode_multipart, eval_paths, loop_nodes, running,
+                      wait_converged, wait_done)
 from expect import approx, check_results_doc, check_status_doc
-from netns import NetnsCluster, NsNode, cluster_secrets
-
-# True while an evaluation ran only on the node that accepted it (before
-# "shared work" landed); the per-node expectations then also name that node.
-RUNS_ON_ACCEPTOR = False
+from netns import ns_cluster
 
 POLL = 0.05
 
@@ -141,36 +138,6 @@ def wait_identical(nodes, paths, timeout, what):
         time.sleep(POLL)
 
 
-def eval_paths(eids):
-    paths = ["/evaluation", "/stats"]
-    for e in eids:
-        paths += [f"/evaluation/{e}", f"/evaluation/{e}/results"]
-    return paths
-
-
-def alive_peers(node):
-    try:
-        st, js, _ = node.request("GET", "/network/peers", timeout=5)
-    except OSError:
-        return None
-    if st != 200 or not isinstance(js, dict):
-        return None
-    return set(js.get("peers", []))
-
-
-def wait_converged(nodes, timeout=10.0):
-    everyone = {n.addr for n in nodes}
-    t0 = time.monotonic()
-    while True:
-        views = {n.addr: alive_peers(n) for n in nodes}
-        if all(v == everyone - {a} for a, v in views.items()):
-            return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"no convergence within {timeout} s: "
-                                 f"{views}")
-        time.sleep(0.1)
-
-
 def expected_node_stats(addr, results_docs, accepted):
     """One entry of /stats "nodes", from the results documents (the node of
     every module) and the evaluations this node accepted."""
@@ -214,34 +181,17 @@ def check_stats(stats, nodes, runs, results):
         sum(len(p["modules"]) for d in docs for p in d["projects"])
     assert sum(x["passed"] for x in stats["nodes"]) == passed
     assert sum(x["failed"] for x in stats["nodes"]) == failed
-    if RUNS_ON_ACCEPTOR:
-        for n in nodes:
-            mine = [(eid, projs) for eid, acc, projs in runs if acc is n]
-            entry = next(x for x in stats["nodes"] if x["address"] == n.addr)
-            assert entry == {
-                "address": n.addr,
-                "failed": sum(p["failed"] for _, pr in mine
-                              for p in pr.values()),
-                "passed": sum(p["passed"] for _, pr in mine
-                              for p in pr.values()),
-                "projects": len({pid for _, pr in mine for pid in pr}),
-                "modules": sum(len(p["modules"]) for eid, _ in mine
-                               for p in results[eid]["projects"]),
-                "evaluations": [eid for eid, _ in mine]}, n.addr
 
 
 def check_eval(doc, res, eid, projects, modules, acceptor, nodes):
     """Exact numbers of a done evaluation; every module ran on one of the
-    cluster's nodes (on the acceptor while RUNS_ON_ACCEPTOR)."""
+    cluster's nodes."""
     assert doc["status"] == "done", doc
     assert doc["id"] == eid
     assert doc["accepted_by"] == acceptor.addr
     check_status_doc(doc, projects, modules)
     assert res["status"] == "done"
     assert res["id"] == eid
-    if RUNS_ON_ACCEPTOR:
-        check_results_doc(res, eid, projects, modules, acceptor.addr)
-        return
     addrs = {n.addr for n in nodes}
     ran_on = {m["module"]: m.get("node") for p in res["projects"]
               for m in p["modules"]}
@@ -253,29 +203,10 @@ def check_eval(doc, res, eid, projects, modules, acceptor, nodes):
     check_results_doc(anon, eid, projects, modules, "*")
 
 
-def loop_cluster(base, n=3):
-    ports = [free_port() for _ in range(n)]
-    seed = f"127.0.0.1:{ports[0]}"
-    return [Node(base, ["--seeds", seed], port=p, name=f"r{i + 1}")
-            for i, p in enumerate(ports)]
-
-
 @pytest.fixture
 def loop3(tmp_path):
-    nodes = loop_cluster(tmp_path)
-    try:
-        for n in nodes:
-            n.start()
-        wait_converged(nodes)
+    with running(loop_nodes(tmp_path, 3, "r")) as nodes:
         yield nodes
-    finally:
-        errors = []
-        for n in nodes:
-            try:
-                n.close()
-            except AssertionError as e:
-                errors.append(str(e))
-        assert not errors, "\n".join(errors)
 
 
 @pytest.fixture(scope="module")
@@ -469,30 +400,8 @@ def ns_submit(node, zip_path, token, module_timeout=None):
 
 @pytest.fixture
 def ns3(tmp_path):
-    assert os.geteuid() == 0, "the namespace tests must run as root"
-    cl = NetnsCluster(3)
-    nodes = []
-    sec = cluster_secrets()
-    try:
-        cl.setup()
-        seed = f"{cl.ips[0]}:7000"
-        for i, (ns, ip) in enumerate(zip(cl.names, cl.ips)):
-            nodes.append(NsNode(tmp_path, ns, ip, 7000, ["--seeds", seed],
-                                name=f"rns{chr(ord('a') + i)}",
-                                secrets_env=sec))
-        for n in nodes:
-            n.start()
-        wait_converged(nodes)
+    with ns_cluster(tmp_path, "rns", converge=True) as (cl, nodes, sec):
         yield cl, nodes, sec["MESHTEST_API_TOKEN"]
-    finally:
-        errors = []
-        for n in nodes:
-            try:
-                n.close()
-            except AssertionError as e:
-                errors.append(str(e))
-        errors += cl.teardown()
-        assert not errors, "\n".join(errors)
 
 
 def cut_off(cl, k, on):

@@ -34,11 +34,11 @@ import time
 
 import pytest
 
-from conftest import Node, encode_multipart, free_port
+from conftest import (Node, close_all, encode_multipart, eval_paths,
+                      loop_nodes, running, wait_converged, wait_for)
 from expect import approx, check_status_doc
-from netns import NetnsCluster, NsNode, cluster_secrets
+from netns import ns_cluster
 
-POLL = 0.1
 MODULE_TIMEOUT = 60          # generous: a module takes about 1.5 s
 SLEEP = 1.0                  # seconds the slow test of every module sleeps
 
@@ -184,50 +184,6 @@ def get(node, path, timeout=10):
         return None, None
 
 
-def alive_peers(node):
-    st, js = get(node, "/network/peers", timeout=5)
-    if st != 200 or not isinstance(js, dict):
-        return None
-    return set(js.get("peers", []))
-
-
-def wait_for(pred, timeout, what, interval=POLL):
-    t0 = time.monotonic()
-    while True:
-        if pred():
-            return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.1f} s")
-        time.sleep(interval)
-
-
-def wait_converged(nodes, timeout=10.0):
-    everyone = {n.addr for n in nodes}
-    try:
-        return wait_for(lambda: all(alive_peers(n) == everyone - {n.addr}
-                                    for n in nodes), timeout, "convergence")
-    except AssertionError:
-        raise AssertionError(f"no convergence within {timeout} s: "
-                             f"{ {n.addr: alive_peers(n) for n in nodes} }")
-
-
-def loop_nodes(base, n, prefix, seed_port=None):
-    ports = [free_port() for _ in range(n)]
-    seed = f"127.0.0.1:{seed_port or ports[0]}"
-    return [Node(base, ["--seeds", seed], port=p, name=f"{prefix}{i + 1}")
-            for i, p in enumerate(ports)]
-
-
-def close_all(nodes):
-    errors = []
-    for n in nodes:
-        try:
-            n.close()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, "\n".join(errors)
-
-
 def submit(node, zip_path, token=None):
     """POST the ZIP (module_timeout MODULE_TIMEOUT); returns (id, monotonic
     time of the 201)."""
@@ -257,11 +213,9 @@ def wait_status(node, eid, pred, timeout, what):
         last[0] = status_of(node, eid)
         return last[0] is not None and pred(last[0])
 
-    try:
-        wait_for(ok, timeout, what)
-    except AssertionError:
-        raise AssertionError(f"{what} on {node.addr} within {timeout} s; "
-                             f"last answer: {last[0]}")
+    wait_for(ok, timeout, what,
+             explain=lambda: (f"{what} on {node.addr} within {timeout} s; "
+                              f"last answer: {last[0]}"))
     return last[0]
 
 
@@ -271,13 +225,6 @@ def wait_done_everywhere(nodes, eid, timeout):
         wait_status(n, eid, lambda d: d["status"] != "running",
                     max(1.0, timeout - (time.monotonic() - t0)),
                     f"evaluation {eid} finished")
-
-
-def eval_paths(eids):
-    out = ["/evaluation", "/stats"]
-    for e in eids:
-        out += [f"/evaluation/{e}", f"/evaluation/{e}/results"]
-    return out
 
 
 def wait_identical(nodes, paths, timeout, what):
@@ -470,26 +417,15 @@ def shared3(tmp_path_factory):
     """3 loopback nodes shared by the scenarios that kill nothing; also
     remembers every evaluation submitted to it (for the /stats checks)."""
     nodes = loop_nodes(tmp_path_factory.mktemp("work-shared"), 3, "w")
-    try:
-        for n in nodes:
-            n.start()
-        wait_converged(nodes)
+    with running(nodes):
         yield {"nodes": nodes, "runs": []}
-    finally:
-        close_all(nodes)
 
 
 @pytest.fixture
 def fresh3(tmp_path):
     """3 fresh loopback nodes for a scenario that kills one."""
-    nodes = loop_nodes(tmp_path, 3, "k")
-    try:
-        for n in nodes:
-            n.start()
-        wait_converged(nodes)
+    with running(loop_nodes(tmp_path, 3, "k")) as nodes:
         yield nodes
-    finally:
-        close_all(nodes)
 
 
 @pytest.fixture(scope="module")
@@ -763,30 +699,8 @@ def link(cl, k, up):
 
 @pytest.fixture
 def ns3(tmp_path):
-    assert os.geteuid() == 0, "the namespace tests must run as root"
-    cl = NetnsCluster(3)
-    nodes = []
-    sec = cluster_secrets()
-    try:
-        cl.setup()
-        seed = f"{cl.ips[0]}:7000"
-        for i, (ns, ip) in enumerate(zip(cl.names, cl.ips)):
-            nodes.append(NsNode(tmp_path, ns, ip, 7000, ["--seeds", seed],
-                                name=f"wns{chr(ord('a') + i)}",
-                                secrets_env=sec))
-        for n in nodes:
-            n.start()
-        wait_converged(nodes)
+    with ns_cluster(tmp_path, "wns", converge=True) as (cl, nodes, sec):
         yield cl, nodes, sec["MESHTEST_API_TOKEN"]
-    finally:
-        errors = []
-        for n in nodes:
-            try:
-                n.close()
-            except AssertionError as e:
-                errors.append(str(e))
-        errors += cl.teardown()
-        assert not errors, "\n".join(errors)
 
 
 @pytest.mark.timeout(180)
