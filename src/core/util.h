@@ -58,6 +58,7 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xstrdup(const char *s);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
 
 /* Lowercase hex of n random bytes into out (2n+1 bytes). */
 void util_random_hex(char *out, size_t n);

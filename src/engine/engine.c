@@ -1537,9 +1537,7 @@ split_commas(const char *s)
 			continue;
 		if (n == cap) {
 			cap *= 2;
-			v = realloc(v, (cap + 1) * sizeof(*v));
-			if (v == NULL)
-				abort();
+			v = xrealloc(v, (cap + 1) * sizeof(*v));
 		}
 		v[n++] = xstrdup(t);
 		v[n] = NULL;

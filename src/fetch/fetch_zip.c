@@ -99,9 +99,7 @@ fetch_zip_strv_push(struct fetch_zip_strv *s, char *str)
 {
 	if (s->n == s->cap) {
 		s->cap = s->cap ? s->cap * 2 : 64;
-		s->v = realloc(s->v, s->cap * sizeof(*s->v));
-		if (s->v == NULL)
-			abort();
+		s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
 	}
 	s->v[s->n++] = str;
 }

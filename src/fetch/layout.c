@@ -226,9 +226,7 @@ layout_subfolders(const char *const *paths, size_t n, const char *folder, char *
 			continue;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 8;
-			v = realloc(v, cap * sizeof(*v));
-			if (v == NULL)
-				abort();
+			v = xrealloc(v, cap * sizeof(*v));
 		}
 		v[cnt] = xmalloc(len + 1);
 		memcpy(v[cnt], p, len);
@@ -409,9 +407,7 @@ layout_walk_add(struct layout_walk *w, const char *rel)
 		return -E2BIG;
 	if (w->n == w->cap) {
 		w->cap = w->cap ? w->cap * 2 : 16;
-		w->v = realloc(w->v, w->cap * sizeof(*w->v));
-		if (w->v == NULL)
-			abort();
+		w->v = xrealloc(w->v, w->cap * sizeof(*w->v));
 	}
 	w->v[w->n++] = xstrdup(rel);
 	return 0;

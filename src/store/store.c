@@ -582,9 +582,7 @@ store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetch_jo
 		struct store_fetch_job *j;
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
-			v = realloc(v, cap * sizeof(*v));
-			if (v == NULL)
-				abort();
+			v = xrealloc(v, cap * sizeof(*v));
 		}
 		j = &v[cnt++];
 		memset(j, 0, sizeof(*j));
@@ -865,10 +863,8 @@ store_running_modules(struct store *st, const char *evals_json, struct store_cla
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		if (cnt == cap) {
 			cap = cap ? 2 * cap : 16;
-			v = realloc(v, cap * sizeof(*v));
-			nv = realloc(nv, cap * sizeof(*nv));
-			if (v == NULL || nv == NULL)
-				abort();
+			v = xrealloc(v, cap * sizeof(*v));
+			nv = xrealloc(nv, cap * sizeof(*nv));
 		}
 		memset(&v[cnt], 0, sizeof(v[cnt]));
 		snprintf(v[cnt].eval_id, sizeof(v[cnt].eval_id), "%s", col_text(s, 0));
