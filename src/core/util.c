@@ -5,6 +5,7 @@
  * out-of-memory: a node that cannot allocate a few bytes cannot go on safely.
  */
 #include "core/util.h"
+#include "core/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -181,6 +182,27 @@ int
 util_rm_rf(const char *path)
 {
 	return rm_rf_at(AT_FDCWD, path);
+}
+
+void
+util_rm_matching(const char *dir, const char *prefix, const char *infix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if ((prefix != NULL && util_starts_with(de->d_name, prefix)) ||
+		    (infix != NULL && strstr(de->d_name, infix) != NULL)) {
+			char *p = xasprintf("%s/%s", dir, de->d_name);
+			int r = util_rm_rf(p);
+			if (r < 0)
+				log_warn("cannot remove %s: %s", p, strerror(-r));
+			free(p);
+		}
+	}
+	closedir(d);
 }
 
 static int

@@ -31,6 +31,11 @@ int util_mkdir_p(const char *path, mode_t mode);
 /* rm -rf; never follows symbolic links; missing path is not an error. */
 int util_rm_rf(const char *path);
 /*
+ * rm -rf every entry of dir whose name starts with prefix or contains infix
+ * (either may be NULL); failures are logged, not returned.
+ */
+void util_rm_matching(const char *dir, const char *prefix, const char *infix);
+/*
  * Copy a tree: regular files, folders and symbolic links (copied as links,
  * never followed). Everything created is owned by uid:gid when uid is not
  * (uid_t)-1. Other file types are skipped.

@@ -62,7 +62,8 @@ struct fetch_item {
 	int idx;
 	char *kind;
 	char *source;        /* what to clone or the ZIP prefix's project */
-	char *url;           /* git: the URL as given (may hold credentials) */
+	char *url;           /* git: the URL as submitted (may hold credentials); only
+	                      * the submission's own items have it, never a retry */
 	char *prefix;        /* zip: member prefix */
 	char *upload_digest; /* zip: the upload's blob */
 	char *token;         /* git: in memory only */
@@ -502,7 +503,7 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 		} else if (err[0] == '\0') {
 			snprintf(err, sizeof(err), "the uploaded archive is lost");
 		}
-	} else if (it->has_token && it->token == NULL) {
+	} else if (it->has_token && it->token == NULL && it->url == NULL) {
 		snprintf(err, sizeof(err), "the node that accepted this repository stopped before"
 		    " cloning it, and access tokens are kept in memory only: submit this"
 		    " project again");
@@ -1490,25 +1491,6 @@ out:
 
 /* --------------------------------------------------------------- set-up */
 
-/* Fetches cut off by a crash (a clone may hold credentials in .git/config). */
-static void
-engine_wipe_partial_fetches(struct engine *eng)
-{
-	DIR *d = opendir(eng->projects_dir);
-	struct dirent *de;
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (util_starts_with(de->d_name, ".fetch-")) {
-			char *p = xasprintf("%s/%s", eng->projects_dir, de->d_name);
-			util_rm_rf(p);
-			free(p);
-		}
-	}
-	closedir(d);
-}
-
 /* Slot uids derived from the data folder, so a restart finds its leftovers. */
 static long
 derive_uid_base(const char *data_dir)
@@ -1583,7 +1565,8 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	util_mkdir_p(eng->uploads_dir, 0700);
 	util_mkdir_p(eng->projects_dir, 0700);
 	util_mkdir_p(eng->blobs_dir, 0700);
-	engine_wipe_partial_fetches(eng);
+	/* Fetches cut off by a crash (a clone may hold credentials in .git/config). */
+	util_rm_matching(eng->projects_dir, ".fetch-", NULL);
 	pthread_mutex_init(&eng->fetch_lock, NULL);
 	pthread_mutex_init(&eng->run_lock, NULL);
 	pthread_cond_init(&eng->fetch_cond, NULL);

@@ -270,28 +270,6 @@ runner_check_reachable(const char *path, char *err, size_t errlen)
 	return r;
 }
 
-/* rm -rf every entry of dir whose name starts with prefix (or contains infix). */
-static void
-runner_wipe(const char *dir, const char *prefix, const char *infix)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if ((prefix && util_starts_with(de->d_name, prefix)) ||
-		    (infix && strstr(de->d_name, infix) != NULL)) {
-			char *p = xasprintf("%s/%s", dir, de->d_name);
-			int r = util_rm_rf(p);
-			if (r < 0)
-				log_warn("runner: cannot remove %s: %s", p, strerror(-r));
-			free(p);
-		}
-	}
-	closedir(d);
-}
-
 static int
 runner_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
 {
@@ -389,9 +367,9 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	}
 	if ((r = runner_sandbox_init(cfg, err, errlen)) < 0)
 		goto out;
-	runner_wipe(runner.work_dir, "slot-", NULL);
-	runner_wipe(runner.work_dir, "setup", NULL);
-	runner_wipe(runner.venv_dir, NULL, ".tmp-");
+	util_rm_matching(runner.work_dir, "slot-", NULL);
+	util_rm_matching(runner.work_dir, "setup", NULL);
+	util_rm_matching(runner.venv_dir, NULL, ".tmp-");
 	r = 0;
 out:
 	free(path);

@@ -137,3 +137,33 @@ def test_git_repeated_names_get_suffix(module_node, git_server):
     assert set(js["percent_passed_per_module"]) == {
         "gamma/tests/test_all_pass.py", "gamma-2/tests/test_all_pass.py"}
     assert_token_nowhere(module_node)
+
+
+@pytest.mark.timeout(90)
+def test_git_credentials_in_url_never_reach_argv_or_disk(make_node, git_server,
+                                                         tmp_path, monkeypatch):
+    """https://user:TOKEN@host/repo works without auth_token, and the
+    credentials reach git only as a header: a git wrapper on the node's PATH
+    logs every argv it gets."""
+    wrap = tmp_path / "bin"
+    wrap.mkdir()
+    argv_log = tmp_path / "git-argv.log"
+    (wrap / "git").write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$*\" >> {argv_log}\n"
+        "exec /usr/bin/git \"$@\"\n")
+    (wrap / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrap}:{os.environ['PATH']}")
+    node = make_node(name="urlcreds")
+    url = git_server.url("gamma").replace("http://", f"http://x-access-token:{TOKEN}@")
+    st, js = node.post_json("/evaluation", {"projects": [url], "module_timeout": 5})
+    assert st == 201, js
+    js = wait_done(node, js["id"], timeout=80)
+    assert js["status"] == "done", js
+    assert (js["passed"], js["failed"]) == (5, 0)
+    res = get_results(node, js["id"])
+    assert res["projects"][0]["source"] == git_server.url("gamma")
+    calls = argv_log.read_text()
+    assert "clone" in calls, calls
+    assert TOKEN not in calls
+    assert_token_nowhere(node)
