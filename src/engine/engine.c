@@ -491,6 +491,13 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 	json_t *wj = NULL, *settings = NULL;
 	int r;
 
+	/*
+	 * A coordinator round may queue a project again from a snapshot taken
+	 * just before an earlier fetch of it finished: fetch only what is still
+	 * to fetch, so a second (token-less) fetch never undoes the first.
+	 */
+	if (store_project_fetching(eng->st, it->eval_id, it->idx) != 1)
+		return;
 	util_random_hex(rnd, 8);
 	tmp = xasprintf("%s/.fetch-%s", eng->projects_dir, rnd);
 	if (strcmp(it->kind, "zip") == 0) {

@@ -631,6 +631,24 @@ touch_eval(sqlite3 *db, const char *eval_id, double t)
 }
 
 int
+store_project_fetching(struct store *st, const char *eval_id, int idx)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	int r = 0;
+
+	if (db == NULL || (s = store_prep(db, "SELECT state = 'fetching' FROM project WHERE"
+	    " eval_id = ? AND idx = ?")) == NULL)
+		return -EIO;
+	bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, idx);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		r = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
 store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
     const char *const *modules, size_t nmodules, json_t *warnings)
 {

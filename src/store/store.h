@@ -73,6 +73,9 @@ int store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetc
     size_t *n);
 void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
 
+/* 1 when the project is still to fetch, 0 when not (or unknown), <0 on error. */
+int store_project_fetching(struct store *st, const char *eval_id, int idx);
+
 /*
  * The project's files are packed as blob digest: record its modules and make
  * it runnable (only from "fetching"; a second fetch of the same project is

@@ -108,7 +108,10 @@ test_counting(void **state)
 	/* Nothing is runnable before a project is ready. */
 	struct store_claim c;
 	assert_int_equal(store_claim_module(st, "n1:1", NULL, &c), 0);
+	assert_int_equal(store_project_fetching(st, id, 0), 1);
 	assert_int_equal(store_project_ready(st, id, 0, "/d/0", ma, 2, NULL), 0);
+	assert_int_equal(store_project_fetching(st, id, 0), 0);
+	assert_int_equal(store_project_fetching(st, id, 9), 0);
 	assert_int_equal(store_project_ready(st, id, 1, "/d/1", mb, 1, NULL), 0);
 	assert_int_equal(store_project_error(st, id, 2, "git clone failed: boom", NULL, 20.0), 0);
 
