@@ -507,7 +507,16 @@ fetch_one(struct engine *eng, struct fetch_item *it)
 			zip = blob_path(eng->blobs_dir, it->upload_digest);
 			r = fetch_zip_extract(zip, it->prefix ? it->prefix : "", tmp, &eng->limits,
 			    &warnings, &nwarnings, err, sizeof(err));
-		} else if (err[0] == '\0') {
+		} else if (it->upload_digest != NULL) {
+			/*
+			 * The upload is on another node that this one cannot reach now
+			 * (a partition, a restart): not the project's fault, and not
+			 * final. The next coordinator round tries again.
+			 */
+			log_warn("engine: %s project %d waits for its upload: %s", it->eval_id,
+			    it->idx, err);
+			goto out;
+		} else {
 			snprintf(err, sizeof(err), "the uploaded archive is lost");
 		}
 	} else if (it->has_token && it->token == NULL && it->url == NULL) {
