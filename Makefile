@@ -13,8 +13,14 @@
 SHELL   := /bin/bash
 CC      ?= cc
 PKGS    := libmicrohttpd libcurl jansson libarchive sqlite3 libcrypto
+# Asked once per make, when the Makefile is read. On a fresh machine the
+# libraries arrive only with `deps`, so every target that installs them first
+# (run, check) builds in a second make, which reads pkg-config afterwards.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# What `deps` runs and what `run` passes to `meshtest serve` (tests override both).
+DEPS_CMD ?= sh scripts/install-deps.sh
+RUN_ARGS ?=
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral -Werror
@@ -34,9 +40,15 @@ EMBED   := $(sort $(wildcard src/runner/py/*.py))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run check deps asan unit unit-asan e2e e2e-asan lint fuzz fuzz-build clean bench
+.PHONY: all run check deps pkgcheck asan unit unit-asan e2e e2e-asan lint fuzz fuzz-build clean bench
 
 all: $(BUILD)/meshtest
+
+# A build without the libraries stops here with what to do, not in the linker.
+pkgcheck:
+	@pkg-config --exists $(PKGS) 2>/dev/null || { \
+	  echo "make: the libraries $(PKGS) are not all installed (pkg-config does not know them):" \
+	    "run 'make deps' (or 'make run' / 'make check', which install them first)" >&2; exit 1; }
 
 $(BUILD)/meshtest: $(BUILD)/obj/main.o $(BUILD)/libmeshtest.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -45,7 +57,7 @@ $(BUILD)/libmeshtest.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/obj/%.o: src/%.c $(BUILD)/gen/embedded.h
+$(BUILD)/obj/%.o: src/%.c $(BUILD)/gen/embedded.h | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -65,10 +77,12 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmeshtest.a
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 deps:
-	@sh scripts/install-deps.sh
+	@$(DEPS_CMD)
 
-run: deps all
-	./$(BUILD)/meshtest serve
+# deps first, then a new make that sees the installed libraries (also with -j).
+run: deps
+	$(MAKE) all
+	./$(BUILD)/meshtest serve $(RUN_ARGS)
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" all
