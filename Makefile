@@ -8,6 +8,7 @@
 #   make e2e        end-to-end pytest suite against build/meshtest
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (CI: 10 s)
 #   make lint       clang-tidy and cppcheck
+#   make install    copy build/meshtest to $(PREFIX)/bin (default /usr/local)
 #   make clean
 
 SHELL   := /bin/bash
@@ -40,7 +41,7 @@ EMBED   := $(sort $(wildcard src/runner/py/*.py))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run check deps pkgcheck asan unit unit-asan e2e e2e-asan lint fuzz fuzz-build clean bench
+.PHONY: all run check deps pkgcheck install asan unit unit-asan e2e e2e-asan lint fuzz fuzz-build clean bench
 
 all: $(BUILD)/meshtest
 
@@ -138,6 +139,11 @@ bench: all
 lint:
 	clang-tidy $(LIB_SRC) src/main.c -- -std=c17 -D_GNU_SOURCE -Isrc -I$(BUILD)/gen $(PKG_CFLAGS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability -Isrc src
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/meshtest $(DESTDIR)$(PREFIX)/bin/meshtest
 
 clean:
 	rm -rf build build-asan build-fuzz

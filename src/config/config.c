@@ -287,6 +287,11 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 		    cfg->log_level);
 		return -EINVAL;
 	}
+	if (strcmp(cfg->sandbox, "auto") != 0 && strcmp(cfg->sandbox, "bwrap") != 0 &&
+	    strcmp(cfg->sandbox, "none") != 0) {
+		snprintf(err, errlen, "--sandbox takes auto, bwrap or none, not '%s'", cfg->sandbox);
+		return -EINVAL;
+	}
 	if (cfg->slots == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->slots = n > 0 ? n : 1;

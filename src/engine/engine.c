@@ -1630,8 +1630,10 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	if (pthread_create(&eng->sched_thread, NULL, sched_main, eng) == 0)
 		eng->sched_started = 1;
 	log_info("engine: %ld slots, uids from %ld, %s", eng->nslots, rc.uid_base,
-	    runner_isolated() ? "runs isolated as unprivileged users" :
-	    "runs NOT isolated (not root)");
+	    !runner_isolated() ? "runs NOT isolated (not root)" :
+	    strcmp(runner_sandbox_name(), "bwrap") == 0 ?
+	    "runs isolated as unprivileged users inside bubblewrap" :
+	    "runs as unprivileged users WITHOUT the sandbox");
 	*out = eng;
 	return 0;
 }

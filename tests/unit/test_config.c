@@ -88,7 +88,7 @@ test_bad_values(void **state)
 	static const char *const bad[][2] = {
 		{ "--slots", "-1" }, { "--slots", "abc" }, { "--module-timeout", "0" },
 		{ "--listen", "nohost" }, { "--listen", "h:70000" }, { "--log-level", "loud" },
-		{ "--nosuch", "1" }, { "--allow-file-urls=maybe", NULL },
+		{ "--nosuch", "1" }, { "--allow-file-urls=maybe", NULL }, { "--sandbox", "docker" },
 	};
 	struct config c;
 	char err[512];
