@@ -15,6 +15,7 @@
 #include "api/api_evaluation.h"
 #include "core/util.h"
 #include "engine/engine.h"
+#include "engine/intake.h"
 #include "store/store.h"
 
 #define API_MAX_URL 2048
@@ -64,7 +65,7 @@ api_evaluation_decode(const char *body, size_t len, struct api_git_submission *o
 	out->projects = projects;
 	out->token = json_is_string(token) && json_string_length(token) > 0 ?
 	    json_string_value(token) : NULL;
-	out->settings = engine_settings_parse(root, err, errlen);
+	out->settings = intake_settings_parse(root, err, errlen);
 	if (out->settings == NULL)
 		goto fail;
 	return 0;
@@ -99,7 +100,7 @@ post_git(struct http_request *req, struct engine *eng, int *status)
 	urls = xcalloc(n, sizeof(*urls));
 	for (size_t i = 0; i < n; i++)
 		urls[i] = json_string_value(json_array_get(sub.projects, i));
-	r = engine_submit_git(eng, urls, n, sub.token, sub.settings, id, err, sizeof(err));
+	r = intake_submit_git(eng, urls, n, sub.token, sub.settings, id, err, sizeof(err));
 	free(urls);
 	api_git_submission_free(&sub);
 	if (r != 0)
@@ -120,10 +121,10 @@ post_zip(struct http_request *req, struct engine *eng, int *status)
 	if (path == NULL)
 		return http_error(status, 400, "missing the 'file' field: upload a ZIP as"
 		    " multipart/form-data field 'file'");
-	settings = engine_settings_parse(http_request_form(req), err, sizeof(err));
+	settings = intake_settings_parse(http_request_form(req), err, sizeof(err));
 	if (settings == NULL)
 		return http_error(status, 400, "%s", err);
-	r = engine_submit_zip(eng, path, http_request_upload_name(req, "file"),
+	r = intake_submit_zip(eng, path, http_request_upload_name(req, "file"),
 	    http_request_upload(req, "instructor_tests"), settings, id,
 	    err, sizeof(err));
 	json_decref(settings);

@@ -46,7 +46,8 @@ post_claim(struct http_request *req, void *ctx, int *status)
 		json_decref(j);
 		return http_error(status, 400, "missing \"node\": the worker's address");
 	}
-	answer = engine_claim_for(api_engine(ctx), node);
+	answer = engine_claim_for(api_engine(ctx), node,
+	    (int)json_integer_value(json_object_get(j, "slots")));
 	json_decref(j);
 	*status = 200;
 	return answer;

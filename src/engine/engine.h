@@ -1,10 +1,11 @@
 /*
- * engine.h - the node's work: accepting evaluations, fetching projects and
- * running their test modules on the node's slots.
+ * engine.h - the node's work: accepting evaluations (intake.h), fetching
+ * projects, running their test modules on the node's slots and coordinating
+ * the evaluations this node is responsible for.
  *
- * The API layer calls engine_submit_*; everything after the 201 happens on
- * the engine's own threads (fetchers and one thread per slot), driven by the
- * state in the store, so a restarted node picks up where it died.
+ * Everything after the 201 happens on the engine's own threads (fetchers,
+ * one thread per slot, the coordinator), driven by the state in the store,
+ * so a restarted node picks up where it died.
  */
 #ifndef MESHTEST_ENGINE_H
 #define MESHTEST_ENGINE_H
@@ -35,8 +36,11 @@ void engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx);
 typedef int (*engine_alive_fn)(void *ctx, char ***addrs, size_t *n);
 void engine_set_alive_fn(struct engine *eng, engine_alive_fn fn, void *ctx);
 
-/* POST /task/claim: a module for worker node, or {"claim": null} (new reference). */
-json_t *engine_claim_for(struct engine *eng, const char *node);
+/*
+ * POST /task/claim: a batch of modules for worker node (which has `slots`
+ * slots): {"claim": first or null, "claims": [...]} (new reference).
+ */
+json_t *engine_claim_for(struct engine *eng, const char *node, int slots);
 /* GET /task/running: what this node's slots run now (new reference). */
 json_t *engine_running_json(struct engine *eng);
 /* POST /task: work may be waiting; slots look now. */
@@ -48,27 +52,5 @@ const char *engine_address(const struct engine *eng);
 struct store *engine_store(const struct engine *eng);
 /* Facts for GET /health (new reference). */
 json_t *engine_health(const struct engine *eng);
-
-/*
- * Accept a ZIP upload. The file at upload_path is moved into the data
- * folder on success (the caller must then not delete it). filename is the
- * client's name for it (for a ZIP whose root is one project), may be NULL.
- * instructor_zip, when not NULL, is a ZIP of the instructor's tests (moved
- * into the data folder too) that replace each project's tests/.
- * On success returns 0 and writes the id; on refusal returns the HTTP status
- * (4xx/5xx) with a message in err.
- */
-int engine_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
-    const char *instructor_zip, json_t *settings, char id[37], char *err, size_t errlen);
-/* Accept git URLs; token may be NULL and is kept in memory only. */
-int engine_submit_git(struct engine *eng, const char *const *urls, size_t n,
-    const char *token, json_t *settings, char id[37], char *err, size_t errlen);
-
-/*
- * Check and normalise the optional evaluation settings (module_timeout):
- * numbers or numeric strings (form fields). Returns a new settings object, or
- * NULL with a message in err.
- */
-json_t *engine_settings_parse(json_t *in, char *err, size_t errlen);
 
 #endif

@@ -498,3 +498,82 @@ layout_list_modules(const char *project_dir, char ***out, size_t *nout)
 	*nout = w.n;
 	return 0;
 }
+
+/* Seconds a module takes, guessed from how many tests it defines. */
+#define LAYOUT_EST_BASE 0.05
+#define LAYOUT_EST_PER_TEST 0.01
+#define LAYOUT_EST_READ_MAX (1 << 20)
+
+double
+layout_estimate(const char *text, size_t len)
+{
+	size_t tests = 0;
+
+	for (size_t i = 0; i < len;) {
+		const char *nl = memchr(text + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - text) : len, j = i;
+		while (j < end && (text[j] == ' ' || text[j] == '\t'))
+			j++;
+		if (end - j >= 8 && strncmp(text + j, "async ", 6) == 0)
+			j += 6;
+		if (end - j >= 8 && strncmp(text + j, "def test", 8) == 0)
+			tests++;
+		i = end + 1;
+	}
+	return LAYOUT_EST_BASE + LAYOUT_EST_PER_TEST * (double)tests;
+}
+
+char *
+layout_import_name(const char *relpath, int (*is_package)(void *ctx, const char *dir),
+    void *ctx)
+{
+	char *dir = xstrdup(relpath), *slash, *name;
+	const char *base = strrchr(relpath, '/');
+	size_t blen;
+
+	base = base ? base + 1 : relpath;
+	blen = strlen(base);
+	if (blen > 3 && strcmp(base + blen - 3, ".py") == 0)
+		blen -= 3;
+	name = xasprintf("%.*s", (int)blen, base);
+	/* up through the folders that are packages */
+	for (;;) {
+		slash = strrchr(dir, '/');
+		if (slash == NULL)
+			break;
+		*slash = '\0';
+		if (!is_package(ctx, dir))
+			break;
+		const char *part = strrchr(dir, '/');
+		char *longer = xasprintf("%s.%s", part ? part + 1 : dir, name);
+		free(name);
+		name = longer;
+	}
+	free(dir);
+	return name;
+}
+
+static int
+layout_dir_is_package(void *ctx, const char *dir)
+{
+	char *init = xasprintf("%s/%s/__init__.py", (const char *)ctx, dir);
+	struct stat st;
+	int r = lstat(init, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(init);
+	return r;
+}
+
+void
+layout_module_info(const char *project_dir, const char *relpath, double *est, char **iname)
+{
+	char *path = xasprintf("%s/%s", project_dir, relpath), *text = NULL;
+	size_t len = 0;
+
+	*est = LAYOUT_EST_BASE;
+	if (util_read_file(path, LAYOUT_EST_READ_MAX, &text, &len) == 0)
+		*est = layout_estimate(text, len);
+	free(text);
+	free(path);
+	*iname = layout_import_name(relpath, layout_dir_is_package, (void *)project_dir);
+}

@@ -3,7 +3,8 @@
  * modules, shared by ZIP intake, git intake and the runner.
  *
  * Everything here is pure (no I/O) except layout_list_modules, which walks a
- * folder on disk with the same rules the archive scan uses.
+ * folder on disk with the same rules the archive scan uses, and
+ * layout_module_info, which reads one module.
  */
 #ifndef MESHTEST_LAYOUT_H
 #define MESHTEST_LAYOUT_H
@@ -69,5 +70,20 @@ char *layout_repo_name(const char *url);
  * folder gives 0 modules. */
 int layout_list_modules(const char *project_dir, char ***out, size_t *nout);
 void layout_strv_free(char **v, size_t n);
+
+/*
+ * What the scheduler needs to know of a module, read once after fetching:
+ * the name pytest's default import mode gives it (the dotted path through
+ * the enclosing folders that hold an __init__.py, else the bare file name;
+ * two modules with the same name cannot share a session) and an estimate of
+ * its duration from the number of its test functions. *iname is malloc'ed.
+ */
+void layout_module_info(const char *project_dir, const char *relpath, double *est,
+    char **iname);
+/* The estimate for a module source: pure. */
+double layout_estimate(const char *text, size_t len);
+/* The import name for relpath, given which folders are packages: pure. */
+char *layout_import_name(const char *relpath, int (*is_package)(void *ctx, const char *dir),
+    void *ctx);
 
 #endif

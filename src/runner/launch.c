@@ -179,32 +179,27 @@ launch_child(const struct launch_spec *spec, char *const *argv, int in_fd, int o
 
 static void
 launch_start_error(const struct launch_spec *spec, const char *path,
-		   const struct launch_child_error *e, struct launch_result *res)
+		   const struct launch_child_error *e, char *why, size_t whylen)
 {
-	const char *why = strerrordesc_np(e->err);
+	const char *msg = strerrordesc_np(e->err);
 
-	if (why == NULL)
-		why = "unknown error";
+	if (msg == NULL)
+		msg = "unknown error";
 	switch (e->stage) {
 	case LS_EXEC:
-		snprintf(res->start_error, sizeof(res->start_error), "cannot execute %s: %s",
-			 path, why);
+		snprintf(why, whylen, "cannot execute %s: %s", path, msg);
 		break;
 	case LS_CRED:
-		snprintf(res->start_error, sizeof(res->start_error),
-			 "cannot switch to uid %ld: %s", (long)spec->uid, why);
+		snprintf(why, whylen, "cannot switch to uid %ld: %s", (long)spec->uid, msg);
 		break;
 	case LS_LIMIT:
-		snprintf(res->start_error, sizeof(res->start_error),
-			 "cannot set resource limits: %s", why);
+		snprintf(why, whylen, "cannot set resource limits: %s", msg);
 		break;
 	case LS_CHDIR:
-		snprintf(res->start_error, sizeof(res->start_error), "cannot enter %s: %s",
-			 spec->cwd, why);
+		snprintf(why, whylen, "cannot enter %s: %s", spec->cwd, msg);
 		break;
 	default:
-		snprintf(res->start_error, sizeof(res->start_error),
-			 "cannot set up the child process: %s", why);
+		snprintf(why, whylen, "cannot set up the child process: %s", msg);
 		break;
 	}
 }
@@ -224,23 +219,32 @@ launch_drain(int *fd, struct buf *b)
 	}
 }
 
+void
+launch_proc_close(struct launch_proc *p)
+{
+	launch_close(&p->in);
+	launch_close(&p->out);
+	launch_close(&p->err);
+	launch_close(&p->rep);
+	launch_close(&p->pidfd);
+}
+
 int
-launch_run(const struct launch_spec *spec, struct launch_result *res)
+launch_start(const struct launch_spec *spec, struct launch_proc *p, char *why, size_t whylen)
 {
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, repp[2] = { -1, -1 };
-	int inp[2] = { -1, -1 }, ep[2] = { -1, -1 }, pidfd = -1, r = 0, status = 0;
-	size_t in_off = 0;
-	pid_t pid;
-	double start, deadline, drain_until = 0;
-	int reaped = 0;
+	int inp[2] = { -1, -1 }, ep[2] = { -1, -1 }, r = 0, status = 0;
 	char **sbargv = NULL;
 	char *const *argv;
+	struct launch_child_error ce;
+	ssize_t n;
+	pid_t pid, parent;
 
-	memset(res, 0, sizeof(*res));
-	buf_init(&res->out, spec->out_cap);
-	buf_init(&res->err, spec->out_cap);
-	buf_init(&res->report, spec->report_cap);
-	if (spec->argv == NULL || spec->argv[0] == NULL || spec->envp == NULL)
+	memset(p, 0, sizeof(*p));
+	p->pid = -1;
+	p->pidfd = p->in = p->out = p->err = p->rep = -1;
+	if (spec->argv == NULL || spec->argv[0] == NULL || spec->envp == NULL ||
+	    (spec->fd3 != NULL && spec->report_cap > 0))
 		return -EINVAL;
 	/* built before fork: the child may only make async-signal-safe calls */
 	if (spec->sandbox != NULL) {
@@ -262,8 +266,8 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 		log_error("launch: cannot create pipes: %s", strerror(-r));
 		goto out;
 	}
-	pid_t parent = getpid();
-	start = util_mono();
+	parent = getpid();
+	p->start = util_mono();
 	pid = fork();
 	if (pid < 0) {
 		r = -errno;
@@ -271,7 +275,8 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 		goto out;
 	}
 	if (pid == 0)
-		launch_child(spec, argv, inp[1], outp[1], errp[1], repp[1], ep[1], parent);
+		launch_child(spec, argv, inp[1], outp[1], errp[1],
+			     spec->fd3 != NULL ? *spec->fd3 : repp[1], ep[1], parent);
 	launch_close(&outp[1]);
 	launch_close(&errp[1]);
 	launch_close(&repp[1]);
@@ -279,54 +284,92 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 	launch_close(&ep[1]);
 
 	/* exec closes the error pipe (CLOEXEC); a failure writes to it first. */
-	struct launch_child_error ce;
-	ssize_t n;
 	do {
 		n = read(ep[0], &ce, sizeof(ce));
 	} while (n < 0 && errno == EINTR);
 	if (n == (ssize_t)sizeof(ce)) {
-		launch_start_error(spec, argv[0], &ce, res);
+		launch_start_error(spec, argv[0], &ce, why, whylen);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
-		res->duration = util_mono() - start;
+		r = 1;
 		goto out;
 	}
-	res->started = 1;
+	p->pid = pid;
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	p->out = outp[0];
+	p->err = errp[0];
+	p->rep = repp[0];
+	p->in = inp[0];
+	outp[0] = errp[0] = repp[0] = inp[0] = -1;
+	if (p->in >= 0 && fcntl(p->in, F_SETFL, O_NONBLOCK) < 0)
+		launch_close(&p->in);
+out:
+	sandbox_argv_free(sbargv);
+	launch_close(&outp[0]);
+	launch_close(&outp[1]);
+	launch_close(&errp[0]);
+	launch_close(&errp[1]);
+	launch_close(&repp[0]);
+	launch_close(&repp[1]);
+	launch_close(&inp[0]);
+	launch_close(&inp[1]);
+	launch_close(&ep[0]);
+	launch_close(&ep[1]);
+	return r;
+}
 
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (inp[0] >= 0 && fcntl(inp[0], F_SETFL, O_NONBLOCK) < 0)
-		launch_close(&inp[0]);
-	deadline = spec->timeout > 0 ? start + spec->timeout : 0;
+int
+launch_run(const struct launch_spec *spec, struct launch_result *res)
+{
+	struct launch_proc p;
+	size_t in_off = 0;
+	double deadline, drain_until = 0;
+	int reaped = 0, r, status = 0;
+
+	memset(res, 0, sizeof(*res));
+	buf_init(&res->out, spec->out_cap);
+	buf_init(&res->err, spec->out_cap);
+	buf_init(&res->report, spec->report_cap);
+	r = launch_start(spec, &p, res->start_error, sizeof(res->start_error));
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		res->duration = 0;
+		return 0;
+	}
+	r = 0;
+	res->started = 1;
+	deadline = spec->timeout > 0 ? p.start + spec->timeout : 0;
 
 	for (;;) {
 		struct pollfd pfd[5];
-		int *fds[4] = { &outp[0], &errp[0], &repp[0], &inp[0] };
+		int *fds[4] = { &p.out, &p.err, &p.rep, &p.in };
 		struct buf *bufs[3] = { &res->out, &res->err, &res->report };
 		int nfd = 0, idx[5], timeout_ms = -1;
 		double now = util_mono();
 
-		if (reaped && outp[0] < 0 && errp[0] < 0 && repp[0] < 0)
+		if (reaped && p.out < 0 && p.err < 0 && p.rep < 0)
 			break;
 		if (reaped && now >= drain_until)
 			break;
 		if (!reaped && deadline > 0 && now >= deadline && !res->timed_out &&
 		    !res->cancelled) {
 			res->timed_out = 1;
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
+			kill(-p.pid, SIGKILL);
+			kill(p.pid, SIGKILL);
 		}
 		if (!reaped && spec->cancel != NULL && !res->cancelled && !res->timed_out &&
 		    __atomic_load_n(spec->cancel, __ATOMIC_SEQ_CST)) {
 			res->cancelled = 1;
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
+			kill(-p.pid, SIGKILL);
+			kill(p.pid, SIGKILL);
 		}
 		double wait = -1;
 		if (!reaped && deadline > 0 && !res->timed_out)
 			wait = deadline - now;
 		if (reaped)
 			wait = drain_until - now;
-		if (!reaped && pidfd < 0 && (wait < 0 || wait > 0.02))
+		if (!reaped && p.pidfd < 0 && (wait < 0 || wait > 0.02))
 			wait = 0.02;
 		if (!reaped && spec->cancel != NULL && (wait < 0 || wait > 0.1))
 			wait = 0.1;
@@ -339,21 +382,21 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 				idx[nfd++] = i;
 			}
 		}
-		if (inp[0] >= 0) {
-			pfd[nfd] = (struct pollfd){ .fd = inp[0], .events = POLLOUT };
+		if (p.in >= 0) {
+			pfd[nfd] = (struct pollfd){ .fd = p.in, .events = POLLOUT };
 			idx[nfd++] = 3;
 		}
-		if (!reaped && pidfd >= 0) {
-			pfd[nfd] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
+		if (!reaped && p.pidfd >= 0) {
+			pfd[nfd] = (struct pollfd){ .fd = p.pidfd, .events = POLLIN };
 			idx[nfd++] = 4;
 		}
 		int pr = poll(pfd, (nfds_t)nfd, timeout_ms);
 		if (pr < 0 && errno != EINTR) {
 			r = -errno;
 			log_error("launch: poll failed: %s", strerror(-r));
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			kill(-p.pid, SIGKILL);
+			kill(p.pid, SIGKILL);
+			while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR)
 				;
 			goto out;
 		}
@@ -365,35 +408,35 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 				launch_drain(fds[idx[k]], bufs[idx[k]]);
 			} else if (idx[k] == 3) {
 				size_t left = spec->stdin_len - in_off;
-				ssize_t w = left ? send(inp[0], spec->stdin_data + in_off, left,
+				ssize_t w = left ? send(p.in, spec->stdin_data + in_off, left,
 							MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
 				if (w > 0)
 					in_off += (size_t)w;
 				if (in_off >= spec->stdin_len ||
 				    (w < 0 && errno != EAGAIN && errno != EINTR) ||
 				    (pfd[k].revents & (POLLERR | POLLHUP)))
-					launch_close(&inp[0]);
+					launch_close(&p.in);
 			} else {
 				child_done = 1;
 			}
 		}
-		if (!reaped && pidfd < 0) {
+		if (!reaped && p.pidfd < 0) {
 			siginfo_t si;
 			memset(&si, 0, sizeof(si));
-			if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-			    si.si_pid == pid)
+			if (waitid(P_PID, (id_t)p.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+			    si.si_pid == p.pid)
 				child_done = 1;
 		}
 		if (child_done && !reaped) {
 			/* Still a zombie: its process group id cannot be reused yet. */
-			kill(-pid, SIGKILL);
-			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			kill(-p.pid, SIGKILL);
+			while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR)
 				;
 			reaped = 1;
-			res->duration = util_mono() - start;
+			res->duration = util_mono() - p.start;
 			drain_until = util_mono() + LAUNCH_DRAIN_SECONDS;
-			launch_close(&inp[0]);
-			if (res->timed_out || res->cancelled)
+			launch_close(&p.in);
+			if ((res->timed_out || res->cancelled) && spec->sandbox == NULL)
 				(void)launch_kill_uid(spec->uid);
 		}
 	}
@@ -408,18 +451,7 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 		res->exit_code = 0;
 	}
 out:
-	sandbox_argv_free(sbargv);
-	launch_close(&outp[0]);
-	launch_close(&outp[1]);
-	launch_close(&errp[0]);
-	launch_close(&errp[1]);
-	launch_close(&repp[0]);
-	launch_close(&repp[1]);
-	launch_close(&inp[0]);
-	launch_close(&inp[1]);
-	launch_close(&ep[0]);
-	launch_close(&ep[1]);
-	launch_close(&pidfd);
+	launch_proc_close(&p);
 	return r;
 }
 

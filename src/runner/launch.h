@@ -37,6 +37,16 @@ struct launch_spec {
 				   * timed_out; NULL: never */
 	const struct sandbox_spec *sandbox; /* NULL: exec argv directly; else exec bwrap
 					     * (sandbox_argv) as uid, which runs argv inside */
+	const int *fd3;           /* NULL, or a descriptor the child gets as its fd 3 (a
+				   * worker's control socket; report_cap must be 0) */
+};
+
+/* A child started by launch_start: our ends of its pipes and its pid. */
+struct launch_proc {
+	pid_t pid;
+	int pidfd;                /* -1 when the kernel gives none */
+	int in, out, err, rep;    /* our ends, non-blocking, CLOEXEC; -1 when unused */
+	double start;             /* util_mono() at fork */
 };
 
 struct launch_result {
@@ -62,6 +72,18 @@ struct launch_result {
  */
 int launch_run(const struct launch_spec *spec, struct launch_result *res);
 void launch_result_free(struct launch_result *res);
+
+/*
+ * Start the child as launch_run does and return at once: 0 with *p filled,
+ * 1 when the child could not start (a one-line reason in why; nothing to
+ * reap), <0 on our own failure. The caller owns p: it reads the pipes, kills
+ * the process group (-p->pid) when it must, reaps p->pid and closes the
+ * descriptors (launch_proc_close). Thread-safe.
+ */
+int launch_start(const struct launch_spec *spec, struct launch_proc *p, char *why,
+		 size_t whylen);
+/* Close every descriptor of p (not the process). */
+void launch_proc_close(struct launch_proc *p);
 
 /*
  * Kill every process that runs as uid: a helper child setuid()s to it and

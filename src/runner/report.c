@@ -163,6 +163,38 @@ report_stderr_line(const char *err)
 	return line;
 }
 
+/*
+ * The last "INTERNALERROR> ..." line of stdout without its prefix, capped
+ * (malloc'ed; "" when there is none).
+ */
+static char *
+report_internal_line(const char *out)
+{
+	static const char tag[] = "INTERNALERROR>";
+	const char *last = NULL, *p = out, *end;
+	char *line;
+
+	while ((p = strstr(p, tag)) != NULL) {
+		if (p == out || p[-1] == '\n')
+			last = p;
+		p += sizeof(tag) - 1;
+	}
+	if (last == NULL)
+		return xstrdup("");
+	last += sizeof(tag) - 1;
+	while (*last == ' ')
+		last++;
+	end = strchr(last, '\n');
+	if (end == NULL)
+		end = last + strlen(last);
+	if (end - last > REPORT_TAIL_CAP)
+		end = last + REPORT_TAIL_CAP;
+	line = xmalloc((size_t)(end - last) + 1);
+	memcpy(line, last, (size_t)(end - last));
+	line[end - last] = '\0';
+	return line;
+}
+
 static struct report_test *
 report_test_get(struct report_state *st, const char *nodeid, long *pos)
 {
@@ -432,6 +464,11 @@ report_build(const char *stream, size_t len, const struct report_exit *ex)
 	}
 
 	line = report_stderr_line(ex->stderr_tail);
+	if (*line == '\0' && ex->stdout_tail != NULL) {
+		/* pytest writes its INTERNALERROR lines to stdout */
+		free(line);
+		line = report_internal_line(ex->stdout_tail);
+	}
 	if (!ex->started) {
 		outcome = REPORT_INFRA;
 		message = xstrdup(ex->start_error ? ex->start_error : "could not start");

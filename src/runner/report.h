@@ -22,6 +22,8 @@ struct report_exit {
 	double timeout;          /* the limit, for messages; 0: use duration */
 	const char *start_error; /* when !started */
 	const char *stderr_tail; /* stderr (or its end), for messages; may be NULL */
+	const char *stdout_tail; /* stdout (or its end): pytest prints its internal
+				  * errors there; used when stderr says nothing */
 	const char *module;      /* module path, nodeid of a module-level error; NULL: "<collection>" */
 	int oom_kill;            /* the kernel's OOM killer hit the run (e.g. a cgroup v2
 				  * memory.events oom_kill counter rose); 0: unknown or no */

@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,9 @@
 #include "runner/launch.h"
 #include "runner/report.h"
 #include "runner/sandbox.h"
+#include "runner/session.h"
 #include "runner/setup.h"
+#include "runner/worker.h"
 
 #define RUNNER_REQ_MAX (1 << 20)        /* requirements.txt / pyproject.toml */
 #define RUNNER_REQ_LINES 10000
@@ -55,6 +58,13 @@
 #define RUNNER_READY ".meshtest-ready"
 #define RUNNER_SETUP_TIMEOUT 300.0       /* all set-up commands of a project */
 #define RUNNER_SETUP_REPORT_CAP (64u << 10)
+#define RUNNER_WORKERS_PER_SLOT 2        /* environments a slot keeps warm */
+#define RUNNER_WORKER_IDLE 300.0         /* seconds before an idle worker stops */
+#define RUNNER_WORKER_START 60.0
+#define RUNNER_WORKER_RSS_KB (1024L * 1024)  /* a worker past 1 GiB starts afresh */
+#define RUNNER_WARM_RETRY 60.0           /* after a worker failed to start, cold until */
+#define RUNNER_COPIES_PER_SLOT 16        /* pristine project copies a slot keeps */
+#define RUNNER_INFRA_TRIES 3
 
 static struct {
 	char *data_dir, *python, *lib_dir, *venv_dir, *work_dir;
@@ -69,12 +79,36 @@ static struct {
 	size_t nsys;
 } runner;
 
+/*
+ * What one slot keeps between runs: its warm workers and a sequence for run
+ * folders. Touched only by that slot's thread (runner_run_batch,
+ * runner_slot_idle, runner_slot_close).
+ */
+struct runner_slot {
+	struct worker *workers[RUNNER_WORKERS_PER_SLOT];
+	unsigned seq;
+	double cold_until;            /* no worker starts before (a start failed) */
+};
+static struct runner_slot *runner_slots;
+
 static pthread_mutex_t runner_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t runner_setup_lock = PTHREAD_MUTEX_INITIALIZER; /* one set-up uid */
 static pthread_cond_t runner_cond = PTHREAD_COND_INITIALIZER;
 static json_t *runner_building;  /* key -> true while one thread builds it */
 static json_t *runner_failures;  /* key -> [message, util_mono() of the failure] */
 static int runner_cancel;        /* set by runner_abort_all; atomic access only */
+
+/*
+ * Kill what a run of uid left behind. Only without the sandbox: bubblewrap's
+ * pid namespace takes every process of a run along, and a uid-wide sweep
+ * would also hit the slot's idle workers.
+ */
+static void
+runner_sweep(uid_t uid)
+{
+	if (!runner.sandboxed)
+		(void)launch_kill_uid(uid);
+}
 
 static int
 runner_aborted(void)
@@ -318,6 +352,8 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	runner.isolated = geteuid() == 0;
 	runner.sandboxed = 0;
 	__atomic_store_n(&runner_cancel, 0, __ATOMIC_SEQ_CST);
+	free(runner_slots);
+	runner_slots = xcalloc((size_t)cfg->slots, sizeof(*runner_slots));
 
 	pthread_mutex_lock(&runner_lock);
 	if (runner_building == NULL)
@@ -346,6 +382,12 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 		path = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
 		r = util_write_file(path, embedded_meshtest_supervisor,
 				    strlen(embedded_meshtest_supervisor), 0644);
+	}
+	if (r == 0) {
+		free(path);
+		path = xasprintf("%s/meshtest_worker.py", runner.lib_dir);
+		r = util_write_file(path, embedded_meshtest_worker,
+				    strlen(embedded_meshtest_worker), 0644);
 	}
 	if (r < 0) {
 		util_seterr(err, errlen, "cannot write %s: %s", path, strerror(-r));
@@ -759,7 +801,7 @@ runner_build_env(const char *key, const char *reqs, uid_t uid, char *err, size_t
 	}
 	launch_result_free(&res);
 	have_res = 0;
-	(void)launch_kill_uid(uid);
+	(void)runner_sweep(uid);
 
 	{
 		char *bindir = xasprintf("%s/bin", tmp);
@@ -785,7 +827,7 @@ fail_msg:
 	util_seterr(err, errlen, "cannot build the virtual environment: %s", strerror(-r));
 	r = -EIO;
 fail:
-	(void)launch_kill_uid(uid);
+	(void)runner_sweep(uid);
 	(void)util_rm_rf(tmp);
 out:
 	if (have_res)
@@ -880,11 +922,15 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 		   size_t errlen)
 {
 	*python_out = NULL;
-	if (slot < 0 || slot >= runner.slots || runner.data_dir == NULL) {
+	if (slot < -1 || slot >= runner.slots || runner.data_dir == NULL) {
 		util_seterr(err, errlen, "invalid slot %d", slot);
 		return -EINVAL;
 	}
-	return runner_env_as(project_dir, runner_slot_uid(slot), python_out, err, errlen);
+	/* ahead of time (slot -1), as the set-up uid: only where no sweep can hit it */
+	if (slot == -1 && !runner.sandboxed)
+		return 0;
+	return runner_env_as(project_dir, slot < 0 ? runner_setup_uid() : runner_slot_uid(slot),
+			     python_out, err, errlen);
 }
 
 /* A module path from the scheduler must stay inside the project copy. */
@@ -910,6 +956,49 @@ runner_mkdir_owned(const char *path, uid_t uid)
 	return 0;
 }
 
+/*
+ * The slot's folders: slot-<n>/ (root's, searchable), in it projects/
+ * (pristine copies, read-only in the sandbox), run/ (one scratch folder per
+ * run), project/ (where a run sees its project), wtmp/ (the worker's /tmp),
+ * all but projects/ owned by the slot's uid; cold/ is made per cold run.
+ */
+static int
+runner_slot_dirs(int slot)
+{
+	static const char *const owned[] = { "run", "project", "wtmp" };
+	uid_t uid = runner_slot_uid(slot);
+	char *dir = xasprintf("%s/slot-%d", runner.work_dir, slot), *sub = NULL;
+	struct stat st;
+	int r = 0;
+
+	if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+		free(dir);
+		return 0;
+	}
+	if (mkdir(dir, 0711) < 0 && errno != EEXIST) {
+		r = -errno;
+		goto out;
+	}
+	sub = xasprintf("%s/projects", dir);
+	if (mkdir(sub, 0711) < 0 && errno != EEXIST) {
+		r = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+		free(sub);
+		sub = xasprintf("%s/%s", dir, owned[i]);
+		if ((r = runner_mkdir_owned(sub, uid)) < 0 && r != -EEXIST)
+			goto out;
+		r = 0;
+	}
+out:
+	if (r < 0)
+		log_error("runner: cannot prepare %s: %s", dir, strerror(-r));
+	free(sub);
+	free(dir);
+	return r;
+}
+
 int
 runner_run_module(const struct runner_module_req *req, json_t **result)
 {
@@ -928,12 +1017,14 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	    req->python == NULL || req->project_dir == NULL || !runner_module_ok(req->module_path))
 		return -EINVAL;
 	uid = runner_slot_uid(req->slot);
-	slot_dir = xasprintf("%s/slot-%d", runner.work_dir, req->slot);
+	if ((r = runner_slot_dirs(req->slot)) < 0)
+		return r;
+	slot_dir = xasprintf("%s/slot-%d/cold", runner.work_dir, req->slot);
 	copy = xasprintf("%s/project", slot_dir);
 	home = xasprintf("%s/home", slot_dir);
 	tmpd = xasprintf("%s/tmp", slot_dir);
 
-	(void)launch_kill_uid(uid);
+	(void)runner_sweep(uid);
 	if ((r = util_rm_rf(slot_dir)) < 0 || (r = runner_mkdir_owned(slot_dir, uid)) < 0 ||
 	    (r = runner_mkdir_owned(home, uid)) < 0 || (r = runner_mkdir_owned(tmpd, uid)) < 0) {
 		log_error("runner: cannot prepare %s: %s", slot_dir, strerror(-r));
@@ -1029,6 +1120,7 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 		.timeout = req->timeout,
 		.start_error = res.start_error,
 		.stderr_tail = res.err.data,
+		.stdout_tail = res.out.data,
 		.module = req->module_path,
 	};
 	json_t *j = report_build(res.report.data, res.report.len, &ex);
@@ -1045,7 +1137,7 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	r = 0;
 out:
 	/* stragglers such as background servers, then the copy */
-	(void)launch_kill_uid(uid);
+	(void)runner_sweep(uid);
 	if (slot_dir != NULL) {
 		int e = util_rm_rf(slot_dir);
 		if (e < 0)
@@ -1164,7 +1256,7 @@ runner_run_setup(const char *project_dir, char *err, size_t errlen)
 	home = xasprintf("%s/home", dir);
 	tmpd = xasprintf("%s/tmp", dir);
 	settings = runner_read_setup_file(project_dir, &settings_len);
-	(void)launch_kill_uid(uid);
+	(void)runner_sweep(uid);
 	if ((r = util_rm_rf(dir)) < 0 || (r = runner_mkdir_owned(dir, uid)) < 0 ||
 	    (r = runner_mkdir_owned(home, uid)) < 0 || (r = runner_mkdir_owned(tmpd, uid)) < 0 ||
 	    (r = util_copy_tree(project_dir, copy, uid, (gid_t)uid)) < 0) {
@@ -1232,7 +1324,7 @@ runner_run_setup(const char *project_dir, char *err, size_t errlen)
 		util_seterr(err, errlen, "cannot run the set-up commands: %s", strerror(-r));
 		goto out;
 	}
-	(void)launch_kill_uid(uid);
+	(void)runner_sweep(uid);
 	if (!runner_step_ok(&res)) {
 		runner_setup_error(&res, err, errlen);
 		r = res.cancelled ? -ECANCELED : -EIO;
@@ -1241,7 +1333,7 @@ runner_run_setup(const char *project_dir, char *err, size_t errlen)
 	r = runner_setup_collect(copy, project_dir, settings, settings_len, err, errlen);
 out:
 	if (dir != NULL) {
-		(void)launch_kill_uid(uid);
+		(void)runner_sweep(uid);
 		int e = util_rm_rf(dir);
 		if (e < 0)
 			log_warn("runner: cannot remove %s: %s", dir, strerror(-e));
@@ -1260,5 +1352,666 @@ out:
 	free(supervisor);
 	free(settings);
 	free(budget);
+	return r;
+}
+
+/* ------------------------------------------------------------ warm runs */
+
+/*
+ * The slot's pristine copy of a project (owned by the slot's uid, read-only
+ * in the sandbox): made once per slot and project, then every run of the
+ * project on this slot mounts it under an overlay. Returns its path
+ * (malloc'ed) or NULL. Keeps at most RUNNER_COPIES_PER_SLOT, dropping the
+ * least recently used.
+ */
+static char *
+runner_slot_copy(int slot, const char *digest, const char *project_dir)
+{
+	char *dir = xasprintf("%s/slot-%d/projects", runner.work_dir, slot);
+	char *path = xasprintf("%s/%s", dir, digest), *tmp = NULL, hex[17];
+	uid_t uid = runner_slot_uid(slot);
+	DIR *d;
+	struct dirent *de;
+	int r, count = 0;
+	char *oldest = NULL;
+	struct timespec oldest_t = { 0, 0 };
+
+	if (access(path, F_OK) == 0) {
+		(void)utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
+		free(dir);
+		return path;
+	}
+	if (runner_slot_dirs(slot) < 0) {
+		free(dir);
+		free(path);
+		return NULL;
+	}
+	util_random_hex(hex, 8);
+	tmp = xasprintf("%s/.tmp-%s", dir, hex);
+	r = util_copy_tree(project_dir, tmp, uid, (gid_t)uid);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		log_error("runner: cannot copy %s for slot %d: %s", project_dir, slot, strerror(-r));
+		(void)util_rm_rf(tmp);
+		free(tmp);
+		free(dir);
+		free(path);
+		return NULL;
+	}
+	free(tmp);
+	/* the least recently used copies go */
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			struct stat st;
+			char *p;
+			if (de->d_name[0] == '.')
+				continue;
+			p = xasprintf("%s/%s", dir, de->d_name);
+			if (lstat(p, &st) == 0 && strcmp(p, path) != 0) {
+				count++;
+				if (oldest == NULL || st.st_mtim.tv_sec < oldest_t.tv_sec ||
+				    (st.st_mtim.tv_sec == oldest_t.tv_sec &&
+				     st.st_mtim.tv_nsec < oldest_t.tv_nsec)) {
+					free(oldest);
+					oldest = p;
+					oldest_t = st.st_mtim;
+					continue;
+				}
+			}
+			free(p);
+		}
+		closedir(d);
+	}
+	if (count >= RUNNER_COPIES_PER_SLOT && oldest != NULL)
+		(void)util_rm_rf(oldest);
+	free(oldest);
+	free(dir);
+	return path;
+}
+
+/* <venv>/bin/python -> <venv> (malloc'ed) when it is a venv, else NULL. */
+static char *
+runner_venv_of(const char *python)
+{
+	char *venv = xstrdup(python), *cfg, *slash;
+	int ok;
+
+	for (int i = 0; i < 2; i++) {
+		slash = strrchr(venv, '/');
+		if (slash == NULL) {
+			free(venv);
+			return NULL;
+		}
+		*slash = '\0';
+	}
+	cfg = xasprintf("%s/pyvenv.cfg", venv);
+	ok = *venv != '\0' && access(cfg, F_OK) == 0;
+	free(cfg);
+	if (!ok) {
+		free(venv);
+		return NULL;
+	}
+	return venv;
+}
+
+static void
+runner_slot_forget(struct runner_slot *rs, struct worker *w)
+{
+	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++)
+		if (rs->workers[i] == w)
+			rs->workers[i] = NULL;
+}
+
+/*
+ * The slot's warm worker for an environment (python), started when there is
+ * none: NULL when warm runs are not possible here (no sandbox, no user
+ * namespaces inside it, or a start failed less than a minute ago), with the
+ * reason logged once per failure.
+ */
+static struct worker *
+runner_slot_worker(int slot, const char *python)
+{
+	struct runner_slot *rs = &runner_slots[slot];
+	struct worker_spec ws;
+	struct worker *w = NULL;
+	struct sandbox_spec sb;
+	const char *ro[8], *rw[6];
+	char *venv = NULL, *env[12], *slot_dir, *projects, *rundir, *pdir, *wtmp, *script;
+	char err[512];
+	size_t ne = 0;
+	int free_at = -1, lru = -1, r;
+	uid_t uid = runner_slot_uid(slot);
+
+	if (!runner.sandboxed || runner_aborted() || util_mono() < rs->cold_until)
+		return NULL;
+	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++) {
+		struct worker *c = rs->workers[i];
+		if (c == NULL) {
+			free_at = free_at < 0 ? i : free_at;
+			continue;
+		}
+		if (!worker_alive(c)) {
+			worker_kill(c);
+			rs->workers[i] = NULL;
+			free_at = free_at < 0 ? i : free_at;
+			continue;
+		}
+		if (strcmp(worker_key(c), python) == 0)
+			return c;
+		if (lru < 0 || worker_last_used(c) < worker_last_used(rs->workers[lru]))
+			lru = i;
+	}
+	if (free_at < 0) {
+		worker_stop(rs->workers[lru]);
+		rs->workers[lru] = NULL;
+		free_at = lru;
+	}
+	if (runner_slot_dirs(slot) < 0)
+		return NULL;
+	venv = runner_venv_of(python);
+	slot_dir = xasprintf("%s/slot-%d", runner.work_dir, slot);
+	projects = xasprintf("%s/projects", slot_dir);
+	rundir = xasprintf("%s/run", slot_dir);
+	pdir = xasprintf("%s/project", slot_dir);
+	wtmp = xasprintf("%s/wtmp", slot_dir);
+	script = xasprintf("%s/meshtest_worker.py", runner.lib_dir);
+
+	if (venv != NULL)
+		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
+	else
+		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+	env[ne++] = xasprintf("HOME=%s", wtmp);
+	env[ne++] = xasprintf("TMPDIR=%s", wtmp);
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	env[ne++] = xasprintf("PYTHONPATH=%s", runner.lib_dir);
+	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");   /* the std streams runs inherit */
+	env[ne++] = xasprintf("MESHTEST_PROBE_DIR=%s/probe", rundir);
+	if (venv != NULL)
+		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	env[ne] = NULL;
+
+	struct runner_view view = {
+		.ro = { runner.lib_dir, venv, runner.py_prefix, projects },
+		.rw = { rundir, pdir },
+	};
+	runner_view_fill(&sb, ro, rw, &view, uid);
+	sb.tmp_dir = wtmp;
+	sb.chdir = "/";
+	sb.as_pid1 = 1;     /* pid 1 of its namespace: no run can signal or stop it */
+	memset(&ws, 0, sizeof(ws));
+	ws.python = python;
+	ws.script = script;
+	ws.envp = (const char *const *)env;
+	ws.uid = uid;
+	ws.sandbox = &sb;
+	ws.start_timeout = RUNNER_WORKER_START;
+	ws.cancel = &runner_cancel;
+	r = worker_start(&ws, python, &w, err, sizeof(err));
+	if (r == 0 && !worker_has_ns(w)) {
+		snprintf(err, sizeof(err), "runs cannot have their own namespaces here (%s)",
+			 worker_why(w));
+		worker_stop(w);
+		w = NULL;
+		r = -EPERM;
+	}
+	if (r < 0) {
+		if (r != -ECANCELED)
+			log_warn("runner: slot %d runs modules cold (one interpreter each) for "
+				 "%g s: %s", slot, RUNNER_WARM_RETRY, err);
+		rs->cold_until = util_mono() + RUNNER_WARM_RETRY;
+	} else {
+		rs->workers[free_at] = w;
+		log_debug("runner: slot %d has a warm worker for %s%s", slot, python,
+			  worker_has_overlay(w) ? "" : " (no overlays: a copy per run)");
+	}
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(venv);
+	free(slot_dir);
+	free(projects);
+	free(rundir);
+	free(pdir);
+	free(wtmp);
+	free(script);
+	return w;
+}
+
+void
+runner_slot_idle(int slot)
+{
+	struct runner_slot *rs;
+	double now = util_mono();
+
+	if (runner_slots == NULL || slot < 0 || slot >= runner.slots)
+		return;
+	rs = &runner_slots[slot];
+	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++) {
+		struct worker *w = rs->workers[i];
+		if (w != NULL && (!worker_alive(w) || now - worker_last_used(w) > RUNNER_WORKER_IDLE)) {
+			worker_stop(w);
+			rs->workers[i] = NULL;
+		}
+	}
+}
+
+void
+runner_slot_close(int slot)
+{
+	struct runner_slot *rs;
+
+	if (runner_slots == NULL || slot < 0 || slot >= runner.slots)
+		return;
+	rs = &runner_slots[slot];
+	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++) {
+		if (runner_aborted())
+			worker_kill(rs->workers[i]);
+		else
+			worker_stop(rs->workers[i]);
+		rs->workers[i] = NULL;
+	}
+}
+
+int
+runner_slot_warm_count(int slot)
+{
+	int n = 0;
+
+	if (runner_slots == NULL || slot < 0 || slot >= runner.slots)
+		return 0;
+	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++)
+		n += worker_alive(runner_slots[slot].workers[i]);
+	return n;
+}
+
+static json_t *
+runner_json_env(char **env)
+{
+	json_t *o = json_object();
+
+	for (char **e = env; *e != NULL; e++) {
+		char *eq = strchr(*e, '=');
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		json_object_set_new(o, *e, json_string(eq + 1));
+		*eq = '=';
+	}
+	return o;
+}
+
+/* The message of a "worker_error" event in the stream (malloc'ed), or NULL. */
+static char *
+runner_worker_error(const char *stream, size_t len)
+{
+	for (size_t at = 0; stream != NULL && at < len;) {
+		const char *nl = memchr(stream + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (stream + at)) : len - at;
+		json_t *ev = json_loadb(stream + at, n, 0, NULL);
+		const char *kind = json_string_value(json_object_get(ev, "ev"));
+		if (kind != NULL && strcmp(kind, "worker_error") == 0) {
+			const char *m = json_string_value(json_object_get(ev, "message"));
+			char *msg = xstrdup(m ? m : "the worker could not prepare the run");
+			json_decref(ev);
+			return msg;
+		}
+		json_decref(ev);
+		at += n + 1;
+	}
+	return NULL;
+}
+
+static void
+runner_watch_line(void *ctx, const char *line, size_t len, double now)
+{
+	session_on_line(ctx, line, len, now);
+}
+
+static double
+runner_watch_deadline(void *ctx, double now)
+{
+	return session_deadline(ctx, now);
+}
+
+/* stdout/stderr of a run into its result. */
+static void
+runner_attach_output(json_t *j, const struct buf *out, const struct buf *err)
+{
+	json_object_set_new(j, "stdout", report_json_text(out->data, out->len));
+	json_object_set_new(j, "stderr", report_json_text(err->data, err->len));
+	json_object_set_new(j, "stdout_dropped", json_integer((json_int_t)out->dropped));
+	json_object_set_new(j, "stderr_dropped", json_integer((json_int_t)err->dropped));
+}
+
+/*
+ * One pytest process over mods[0..n) of the batch in the slot's worker w.
+ * Fills results[i] for each module that counts from this run (all of them
+ * for a single module; in a session those that finished in it) and leaves
+ * the others NULL. Returns 0, -ECANCELED at shutdown, or -EAGAIN when the
+ * worker could not run it (w is then gone; the caller runs cold).
+ */
+static int
+runner_warm_run(int slot, struct worker **wp, const struct runner_batch *b,
+		const char *lower, const char *const *mods, size_t n, json_t **results)
+{
+	struct runner_slot *rs = &runner_slots[slot];
+	struct worker *w = *wp;
+	struct worker_result res;
+	struct session *sess;
+	struct worker_watch watch;
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
+	char *scratch, *env[16], *rootdir, *msg = NULL, *venv = runner_venv_of(b->python);
+	json_t *req, *argv, *path;
+	size_t ne = 0;
+	int r = 0, normal;
+	unsigned id = ++rs->seq;
+	struct stat st;
+
+	scratch = xasprintf("%s/slot-%d/run/%u", runner.work_dir, slot, id);
+	if (venv != NULL)
+		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
+	else
+		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+	env[ne++] = xasprintf("HOME=%s/home", scratch);
+	env[ne++] = xasprintf("TMPDIR=%s/tmp", scratch);
+	env[ne++] = xasprintf("USER=meshtest-slot%d", slot);
+	env[ne++] = xasprintf("LOGNAME=meshtest-slot%d", slot);
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	{
+		char *src = xasprintf("%s/src", b->project_dir);
+		path = json_array();
+		if (lstat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+			env[ne++] = xasprintf("PYTHONPATH=%s/src:%s:%s", cwd, cwd, runner.lib_dir);
+			json_array_append_new(path, json_sprintf("%s/src", cwd));
+		} else {
+			env[ne++] = xasprintf("PYTHONPATH=%s:%s", cwd, runner.lib_dir);
+		}
+		json_array_append_new(path, json_string(cwd));
+		json_array_append_new(path, json_string(runner.lib_dir));
+		free(src);
+	}
+	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
+	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	if (venv != NULL)
+		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
+	env[ne] = NULL;
+
+	rootdir = xasprintf("--rootdir=%s", cwd);
+	argv = json_pack("[s, s, s, s, s, s, s]", "-p", "meshtest_plugin", "-p",
+			 "no:cacheprovider", rootdir, "-q", "--color=no");
+	if (n > 1)   /* a module that cannot be collected never stops the others */
+		json_array_append_new(argv, json_string("--continue-on-collection-errors"));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(argv, json_string(mods[i]));
+	req = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:[s], s:b, s:b}",
+			"op", "run", "id", (json_int_t)id, "argv", argv, "env",
+			runner_json_env(env), "path", path, "cwd", cwd, "lower", lower,
+			"scratch", scratch, "keep", runner.data_dir, "services",
+			setup_needed(b->project_dir), "fresh", 0);
+	if (runner.py_prefix != NULL)
+		json_array_append_new(json_object_get(req, "keep"), json_string(runner.py_prefix));
+
+	sess = session_new(mods, n, b->timeout, util_mono());
+	watch.ctx = sess;
+	watch.on_line = runner_watch_line;
+	watch.deadline = runner_watch_deadline;
+	r = worker_run(w, req, &watch, runner.output_cap, RUNNER_REPORT_CAP, &res);
+	if (res.cancelled || runner_aborted()) {
+		r = -ECANCELED;
+		goto out;
+	}
+	if (r < 0 || !res.started ||
+	    (msg = runner_worker_error(res.report.data, res.report.len)) != NULL) {
+		log_warn("runner: slot %d: the worker could not run %s: %s", slot, mods[0],
+			 msg ? msg : res.error[0] ? res.error : strerror(-r));
+		r = -EAGAIN;
+		goto out;
+	}
+	normal = !res.timed_out && !res.worker_died && res.term_signal == 0 &&
+		 (res.exit_code == 0 || res.exit_code == 1 || res.exit_code == 5);
+	session_end(sess, normal, util_mono());
+	if (n == 1) {
+		struct report_exit ex = {
+			.started = 1,
+			.exit_code = res.exit_code,
+			.term_signal = res.worker_died ? SIGKILL : res.term_signal,
+			.timed_out = res.timed_out,
+			.duration = res.duration,
+			.timeout = b->timeout,
+			.stderr_tail = res.err.data,
+			.stdout_tail = res.out.data,
+			.module = mods[0],
+		};
+		json_t *j = report_build(res.report.data, res.report.len, &ex);
+		(void)setup_fix_result(j, res.report.data, res.report.len, res.err.data, cwd,
+				       mods[0]);
+		runner_attach_output(j, &res.out, &res.err);
+		results[0] = j;
+	} else {
+		const char *first = NULL;
+		for (size_t i = 0; i < n; i++) {
+			size_t len;
+			char *stream;
+			json_t *j;
+			if (!session_finished(sess, i))
+				continue;
+			stream = session_stream(sess, res.report.data, res.report.len, i, &len);
+			struct report_exit ex = {
+				.started = 1,
+				.duration = session_duration(sess, i),
+				.timeout = b->timeout,
+				.module = mods[i],
+			};
+			j = report_build(stream, len, &ex);
+			free(stream);
+			/* the session's output once, with its first module */
+			if (first == NULL) {
+				first = mods[i];
+				runner_attach_output(j, &res.out, &res.err);
+			} else {
+				json_object_set_new(j, "output_in", json_string(first));
+			}
+			json_object_set_new(j, "session", json_pack("{s:I, s:f}", "modules",
+				(json_int_t)n, "wall", res.duration));
+			results[i] = j;
+		}
+	}
+	if (res.report.dropped > 0)
+		log_warn("runner: report of %s cut at %u bytes", mods[0], RUNNER_REPORT_CAP);
+out:
+	/* a run that timed out, crashed or left processes behind starts a fresh worker */
+	if (worker_alive(w) && (res.term_signal != 0 || res.rss_kb > RUNNER_WORKER_RSS_KB ||
+				r == -EAGAIN)) {
+		runner_slot_forget(rs, w);
+		worker_stop(w);
+		*wp = NULL;
+	} else if (!worker_alive(w)) {
+		runner_slot_forget(rs, w);
+		worker_kill(w);
+		*wp = NULL;
+	}
+	worker_result_free(&res);
+	session_free(sess);
+	json_decref(req);
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(msg);
+	free(rootdir);
+	free(scratch);
+	free(cwd);
+	free(venv);
+	return r;
+}
+
+/* One module alone: warm when the slot has a worker, else cold. */
+static int
+runner_alone(int slot, const struct runner_batch *b, const char *lower, const char *module,
+	     json_t **result)
+{
+	struct worker *w = lower != NULL ? runner_slot_worker(slot, b->python) : NULL;
+	struct runner_module_req req;
+	int r;
+
+	*result = NULL;
+	if (w != NULL) {
+		const char *mods[1] = { module };
+		r = runner_warm_run(slot, &w, b, lower, mods, 1, result);
+		if (r != -EAGAIN)
+			return r;
+		runner_slots[slot].cold_until = util_mono() + RUNNER_WARM_RETRY;
+	}
+	memset(&req, 0, sizeof(req));
+	req.project_dir = b->project_dir;
+	req.module_path = module;
+	req.python = b->python;
+	req.timeout = b->timeout;
+	req.slot = slot;
+	return runner_run_module(&req, result);
+}
+
+static json_t *
+runner_infra_result(const char *module, const char *msg)
+{
+	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:[{s:s, s:s, s:s, s:f, s:s, s:s}]}",
+			 "outcome", "infra_error", "message", msg, "passed", 0, "failed", 1,
+			 "skipped", 0, "errors", 1, "duration", 0.0, "tests", "nodeid", module,
+			 "outcome", "error", "counted", "failed", "duration", 0.0, "phase",
+			 "collect", "message", msg);
+}
+
+static int
+runner_is_infra(json_t *result)
+{
+	const char *o = json_string_value(json_object_get(result, "outcome"));
+
+	return o != NULL && strcmp(o, "infra_error") == 0 &&
+	       !json_is_true(json_object_get(result, "setup_failed")) &&
+	       !json_is_true(json_object_get(result, "config_error"));
+}
+
+/*
+ * Run a failed module again alone, up to reruns times while it fails; the
+ * last run counts and the result keeps every run (setup_merge_runs).
+ */
+static int
+runner_rerun(int slot, const struct runner_batch *b, const char *lower, const char *module,
+	     int reruns, json_t **result)
+{
+	json_t *runs = json_array(), *cur = *result;
+	int r = 0;
+
+	json_array_append(runs, cur);
+	for (int k = 0; k < reruns && setup_should_rerun(cur); k++) {
+		json_t *again = NULL;
+		log_info("runner: slot %d reruns %s (rerun %d of %d)", slot, module, k + 1, reruns);
+		r = runner_alone(slot, b, lower, module, &again);
+		if (r == -ECANCELED || runner_aborted()) {
+			json_decref(again);
+			json_decref(runs);
+			return -ECANCELED;
+		}
+		if (r < 0 || again == NULL) {
+			json_decref(again);
+			break;
+		}
+		json_array_append_new(runs, again);
+		cur = again;
+	}
+	json_decref(*result);
+	*result = setup_merge_runs(runs);
+	json_decref(runs);
+	return 0;
+}
+
+/*
+ * A module alone, with the retries of a run that could not start and the
+ * project's reruns of a failed module (the last run counts).
+ */
+static int
+runner_alone_counted(int slot, const struct runner_batch *b, const char *lower,
+		     const char *module, json_t **result)
+{
+	json_t *j = NULL;
+	int r = 0, reruns;
+
+	for (int tries = 1;; tries++) {
+		json_decref(j);
+		j = NULL;
+		r = runner_alone(slot, b, lower, module, &j);
+		if (r == -ECANCELED || runner_aborted()) {
+			json_decref(j);
+			return -ECANCELED;
+		}
+		if (r < 0 || j == NULL) {
+			json_decref(j);
+			j = runner_infra_result(module, "the runner failed on this node");
+		}
+		if (!runner_is_infra(j) || tries >= RUNNER_INFRA_TRIES)
+			break;
+		log_warn("runner: %s could not start (%s); trying again", module,
+			 json_string_value(json_object_get(j, "message")));
+		util_sleep(0.5);
+	}
+	*result = j;
+	reruns = setup_project_reruns(b->project_dir);
+	if (reruns > 0 && setup_should_rerun(j))
+		return runner_rerun(slot, b, lower, module, reruns, result);
+	return 0;
+}
+
+int
+runner_run_batch(const struct runner_batch *b)
+{
+	json_t **results = NULL;
+	char *lower = NULL;
+	int r = 0, reruns;
+
+	if (runner_aborted())
+		return -ECANCELED;
+	if (b->slot < 0 || b->slot >= runner.slots || runner.data_dir == NULL ||
+	    b->python == NULL || b->project_dir == NULL || b->n == 0 || b->on_result == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < b->n; i++)
+		if (!runner_module_ok(b->modules[i]))
+			return -EINVAL;
+	results = xcalloc(b->n, sizeof(*results));
+	if (runner.sandboxed && b->digest != NULL)
+		lower = runner_slot_copy(b->slot, b->digest, b->project_dir);
+	if (lower != NULL && b->isolation == RUNNER_ISOLATION_PROJECT && b->n > 1) {
+		struct worker *w = runner_slot_worker(b->slot, b->python);
+		if (w != NULL) {
+			r = runner_warm_run(b->slot, &w, b, lower, b->modules, b->n, results);
+			if (r == -ECANCELED)
+				goto out;
+			if (r == -EAGAIN)
+				runner_slots[b->slot].cold_until = util_mono() + RUNNER_WARM_RETRY;
+			r = 0;
+		}
+		reruns = setup_project_reruns(b->project_dir);
+		for (size_t i = 0; i < b->n; i++) {
+			if (results[i] == NULL)
+				continue;
+			if (reruns > 0 && setup_should_rerun(results[i]) &&
+			    (r = runner_rerun(b->slot, b, lower, b->modules[i], reruns,
+					      &results[i])) < 0)
+				goto out;
+			b->on_result(b->ctx, i, results[i]);
+		}
+	}
+	/* one at a time: isolation "module", or what did not finish in the session */
+	for (size_t i = 0; i < b->n; i++) {
+		if (results[i] != NULL)
+			continue;
+		if ((r = runner_alone_counted(b->slot, b, lower, b->modules[i], &results[i])) < 0)
+			goto out;
+		b->on_result(b->ctx, i, results[i]);
+	}
+out:
+	for (size_t i = 0; i < b->n; i++)
+		json_decref(results[i]);
+	free(results);
+	free(lower);
 	return r;
 }

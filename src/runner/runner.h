@@ -88,6 +88,8 @@ const char *runner_sandbox_name(void);
  * wait for a single build. Errors: -EIO with err set, e.g. "installing
  * requirements failed: <last line of pip's stderr>" or "pytest is not
  * available in the project's environment: ..."; -EINVAL for a bad slot.
+ * Slot -1 prepares it ahead of time (right after fetching), as the set-up
+ * uid; without the sandbox that does nothing (0, *python_out NULL).
  * Thread-safe.
  */
 int runner_prepare_env(const char *project_dir, int slot, char **python_out,
@@ -120,6 +122,50 @@ struct runner_module_req {
  * becomes one clear error (setup_fix_result).
  */
 int runner_run_module(const struct runner_module_req *req, json_t **result);
+
+enum runner_isolation {
+	RUNNER_ISOLATION_PROJECT = 0,   /* modules of a project may share a pytest session */
+	RUNNER_ISOLATION_MODULE = 1,    /* every module in its own fresh process */
+};
+
+/* Modules of one project to run on one slot (a claim of the scheduler). */
+struct runner_batch {
+	const char *project_dir;        /* read-only canonical copy of the project */
+	const char *digest;             /* its blob: names the slot's pristine copy */
+	const char *const *modules;     /* relative paths */
+	size_t n;
+	const char *python;             /* from runner_prepare_env */
+	double timeout;                 /* seconds, per module */
+	int slot;
+	enum runner_isolation isolation;
+	/* called once per module, in the slot's thread, when its result is final
+	 * (borrowed: the callback takes a reference to keep it) */
+	void (*on_result)(void *ctx, size_t i, json_t *result);
+	void *ctx;
+};
+
+/*
+ * Run a batch on its slot and hand each module's result to on_result as it
+ * becomes final. With the sandbox, runs are warm: the slot's worker for the
+ * environment (meshtest_worker.py) forks a fresh child per pytest process,
+ * in its own namespaces, over an overlay of the slot's pristine copy of the
+ * project (made once per slot). Isolation "project" runs the batch as one
+ * pytest session first; every module that did not finish in it (the session
+ * crashed, hung, hit a module's time limit or stopped early) runs again
+ * alone, as does every module with isolation "module". A run that could not
+ * start is tried again (3 times in all); a failed module is rerun as the
+ * project's reruns setting says. Without the sandbox, or when no worker can
+ * start, each module runs cold (runner_run_module). Returns 0, -ECANCELED at
+ * shutdown (results not yet handed over are dropped) or -EINVAL.
+ */
+int runner_run_batch(const struct runner_batch *b);
+
+/* In the slot's thread: stop its workers idle for five minutes. */
+void runner_slot_idle(int slot);
+/* In the slot's thread, before it ends: stop its workers. */
+void runner_slot_close(int slot);
+/* Warm workers the slot has now. */
+int runner_slot_warm_count(int slot);
 
 /*
  * For shutdown: kill every running module and environment build (within about

@@ -117,6 +117,8 @@ sandbox_argv(const struct sandbox_spec *spec, const char *const *cmd, char ***ou
 	sandbox_add(&w, "--unshare-user");
 	sandbox_add(&w, "--unshare-ipc");
 	sandbox_add(&w, "--unshare-pid");
+	if (spec->as_pid1)
+		sandbox_add(&w, "--as-pid-1");
 	if (!spec->share_net)
 		sandbox_add(&w, "--unshare-net");
 	sandbox_add(&w, "--unshare-uts");

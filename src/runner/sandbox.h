@@ -39,6 +39,8 @@ struct sandbox_spec {
 	const char *tmp_dir;                   /* bound read-write at /tmp; NULL: an empty tmpfs */
 	const char *chdir;                     /* NULL: "/" */
 	int share_net;                         /* 1: keep the host's network (package installs only) */
+	int as_pid1;                           /* 1: the command itself is pid 1 of the sandbox (a
+						* warm worker: its children cannot signal it) */
 };
 
 /*

@@ -48,44 +48,111 @@ sched_coordinator(const char *eval_id, const char *accepted_by,
 	return best;
 }
 
-static int
-module_cmp(const void *a, const void *b)
+long
+sched_pick_eval(const struct sched_eval *e, size_t n)
 {
-	const struct sched_module *x = a, *y = b;
-	int kx = x->duration >= 0, ky = y->duration >= 0;
+	long best = -1;
 
-	if (kx != ky)
-		return ky - kx;           /* known durations first */
-	if (kx && x->duration != y->duration)
-		return x->duration < y->duration ? 1 : -1;
-	return strcmp(x->key, y->key);
+	for (size_t i = 0; i < n; i++) {
+		const struct sched_eval *b = best >= 0 ? &e[best] : NULL;
+		if (e[i].pending <= 0)
+			continue;
+		if (b == NULL || e[i].running < b->running ||
+		    (e[i].running == b->running && (e[i].created_at < b->created_at ||
+		    (e[i].created_at == b->created_at && strcmp(e[i].id, b->id) < 0))))
+			best = (long)i;
+	}
+	return best;
+}
+
+static double
+sched_est(const struct sched_module *m)
+{
+	return m->est > 0 ? m->est : SCHED_DEFAULT_EST;
+}
+
+/* qsort has no context argument: the modules ride along in each element. */
+struct sched_ref {
+	const struct sched_module *m;
+	size_t i;
+};
+
+static int
+sched_cmp(const void *a, const void *b)
+{
+	const struct sched_ref *x = a, *y = b;
+	double ex = sched_est(x->m), ey = sched_est(y->m);
+	int k;
+
+	if (ex != ey)
+		return ex < ey ? 1 : -1;
+	if (x->m->project != y->m->project)
+		return x->m->project < y->m->project ? -1 : 1;
+	k = strcmp(x->m->key ? x->m->key : "", y->m->key ? y->m->key : "");
+	if (k != 0)
+		return k;
+	return x->i < y->i ? -1 : x->i > y->i;
 }
 
 void
-sched_order(struct sched_module *m, size_t n)
+sched_order(const struct sched_module *m, size_t n, size_t *idx)
 {
+	struct sched_ref *r = malloc((n ? n : 1) * sizeof(*r));
+
+	if (r == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		r[i] = (struct sched_ref){ &m[i], i };
 	if (n > 1)
-		qsort(m, n, sizeof(*m), module_cmp);
+		qsort(r, n, sizeof(*r), sched_cmp);
+	for (size_t i = 0; i < n; i++)
+		idx[i] = r[i].i;
+	free(r);
+}
+
+/* 1 when a module of that import name is in the batch already. */
+static int
+sched_clash(const struct sched_module *m, const size_t *out, size_t k, const char *iname)
+{
+	if (iname == NULL)
+		return 0;
+	for (size_t j = 0; j < k; j++)
+		if (m[out[j]].iname != NULL && strcmp(m[out[j]].iname, iname) == 0)
+			return 1;
+	return 0;
 }
 
 size_t
-sched_assign(size_t nmodules, struct sched_node *nodes, size_t nnodes,
-    struct sched_assignment *out, size_t max)
+sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_t *out)
 {
-	size_t k = 0;
+	size_t *idx, k = 0;
+	double total = 0, share, sum;
+	const struct sched_module *head;
 
-	for (size_t m = 0; m < nmodules && k < max; m++) {
-		size_t best = nnodes;
-		for (size_t i = 0; i < nnodes; i++)
-			if (nodes[i].free_slots > 0 &&
-			    (best == nnodes || nodes[i].free_slots > nodes[best].free_slots))
-				best = i;
-		if (best == nnodes)
+	if (n == 0 || max == 0)
+		return 0;
+	idx = malloc(n * sizeof(*idx));
+	if (idx == NULL)
+		abort();
+	sched_order(m, n, idx);
+	for (size_t i = 0; i < n; i++)
+		total += sched_est(&m[i]);
+	share = total / (double)((slots > 0 ? slots : 1) * SCHED_ROUNDS);
+	head = &m[idx[0]];
+	out[k++] = idx[0];
+	sum = sched_est(head);
+	if (share < sum)
+		share = sum;
+	/* then the shortest of the same project, from the end of the order */
+	for (size_t j = n; j-- > 1 && k < max;) {
+		const struct sched_module *c = &m[idx[j]];
+		if (c->project != head->project || sched_clash(m, out, k, c->iname))
+			continue;
+		if (sum + sched_est(c) > share)
 			break;
-		nodes[best].free_slots--;
-		out[k].module = m;
-		out[k].node = best;
-		k++;
+		sum += sched_est(c);
+		out[k++] = idx[j];
 	}
+	free(idx);
 	return k;
 }

@@ -1,11 +1,13 @@
 /*
- * sched.h - pure scheduling decisions: who coordinates an evaluation, in
- * which order its modules run, and which node runs which module now.
+ * sched.h - the scheduling policy, in one place: who coordinates an
+ * evaluation, which evaluation a claim serves, in which order its modules
+ * run and which of them one slot takes at once (a batch, run as one pytest
+ * session when the evaluation's isolation allows).
  *
- * No I/O, no clock, no locks: the coordinator feeds in what it knows (live
- * nodes, their free slots, pending modules with the durations seen in earlier
- * runs) and carries out the answer. Every node computes the same coordinator
- * from the same membership view.
+ * No I/O, no clock, no locks: the coordinator (engine/coord.c) feeds in what
+ * the store knows (pending modules with recorded or estimated durations, the
+ * live nodes and their slots) and carries out the answer. Every node
+ * computes the same coordinator from the same membership view.
  */
 #ifndef MESHTEST_SCHED_H
 #define MESHTEST_SCHED_H
@@ -21,34 +23,52 @@
 const char *sched_coordinator(const char *eval_id, const char *accepted_by,
     const char *const *alive, size_t nalive);
 
+/* An evaluation with pending work, for fair share between evaluations. */
+struct sched_eval {
+	const char *id;
+	double created_at;
+	long pending;           /* modules ready to run */
+	long running;
+};
+
+/*
+ * Fair share: the evaluation the next claim serves is the one with the
+ * fewest running modules, then the oldest (created_at, then id). Returns its
+ * index, or -1 when none has pending modules.
+ */
+long sched_pick_eval(const struct sched_eval *e, size_t n);
+
+/* A pending module of one evaluation. */
 struct sched_module {
-	const char *key;        /* "<project_idx>/<path>" or any stable id */
-	double duration;        /* seconds seen in an earlier run, < 0 unknown */
+	int project;            /* the project's index in its evaluation */
+	const char *key;        /* its path: a stable tie-break */
+	double est;             /* seconds: recorded for this module and content, or
+				 * estimated from its tests; <= 0 unknown */
+	const char *iname;      /* the name pytest imports it under; NULL: unique */
 };
+
+/* Seconds assumed for a module without an estimate. */
+#define SCHED_DEFAULT_EST 0.1
+/* A claim takes at most this share of an evaluation's work per slot. */
+#define SCHED_ROUNDS 3
 
 /*
- * Longest first: modules with a known duration in decreasing order, then
- * those without one, in key order. Stable and total, so every coordinator
- * orders alike.
+ * Longest first: by estimate, decreasing (unknown as SCHED_DEFAULT_EST), then
+ * project, then key. Writes the order as indexes into idx (n of them). Stable
+ * and total, so every coordinator orders alike.
  */
-void sched_order(struct sched_module *m, size_t n);
-
-struct sched_node {
-	const char *address;
-	int free_slots;         /* decremented as modules are assigned */
-};
-
-struct sched_assignment {
-	size_t module;          /* index into the ordered modules */
-	size_t node;            /* index into nodes */
-};
+void sched_order(const struct sched_module *m, size_t n, size_t *idx);
 
 /*
- * Hand out modules in order to the node with the most free slots (ties: the
- * lower index), until modules or free slots run out. Returns the number of
- * assignments written (at most max).
+ * The modules of one claim, for a slot that will run them one after the
+ * other (or in one pytest session): the longest pending module first; then,
+ * while the batch stays within its share of the work (the whole pending
+ * estimate divided by slots * SCHED_ROUNDS, and at least the first module's
+ * own estimate), the shortest modules of the same project, which is where a
+ * shared session saves the most start-up. Never two modules with the same
+ * import name (pytest would refuse the second), never more than max. Writes
+ * indexes into out and returns how many (1 or more when n > 0).
  */
-size_t sched_assign(size_t nmodules, struct sched_node *nodes, size_t nnodes,
-    struct sched_assignment *out, size_t max);
+size_t sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_t *out);
 
 #endif

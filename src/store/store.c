@@ -54,6 +54,19 @@ static const char store_schema[] =
 	"CREATE INDEX IF NOT EXISTS result_node ON result(node);"
 	"CREATE INDEX IF NOT EXISTS result_path ON result(path);";
 
+/*
+ * Migrations, one per schema version after the first (PRAGMA user_version
+ * says which ran). A database written by an older release gains what the
+ * newer code needs; each step runs once, in a transaction with the version.
+ */
+static const char *const store_migrations[] = {
+	/* 2: the scheduler's estimate and import name per module; history by digest */
+	"ALTER TABLE module ADD COLUMN est REAL;"
+	"ALTER TABLE module ADD COLUMN iname TEXT;"
+	"CREATE INDEX IF NOT EXISTS project_digest ON project(digest);",
+};
+#define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
+
 static void
 store_conn_free(void *p)
 {
@@ -81,6 +94,43 @@ store_db(struct store *st)
 	return db;
 }
 
+/* Bring the schema to STORE_VERSION; a newer database than this code is refused. */
+static int
+store_migrate(sqlite3 *db, const char *path)
+{
+	sqlite3_stmt *q = NULL;
+	int version = 0;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
+		version = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	if (version == 0)
+		version = 1;   /* the first schema, before versions were kept */
+	if (version > STORE_VERSION) {
+		log_error("store: %s has schema version %d, newer than this meshtest (%d)", path,
+		    version, STORE_VERSION);
+		return -EIO;
+	}
+	for (; version < STORE_VERSION; version++) {
+		char *msg = NULL, *bump = xasprintf("PRAGMA user_version = %d", version + 1);
+		int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK &&
+		    sqlite3_exec(db, store_migrations[version - 1], NULL, NULL, &msg) == SQLITE_OK &&
+		    sqlite3_exec(db, bump, NULL, NULL, &msg) == SQLITE_OK &&
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) == SQLITE_OK;
+		free(bump);
+		if (!ok) {
+			log_error("store: cannot migrate %s to schema version %d: %s", path,
+			    version + 1, msg ? msg : "error");
+			sqlite3_free(msg);
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -EIO;
+		}
+		log_info("store: %s migrated to schema version %d", path, version + 1);
+	}
+	return 0;
+}
+
 int
 store_open(const char *path, struct store **out)
 {
@@ -102,6 +152,10 @@ store_open(const char *path, struct store **out)
 	if (sqlite3_exec(db, store_schema, NULL, NULL, &msg) != SQLITE_OK) {
 		log_error("store: cannot create the schema in %s: %s", path, msg);
 		sqlite3_free(msg);
+		store_close(st);
+		return -EIO;
+	}
+	if (store_migrate(db, path) < 0) {
 		store_close(st);
 		return -EIO;
 	}
@@ -185,11 +239,11 @@ step_done(sqlite3 *db, sqlite3_stmt *s)
 /* ---------------------------------------------------------------- create */
 
 static int
-insert_modules(sqlite3 *db, const char *eval_id, int idx, const char *const *modules,
+insert_modules(sqlite3 *db, const char *eval_id, int idx, const struct store_module_info *mods,
     size_t n)
 {
 	sqlite3_stmt *s = store_prep(db, "INSERT OR IGNORE INTO module(eval_id, project_idx,"
-	    " path, state) VALUES (?, ?, ?, 'pending')");
+	    " path, state, est, iname) VALUES (?, ?, ?, 'pending', ?, ?)");
 	int r = 0;
 
 	if (s == NULL)
@@ -198,10 +252,30 @@ insert_modules(sqlite3 *db, const char *eval_id, int idx, const char *const *mod
 		sqlite3_reset(s);
 		bind_text(s, 1, eval_id);
 		sqlite3_bind_int(s, 2, idx);
-		bind_text(s, 3, modules[i]);
+		bind_text(s, 3, mods[i].path);
+		if (mods[i].est > 0)
+			sqlite3_bind_double(s, 4, mods[i].est);
+		else
+			sqlite3_bind_null(s, 4);
+		bind_text(s, 5, mods[i].iname);
 		r = step_done(db, s);
 	}
 	sqlite3_finalize(s);
+	return r;
+}
+
+/* Paths only (modules planned from a ZIP upload, before their files are seen). */
+static int
+insert_module_paths(sqlite3 *db, const char *eval_id, int idx, const char *const *paths,
+    size_t n)
+{
+	struct store_module_info *mods = xcalloc(n ? n : 1, sizeof(*mods));
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		mods[i].path = paths[i];
+	r = insert_modules(db, eval_id, idx, mods, n);
+	free(mods);
 	return r;
 }
 
@@ -249,7 +323,7 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 		bind_text(s, 5, projects[i].prefix);
 		if (step_done(db, s) < 0)
 			goto fail;
-		if (insert_modules(db, id, (int)i, projects[i].modules,
+		if (insert_module_paths(db, id, (int)i, projects[i].modules,
 		    projects[i].nmodules) < 0)
 			goto fail;
 	}
@@ -559,8 +633,8 @@ store_stats_node(struct store *st, const char *address)
 /* ----------------------------------------------------------- fetch jobs */
 
 int
-store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetch_job **jobs,
-    size_t *n)
+store_fetch_jobs(struct store *st, const struct store_id *ids, size_t nids,
+    struct store_fetch_job **jobs, size_t *n)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
@@ -573,27 +647,29 @@ store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetch_jo
 		return -EIO;
 	s = store_prep(db, "SELECT p.eval_id, p.idx, e.kind, p.project_id, p.source, p.prefix,"
 	    " e.upload_digest, e.has_token FROM project p JOIN evaluation e ON e.id = p.eval_id"
-	    " WHERE p.state = 'fetching' AND e.id IN (SELECT value FROM json_each(?))"
-	    " ORDER BY e.created_at, p.idx");
+	    " WHERE p.state = 'fetching' AND e.id = ? ORDER BY p.idx");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, evals_json);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		struct store_fetch_job *j;
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof(*v));
+	for (size_t k = 0; k < nids; k++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, ids[k].id);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			struct store_fetch_job *j;
+			if (cnt == cap) {
+				cap = cap ? cap * 2 : 16;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			j = &v[cnt++];
+			memset(j, 0, sizeof(*j));
+			snprintf(j->eval_id, sizeof(j->eval_id), "%s", col_text(s, 0));
+			j->idx = sqlite3_column_int(s, 1);
+			j->kind = xstrdup(col_text(s, 2));
+			j->project_id = xstrdup(col_text(s, 3));
+			j->source = xstrdup(col_text(s, 4));
+			j->prefix = xstrdup(col_text(s, 5));
+			j->upload_digest = xstrdup(col_text(s, 6));
+			j->has_token = sqlite3_column_int(s, 7);
 		}
-		j = &v[cnt++];
-		memset(j, 0, sizeof(*j));
-		snprintf(j->eval_id, sizeof(j->eval_id), "%s", col_text(s, 0));
-		j->idx = sqlite3_column_int(s, 1);
-		j->kind = xstrdup(col_text(s, 2));
-		j->project_id = xstrdup(col_text(s, 3));
-		j->source = xstrdup(col_text(s, 4));
-		j->prefix = xstrdup(col_text(s, 5));
-		j->upload_digest = xstrdup(col_text(s, 6));
-		j->has_token = sqlite3_column_int(s, 7);
 	}
 	sqlite3_finalize(s);
 	*jobs = v;
@@ -650,7 +726,7 @@ store_project_fetching(struct store *st, const char *eval_id, int idx)
 
 int
 store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
-    const char *const *modules, size_t nmodules, json_t *warnings)
+    const struct store_module_info *modules, size_t nmodules, json_t *warnings)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
@@ -751,91 +827,19 @@ fail:
 /* ----------------------------------------------------------- scheduling */
 
 int
-store_claim_module(struct store *st, const char *node, const char *evals_json,
-    struct store_claim *c)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s = NULL;
-	int r = 0;
-
-	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
-		return -EIO;
-	/*
-	 * Fair share: the evaluation with the fewest running modules first, then
-	 * the oldest; inside one, the longest modules first where an earlier run
-	 * of the same project source measured them, then in order.
-	 */
-	s = store_prep(db, "SELECT m.eval_id, m.project_idx, p.project_id, m.path, p.digest,"
-	    " m.attempts, e.settings FROM module m"
-	    " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
-	    " JOIN evaluation e ON e.id = m.eval_id"
-	    " WHERE m.state = 'pending' AND p.state = 'ready' AND p.digest IS NOT NULL AND"
-	    " (CASE WHEN ?2 IS NULL THEN e.accepted_by = ?1"
-	    "  ELSE e.id IN (SELECT value FROM json_each(?2)) END)"
-	    " ORDER BY (SELECT count(*) FROM module x WHERE x.eval_id = m.eval_id AND"
-	    " x.state = 'running'), e.created_at, e.id,"
-	    " (SELECT max(r.duration) FROM result r JOIN project q ON q.eval_id = r.eval_id"
-	    "  AND q.idx = r.project_idx WHERE r.path = m.path AND q.source = p.source) DESC"
-	    " NULLS LAST, m.project_idx, m.path LIMIT 1");
-	if (s == NULL) {
-		r = -EIO;
-		goto out;
-	}
-	bind_text(s, 1, node);
-	bind_text(s, 2, evals_json);
-	if (sqlite3_step(s) != SQLITE_ROW)
-		goto out;
-	memset(c, 0, sizeof(*c));
-	snprintf(c->eval_id, sizeof(c->eval_id), "%s", col_text(s, 0));
-	c->project_idx = sqlite3_column_int(s, 1);
-	snprintf(c->project_id, sizeof(c->project_id), "%s", col_text(s, 2));
-	snprintf(c->path, sizeof(c->path), "%s", col_text(s, 3));
-	snprintf(c->digest, sizeof(c->digest), "%s", col_text(s, 4));
-	c->attempt = sqlite3_column_int(s, 5) + 1;
-	{
-		json_t *set = json_loads(col_text(s, 6), 0, NULL);
-		c->module_timeout = json_number_value(json_object_get(set, "module_timeout"));
-		json_decref(set);
-	}
-	sqlite3_finalize(s);
-	s = store_prep(db, "UPDATE module SET state = 'running', node = ?, attempts = ?,"
-	    " started_at = ?, version = version + 1 WHERE eval_id = ? AND project_idx = ?"
-	    " AND path = ?");
-	if (s == NULL) {
-		r = -EIO;
-		goto out;
-	}
-	bind_text(s, 1, node);
-	sqlite3_bind_int(s, 2, c->attempt);
-	sqlite3_bind_double(s, 3, util_now());
-	bind_text(s, 4, c->eval_id);
-	sqlite3_bind_int(s, 5, c->project_idx);
-	bind_text(s, 6, c->path);
-	if (step_done(db, s) < 0) {
-		r = -EIO;
-		goto out;
-	}
-	r = 1;
-out:
-	sqlite3_finalize(s);
-	if (r < 0 || store_exec(db, "COMMIT") < 0) {
-		store_exec(db, "ROLLBACK");
-		return r < 0 ? r : -EIO;
-	}
-	return r;
-}
-
-json_t *
-store_eval_work(struct store *st)
+store_work_list(struct store *st, struct store_work **out, size_t *n)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
-	json_t *out = json_array();
+	struct store_work *v = NULL;
+	size_t cnt = 0, cap = 0;
 
+	*out = NULL;
+	*n = 0;
 	if (db == NULL)
-		return out;
+		return -EIO;
 	/* Evaluations with something left to do: fetching, pending or running. */
-	s = store_prep(db, "SELECT e.id, e.accepted_by,"
+	s = store_prep(db, "SELECT e.id, e.accepted_by, e.created_at,"
 	    " (SELECT count(*) FROM module m JOIN project p ON p.eval_id = m.eval_id AND"
 	    "  p.idx = m.project_idx WHERE m.eval_id = e.id AND m.state = 'pending' AND"
 	    "  p.state = 'ready'),"
@@ -845,20 +849,159 @@ store_eval_work(struct store *st)
 	    " p.state = 'fetching') OR EXISTS (SELECT 1 FROM module m WHERE m.eval_id = e.id AND"
 	    " m.state != 'done') ORDER BY e.created_at, e.id");
 	if (s == NULL)
-		return out;
-	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:I}", "id",
-		    col_text(s, 0), "accepted_by", col_text(s, 1), "pending",
-		    (json_int_t)sqlite3_column_int64(s, 2), "fetching",
-		    (json_int_t)sqlite3_column_int64(s, 3), "running",
-		    (json_int_t)sqlite3_column_int64(s, 4)));
+		return -EIO;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct store_work *w;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		w = &v[cnt++];
+		memset(w, 0, sizeof(*w));
+		snprintf(w->id, sizeof(w->id), "%s", col_text(s, 0));
+		snprintf(w->accepted_by, sizeof(w->accepted_by), "%s", col_text(s, 1));
+		w->created_at = sqlite3_column_double(s, 2);
+		w->pending = (long)sqlite3_column_int64(s, 3);
+		w->fetching = (long)sqlite3_column_int64(s, 4);
+		w->running = (long)sqlite3_column_int64(s, 5);
+	}
 	sqlite3_finalize(s);
-	return out;
+	*out = v;
+	*n = cnt;
+	return 0;
 }
 
 int
-store_running_modules(struct store *st, const char *evals_json, struct store_claim **out,
-    char (**nodes)[256], size_t *n)
+store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,
+    size_t *n)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	struct store_pending *v = NULL;
+	size_t cnt = 0, cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (db == NULL)
+		return -EIO;
+	/*
+	 * A recorded duration of the same module in the same project content
+	 * (any evaluation) beats the estimate made when the project was fetched.
+	 */
+	s = store_prep(db, "SELECT m.project_idx, m.path, m.iname, m.est,"
+	    " (SELECT max(r.duration) FROM project q JOIN result r ON r.eval_id = q.eval_id"
+	    "  AND r.project_idx = q.idx AND r.path = m.path WHERE q.digest = p.digest)"
+	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
+	    " WHERE m.eval_id = ? AND m.state = 'pending' AND p.state = 'ready' AND"
+	    " p.digest IS NOT NULL ORDER BY m.project_idx, m.path");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, eval_id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct store_pending *m;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		m = &v[cnt++];
+		memset(m, 0, sizeof(*m));
+		m->project_idx = sqlite3_column_int(s, 0);
+		m->path = xstrdup(col_text(s, 1));
+		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL : xstrdup(col_text(s, 2));
+		m->known = sqlite3_column_type(s, 4) != SQLITE_NULL;
+		m->est = m->known ? sqlite3_column_double(s, 4) :
+		    sqlite3_column_type(s, 3) != SQLITE_NULL ? sqlite3_column_double(s, 3) : 0;
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+void
+store_pending_free(struct store_pending *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].path);
+		free(p[i].iname);
+	}
+	free(p);
+}
+
+int
+store_claim_modules(struct store *st, const char *eval_id, const char *node,
+    const struct store_pending *const *mods, size_t n, struct store_claim *out)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *q = NULL, *u = NULL;
+	double timeout = 0;
+	int isolation = 0, r = 0;
+	size_t got = 0;
+
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	q = store_prep(db, "SELECT p.project_id, p.digest, m.attempts, e.settings FROM module m"
+	    " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
+	    " JOIN evaluation e ON e.id = m.eval_id WHERE m.eval_id = ? AND m.project_idx = ?"
+	    " AND m.path = ? AND m.state = 'pending' AND p.state = 'ready' AND"
+	    " p.digest IS NOT NULL");
+	u = store_prep(db, "UPDATE module SET state = 'running', node = ?, attempts = ?,"
+	    " started_at = ?, version = version + 1 WHERE eval_id = ? AND project_idx = ?"
+	    " AND path = ?");
+	if (q == NULL || u == NULL) {
+		r = -EIO;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_claim *c = &out[got];
+		sqlite3_reset(q);
+		bind_text(q, 1, eval_id);
+		sqlite3_bind_int(q, 2, mods[i]->project_idx);
+		bind_text(q, 3, mods[i]->path);
+		if (sqlite3_step(q) != SQLITE_ROW)
+			continue;   /* claimed, finished or failed meanwhile */
+		memset(c, 0, sizeof(*c));
+		snprintf(c->eval_id, sizeof(c->eval_id), "%s", eval_id);
+		c->project_idx = mods[i]->project_idx;
+		snprintf(c->project_id, sizeof(c->project_id), "%s", col_text(q, 0));
+		snprintf(c->path, sizeof(c->path), "%s", mods[i]->path);
+		snprintf(c->digest, sizeof(c->digest), "%s", col_text(q, 1));
+		c->attempt = sqlite3_column_int(q, 2) + 1;
+		if (got == 0) {
+			json_t *set = json_loads(col_text(q, 3), 0, NULL);
+			const char *iso = json_string_value(json_object_get(set, "isolation"));
+			timeout = json_number_value(json_object_get(set, "module_timeout"));
+			isolation = iso != NULL && strcmp(iso, "module") == 0;
+			json_decref(set);
+		}
+		c->module_timeout = timeout;
+		c->isolation = isolation;
+		sqlite3_reset(u);
+		bind_text(u, 1, node);
+		sqlite3_bind_int(u, 2, c->attempt);
+		sqlite3_bind_double(u, 3, util_now());
+		bind_text(u, 4, eval_id);
+		sqlite3_bind_int(u, 5, c->project_idx);
+		bind_text(u, 6, c->path);
+		if (step_done(db, u) < 0) {
+			r = -EIO;
+			goto out;
+		}
+		got++;
+	}
+out:
+	sqlite3_finalize(q);
+	sqlite3_finalize(u);
+	if (r < 0 || store_exec(db, "COMMIT") < 0) {
+		store_exec(db, "ROLLBACK");
+		return r < 0 ? r : -EIO;
+	}
+	return (int)got;
+}
+
+int
+store_running_modules(struct store *st, const struct store_id *ids, size_t nids,
+    struct store_claim **out, char (**nodes)[256], size_t *n)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
@@ -874,26 +1017,29 @@ store_running_modules(struct store *st, const char *evals_json, struct store_cla
 	s = store_prep(db, "SELECT m.eval_id, m.project_idx, p.project_id, m.path, p.digest,"
 	    " m.attempts, m.node, m.started_at FROM module m JOIN project p ON"
 	    " p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.state = 'running' AND"
-	    " m.eval_id IN (SELECT value FROM json_each(?))");
+	    " m.eval_id = ?");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, evals_json);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? 2 * cap : 16;
-			v = xrealloc(v, cap * sizeof(*v));
-			nv = xrealloc(nv, cap * sizeof(*nv));
+	for (size_t k = 0; k < nids; k++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, ids[k].id);
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			if (cnt == cap) {
+				cap = cap ? 2 * cap : 16;
+				v = xrealloc(v, cap * sizeof(*v));
+				nv = xrealloc(nv, cap * sizeof(*nv));
+			}
+			memset(&v[cnt], 0, sizeof(v[cnt]));
+			snprintf(v[cnt].eval_id, sizeof(v[cnt].eval_id), "%s", col_text(s, 0));
+			v[cnt].project_idx = sqlite3_column_int(s, 1);
+			snprintf(v[cnt].project_id, sizeof(v[cnt].project_id), "%s", col_text(s, 2));
+			snprintf(v[cnt].path, sizeof(v[cnt].path), "%s", col_text(s, 3));
+			snprintf(v[cnt].digest, sizeof(v[cnt].digest), "%s", col_text(s, 4));
+			v[cnt].attempt = sqlite3_column_int(s, 5);
+			v[cnt].started_at = sqlite3_column_double(s, 7);
+			snprintf(nv[cnt], sizeof(nv[cnt]), "%s", col_text(s, 6));
+			cnt++;
 		}
-		memset(&v[cnt], 0, sizeof(v[cnt]));
-		snprintf(v[cnt].eval_id, sizeof(v[cnt].eval_id), "%s", col_text(s, 0));
-		v[cnt].project_idx = sqlite3_column_int(s, 1);
-		snprintf(v[cnt].project_id, sizeof(v[cnt].project_id), "%s", col_text(s, 2));
-		snprintf(v[cnt].path, sizeof(v[cnt].path), "%s", col_text(s, 3));
-		snprintf(v[cnt].digest, sizeof(v[cnt].digest), "%s", col_text(s, 4));
-		v[cnt].attempt = sqlite3_column_int(s, 5);
-		v[cnt].started_at = sqlite3_column_double(s, 7);
-		snprintf(nv[cnt], sizeof(nv[cnt]), "%s", col_text(s, 6));
-		cnt++;
 	}
 	sqlite3_finalize(s);
 	*out = v;
@@ -1094,17 +1240,22 @@ store_eval_export(struct store *st, const char *id)
 		    sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_text(s, 7)));
 	}
 	sqlite3_finalize(s);
-	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version FROM module"
-	    " WHERE eval_id = ? ORDER BY project_idx, path");
+	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version, est, iname"
+	    " FROM module WHERE eval_id = ? ORDER BY project_idx, path");
 	if (s == NULL)
 		goto fail;
 	bind_text(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW)
-		json_array_append_new(modules, json_pack("{s:i, s:s, s:s, s:s?, s:i, s:i}",
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		json_t *m = json_pack("{s:i, s:s, s:s, s:s?, s:i, s:i, s:s?}",
 		    "project_idx", sqlite3_column_int(s, 0), "path", col_text(s, 1), "state",
 		    col_text(s, 2), "node", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL :
 		    col_text(s, 3), "attempts", sqlite3_column_int(s, 4), "version",
-		    sqlite3_column_int(s, 5)));
+		    sqlite3_column_int(s, 5), "iname", sqlite3_column_type(s, 7) == SQLITE_NULL ?
+		    NULL : col_text(s, 7));
+		if (sqlite3_column_type(s, 6) != SQLITE_NULL)
+			json_object_set_new(m, "est", json_real(sqlite3_column_double(s, 6)));
+		json_array_append_new(modules, m);
+	}
 	sqlite3_finalize(s);
 	s = store_prep(db, "SELECT project_idx, path, node, attempt, finished_at, body"
 	    " FROM result WHERE eval_id = ? ORDER BY project_idx, path");
@@ -1318,10 +1469,11 @@ store_eval_merge(struct store *st, json_t *doc)
 		if (state == NULL || path == NULL || strcmp(state, "done") == 0)
 			continue;
 		s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node,"
-		    " attempts, version) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS"
-		    " (SELECT 1 FROM project p WHERE p.eval_id = ?1 AND p.idx = ?2 AND"
-		    " p.state = 'error') ON CONFLICT DO UPDATE SET state = ?4, node = ?5,"
-		    " attempts = ?6, version = ?7 WHERE state != 'done' AND version < ?7");
+		    " attempts, version, est, iname) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9"
+		    " WHERE NOT EXISTS (SELECT 1 FROM project p WHERE p.eval_id = ?1 AND"
+		    " p.idx = ?2 AND p.state = 'error') ON CONFLICT DO UPDATE SET state = ?4,"
+		    " node = ?5, attempts = ?6, version = ?7, est = coalesce(est, ?8),"
+		    " iname = coalesce(iname, ?9) WHERE state != 'done' AND version < ?7");
 		if (s == NULL)
 			goto fail;
 		bind_text(s, 1, id);
@@ -1331,6 +1483,11 @@ store_eval_merge(struct store *st, json_t *doc)
 		bind_text(s, 5, json_string_value(json_object_get(v, "node")));
 		sqlite3_bind_int(s, 6, (int)json_integer_value(json_object_get(v, "attempts")));
 		sqlite3_bind_int(s, 7, (int)json_integer_value(json_object_get(v, "version")));
+		if (json_is_number(json_object_get(v, "est")))
+			sqlite3_bind_double(s, 8, json_number_value(json_object_get(v, "est")));
+		else
+			sqlite3_bind_null(s, 8);
+		bind_text(s, 9, json_string_value(json_object_get(v, "iname")));
 		if (step_done(db, s) < 0)
 			goto fail;
 		changed += sqlite3_changes(db);

@@ -8,9 +8,13 @@
  * transaction. All functions are thread-safe and return 0 or a negative errno
  * (-ENOENT: no such evaluation/module, -EIO: SQLite failed, logged once here).
  *
- * A module's recorded result is final: store_record_result keeps the first
- * result for a module and ignores later ones (the network issue replaces this
- * with a deterministic rule over conflicting results).
+ * A module's recorded result is final; conflicting results from several
+ * nodes are settled by store_result_wins. The schema carries a version
+ * (PRAGMA user_version) and store_open migrates an older database.
+ *
+ * The store holds data, not policy: it lists what is pending and claims
+ * what the scheduler (src/sched) chose. Evaluations are named by typed id
+ * arrays (struct store_id).
  */
 #ifndef MESHTEST_STORE_H
 #define MESHTEST_STORE_H
@@ -21,6 +25,18 @@
 struct store;
 
 int store_open(const char *path, struct store **out);
+
+/* An evaluation id, for lists of them. */
+struct store_id {
+	char id[37];
+};
+
+/* A test module as the fetcher found it: what scheduling needs to know. */
+struct store_module_info {
+	const char *path;           /* relative to the project root */
+	double est;                 /* estimated seconds (from its tests), <= 0: none */
+	const char *iname;          /* the name pytest imports it under (may be NULL) */
+};
 void store_close(struct store *st);
 
 /* A project as accepted (before its files are fetched). */
@@ -65,12 +81,9 @@ struct store_fetch_job {
 	char *upload_digest;  /* ZIP: the upload's blob */
 	int has_token;
 };
-/*
- * Projects in state "fetching" of the evaluations listed in evals_json (a
- * JSON array of ids): array of jobs; free with store_fetch_jobs_free.
- */
-int store_fetch_jobs(struct store *st, const char *evals_json, struct store_fetch_job **jobs,
-    size_t *n);
+/* Projects in state "fetching" of the evaluations ids[0..nids): free with store_fetch_jobs_free. */
+int store_fetch_jobs(struct store *st, const struct store_id *ids, size_t nids,
+    struct store_fetch_job **jobs, size_t *n);
 void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
 
 /* 1 when the project is still to fetch, 0 when not (or unknown), <0 on error. */
@@ -82,7 +95,7 @@ int store_project_fetching(struct store *st, const char *eval_id, int idx);
  * ignored).
  */
 int store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
-    const char *const *modules, size_t nmodules, json_t *warnings);
+    const struct store_module_info *modules, size_t nmodules, json_t *warnings);
 /* The project cannot run: grade 0 with this error; its modules are dropped. */
 int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
     json_t *warnings, double when);
@@ -96,28 +109,49 @@ struct store_claim {
 	char digest[65];         /* the project's blob */
 	int attempt;
 	double module_timeout;   /* from the evaluation's settings, 0: node default */
+	int isolation;           /* 1: "module", 0: "project" (the default) */
 	double started_at;       /* store_running_modules only */
 };
+
+/* An evaluation with work left, and how much. */
+struct store_work {
+	char id[37];
+	char accepted_by[256];
+	double created_at;
+	long pending;            /* pending modules of ready projects */
+	long fetching;           /* projects still to fetch */
+	long running;            /* modules running */
+};
+/* Evaluations with work left, oldest first (free *out). */
+int store_work_list(struct store *st, struct store_work **out, size_t *n);
+
+/* A pending module of a ready project, with what the scheduler weighs. */
+struct store_pending {
+	int project_idx;
+	char *path;
+	char *iname;             /* may be NULL */
+	double est;              /* seconds: a recorded duration, else the estimate, else 0 */
+	int known;               /* est is a duration recorded for this module and content */
+};
+/* The pending modules of one evaluation (free with store_pending_free). */
+int store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,
+    size_t *n);
+void store_pending_free(struct store_pending *p, size_t n);
+
 /*
- * Claim for node the next pending module of a ready project among the
- * evaluations in evals_json (a JSON array of ids; NULL: those node accepted),
- * fairly between evaluations (the one with the fewest running modules first,
- * then the oldest), longest first where earlier runs measured it. Returns 1
- * and fills c, 0 when nothing is runnable, <0 on error.
+ * Claim mods (of evaluation eval_id) for node, in one transaction: each one
+ * still pending on a ready project becomes running with the next attempt and
+ * its claim is written to out (room for n). Returns how many were claimed
+ * (the others moved on meanwhile), or <0.
  */
-int store_claim_module(struct store *st, const char *node, const char *evals_json,
-    struct store_claim *c);
+int store_claim_modules(struct store *st, const char *eval_id, const char *node,
+    const struct store_pending *const *mods, size_t n, struct store_claim *out);
 /*
- * Evaluations with work left: [{"id", "accepted_by", "pending", "fetching",
- * "running"}] (new reference).
- */
-json_t *store_eval_work(struct store *st);
-/*
- * Modules running in the evaluations of evals_json, with the node running
+ * Modules running in the evaluations ids[0..nids), with the node running
  * each (parallel arrays; free both).
  */
-int store_running_modules(struct store *st, const char *evals_json, struct store_claim **out,
-    char (**nodes)[256], size_t *n);
+int store_running_modules(struct store *st, const struct store_id *ids, size_t nids,
+    struct store_claim **out, char (**nodes)[256], size_t *n);
 /*
  * Give a claimed module back to pending: only while it is still running that
  * very claim (same attempt) and has no result. Returns 1 when it went back,

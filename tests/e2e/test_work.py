@@ -711,7 +711,7 @@ def test_ns_link_cut_mid_run_and_restored(ns3, tmp_path):
     z = make_work_zip(tmp_path, sleep=1.5)
     eid, _ = submit(a, z, token)
     # cut c while one of its slots runs a module of the evaluation
-    runs_re = re.compile(r"engine: slot \d+ runs \S+ \(evaluation "
+    runs_re = re.compile(r"engine: slot \d+ runs \d+ modules? of \S+ \(evaluation "
                          + re.escape(eid))
     wait_for(lambda: runs_re.search(c.log_text()) is not None, 40,
              f"{c.addr} running a module of {eid}")

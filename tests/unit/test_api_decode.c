@@ -13,6 +13,7 @@
 
 #include "api/api_evaluation.h"
 #include "engine/engine.h"
+#include "engine/intake.h"
 
 static void
 test_bad_bodies(void **state)
@@ -77,12 +78,12 @@ test_form_settings(void **state)
 	char err[256];
 
 	(void)state;
-	set = engine_settings_parse(form, err, sizeof(err));
+	set = intake_settings_parse(form, err, sizeof(err));
 	assert_non_null(set);
 	assert_true(json_real_value(json_object_get(set, "module_timeout")) == 4.5);
 	json_decref(set);
 	json_object_set_new(form, "module_timeout", json_string("4.5s"));
-	assert_null(engine_settings_parse(form, err, sizeof(err)));
+	assert_null(intake_settings_parse(form, err, sizeof(err)));
 	json_decref(form);
 }
 

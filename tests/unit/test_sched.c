@@ -1,6 +1,6 @@
 /*
- * test_sched.c - coordinator choice, longest-first order, slot-based
- * assignment: exact answers.
+ * test_sched.c - the scheduling policy: coordinator choice, fair share between
+ * evaluations, longest-first order, batches for one slot: exact answers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,44 +55,118 @@ test_coordinator(void **state)
 }
 
 static void
-test_order(void **state)
+test_pick_eval(void **state)
 {
-	struct sched_module m[] = {
-		{ "0/tests/test_c.py", -1 }, { "0/tests/test_a.py", 2.0 },
-		{ "0/tests/test_b.py", -1 }, { "1/tests/test_x.py", 9.5 },
-		{ "1/tests/test_y.py", 2.0 },
+	struct sched_eval e[] = {
+		{ "b", 2.0, 5, 1 }, { "a", 2.0, 5, 1 }, { "c", 1.0, 5, 3 }, { "d", 0.5, 0, 0 },
 	};
-	const char *want[] = { "1/tests/test_x.py", "0/tests/test_a.py", "1/tests/test_y.py",
-		"0/tests/test_b.py", "0/tests/test_c.py" };
 
 	(void)state;
-	sched_order(m, 5);
-	for (size_t i = 0; i < 5; i++)
-		assert_string_equal(m[i].key, want[i]);
+	/* fewest running first; equal: oldest, then id; nothing pending: never */
+	assert_int_equal(sched_pick_eval(e, 4), 1);
+	e[1].running = 4;
+	assert_int_equal(sched_pick_eval(e, 4), 0);
+	e[0].pending = 0;
+	assert_int_equal(sched_pick_eval(e, 4), 2);
+	e[2].pending = 0;
+	e[1].pending = 0;
+	assert_int_equal(sched_pick_eval(e, 4), -1);
+	assert_int_equal(sched_pick_eval(e, 0), -1);
 }
 
 static void
-test_assign(void **state)
+test_order(void **state)
 {
-	struct sched_node nodes[] = { { "a", 1 }, { "b", 3 }, { "c", 0 } };
-	struct sched_assignment out[10];
-	size_t n;
+	struct sched_module m[] = {
+		{ 0, "tests/test_c.py", 0, NULL }, { 0, "tests/test_a.py", 2.0, NULL },
+		{ 0, "tests/test_b.py", -1, NULL }, { 1, "tests/test_x.py", 9.5, NULL },
+		{ 1, "tests/test_y.py", 2.0, NULL },
+	};
+	const char *want[] = { "tests/test_x.py", "tests/test_a.py", "tests/test_y.py",
+		"tests/test_b.py", "tests/test_c.py" };
+	size_t idx[5];
 
 	(void)state;
-	n = sched_assign(6, nodes, 3, out, 10);
-	assert_int_equal(n, 4); /* only 4 free slots */
-	/* Most free slots first: b, b (2 left vs a 1: b), then a/b tie -> a, then b. */
-	assert_int_equal(out[0].node, 1);
-	assert_int_equal(out[1].node, 1);
-	assert_int_equal(out[2].node, 0);
-	assert_int_equal(out[3].node, 1);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(out[i].module, i);
-	assert_int_equal(nodes[0].free_slots + nodes[1].free_slots + nodes[2].free_slots, 0);
-	/* Nothing free: nothing assigned; a cap on assignments holds. */
-	assert_int_equal(sched_assign(3, nodes, 3, out, 10), 0);
-	nodes[2].free_slots = 5;
-	assert_int_equal(sched_assign(3, nodes, 3, out, 2), 2);
+	sched_order(m, 5, idx);
+	for (size_t i = 0; i < 5; i++)
+		assert_string_equal(m[idx[i]].key, want[i]);
+}
+
+/* Batch of modules as their keys, joined by spaces. */
+static void
+batch_keys(const struct sched_module *m, size_t n, int slots, size_t max, char *out,
+	   size_t outlen)
+{
+	size_t idx[64], k = sched_batch(m, n, slots, max, idx);
+
+	out[0] = '\0';
+	for (size_t i = 0; i < k; i++) {
+		strncat(out, m[idx[i]].key, outlen - strlen(out) - 1);
+		if (i + 1 < k)
+			strncat(out, " ", outlen - strlen(out) - 1);
+	}
+}
+
+static void
+test_batch(void **state)
+{
+	/* ten equal modules of two projects */
+	struct sched_module eq[10];
+	char keys[10][16], got[512];
+
+	(void)state;
+	for (int i = 0; i < 10; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "m%d", i);
+		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL };
+	}
+	/* one slot: a third of the work per claim, the same project only */
+	batch_keys(eq, 10, 1, 64, got, sizeof(got));
+	assert_string_equal(got, "m0 m5 m4");
+	/* many slots: each module alone */
+	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0");
+	/* the cap */
+	batch_keys(eq, 10, 1, 2, got, sizeof(got));
+	assert_string_equal(got, "m0 m5");
+
+	/* a long module goes alone; short ones gather behind another head */
+	struct sched_module mix[] = {
+		{ 0, "long", 20.0, NULL }, { 0, "s1", 0.5, NULL }, { 0, "s2", 0.5, NULL },
+		{ 0, "s3", 0.5, NULL }, { 1, "t1", 0.5, NULL },
+	};
+	batch_keys(mix, 5, 2, 64, got, sizeof(got));
+	assert_string_equal(got, "long");
+	/* a third of 2 s is 0.67 s: one module of 0.5 s */
+	batch_keys(mix + 1, 4, 1, 64, got, sizeof(got));
+	assert_string_equal(got, "s1");
+	/* the longest leads; the shortest of its project fill up to the share */
+	struct sched_module fill[] = {
+		{ 0, "a", 1.0, NULL }, { 0, "b", 0.1, NULL }, { 0, "c", 0.1, NULL },
+		{ 0, "d", 1.0, NULL }, { 1, "x", 0.05, NULL }, { 0, "e", 1.0, NULL },
+		{ 0, "f", 1.0, NULL },
+	};
+	batch_keys(fill, 7, 1, 64, got, sizeof(got));   /* share 4.25 / 3 = 1.42 */
+	assert_string_equal(got, "a c b");
+	batch_keys(fill, 7, 2, 64, got, sizeof(got));   /* share 0.71 < 1 */
+	assert_string_equal(got, "a");
+
+	/* same import name (test_x.py in two folders without packages): never together */
+	struct sched_module clash[12];
+	char ckeys[12][16];
+	clash[0] = (struct sched_module){ 0, "a/test_x.py", 1.0, "test_x" };
+	clash[1] = (struct sched_module){ 0, "b/test_x.py", 0.1, "test_x" };
+	clash[2] = (struct sched_module){ 0, "m.py", 0.2, "m" };
+	for (int i = 3; i < 12; i++) {
+		snprintf(ckeys[i], sizeof(ckeys[i]), "k%d.py", i);
+		clash[i] = (struct sched_module){ 0, ckeys[i], 1.0, ckeys[i] };
+	}
+	/* share 10.3 / 3 = 3.43: the head, then from the short end m and two more (b/test_x.py is skipped) */
+	batch_keys(clash, 12, 1, 64, got, sizeof(got));
+	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py");
+
+	/* nothing, or nothing allowed */
+	assert_int_equal(sched_batch(eq, 0, 1, 64, NULL), 0);
+	assert_int_equal(sched_batch(eq, 10, 1, 0, NULL), 0);
 }
 
 int
@@ -100,8 +174,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_coordinator),
+		cmocka_unit_test(test_pick_eval),
 		cmocka_unit_test(test_order),
-		cmocka_unit_test(test_assign),
+		cmocka_unit_test(test_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

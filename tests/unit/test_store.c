@@ -17,6 +17,7 @@
 #include "core/score.h"
 #include "core/util.h"
 #include "store/store.h"
+#include "store_helpers.h"
 
 static char dir[256];
 
@@ -68,7 +69,7 @@ run_one(struct store *st, const char *eval, const char *path, long p, long f, lo
 	struct store_claim c;
 	json_t *r = result(p, f, k);
 
-	assert_int_equal(store_claim_module(st, "n1:1", NULL, &c), 1);
+	assert_int_equal(helper_claim(st, "n1:1", &c), 1);
 	assert_string_equal(c.eval_id, eval);
 	assert_string_equal(c.path, path);
 	assert_int_equal(store_record_result(st, &c, "n1:1", r, 100.0), 1);
@@ -107,12 +108,12 @@ test_counting(void **state)
 
 	/* Nothing is runnable before a project is ready. */
 	struct store_claim c;
-	assert_int_equal(store_claim_module(st, "n1:1", NULL, &c), 0);
+	assert_int_equal(helper_claim(st, "n1:1", &c), 0);
 	assert_int_equal(store_project_fetching(st, id, 0), 1);
-	assert_int_equal(store_project_ready(st, id, 0, "/d/0", ma, 2, NULL), 0);
+	assert_int_equal(helper_ready(st, id, 0, "/d/0", ma, 2), 0);
 	assert_int_equal(store_project_fetching(st, id, 0), 0);
 	assert_int_equal(store_project_fetching(st, id, 9), 0);
-	assert_int_equal(store_project_ready(st, id, 1, "/d/1", mb, 1, NULL), 0);
+	assert_int_equal(helper_ready(st, id, 1, "/d/1", mb, 1), 0);
 	assert_int_equal(store_project_error(st, id, 2, "git clone failed: boom", NULL, 20.0), 0);
 
 	run_one(st, id, "tests/test_a.py", 3, 1, 2);
@@ -200,15 +201,15 @@ test_fair_claims_and_requeue(void **state)
 	assert_int_equal(store_eval_create(st, e1, 1.0, "zip", "n", settings, 0, "/1", p1, 1), 0);
 	assert_int_equal(store_eval_create(st, e2, 2.0, "zip", "n", settings, 0, "/2", p2, 1), 0);
 	json_decref(settings);
-	assert_int_equal(store_project_ready(st, e1, 0, "/d1", m, 3, NULL), 0);
-	assert_int_equal(store_project_ready(st, e2, 0, "/d2", m, 3, NULL), 0);
+	assert_int_equal(helper_ready(st, e1, 0, "/d1", m, 3), 0);
+	assert_int_equal(helper_ready(st, e2, 0, "/d2", m, 3), 0);
 	/* Oldest first, then the evaluation with fewer running modules. */
-	assert_int_equal(store_claim_module(st, "n", NULL, &c1), 1);
+	assert_int_equal(helper_claim(st, "n", &c1), 1);
 	assert_string_equal(c1.eval_id, e1);
 	assert_true(c1.module_timeout == 7.0);
-	assert_int_equal(store_claim_module(st, "n", NULL, &c2), 1);
+	assert_int_equal(helper_claim(st, "n", &c2), 1);
 	assert_string_equal(c2.eval_id, e2);
-	assert_int_equal(store_claim_module(st, "n", NULL, &c3), 1);
+	assert_int_equal(helper_claim(st, "n", &c3), 1);
 	assert_string_equal(c3.eval_id, e1);
 	assert_int_equal(c3.attempt, 1);
 	/* A crash: running modules go back to pending, attempts count up. */
@@ -217,7 +218,7 @@ test_fair_claims_and_requeue(void **state)
 	assert_int_equal(json_integer_value(json_object_get(doc, "pending")), 3);
 	assert_int_equal(json_integer_value(json_object_get(doc, "in_progress")), 0);
 	json_decref(doc);
-	assert_int_equal(store_claim_module(st, "n", NULL, &c1), 1);
+	assert_int_equal(helper_claim(st, "n", &c1), 1);
 	assert_string_equal(c1.eval_id, e1);
 	assert_string_equal(c1.path, "tests/test_1.py");
 	assert_int_equal(c1.attempt, 2);
@@ -243,13 +244,13 @@ test_replication(void **state)
 	b = open_fresh();
 	assert_int_equal(store_eval_create(a, id, 5.0, "zip", "n1:1", settings, 0, "/u", p, 2), 0);
 	json_decref(settings);
-	assert_int_equal(store_project_ready(a, id, 0, "/d", m, 2, NULL), 0);
+	assert_int_equal(helper_ready(a, id, 0, "/d", m, 2), 0);
 	assert_int_equal(store_project_error(a, id, 1, "cannot install", NULL, 6.0), 0);
-	assert_int_equal(store_claim_module(a, "n1:1", NULL, &c), 1);
+	assert_int_equal(helper_claim(a, "n1:1", &c), 1);
 	json_t *r = result(2, 1, 0);
 	assert_int_equal(store_record_result(a, &c, "n1:1", r, 9.0), 1);
 	json_decref(r);
-	assert_int_equal(store_claim_module(a, "n1:1", NULL, &c), 1); /* running, not done */
+	assert_int_equal(helper_claim(a, "n1:1", &c), 1); /* running, not done */
 
 	doc = store_eval_export(a, id);
 	assert_non_null(doc);
@@ -272,7 +273,7 @@ test_replication(void **state)
 	json_decref(st_a);
 	json_decref(st_b);
 	/* b does not run a's evaluation (until work is spread). */
-	assert_int_equal(store_claim_module(b, "n2:1", NULL, &c), 0);
+	assert_int_equal(helper_claim(b, "n2:1", &c), 0);
 
 	/* A replay of the same (attempt, node) with another outcome changes nothing. */
 	doc = store_eval_export(a, id);

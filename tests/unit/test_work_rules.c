@@ -17,6 +17,7 @@
 
 #include "core/util.h"
 #include "store/store.h"
+#include "store_helpers.h"
 
 #define EVAL_ID "11111111-2222-4333-8444-666666666666"
 #define DIGEST "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -40,7 +41,7 @@ open_with_one_module(void)
 	assert_int_equal(store_eval_create(st, EVAL_ID, 1.0, "zip", "127.0.0.1:1", settings, 0,
 	    NULL, p, 1), 0);
 	json_decref(settings);
-	assert_int_equal(store_project_ready(st, EVAL_ID, 0, DIGEST, mods, 1, NULL), 0);
+	assert_int_equal(helper_ready(st, EVAL_ID, 0, DIGEST, mods, 1), 0);
 	return st;
 }
 
@@ -85,13 +86,13 @@ test_release_after_result_keeps_it_final(void **state)
 	json_t *r = result(3, 1);
 
 	(void)state;
-	assert_int_equal(store_claim_module(st, "127.0.0.1:2", "[\"" EVAL_ID "\"]", &c), 1);
+	assert_int_equal(helper_claim(st, "127.0.0.1:2", &c), 1);
 	assert_int_equal(c.attempt, 1);
 	assert_int_equal(store_record_result(st, &c, "127.0.0.1:2", r, 5.0), 1);
 	json_decref(r);
 	/* the reclaim decided on an older snapshot */
 	store_release_module(st, &c);
-	assert_int_equal(store_claim_module(st, "127.0.0.1:3", "[\"" EVAL_ID "\"]", &again), 0);
+	assert_int_equal(helper_claim(st, "127.0.0.1:3", &again), 0);
 	assert_int_equal(status_int(st, "executed"), 1);
 	assert_int_equal(status_int(st, "pending"), 0);
 	assert_int_equal(status_int(st, "in_progress"), 0);
@@ -127,7 +128,7 @@ test_replays_change_nothing_unless_they_win(void **state)
 	json_t *r = result(3, 1), *doc;
 
 	(void)state;
-	assert_int_equal(store_claim_module(st, "127.0.0.1:5", "[\"" EVAL_ID "\"]", &c), 1);
+	assert_int_equal(helper_claim(st, "127.0.0.1:5", &c), 1);
 	assert_int_equal(store_record_result(st, &c, "127.0.0.1:5", r, 5.0), 1);
 	json_decref(r);
 

@@ -1,9 +1,14 @@
 # meshtest_plugin.py - pytest plugin that reports a module run to the meshtest node.
 #
 # Loaded with `-p meshtest_plugin`. Writes one JSON object per line to the fd
-# named by MESHTEST_REPORT_FD, flushed at once with os.write, so a run that is
-# killed keeps every event written before it died. Every hook is guarded: the
-# plugin must never change the outcome of a run.
+# named by MESHTEST_REPORT_FD (or given to configure() by a warm worker),
+# flushed at once with os.write, so a run that is killed keeps every event
+# written before it died. Every hook is guarded: the plugin must never change
+# the outcome of a run.
+#
+# Events: hello, collect_start {path} (a test module's collection begins),
+# collect_error {nodeid, message}, collected {nodeids}, start {nodeid},
+# report {nodeid, when, outcome, ...}, finish {nodeid}, end {exitstatus}.
 import json
 import os
 
@@ -17,6 +22,16 @@ try:
         _FD = int(_v)
 except Exception:
     _FD = None
+
+
+def configure(fd):
+    """Report to fd from now on (a worker's forked child)."""
+    global _FD
+    _FD = fd
+
+
+def emit(obj):
+    _emit(obj)
 
 
 def _emit(obj):
@@ -46,6 +61,15 @@ def pytest_configure(config):
     try:
         import pytest
         _emit({"ev": "hello", "pytest": str(pytest.__version__)})
+    except Exception:
+        pass
+
+
+def pytest_collectstart(collector):
+    try:
+        import pytest
+        if isinstance(collector, pytest.Module):
+            _emit({"ev": "collect_start", "path": str(collector.nodeid)})
     except Exception:
         pass
 

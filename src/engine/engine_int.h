@@ -1,0 +1,138 @@
+/*
+ * engine_int.h - the engine's shared state, for its own files only: intake.c
+ * (accepting evaluations), fetchq.c (the fetch queue and its threads),
+ * slot.c (one thread per slot, running claimed modules), coord.c (the
+ * coordinator: claims, reclaims, fetch scheduling) and engine.c (start, stop
+ * and the helpers they share).
+ *
+ * Locks, and what each guards:
+ *  - fetch_lock: the fetch queue and its in-flight set (fetchq.c);
+ *  - work_lock: work_seq and stopping (every thread waits on work_cond);
+ *  - run_lock: what each slot runs now (slots.c);
+ *  - coord_lock: the slots each node reported (coord.c).
+ * Everything else lives in the store.
+ */
+#ifndef MESHTEST_ENGINE_INT_H
+#define MESHTEST_ENGINE_INT_H
+
+#include <pthread.h>
+
+#include "engine/engine.h"
+#include "fetch/fetch_zip.h"
+#include "store/store.h"
+
+#define ENGINE_FETCHERS 2
+#define ENGINE_MAX_INFLIGHT 4096
+#define ENGINE_WARMUP 3.0           /* seconds for membership to settle after start */
+#define ENGINE_BATCH_MAX 64         /* modules in one claim */
+#define ENGINE_NODES_MAX 1024       /* nodes whose slot counts the coordinator keeps */
+
+struct fetch_item;
+struct slot_run;
+
+/* A node's slot count, as its claims said. */
+struct engine_node_slots {
+	char node[256];
+	int slots;
+};
+
+struct engine {
+	const struct config *cfg;
+	struct store *st;
+	char *address;
+	char *data_dir;
+	char *work_dir;
+	char *uploads_dir;
+	char *projects_dir;
+	char *blobs_dir;
+	struct fetch_limits limits;
+	char **git_hosts;
+	double started;               /* util_mono() at start */
+
+	/* fetchq.c */
+	pthread_mutex_t fetch_lock;
+	pthread_cond_t fetch_cond;
+	struct fetch_item *fetch_head, *fetch_tail;
+	char (*inflight)[48];         /* "<eval>/<idx>" queued or being fetched */
+	size_t ninflight;
+	pthread_t fetchers[ENGINE_FETCHERS];
+
+	pthread_mutex_t work_lock;
+	pthread_cond_t work_cond;
+	unsigned work_seq;            /* bumped on every wake-up */
+	int stopping;                 /* guarded by both fetch_lock and work_lock when set */
+
+	engine_change_fn on_change;   /* set once, atomically, after start */
+	void *on_change_ctx;
+	engine_alive_fn alive_fn;     /* likewise */
+	void *alive_ctx;
+
+	/* slot.c */
+	pthread_mutex_t run_lock;
+	struct slot_run *running;     /* per slot */
+	pthread_t *slots;
+	long nslots;
+	struct slot_arg *slot_args;
+
+	/* coord.c */
+	pthread_t coord_thread;
+	int coord_started;
+	pthread_mutex_t coord_lock;
+	struct engine_node_slots *node_slots;
+	size_t nnode_slots;
+};
+
+/* engine.c: helpers the engine's files share */
+void engine_changed(struct engine *eng, const char *eval_id);
+void engine_alive(struct engine *eng, char ***addrs, size_t *n);
+void engine_strv_free(char **v, size_t n);
+int engine_strv_has(char *const *v, size_t n, const char *s);
+int engine_warm(const struct engine *eng);
+void engine_wake_slots(struct engine *eng);
+int engine_is_stopping(struct engine *eng);
+char *engine_project_dir(struct engine *eng, const char *digest);
+int engine_get_blob(struct engine *eng, const char *digest, const char *preferred, char *err,
+    size_t errlen);
+void engine_share_blob(struct engine *eng, const char *digest);
+void engine_push_to(struct engine *eng, const char *eval_id, const char *node);
+
+/* fetchq.c */
+void fetchq_reserve(struct engine *eng, const char *eval_id, size_t n);
+void fetchq_unreserve(struct engine *eng, const char *eval_id, size_t n);
+/* Queue a reserved project of a new submission; the queue takes token and url. */
+void fetchq_push_new(struct engine *eng, const char *eval_id, int idx, const char *kind,
+    const char *source, const char *prefix, const char *upload_digest, const char *url,
+    const char *token, int has_token);
+/* Queue a project still to fetch (a coordinator round) unless it is queued. */
+void fetchq_enqueue_job(struct engine *eng, const struct store_fetch_job *job);
+int fetchq_start(struct engine *eng);
+void fetchq_join(struct engine *eng);
+void fetchq_free(struct engine *eng);
+
+/* slot.c */
+int slot_start(struct engine *eng);
+void slot_join(struct engine *eng);
+void slot_free(struct engine *eng);
+/* {"claim": first or null, "claims": [...]}: the answer to POST /task/claim. */
+json_t *slot_claims_json(const struct store_claim *c, size_t n);
+/* What this node's slots run now: the answer to GET /task/running. */
+json_t *slot_running_json(struct engine *eng);
+
+/* coord.c */
+int coord_start(struct engine *eng);
+void coord_join(struct engine *eng);
+void coord_free(struct engine *eng);
+/*
+ * Claim a batch for node (a node with `slots` slots) from the evaluations
+ * this node coordinates; writes up to max claims. Returns how many, 0 when
+ * nothing is runnable, <0 on error.
+ */
+int coord_claim(struct engine *eng, const char *node, int slots, struct store_claim *out,
+    size_t max);
+/* The evaluations of work this node coordinates (free *ids). */
+void coord_mine(struct engine *eng, const struct store_work *work, size_t nwork,
+    char *const *alive, size_t nalive, struct store_id **ids, size_t *nids);
+/* The coordinator of one evaluation (a pointer into alive or w). */
+const char *coord_of(const struct store_work *w, char *const *alive, size_t nalive);
+
+#endif

@@ -1,0 +1,548 @@
+/*
+ * fetchq.c - the fetch queue: projects of accepted evaluations waiting to be
+ * unpacked from their upload or cloned, and the ENGINE_FETCHERS threads that
+ * fetch them.
+ *
+ * A fetcher unpacks or clones a project into <data>/projects, installs the
+ * instructor's tests and the evaluation's set-up file, runs the set-up
+ * commands once, lists the test modules (with an estimate of each and the
+ * name pytest imports it under), packs the project as a blob named by its
+ * digest, gives the blob to a peer, prepares the project's environment on
+ * this node, and marks the project ready in the store.
+ *
+ * The queue (a list under fetch_lock) alone holds access tokens, in memory
+ * only; a project is in the in-flight set from the moment a submission
+ * reserves it until its fetch ended, so a coordinator round never queues it
+ * a second time.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/blob.h"
+#include "engine/engine_int.h"
+#include "fetch/fetch_git.h"
+#include "fetch/fetch_zip.h"
+#include "fetch/layout.h"
+#include "runner/runner.h"
+#include "runner/setup.h"
+#include "store/store.h"
+
+struct fetch_item {
+	struct fetch_item *next;
+	char eval_id[37];
+	int idx;
+	char *kind;
+	char *source;        /* what to clone or the ZIP prefix's project */
+	char *url;           /* git: the URL as submitted (may hold credentials); only
+	                      * the submission's own items have it, never a retry */
+	char *prefix;        /* zip: member prefix */
+	char *upload_digest; /* zip: the upload's blob */
+	char *token;         /* git: in memory only */
+	int has_token;       /* git: the submission came with credentials */
+};
+
+static void
+fetchq_item_free(struct fetch_item *it)
+{
+	if (it == NULL)
+		return;
+	if (it->token != NULL) {
+		OPENSSL_cleanse(it->token, strlen(it->token));
+		free(it->token);
+	}
+	if (it->url != NULL) {
+		OPENSSL_cleanse(it->url, strlen(it->url));
+		free(it->url);
+	}
+	free(it->kind);
+	free(it->source);
+	free(it->prefix);
+	free(it->upload_digest);
+	free(it);
+}
+
+static void
+fetchq_done(struct engine *eng, const struct fetch_item *it)
+{
+	char key[48];
+
+	snprintf(key, sizeof(key), "%s/%d", it->eval_id, it->idx);
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t i = 0; i < eng->ninflight; i++) {
+		if (strcmp(eng->inflight[i], key) == 0) {
+			memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
+			    sizeof(eng->inflight[0]));
+			eng->ninflight--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
+/*
+ * Reserve the fetch of projects 0..n-1 of a new evaluation before it is
+ * stored, so that no coordinator round can queue them first (without the
+ * token, which only the submission's items carry).
+ */
+void
+fetchq_reserve(struct engine *eng, const char *eval_id, size_t n)
+{
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t i = 0; i < n && eng->ninflight < ENGINE_MAX_INFLIGHT; i++)
+		snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s/%zu",
+		    eval_id, i);
+	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
+void
+fetchq_unreserve(struct engine *eng, const char *eval_id, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct fetch_item it;
+		memset(&it, 0, sizeof(it));
+		snprintf(it.eval_id, sizeof(it.eval_id), "%s", eval_id);
+		it.idx = (int)i;
+		fetchq_done(eng, &it);
+	}
+}
+
+/* Queue an item whose key fetchq_reserve took (never dropped, never deduplicated). */
+static void
+fetchq_push_reserved(struct engine *eng, struct fetch_item *it)
+{
+	pthread_mutex_lock(&eng->fetch_lock);
+	it->next = NULL;
+	if (eng->fetch_tail != NULL)
+		eng->fetch_tail->next = it;
+	else
+		eng->fetch_head = it;
+	eng->fetch_tail = it;
+	pthread_cond_signal(&eng->fetch_cond);
+	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
+/* Queue a project for fetching unless it is queued or being fetched already. */
+static void
+fetchq_enqueue(struct engine *eng, struct fetch_item *it)
+{
+	char key[48];
+
+	snprintf(key, sizeof(key), "%s/%d", it->eval_id, it->idx);
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t i = 0; i < eng->ninflight; i++) {
+		if (strcmp(eng->inflight[i], key) == 0) {
+			pthread_mutex_unlock(&eng->fetch_lock);
+			fetchq_item_free(it);
+			return;
+		}
+	}
+	if (eng->ninflight >= ENGINE_MAX_INFLIGHT) {
+		/* The coordinator round queues it again later. */
+		pthread_mutex_unlock(&eng->fetch_lock);
+		fetchq_item_free(it);
+		return;
+	}
+	snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s", key);
+	it->next = NULL;
+	if (eng->fetch_tail != NULL)
+		eng->fetch_tail->next = it;
+	else
+		eng->fetch_head = it;
+	eng->fetch_tail = it;
+	pthread_cond_signal(&eng->fetch_cond);
+	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
+static struct fetch_item *
+fetchq_dequeue(struct engine *eng)
+{
+	struct fetch_item *it;
+
+	pthread_mutex_lock(&eng->fetch_lock);
+	while (eng->fetch_head == NULL && !eng->stopping)
+		pthread_cond_wait(&eng->fetch_cond, &eng->fetch_lock);
+	it = eng->fetch_head;
+	if (it != NULL && !eng->stopping) {
+		eng->fetch_head = it->next;
+		if (eng->fetch_head == NULL)
+			eng->fetch_tail = NULL;
+	} else {
+		it = NULL;
+	}
+	pthread_mutex_unlock(&eng->fetch_lock);
+	return it;
+}
+
+static json_t *
+fetchq_strv_json(char **v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+/*
+ * The folder to take tests from in an unpacked instructor archive: the
+ * archive's root, or its only folder when that is all it holds and the root
+ * has no tests/ (malloc'ed).
+ */
+static char *
+fetchq_single_folder(const char *root)
+{
+	DIR *d = opendir(root);
+	struct dirent *de;
+	char *only = NULL, *tests = xasprintf("%s/tests", root);
+	int n = 0;
+	struct stat st;
+
+	if (d == NULL || stat(tests, &st) == 0) {
+		if (d != NULL)
+			closedir(d);
+		free(tests);
+		return xstrdup(root);
+	}
+	free(tests);
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		n++;
+		free(only);
+		only = xasprintf("%s/%s", root, de->d_name);
+	}
+	closedir(d);
+	if (n == 1 && only != NULL && lstat(only, &st) == 0 && S_ISDIR(st.st_mode))
+		return only;
+	free(only);
+	return xstrdup(root);
+}
+
+/*
+ * Split "scheme://user:password@host/..." into the URL without credentials
+ * and the percent-decoded user and password (malloc'ed, NULL when absent).
+ */
+static char *
+fetchq_split_credentials(const char *url, char **user, char **pass)
+{
+	const char *scheme = strstr(url, "://"), *host, *at, *slash, *colon;
+
+	*user = *pass = NULL;
+	if (scheme == NULL)
+		return xstrdup(url);
+	host = scheme + 3;
+	slash = strchr(host, '/');
+	at = strchr(host, '@');
+	if (at == NULL || (slash != NULL && at > slash))
+		return xstrdup(url);
+	colon = memchr(host, ':', (size_t)(at - host));
+	if (colon != NULL) {
+		*user = strndup(host, (size_t)(colon - host));
+		*pass = strndup(colon + 1, (size_t)(at - colon - 1));
+	} else {
+		*user = strndup(host, (size_t)(at - host));
+	}
+	if (*user == NULL || (colon != NULL && *pass == NULL))
+		abort();
+	return xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+}
+
+/*
+ * Fetch one project (unpack it from the upload's blob, or clone it), pack it
+ * as a blob named by its digest, give the blob to a peer, and record the
+ * project as ready (or its error) in the store.
+ */
+static void
+fetchq_one(struct engine *eng, struct fetch_item *it)
+{
+	char err[1024] = "", rnd[17], digest[SHA256_HEX_LEN];
+	char *tmp, *final = NULL, *zip = NULL;
+	char **warnings = NULL, **modules = NULL, **inames = NULL;
+	struct store_module_info *infos = NULL;
+	size_t nwarnings = 0, nmodules = 0;
+	json_t *wj = NULL, *settings = NULL;
+	int r;
+
+	/*
+	 * A coordinator round may queue a project again from a snapshot taken
+	 * just before an earlier fetch of it finished: fetch only what is still
+	 * to fetch, so a second (token-less) fetch never undoes the first.
+	 */
+	if (store_project_fetching(eng->st, it->eval_id, it->idx) != 1)
+		return;
+	util_random_hex(rnd, 8);
+	tmp = xasprintf("%s/.fetch-%s", eng->projects_dir, rnd);
+	if (strcmp(it->kind, "zip") == 0) {
+		r = it->upload_digest != NULL && blob_digest_valid(it->upload_digest) ?
+		    engine_get_blob(eng, it->upload_digest, NULL, err, sizeof(err)) : -ENOENT;
+		if (r == 0) {
+			zip = blob_path(eng->blobs_dir, it->upload_digest);
+			r = fetch_zip_extract(zip, it->prefix ? it->prefix : "", tmp, &eng->limits,
+			    &warnings, &nwarnings, err, sizeof(err));
+		} else if (it->upload_digest != NULL) {
+			/*
+			 * The upload is on another node that this one cannot reach now
+			 * (a partition, a restart): not the project's fault, and not
+			 * final. The next coordinator round tries again.
+			 */
+			log_warn("engine: %s project %d waits for its upload: %s", it->eval_id,
+			    it->idx, err);
+			goto out;
+		} else {
+			snprintf(err, sizeof(err), "the uploaded archive is lost");
+		}
+	} else if (it->has_token && it->token == NULL && it->url == NULL) {
+		snprintf(err, sizeof(err), "the node that accepted this repository stopped before"
+		    " cloning it, and access tokens are kept in memory only: submit this"
+		    " project again");
+		r = -EAGAIN;
+	} else {
+		struct fetch_git_opts o;
+		memset(&o, 0, sizeof(o));
+		o.token = it->token;
+		o.timeout = 300;
+		o.max_bytes = 1ULL << 30;
+		o.allow_file_urls = eng->cfg->allow_file_urls != 0;
+		o.allowed_hosts = (const char *const *)eng->git_hosts;
+		{
+			/* user:password@ in the URL travels like a token, never in argv. */
+			char *user = NULL, *pass = NULL;
+			char *clean = fetchq_split_credentials(it->url ? it->url : it->source, &user,
+			    &pass);
+			if (pass != NULL || user != NULL) {
+				o.username = pass != NULL ? user : NULL;
+				o.token = pass != NULL ? pass : user;
+			}
+			r = fetch_git_clone(clean, tmp, &o, err, sizeof(err));
+			if (user != NULL)
+				OPENSSL_cleanse(user, strlen(user));
+			if (pass != NULL)
+				OPENSSL_cleanse(pass, strlen(pass));
+			free(user);
+			free(pass);
+			free(clean);
+		}
+	}
+	wj = fetchq_strv_json(warnings, nwarnings);
+	if (r < 0) {
+		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
+		store_project_error(eng->st, it->eval_id, it->idx, err[0] ? err :
+		    "cannot fetch the project", wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
+	/* The evaluation's tests replace the project's; its set-up rides in the blob. */
+	settings = store_eval_settings(eng->st, it->eval_id);
+	if (json_string_value(json_object_get(settings, "instructor_tests_archive")) != NULL) {
+		const char *td = json_string_value(json_object_get(settings,
+		    "instructor_tests_archive"));
+		char *itests = xasprintf("%s.tests", tmp), *zip_t = NULL, *src = NULL;
+		char **tw = NULL;
+		size_t ntw = 0;
+
+		r = blob_digest_valid(td) ? engine_get_blob(eng, td, NULL, err, sizeof(err)) :
+		    -EINVAL;
+		if (r == 0) {
+			zip_t = blob_path(eng->blobs_dir, td);
+			r = fetch_zip_extract(zip_t, "", itests, &eng->limits, &tw, &ntw, err,
+			    sizeof(err));
+			layout_strv_free(tw, ntw);
+		}
+		if (r == 0) {
+			/* A ZIP of tests/, of the test files, or of one folder holding either. */
+			src = fetchq_single_folder(itests);
+			r = setup_install_tests(tmp, src, err, sizeof(err));
+		} else {
+			char *m = xasprintf("cannot unpack the instructor's tests: %s", err);
+			snprintf(err, sizeof(err), "%s", m);
+			free(m);
+		}
+		util_rm_rf(itests);
+		free(itests);
+		free(zip_t);
+		free(src);
+		if (r < 0) {
+			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+			engine_changed(eng, it->eval_id);
+			goto out;
+		}
+	} else if (json_string_value(json_object_get(settings, "instructor_tests")) != NULL) {
+		struct fetch_git_opts o;
+		char *itests = xasprintf("%s.tests", tmp);
+		fetch_git_opts_default(&o);
+		o.allow_file_urls = eng->cfg->allow_file_urls != 0;
+		o.allowed_hosts = (const char *const *)eng->git_hosts;
+		r = fetch_git_clone(json_string_value(json_object_get(settings, "instructor_tests")),
+		    itests, &o, err, sizeof(err));
+		if (r < 0) {
+			char *m = xasprintf("cannot fetch the instructor's tests: %s", err);
+			snprintf(err, sizeof(err), "%s", m);
+			free(m);
+		} else {
+			r = setup_install_tests(tmp, itests, err, sizeof(err));
+		}
+		util_rm_rf(itests);
+		free(itests);
+		if (r < 0) {
+			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+			engine_changed(eng, it->eval_id);
+			goto out;
+		}
+	}
+	if (setup_write_project(tmp, settings) < 0) {
+		store_project_error(eng->st, it->eval_id, it->idx, "cannot write the evaluation's"
+		    " set-up into the project", wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
+	/* Set-up commands run once, here; what they make rides in the blob. */
+	if ((r = runner_run_setup(tmp, err, sizeof(err))) < 0) {
+		if (r == -ECANCELED)   /* shutting down: fetched again after a restart */
+			goto out;
+		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
+		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
+	r = layout_list_modules(tmp, &modules, &nmodules);
+	if (r < 0 || nmodules == 0) {
+		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?
+		    "cannot list the project's test modules" :
+		    "no test modules found: a project needs a tests/ folder with test_*.py or"
+		    " *_test.py files", wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
+	if (blob_from_dir(eng->blobs_dir, tmp, digest, err, sizeof(err)) < 0) {
+		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+		engine_changed(eng, it->eval_id);
+		goto out;
+	}
+	final = engine_project_dir(eng, digest);
+	if (rename(tmp, final) < 0)
+		util_rm_rf(tmp);   /* the same files are there already */
+	engine_share_blob(eng, digest);
+	/* the environment now, so that the first module does not wait for it */
+	{
+		char *python = NULL;
+		if (runner_prepare_env(final, -1, &python, err, sizeof(err)) < 0 &&
+		    !engine_is_stopping(eng))
+			log_warn("engine: %s project %d: environment failed: %s", it->eval_id,
+			    it->idx, err);
+		free(python);
+	}
+	infos = xcalloc(nmodules, sizeof(*infos));
+	inames = xcalloc(nmodules, sizeof(*inames));
+	for (size_t i = 0; i < nmodules; i++) {
+		infos[i].path = modules[i];
+		layout_module_info(final, modules[i], &infos[i].est, &inames[i]);
+		infos[i].iname = inames[i];
+	}
+	if (store_project_ready(eng->st, it->eval_id, it->idx, digest, infos, nmodules,
+	    wj) == 0) {
+		log_info("engine: %s project %d ready: %zu modules, %zu warnings, blob %.12s",
+		    it->eval_id, it->idx, nmodules, nwarnings, digest);
+		engine_wake_slots(eng);
+		engine_changed(eng, it->eval_id);
+	}
+out:
+	util_rm_rf(tmp);
+	json_decref(wj);
+	json_decref(settings);
+	for (size_t i = 0; inames != NULL && i < nmodules; i++)
+		free(inames[i]);
+	free(inames);
+	free(infos);
+	layout_strv_free(warnings, nwarnings);
+	layout_strv_free(modules, nmodules);
+	free(tmp);
+	free(final);
+	free(zip);
+}
+
+static void *
+fetchq_main(void *arg)
+{
+	struct engine *eng = arg;
+	struct fetch_item *it;
+
+	while ((it = fetchq_dequeue(eng)) != NULL) {
+		fetchq_one(eng, it);
+		fetchq_done(eng, it);
+		fetchq_item_free(it);
+	}
+	return NULL;
+}
+
+void
+fetchq_push_new(struct engine *eng, const char *eval_id, int idx, const char *kind,
+    const char *source, const char *prefix, const char *upload_digest, const char *url,
+    const char *token, int has_token)
+{
+	struct fetch_item *it = xcalloc(1, sizeof(*it));
+
+	snprintf(it->eval_id, sizeof(it->eval_id), "%s", eval_id);
+	it->idx = idx;
+	it->kind = xstrdup(kind);
+	it->source = xstrdup(source);
+	it->prefix = prefix ? xstrdup(prefix) : NULL;
+	it->upload_digest = upload_digest ? xstrdup(upload_digest) : NULL;
+	it->url = url ? xstrdup(url) : NULL;
+	it->token = token ? xstrdup(token) : NULL;
+	it->has_token = has_token;
+	fetchq_push_reserved(eng, it);
+}
+
+void
+fetchq_enqueue_job(struct engine *eng, const struct store_fetch_job *job)
+{
+	struct fetch_item *it = xcalloc(1, sizeof(*it));
+
+	snprintf(it->eval_id, sizeof(it->eval_id), "%s", job->eval_id);
+	it->idx = job->idx;
+	it->kind = xstrdup(job->kind);
+	it->source = xstrdup(job->source);
+	it->prefix = xstrdup(job->prefix);
+	it->upload_digest = job->upload_digest[0] ? xstrdup(job->upload_digest) : NULL;
+	it->has_token = job->has_token;
+	fetchq_enqueue(eng, it);
+}
+
+int
+fetchq_start(struct engine *eng)
+{
+	for (int i = 0; i < ENGINE_FETCHERS; i++)
+		if (pthread_create(&eng->fetchers[i], NULL, fetchq_main, eng) != 0)
+			return -EAGAIN;
+	return 0;
+}
+
+void
+fetchq_join(struct engine *eng)
+{
+	for (int i = 0; i < ENGINE_FETCHERS; i++)
+		pthread_join(eng->fetchers[i], NULL);
+}
+
+void
+fetchq_free(struct engine *eng)
+{
+	struct fetch_item *it;
+
+	while ((it = eng->fetch_head) != NULL) {
+		eng->fetch_head = it->next;
+		fetchq_item_free(it);
+	}
+	free(eng->inflight);
+	eng->inflight = NULL;
+}

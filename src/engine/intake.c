@@ -1,0 +1,311 @@
+/*
+ * intake.c - accepting evaluations: check the submission and its settings,
+ * store the evaluation with its projects (and the modules known so far),
+ * reserve and queue the projects' fetches, and hand the evaluation (and its
+ * upload) to a live peer before the 201, so that this node may die right
+ * after answering. Runs on the HTTP server's threads.
+ */
+#include "engine/intake.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/peer.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/blob.h"
+#include "engine/engine_int.h"
+#include "fetch/fetch_git.h"
+#include "fetch/fetch_zip.h"
+#include "fetch/layout.h"
+#include "runner/setup.h"
+#include "store/store.h"
+
+json_t *
+intake_settings_parse(json_t *in, char *err, size_t errlen)
+{
+	json_t *out = json_object();
+	json_t *v = json_object_get(in, "module_timeout");
+
+	if (v != NULL && !json_is_null(v)) {
+		double t = -1;
+		if (json_is_number(v)) {
+			t = json_number_value(v);
+		} else if (json_is_string(v)) {
+			char *end = NULL;
+			t = strtod(json_string_value(v), &end);
+			if (end == json_string_value(v) || *end != '\0')
+				t = -1;
+		}
+		if (!(t >= 1 && t <= 86400)) {
+			snprintf(err, errlen, "module_timeout must be a number of seconds from 1"
+			    " to 86400");
+			json_decref(out);
+			return NULL;
+		}
+		json_object_set_new(out, "module_timeout", json_real(t));
+	}
+	v = json_object_get(in, "isolation");
+	if (v != NULL && !json_is_null(v)) {
+		const char *iso = json_string_value(v);
+		if (iso == NULL || (strcmp(iso, "project") != 0 && strcmp(iso, "module") != 0)) {
+			snprintf(err, errlen, "isolation must be \"project\" (modules of a project"
+			    " may share a pytest session) or \"module\" (each module alone)");
+			json_decref(out);
+			return NULL;
+		}
+		json_object_set_new(out, "isolation", json_string(iso));
+	}
+	/* setup, reruns, instructor_tests */
+	if (setup_settings_parse(in, out, err, errlen) < 0) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Remove "user:password@" from a URL for storing and showing it. */
+static char *
+intake_strip_credentials(const char *url, int *had)
+{
+	const char *scheme = strstr(url, "://");
+	const char *host, *at, *slash;
+
+	*had = 0;
+	if (scheme == NULL)
+		return xstrdup(url);
+	host = scheme + 3;
+	slash = strchr(host, '/');
+	at = strchr(host, '@');
+	if (at == NULL || (slash != NULL && at > slash))
+		return xstrdup(url);
+	*had = 1;
+	return xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+}
+
+static char *
+intake_root_name(const char *filename)
+{
+	const char *base;
+	char *name;
+
+	if (filename == NULL || *filename == '\0')
+		return xstrdup("project");
+	base = strrchr(filename, '/');
+	base = base ? base + 1 : filename;
+	name = xstrdup(*base ? base : "project");
+	if (util_ends_with(name, ".zip") || util_ends_with(name, ".ZIP"))
+		name[strlen(name) - 4] = '\0';
+	if (*name == '\0' || *name == '.' || strchr(name, '/') != NULL) {
+		free(name);
+		name = xstrdup("project");
+	}
+	return name;
+}
+
+/*
+ * Before the 201: the evaluation (and its upload) on at least one other live
+ * node, so that the accepting node may die right after answering. Tries the
+ * live peers in turn until one has both. Without live peers (a one-node
+ * network) the 201 promises this node's disk only.
+ */
+static void
+intake_share_eval(struct engine *eng, const char *id, const char *upload_digest)
+{
+	char **alive = NULL, *path = xasprintf("/evaluation/sync_result/%s", id);
+	size_t n = 0;
+	json_t *doc = store_eval_export(eng->st, id);
+	const char *tests_digest = json_string_value(json_object_get(json_object_get(doc,
+	    "settings"), "instructor_tests_archive"));
+	int done = 0, peers = 0;
+
+	engine_alive(eng, &alive, &n);
+	for (size_t i = 0; i < n && !done && doc != NULL; i++) {
+		long status = 0;
+		if (strcmp(alive[i], eng->address) == 0)
+			continue;
+		peers++;
+		if (upload_digest != NULL && blob_push(eng->blobs_dir, upload_digest, alive[i],
+		    (size_t)eng->cfg->max_upload_mb << 20) < 0)
+			continue;
+		if (tests_digest != NULL && blob_push(eng->blobs_dir, tests_digest, alive[i],
+		    (size_t)eng->cfg->max_upload_mb << 20) < 0)
+			continue;
+		if (peer_request(alive[i], "POST", path, doc, 10.0, NULL, &status) == 0 &&
+		    status == 200)
+			done = 1;
+	}
+	if (peers > 0 && !done)
+		log_warn("engine: evaluation %s is on this node only: no live peer took it", id);
+	json_decref(doc);
+	free(path);
+	engine_strv_free(alive, n);
+}
+
+int
+intake_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
+    const char *instructor_zip, json_t *settings, char id[37], char *err, size_t errlen)
+{
+	struct fetch_zip_plan *plan = NULL;
+	struct store_project_new *projects = NULL;
+	char **ids = NULL, **sources = NULL;
+	char *root = intake_root_name(filename);
+	char upload_digest[SHA256_HEX_LEN];
+	int r, status = 0;
+
+	r = fetch_zip_scan(upload_path, root, &eng->limits, &plan, err, errlen);
+	if (r < 0) {
+		status = r == -EINVAL ? 400 : r == -E2BIG ? 413 : 422;
+		goto out;
+	}
+	if (plan->nprojects > (size_t)eng->cfg->max_projects) {
+		snprintf(err, errlen, "the upload holds %zu projects, more than the limit of %ld",
+		    plan->nprojects, eng->cfg->max_projects);
+		status = 413;
+		goto out;
+	}
+	projects = xcalloc(plan->nprojects, sizeof(*projects));
+	ids = xcalloc(plan->nprojects, sizeof(*ids));
+	sources = xcalloc(plan->nprojects, sizeof(*sources));
+	for (size_t i = 0; i < plan->nprojects; i++)
+		ids[i] = xstrdup(plan->projects[i].name);
+	layout_dedupe_ids(ids, plan->nprojects);
+	for (size_t i = 0; i < plan->nprojects; i++) {
+		sources[i] = xasprintf("zip:%s", plan->projects[i].name);
+		projects[i].project_id = ids[i];
+		projects[i].source = sources[i];
+		projects[i].prefix = plan->projects[i].prefix;
+		projects[i].modules = (const char *const *)plan->projects[i].modules;
+		projects[i].nmodules = plan->projects[i].nmodules;
+	}
+	if (instructor_zip != NULL) {
+		char tdigest[SHA256_HEX_LEN];
+		struct fetch_zip_plan *tplan = NULL;
+		char terr[512];
+
+		if (json_object_get(settings, "instructor_tests") != NULL) {
+			snprintf(err, errlen, "give the instructor's tests as a git URL or as a ZIP"
+			    " file field, not both");
+			status = 400;
+			goto out;
+		}
+		/* Any ZIP with files will do; it need not hold test modules itself. */
+		r = fetch_zip_scan(instructor_zip, "tests", &eng->limits, &tplan, terr, sizeof(terr));
+		fetch_zip_plan_free(tplan);
+		if (r == -EINVAL || r == -E2BIG) {
+			snprintf(err, errlen, "instructor_tests: %s", terr);
+			status = r == -EINVAL ? 400 : 413;
+			goto out;
+		}
+		if (blob_from_file(eng->blobs_dir, instructor_zip, tdigest) < 0) {
+			snprintf(err, errlen, "cannot store the instructor's tests");
+			status = 500;
+			goto out;
+		}
+		json_object_set_new(settings, "instructor_tests_archive", json_string(tdigest));
+	}
+	util_uuid4(id);
+	/* The upload becomes a blob: kept by digest, and given to a peer. */
+	if (blob_from_file(eng->blobs_dir, upload_path, upload_digest) < 0) {
+		snprintf(err, errlen, "cannot store the upload: %s", strerror(errno));
+		status = 500;
+		goto out;
+	}
+	fetchq_reserve(eng, id, plan->nprojects);
+	if (store_eval_create(eng->st, id, util_now(), "zip", eng->address, settings, 0,
+	    upload_digest, projects, plan->nprojects) < 0) {
+		snprintf(err, errlen, "cannot store the evaluation");
+		fetchq_unreserve(eng, id, plan->nprojects);
+		status = 500;
+		goto out;
+	}
+	for (size_t i = 0; i < plan->nprojects; i++) {
+		fetchq_push_new(eng, id, (int)i, "zip", sources[i], plan->projects[i].prefix,
+		    upload_digest, NULL, NULL, 0);
+	}
+	intake_share_eval(eng, id, upload_digest);
+	engine_changed(eng, id);
+	log_info("engine: accepted evaluation %s: ZIP with %zu projects", id, plan->nprojects);
+out:
+	if (ids != NULL)
+		for (size_t i = 0; plan != NULL && i < plan->nprojects; i++) {
+			free(ids[i]);
+			free(sources[i]);
+		}
+	free(ids);
+	free(sources);
+	free(projects);
+	free(root);
+	fetch_zip_plan_free(plan);
+	return status;
+}
+
+int
+intake_submit_git(struct engine *eng, const char *const *urls, size_t n,
+    const char *token, json_t *settings, char id[37], char *err, size_t errlen)
+{
+	struct store_project_new *projects = NULL;
+	struct fetch_git_opts o;
+	char **ids = NULL, **sources = NULL;
+	int status = 0, any_secret = token != NULL;
+
+	if (n > (size_t)eng->cfg->max_projects) {
+		snprintf(err, errlen, "%zu projects is more than the limit of %ld", n,
+		    eng->cfg->max_projects);
+		return 413;
+	}
+	memset(&o, 0, sizeof(o));
+	o.allow_file_urls = eng->cfg->allow_file_urls != 0;
+	o.allowed_hosts = (const char *const *)eng->git_hosts;
+	projects = xcalloc(n, sizeof(*projects));
+	ids = xcalloc(n, sizeof(*ids));
+	sources = xcalloc(n, sizeof(*sources));
+	for (size_t i = 0; i < n; i++) {
+		char e[512];
+		int had = 0;
+		if (fetch_git_check_url(urls[i], &o, e, sizeof(e)) < 0) {
+			sources[i] = intake_strip_credentials(urls[i], &had);
+			snprintf(err, errlen, "project %zu (%s): %s", i + 1, sources[i], e);
+			status = 400;
+			goto out;
+		}
+		sources[i] = intake_strip_credentials(urls[i], &had);
+		any_secret |= had;
+		ids[i] = layout_repo_name(sources[i]);
+		if (ids[i] == NULL)
+			ids[i] = xasprintf("project-%zu", i + 1);
+	}
+	layout_dedupe_ids(ids, n);
+	for (size_t i = 0; i < n; i++) {
+		projects[i].project_id = ids[i];
+		projects[i].source = sources[i];
+	}
+	util_uuid4(id);
+	fetchq_reserve(eng, id, n);
+	if (store_eval_create(eng->st, id, util_now(), "git", eng->address, settings,
+	    any_secret, NULL, projects, n) < 0) {
+		snprintf(err, errlen, "cannot store the evaluation");
+		fetchq_unreserve(eng, id, n);
+		status = 500;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		fetchq_push_new(eng, id, (int)i, "git", sources[i], NULL, NULL, urls[i], token,
+		    any_secret);
+	}
+	intake_share_eval(eng, id, NULL);
+	engine_changed(eng, id);
+	log_info("engine: accepted evaluation %s: %zu git repositories", id, n);
+out:
+	for (size_t i = 0; i < n; i++) {
+		free(ids[i]);
+		free(sources[i]);
+	}
+	free(ids);
+	free(sources);
+	free(projects);
+	return status;
+}

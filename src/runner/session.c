@@ -1,0 +1,276 @@
+/*
+ * session.c - bookkeeping of a shared pytest session (see session.h).
+ *
+ * The stream comes from code under test: any line may be garbage, any field
+ * of the wrong type; nothing here trusts it beyond attributing events to the
+ * modules the node asked for. A module counts from the session only when the
+ * evidence says it ran to its end there; anything else runs again alone.
+ */
+#include "runner/session.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/util.h"
+
+#define SESSION_STREAM_CAP (64u << 20)
+
+struct session_module {
+	char *path;
+	int collect_started;     /* its collection began */
+	int collect_error;       /* it could not be collected (exactly it) */
+	size_t ntests;           /* collected tests */
+	size_t nfinished;        /* of which "finish" arrived */
+	double used;             /* seconds it was the current module */
+};
+
+struct session {
+	struct session_module *m;
+	size_t n;
+	double timeout;
+	long current;            /* index, or -1 */
+	double since;            /* when current became current */
+	int collected;           /* the "collected" event arrived */
+	int ended;               /* session_end was called */
+	int normal;              /* ... and said pytest ended by itself */
+	int stray_error;         /* a collection error no single module owns */
+	json_t *tests;           /* nodeid -> [module index, finished] */
+};
+
+struct session *
+session_new(const char *const *modules, size_t n, double timeout, double now)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+
+	s->m = xcalloc(n ? n : 1, sizeof(*s->m));
+	s->n = n;
+	for (size_t i = 0; i < n; i++)
+		s->m[i].path = xstrdup(modules[i]);
+	s->timeout = timeout;
+	s->current = n > 0 ? 0 : -1;
+	s->since = now;
+	s->tests = json_object();
+	return s;
+}
+
+void
+session_free(struct session *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		free(s->m[i].path);
+	free(s->m);
+	json_decref(s->tests);
+	free(s);
+}
+
+size_t
+session_count(const struct session *s)
+{
+	return s->n;
+}
+
+static long
+session_find(const struct session *s, const char *path, size_t len)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strlen(s->m[i].path) == len && memcmp(s->m[i].path, path, len) == 0)
+			return (long)i;
+	return -1;
+}
+
+long
+session_module_of(const struct session *s, const char *nodeid)
+{
+	const char *sep;
+
+	if (nodeid == NULL)
+		return -1;
+	sep = strstr(nodeid, "::");
+	return session_find(s, nodeid, sep != NULL ? (size_t)(sep - nodeid) : strlen(nodeid));
+}
+
+/* Make module i the current one, charging the time so far to the old one. */
+static void
+session_switch(struct session *s, long i, double now)
+{
+	if (s->current == i)
+		return;
+	if (s->current >= 0 && now > s->since)
+		s->m[s->current].used += now - s->since;
+	s->current = i;
+	s->since = now;
+}
+
+void
+session_on_line(struct session *s, const char *line, size_t len, double now)
+{
+	json_t *ev = json_loadb(line, len, 0, NULL), *t;
+	const char *kind = json_string_value(json_object_get(ev, "ev"));
+	const char *nodeid = json_string_value(json_object_get(ev, "nodeid"));
+	long i;
+
+	if (kind == NULL || s->ended)
+		goto out;
+	if (strcmp(kind, "collect_start") == 0) {
+		i = session_module_of(s, json_string_value(json_object_get(ev, "path")));
+		if (i >= 0) {
+			s->m[i].collect_started = 1;
+			session_switch(s, i, now);
+		}
+	} else if (strcmp(kind, "collect_error") == 0) {
+		const char *sep = nodeid ? strstr(nodeid, "::") : NULL;
+		i = nodeid != NULL ? session_find(s, nodeid, strlen(nodeid)) : -1;
+		if (i >= 0 && sep == NULL)
+			s->m[i].collect_error = 1;
+		else
+			s->stray_error = 1;
+	} else if (strcmp(kind, "collected") == 0) {
+		json_t *ids = json_object_get(ev, "nodeids"), *v;
+		size_t k;
+		s->collected = 1;
+		json_array_foreach(ids, k, v) {
+			const char *id = json_string_value(v);
+			if (id == NULL || json_object_get(s->tests, id) != NULL)
+				continue;
+			i = session_module_of(s, id);
+			if (i < 0) {
+				s->stray_error = 1;   /* a test the node did not ask for */
+				continue;
+			}
+			s->m[i].ntests++;
+			json_object_set_new(s->tests, id, json_pack("[I, b]", (json_int_t)i, 0));
+		}
+	} else if (strcmp(kind, "start") == 0 || strcmp(kind, "report") == 0) {
+		i = session_module_of(s, nodeid);
+		if (i >= 0)
+			session_switch(s, i, now);
+	} else if (strcmp(kind, "finish") == 0) {
+		t = json_object_get(s->tests, nodeid ? nodeid : "");
+		if (t != NULL && !json_is_true(json_array_get(t, 1))) {
+			i = (long)json_integer_value(json_array_get(t, 0));
+			json_array_set_new(t, 1, json_true());
+			s->m[i].nfinished++;
+		}
+	} else if (strcmp(kind, "end") == 0) {
+		session_switch(s, -1, now);
+	}
+out:
+	json_decref(ev);
+}
+
+double
+session_deadline(const struct session *s, double now)
+{
+	(void)now;
+	if (s->ended || s->current < 0 || s->timeout <= 0)
+		return 0;
+	return s->since + (s->timeout - s->m[s->current].used);
+}
+
+void
+session_end(struct session *s, int normal, double now)
+{
+	if (s->ended)
+		return;
+	if (s->current >= 0 && now > s->since)
+		s->m[s->current].used += now - s->since;
+	s->since = now;
+	s->ended = 1;
+	s->normal = normal;
+}
+
+int
+session_finished(const struct session *s, size_t i)
+{
+	const struct session_module *m;
+
+	if (i >= s->n || !s->ended || !s->normal || s->stray_error)
+		return 0;
+	m = &s->m[i];
+	if (m->collect_error)
+		return 1;
+	/* every test it collected has finished (or it had none at all) */
+	return s->collected && m->nfinished == m->ntests;
+}
+
+long
+session_current(const struct session *s)
+{
+	return s->current;
+}
+
+double
+session_duration(const struct session *s, size_t i)
+{
+	return i < s->n ? s->m[i].used : 0;
+}
+
+static void
+session_put(struct buf *b, const char *line, size_t len)
+{
+	(void)buf_append(b, line, len);
+	(void)buf_append(b, "\n", 1);
+}
+
+char *
+session_stream(const struct session *s, const char *stream, size_t len, size_t i,
+	       size_t *outlen)
+{
+	struct buf b;
+	json_t *mine = json_array();
+	int failed = 0;
+
+	buf_init(&b, SESSION_STREAM_CAP);
+	for (size_t at = 0; stream != NULL && at < len && i < s->n;) {
+		const char *nl = memchr(stream + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (stream + at)) : len - at;
+		json_t *ev = json_loadb(stream + at, n, 0, NULL);
+		const char *kind = json_string_value(json_object_get(ev, "ev"));
+		const char *nodeid = json_string_value(json_object_get(ev, "nodeid"));
+
+		if (kind == NULL) {
+			/* not an event: nothing to carry */
+		} else if (strcmp(kind, "hello") == 0) {
+			session_put(&b, stream + at, n);
+		} else if (strcmp(kind, "collect_start") == 0) {
+			if (session_module_of(s, json_string_value(json_object_get(ev, "path"))) ==
+			    (long)i)
+				session_put(&b, stream + at, n);
+		} else if (strcmp(kind, "collected") == 0) {
+			json_t *v;
+			size_t k;
+			json_array_foreach(json_object_get(ev, "nodeids"), k, v)
+				if (session_module_of(s, json_string_value(v)) == (long)i)
+					json_array_append(mine, v);
+			json_t *c = json_pack("{s:s, s:O}", "ev", "collected", "nodeids", mine);
+			char *text = json_dumps(c, JSON_COMPACT);
+			if (text != NULL)
+				session_put(&b, text, strlen(text));
+			free(text);
+			json_decref(c);
+		} else if (strcmp(kind, "end") != 0 && session_module_of(s, nodeid) == (long)i) {
+			const char *outcome = json_string_value(json_object_get(ev, "outcome"));
+			if (strcmp(kind, "collect_error") == 0 ||
+			    (strcmp(kind, "report") == 0 && outcome != NULL &&
+			     strcmp(outcome, "failed") == 0))
+				failed = 1;
+			session_put(&b, stream + at, n);
+		}
+		json_decref(ev);
+		at += n + 1;
+	}
+	{
+		/* as pytest on this module alone would end */
+		char end[64];
+		int status = failed ? 1 : json_array_size(mine) == 0 ? 5 : 0;
+		snprintf(end, sizeof(end), "{\"ev\": \"end\", \"exitstatus\": %d}", status);
+		session_put(&b, end, strlen(end));
+	}
+	json_decref(mine);
+	*outlen = b.len;
+	return b.data ? buf_steal(&b) : xstrdup("");
+}

@@ -1,0 +1,62 @@
+/*
+ * session.h - one pytest process over several test modules of one project
+ * (a shared session): which module is running, when each must stop, which
+ * finished, and each module's own part of the report stream.
+ *
+ * Pure bookkeeping: no I/O, no clock of its own (the caller passes `now`),
+ * no globals. The worker's report lines go to session_on_line as they
+ * arrive; session_deadline tells when to kill the run; after it ended,
+ * session_finished says which modules count from this run (the others run
+ * again alone) and session_stream gives a finished module's events, which
+ * report_build turns into its result as if it had run alone.
+ *
+ * Time: a module's clock runs while it is the current one, from its
+ * collection through its tests; before the first module starts collecting
+ * (pytest starting, conftest files) the clock of the first module runs, as
+ * it would if that module ran alone. Each module has the same limit.
+ */
+#ifndef MESHTEST_SESSION_H
+#define MESHTEST_SESSION_H
+
+#include <stddef.h>
+
+struct session;
+
+/* modules: paths relative to the project root (copied); timeout in seconds. */
+struct session *session_new(const char *const *modules, size_t n, double timeout,
+			    double now);
+void session_free(struct session *s);
+
+/* One line of the report stream (JSON), as it arrived. */
+void session_on_line(struct session *s, const char *line, size_t len, double now);
+
+/* When the run must be killed (monotonic seconds), or 0 when nothing runs. */
+double session_deadline(const struct session *s, double now);
+
+/*
+ * After the run: how it ended. normal is 1 when pytest ended by itself (an
+ * "end" event with exit status 0, 1 or 5, and the process exited without a
+ * signal or a deadline).
+ */
+void session_end(struct session *s, int normal, double now);
+
+size_t session_count(const struct session *s);
+/* 1 when module i counts from this run: it finished inside the session. */
+int session_finished(const struct session *s, size_t i);
+/* The module that was running when the run ended or was killed, or -1. */
+long session_current(const struct session *s);
+/* Seconds module i was the current one. */
+double session_duration(const struct session *s, size_t i);
+
+/*
+ * Module i's events from stream (the whole report stream of the run): the
+ * "hello", its collection, its tests ("collected" narrowed to them) and a
+ * closing "end". malloc'ed, NUL-terminated, length in *len.
+ */
+char *session_stream(const struct session *s, const char *stream, size_t len, size_t i,
+		     size_t *outlen);
+
+/* The module a node id belongs to ("tests/test_a.py::test_x" -> index), or -1. */
+long session_module_of(const struct session *s, const char *nodeid);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * store_helpers.h - what the unit tests of the store need from the engine:
+ * marking a project ready with plain module paths, and claiming one module
+ * the way the coordinator does (src/engine/coord.c: fair share between
+ * evaluations, then the scheduler's first pick).
+ */
+#ifndef MESHTEST_TEST_STORE_HELPERS_H
+#define MESHTEST_TEST_STORE_HELPERS_H
+
+#include <stdlib.h>
+
+#include "core/util.h"
+#include "sched/sched.h"
+#include "store/store.h"
+
+static inline int
+helper_ready(struct store *st, const char *eval, int idx, const char *digest,
+    const char *const *paths, size_t n)
+{
+	struct store_module_info *m = xcalloc(n ? n : 1, sizeof(*m));
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		m[i].path = paths[i];
+	r = store_project_ready(st, eval, idx, digest, m, n, NULL);
+	free(m);
+	return r;
+}
+
+/* One module for node, as coord_claim picks it (1 claimed, 0 none). */
+static inline int
+helper_claim(struct store *st, const char *node, struct store_claim *c)
+{
+	struct store_work *w = NULL;
+	struct sched_eval *ev;
+	size_t nw = 0;
+	int r = 0;
+
+	if (store_work_list(st, &w, &nw) < 0)
+		return -1;
+	ev = xcalloc(nw ? nw : 1, sizeof(*ev));
+	for (size_t i = 0; i < nw; i++)
+		ev[i] = (struct sched_eval){ w[i].id, w[i].created_at, w[i].pending, w[i].running };
+	for (;;) {
+		long pick = sched_pick_eval(ev, nw);
+		struct store_pending *p = NULL;
+		struct sched_module *m;
+		const struct store_pending *one;
+		size_t np = 0, idx = 0;
+
+		if (pick < 0)
+			break;
+		ev[pick].pending = 0;
+		if (store_pending_list(st, w[pick].id, &p, &np) < 0 || np == 0) {
+			store_pending_free(p, np);
+			continue;
+		}
+		m = xcalloc(np, sizeof(*m));
+		for (size_t i = 0; i < np; i++)
+			m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname };
+		(void)sched_batch(m, np, 1, 1, &idx);
+		one = &p[idx];
+		r = store_claim_modules(st, w[pick].id, node, &one, 1, c);
+		free(m);
+		store_pending_free(p, np);
+		if (r != 0)
+			break;
+	}
+	free(ev);
+	free(w);
+	return r;
+}
+
+#endif
