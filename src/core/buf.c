@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void
 buf_init(struct buf *b, size_t max)
@@ -118,4 +119,19 @@ buf_free(struct buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->alloc = b->dropped = 0;
+}
+
+void
+buf_drain_fd(struct buf *b, int *fd)
+{
+	char chunk[65536];
+	ssize_t n = read(*fd, chunk, sizeof(chunk));
+
+	if (n > 0) {
+		if (buf_append_trunc(b, chunk, (size_t)n) < 0)
+			b->dropped += (size_t)n;
+	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+		close(*fd);
+		*fd = -1;
+	}
 }

@@ -27,6 +27,12 @@ int buf_append_trunc(struct buf *b, const void *p, size_t n);
 int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
+/*
+ * Read what a non-blocking descriptor has now into b (what passes the cap is
+ * counted in b->dropped); at end of file or on an error other than EAGAIN
+ * and EINTR the descriptor is closed and *fd set to -1. For a poll loop.
+ */
+void buf_drain_fd(struct buf *b, int *fd);
 /* Hand the data to the caller (who frees it) and reset the buffer. */
 char *buf_steal(struct buf *b);
 void buf_free(struct buf *b);

@@ -116,11 +116,10 @@ fetchq_unreserve(struct engine *eng, const char *eval_id, size_t n)
 	}
 }
 
-/* Queue an item whose key fetchq_reserve took (never dropped, never deduplicated). */
+/* Append to the queue and wake a fetcher; fetch_lock held. */
 static void
-fetchq_push_reserved(struct engine *eng, struct fetch_item *it)
+fetchq_append_locked(struct engine *eng, struct fetch_item *it)
 {
-	pthread_mutex_lock(&eng->fetch_lock);
 	it->next = NULL;
 	if (eng->fetch_tail != NULL)
 		eng->fetch_tail->next = it;
@@ -128,6 +127,14 @@ fetchq_push_reserved(struct engine *eng, struct fetch_item *it)
 		eng->fetch_head = it;
 	eng->fetch_tail = it;
 	pthread_cond_signal(&eng->fetch_cond);
+}
+
+/* Queue an item whose key fetchq_reserve took (never dropped, never deduplicated). */
+static void
+fetchq_push_reserved(struct engine *eng, struct fetch_item *it)
+{
+	pthread_mutex_lock(&eng->fetch_lock);
+	fetchq_append_locked(eng, it);
 	pthread_mutex_unlock(&eng->fetch_lock);
 }
 
@@ -153,13 +160,7 @@ fetchq_enqueue(struct engine *eng, struct fetch_item *it)
 		return;
 	}
 	snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s", key);
-	it->next = NULL;
-	if (eng->fetch_tail != NULL)
-		eng->fetch_tail->next = it;
-	else
-		eng->fetch_head = it;
-	eng->fetch_tail = it;
-	pthread_cond_signal(&eng->fetch_cond);
+	fetchq_append_locked(eng, it);
 	pthread_mutex_unlock(&eng->fetch_lock);
 }
 
@@ -229,35 +230,6 @@ fetchq_single_folder(const char *root)
 }
 
 /*
- * Split "scheme://user:password@host/..." into the URL without credentials
- * and the percent-decoded user and password (malloc'ed, NULL when absent).
- */
-static char *
-fetchq_split_credentials(const char *url, char **user, char **pass)
-{
-	const char *scheme = strstr(url, "://"), *host, *at, *slash, *colon;
-
-	*user = *pass = NULL;
-	if (scheme == NULL)
-		return xstrdup(url);
-	host = scheme + 3;
-	slash = strchr(host, '/');
-	at = strchr(host, '@');
-	if (at == NULL || (slash != NULL && at > slash))
-		return xstrdup(url);
-	colon = memchr(host, ':', (size_t)(at - host));
-	if (colon != NULL) {
-		*user = strndup(host, (size_t)(colon - host));
-		*pass = strndup(colon + 1, (size_t)(at - colon - 1));
-	} else {
-		*user = strndup(host, (size_t)(at - host));
-	}
-	if (*user == NULL || (colon != NULL && *pass == NULL))
-		abort();
-	return xasprintf("%.*s%s", (int)(host - url), url, at + 1);
-}
-
-/*
  * Fetch one project (unpack it from the upload's blob, or clone it), pack it
  * as a blob named by its digest, give the blob to a peer, and record the
  * project as ready (or its error) in the store.
@@ -317,7 +289,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		{
 			/* user:password@ in the URL travels like a token, never in argv. */
 			char *user = NULL, *pass = NULL;
-			char *clean = fetchq_split_credentials(it->url ? it->url : it->source, &user,
+			char *clean = fetch_git_split_credentials(it->url ? it->url : it->source, &user,
 			    &pass);
 			if (pass != NULL || user != NULL) {
 				o.username = pass != NULL ? user : NULL;

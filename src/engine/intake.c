@@ -8,6 +8,7 @@
 #include "engine/intake.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,23 +68,17 @@ intake_settings_parse(json_t *in, char *err, size_t errlen)
 	return out;
 }
 
-/* Remove "user:password@" from a URL for storing and showing it. */
+/* The URL without "user:password@", for storing and showing it; *had: there were some. */
 static char *
 intake_strip_credentials(const char *url, int *had)
 {
-	const char *scheme = strstr(url, "://");
-	const char *host, *at, *slash;
+	char *user = NULL, *clean = fetch_git_split_credentials(url, &user, NULL);
 
-	*had = 0;
-	if (scheme == NULL)
-		return xstrdup(url);
-	host = scheme + 3;
-	slash = strchr(host, '/');
-	at = strchr(host, '@');
-	if (at == NULL || (slash != NULL && at > slash))
-		return xstrdup(url);
-	*had = 1;
-	return xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+	*had = user != NULL;
+	if (user != NULL)
+		OPENSSL_cleanse(user, strlen(user));
+	free(user);
+	return clean;
 }
 
 static char *

@@ -100,6 +100,30 @@ fetch_git_host_allowed(const char *host, const struct fetch_git_opts *o)
 	return 0;
 }
 
+char *
+fetch_git_split_credentials(const char *url, char **user, char **pass)
+{
+	const char *scheme = strstr(url, "://"), *host, *at, *slash, *colon;
+
+	if (user != NULL)
+		*user = NULL;
+	if (pass != NULL)
+		*pass = NULL;
+	if (scheme == NULL)
+		return xstrdup(url);
+	host = scheme + 3;
+	slash = strchr(host, '/');
+	at = strchr(host, '@');
+	if (at == NULL || (slash != NULL && at > slash))
+		return xstrdup(url);
+	colon = memchr(host, ':', (size_t)(at - host));
+	if (user != NULL)
+		*user = xasprintf("%.*s", (int)((colon ? colon : at) - host), host);
+	if (pass != NULL && colon != NULL)
+		*pass = xasprintf("%.*s", (int)(at - colon - 1), colon + 1);
+	return xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+}
+
 int
 fetch_git_check_url(const char *url, const struct fetch_git_opts *o, char *err, size_t errlen)
 {

@@ -29,6 +29,14 @@ void fetch_git_opts_default(struct fetch_git_opts *o);
  * whitespace; length <= 2048. Else -EINVAL with err. o may be NULL. */
 int fetch_git_check_url(const char *url, const struct fetch_git_opts *o, char *err, size_t errlen);
 
+/*
+ * Split "scheme://user:password@host/..." into the URL without credentials
+ * (returned, malloc'ed) and the user and password as written (malloc'ed,
+ * NULL when absent; user and pass may themselves be NULL to drop them).
+ * Pure; the caller cleanses what it keeps.
+ */
+char *fetch_git_split_credentials(const char *url, char **user, char **pass);
+
 /* Clone url (depth 1, no submodules, no tags) into dest (must not exist; its
  * parent must). Runs git via fork/execvp (no shell) in its own process group
  * with stdin /dev/null, output captured (last 16 KiB), a clean environment

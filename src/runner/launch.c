@@ -34,7 +34,6 @@
 
 #define LAUNCH_DRAIN_SECONDS 2.0
 #define LAUNCH_KILL_SECONDS 1.0
-#define LAUNCH_CHUNK 65536
 
 /* Where the child failed before exec, sent through the error pipe. */
 enum launch_stage { LS_SETUP = 1, LS_LIMIT, LS_CRED, LS_CHDIR, LS_EXEC };
@@ -201,21 +200,6 @@ launch_start_error(const struct launch_spec *spec, const char *path,
 	default:
 		snprintf(why, whylen, "cannot set up the child process: %s", msg);
 		break;
-	}
-}
-
-/* Read what is there; on EOF or error close the fd. */
-static void
-launch_drain(int *fd, struct buf *b)
-{
-	char chunk[LAUNCH_CHUNK];
-	ssize_t n = read(*fd, chunk, sizeof(chunk));
-
-	if (n > 0) {
-		if (buf_append_trunc(b, chunk, (size_t)n) < 0)
-			b->dropped += (size_t)n;
-	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-		launch_close(fd);
 	}
 }
 
@@ -405,7 +389,7 @@ launch_run(const struct launch_spec *spec, struct launch_result *res)
 			if (pfd[k].revents == 0)
 				continue;
 			if (idx[k] < 3) {
-				launch_drain(fds[idx[k]], bufs[idx[k]]);
+				buf_drain_fd(bufs[idx[k]], fds[idx[k]]);
 			} else if (idx[k] == 3) {
 				size_t left = spec->stdin_len - in_off;
 				ssize_t w = left ? send(p.in, spec->stdin_data + in_off, left,

@@ -933,6 +933,73 @@ runner_prepare_env(const char *project_dir, int slot, char **python_out, char *e
 			     python_out, err, errlen);
 }
 
+/* <venv>/bin/python -> <venv> (malloc'ed) when it is a venv, else NULL. */
+static char *
+runner_venv_of(const char *python)
+{
+	char *venv = xstrdup(python), *cfg, *slash;
+	int ok;
+
+	for (int i = 0; i < 2; i++) {
+		slash = strrchr(venv, '/');
+		if (slash == NULL) {
+			free(venv);
+			return NULL;
+		}
+		*slash = '\0';
+	}
+	cfg = xasprintf("%s/pyvenv.cfg", venv);
+	ok = *venv != '\0' && access(cfg, F_OK) == 0;
+	free(cfg);
+	if (!ok) {
+		free(venv);
+		return NULL;
+	}
+	return venv;
+}
+
+#define RUNNER_ENV_MAX 16
+
+/*
+ * The environment of a module run (pytest and what its tests start): PATH
+ * with the project's environment first (venv may be NULL), the run's HOME
+ * and TMPDIR, the slot's user name, PYTHONPATH <cwd>/src (when the project
+ * has a src/ folder: the submitted package, never a copy installed on the
+ * node), <cwd> and the plugin folder, unbuffered output, no bytecode files,
+ * the report on fd 3. Fills env with malloc'ed strings and a NULL; returns
+ * how many.
+ */
+static size_t
+runner_run_env(char **env, int slot, const char *venv, const char *project_dir,
+	       const char *cwd, const char *home, const char *tmpd)
+{
+	char *src = xasprintf("%s/src", project_dir);
+	struct stat st;
+	size_t ne = 0;
+
+	if (venv != NULL)
+		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
+	else
+		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+	env[ne++] = xasprintf("HOME=%s", home);
+	env[ne++] = xasprintf("TMPDIR=%s", tmpd);
+	env[ne++] = xasprintf("USER=meshtest-slot%d", slot);
+	env[ne++] = xasprintf("LOGNAME=meshtest-slot%d", slot);
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	if (lstat(src, &st) == 0 && S_ISDIR(st.st_mode))
+		env[ne++] = xasprintf("PYTHONPATH=%s/src:%s:%s", cwd, cwd, runner.lib_dir);
+	else
+		env[ne++] = xasprintf("PYTHONPATH=%s:%s", cwd, runner.lib_dir);
+	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
+	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	if (venv != NULL)
+		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
+	env[ne] = NULL;
+	free(src);
+	return ne;
+}
+
 /* A module path from the scheduler must stay inside the project copy. */
 static int
 runner_module_ok(const char *m)
@@ -1003,7 +1070,7 @@ int
 runner_run_module(const struct runner_module_req *req, json_t **result)
 {
 	char *slot_dir = NULL, *copy = NULL, *home = NULL, *tmpd = NULL, *venv = NULL;
-	char *env[16], *rootdir = NULL, *cfg = NULL, *supervisor = NULL;
+	char *env[RUNNER_ENV_MAX + 1], *rootdir = NULL, *supervisor = NULL;
 	size_t ne = 0;
 	uid_t uid;
 	struct launch_spec spec;
@@ -1035,42 +1102,8 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 		goto out;
 	}
 
-	/* <venv>/bin/python -> <venv>, when it is a venv at all */
-	venv = xstrdup(req->python);
-	char *slash = strrchr(venv, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	slash = strrchr(venv, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	cfg = xasprintf("%s/pyvenv.cfg", venv);
-	int is_venv = slash != NULL && access(cfg, F_OK) == 0;
-
-	if (is_venv)
-		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
-	else
-		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
-	env[ne++] = xasprintf("HOME=%s", home);
-	env[ne++] = xasprintf("TMPDIR=%s", tmpd);
-	env[ne++] = xasprintf("USER=meshtest-slot%d", req->slot);
-	env[ne++] = xasprintf("LOGNAME=meshtest-slot%d", req->slot);
-	env[ne++] = xstrdup("LANG=C.UTF-8");
-	/* a src/ layout: the submitted package, never a copy installed on the node */
-	{
-		char *src = xasprintf("%s/src", req->project_dir);
-		struct stat st;
-		if (lstat(src, &st) == 0 && S_ISDIR(st.st_mode))
-			env[ne++] = xasprintf("PYTHONPATH=%s/src:%s:%s", copy, copy, runner.lib_dir);
-		else
-			env[ne++] = xasprintf("PYTHONPATH=%s:%s", copy, runner.lib_dir);
-		free(src);
-	}
-	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
-	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
-	if (is_venv)
-		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
-	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
-	env[ne] = NULL;
+	venv = runner_venv_of(req->python);
+	ne = runner_run_env(env, req->slot, venv, req->project_dir, copy, home, tmpd);
 
 	rootdir = xasprintf("--rootdir=%s", copy);
 	supervisor = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
@@ -1098,7 +1131,7 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	struct sandbox_spec sb;
 	const char *ro[8], *rw[6];
 	struct runner_view view = {
-		.ro = { runner.lib_dir, is_venv ? venv : NULL, runner.py_prefix },
+		.ro = { runner.lib_dir, venv, runner.py_prefix },
 		.rw = { slot_dir },
 	};
 	if (runner.sandboxed) {
@@ -1153,7 +1186,6 @@ out:
 	free(tmpd);
 	free(venv);
 	free(rootdir);
-	free(cfg);
 	free(supervisor);
 	return r;
 }
@@ -1430,31 +1462,6 @@ runner_slot_copy(int slot, const char *digest, const char *project_dir)
 	return path;
 }
 
-/* <venv>/bin/python -> <venv> (malloc'ed) when it is a venv, else NULL. */
-static char *
-runner_venv_of(const char *python)
-{
-	char *venv = xstrdup(python), *cfg, *slash;
-	int ok;
-
-	for (int i = 0; i < 2; i++) {
-		slash = strrchr(venv, '/');
-		if (slash == NULL) {
-			free(venv);
-			return NULL;
-		}
-		*slash = '\0';
-	}
-	cfg = xasprintf("%s/pyvenv.cfg", venv);
-	ok = *venv != '\0' && access(cfg, F_OK) == 0;
-	free(cfg);
-	if (!ok) {
-		free(venv);
-		return NULL;
-	}
-	return venv;
-}
-
 static void
 runner_slot_forget(struct runner_slot *rs, struct worker *w)
 {
@@ -1701,42 +1708,27 @@ runner_warm_run(int slot, struct worker **wp, const struct runner_batch *b,
 	struct session *sess;
 	struct worker_watch watch;
 	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
-	char *scratch, *env[16], *rootdir, *msg = NULL, *venv = runner_venv_of(b->python);
+	char *scratch, *home, *tmpd, *env[RUNNER_ENV_MAX + 1], *rootdir, *msg = NULL;
+	char *venv = runner_venv_of(b->python);
 	json_t *req, *argv, *path;
 	size_t ne = 0;
 	int r = 0, normal;
 	unsigned id = ++rs->seq;
-	struct stat st;
 
 	scratch = xasprintf("%s/slot-%d/run/%u", runner.work_dir, slot, id);
-	if (venv != NULL)
-		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
-	else
-		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
-	env[ne++] = xasprintf("HOME=%s/home", scratch);
-	env[ne++] = xasprintf("TMPDIR=%s/tmp", scratch);
-	env[ne++] = xasprintf("USER=meshtest-slot%d", slot);
-	env[ne++] = xasprintf("LOGNAME=meshtest-slot%d", slot);
-	env[ne++] = xstrdup("LANG=C.UTF-8");
-	{
-		char *src = xasprintf("%s/src", b->project_dir);
-		path = json_array();
-		if (lstat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
-			env[ne++] = xasprintf("PYTHONPATH=%s/src:%s:%s", cwd, cwd, runner.lib_dir);
-			json_array_append_new(path, json_sprintf("%s/src", cwd));
-		} else {
-			env[ne++] = xasprintf("PYTHONPATH=%s:%s", cwd, runner.lib_dir);
-		}
-		json_array_append_new(path, json_string(cwd));
-		json_array_append_new(path, json_string(runner.lib_dir));
-		free(src);
+	home = xasprintf("%s/home", scratch);
+	tmpd = xasprintf("%s/tmp", scratch);
+	ne = runner_run_env(env, slot, venv, b->project_dir, cwd, home, tmpd);
+	/* sys.path as `python -m pytest` builds it from that PYTHONPATH */
+	path = json_array();
+	for (char **e = env; *e != NULL; e++) {
+		if (!util_starts_with(*e, "PYTHONPATH="))
+			continue;
+		char *copy = xstrdup(*e + strlen("PYTHONPATH=")), *save = NULL;
+		for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
+			json_array_append_new(path, json_string(t));
+		free(copy);
 	}
-	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");
-	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
-	if (venv != NULL)
-		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
-	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
-	env[ne] = NULL;
 
 	rootdir = xasprintf("--rootdir=%s", cwd);
 	argv = json_pack("[s, s, s, s, s, s, s]", "-p", "meshtest_plugin", "-p",
@@ -1840,6 +1832,8 @@ out:
 	free(msg);
 	free(rootdir);
 	free(scratch);
+	free(home);
+	free(tmpd);
 	free(cwd);
 	free(venv);
 	return r;

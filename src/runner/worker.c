@@ -31,7 +31,6 @@
 #define WORKER_LOG_CAP 8192
 #define WORKER_DRAIN_SECONDS 1.0   /* after the child ended, for what it wrote */
 #define WORKER_STOP_SECONDS 1.0
-#define WORKER_CHUNK 65536
 
 struct worker {
 	struct launch_proc proc;
@@ -415,20 +414,6 @@ worker_feed_lines(const struct worker_watch *watch, struct buf *rep, size_t *fed
 	}
 }
 
-static void
-worker_drain(int *fd, struct buf *b)
-{
-	char chunk[WORKER_CHUNK];
-	ssize_t n = read(*fd, chunk, sizeof(chunk));
-
-	if (n > 0) {
-		if (buf_append_trunc(b, chunk, (size_t)n) < 0)
-			b->dropped += (size_t)n;
-	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-		worker_close(fd);
-	}
-}
-
 int
 worker_run(struct worker *w, json_t *req, const struct worker_watch *watch,
 	   size_t out_cap, size_t report_cap, struct worker_result *res)
@@ -525,9 +510,9 @@ worker_run(struct worker *w, json_t *req, const struct worker_watch *watch,
 			if (pfd[k].revents == 0)
 				continue;
 			if (idx[k] < 2) {
-				worker_drain(fds[idx[k]], idx[k] == 0 ? &res->out : &res->err);
+				buf_drain_fd(idx[k] == 0 ? &res->out : &res->err, fds[idx[k]]);
 			} else if (idx[k] == 2) {
-				worker_drain(fds[2], &res->report);
+				buf_drain_fd(&res->report, fds[2]);
 				worker_feed_lines(watch, &res->report, &fed, now);
 			} else if (idx[k] < 5) {
 				worker_drain_log(w, fds[idx[k]]);

@@ -129,6 +129,41 @@ test_check_url(void **state)
 }
 
 static void
+test_split_credentials(void **state)
+{
+	static const struct {
+		const char *url, *clean, *user, *pass;
+	} cases[] = {
+		{ "https://u:p%40ss@h.example/o/r.git", "https://h.example/o/r.git", "u", "p%40ss" },
+		{ "https://tok@h.example/r", "https://h.example/r", "tok", NULL },
+		{ "https://h.example/a@b", "https://h.example/a@b", NULL, NULL },
+		{ "git@h.example:o/r.git", "git@h.example:o/r.git", NULL, NULL },
+		{ "https://@h/r", "https://h/r", "", NULL },
+	};
+	char *user, *pass, *clean;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		clean = fetch_git_split_credentials(cases[i].url, &user, &pass);
+		assert_string_equal(clean, cases[i].clean);
+		if (cases[i].user)
+			assert_string_equal(user, cases[i].user);
+		else
+			assert_null(user);
+		if (cases[i].pass)
+			assert_string_equal(pass, cases[i].pass);
+		else
+			assert_null(pass);
+		free(clean);
+		free(user);
+		free(pass);
+	}
+	clean = fetch_git_split_credentials("https://u:p@h/r", NULL, NULL);
+	assert_string_equal(clean, "https://h/r");
+	free(clean);
+}
+
+static void
 test_clone_local(void **state)
 {
 	struct fetch_git_opts o;
@@ -341,6 +376,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check_url),
+		cmocka_unit_test(test_split_credentials),
 		cmocka_unit_test(test_clone_local),
 		cmocka_unit_test(test_clone_errors),
 		cmocka_unit_test(test_token_and_env),
