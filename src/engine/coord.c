@@ -110,7 +110,8 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 	}
 	m = xcalloc(n, sizeof(*m));
 	for (size_t i = 0; i < n; i++)
-		m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname };
+		m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
+		    p[i].known || p[i].measured };
 	idx = xcalloc(n, sizeof(*idx));
 	k = sched_batch(m, n, total_slots, max, idx);
 	chosen = xcalloc(k ? k : 1, sizeof(*chosen));

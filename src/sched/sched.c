@@ -127,6 +127,7 @@ sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_
 {
 	size_t *idx, k = 0;
 	double total = 0, share, sum;
+	int measured = 1;
 	const struct sched_module *head;
 
 	if (n == 0 || max == 0)
@@ -135,9 +136,13 @@ sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_
 	if (idx == NULL)
 		abort();
 	sched_order(m, n, idx);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		total += sched_est(&m[i]);
+		measured &= m[i].measured;
+	}
 	share = total / (double)((slots > 0 ? slots : 1) * SCHED_ROUNDS);
+	if (measured && share < SCHED_MIN_BATCH)
+		share = SCHED_MIN_BATCH;
 	head = &m[idx[0]];
 	out[k++] = idx[0];
 	sum = sched_est(head);

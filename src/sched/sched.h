@@ -45,12 +45,19 @@ struct sched_module {
 	double est;             /* seconds: recorded for this module and content, or
 				 * estimated from its tests; <= 0 unknown */
 	const char *iname;      /* the name pytest imports it under; NULL: unique */
+	int measured;           /* est was measured (this module earlier, or this
+				 * evaluation's modules so far), not guessed */
 };
 
 /* Seconds assumed for a module without an estimate. */
 #define SCHED_DEFAULT_EST 0.1
 /* A claim takes at most this share of an evaluation's work per slot. */
 #define SCHED_ROUNDS 3
+/*
+ * Below this many measured seconds a batch is not worth splitting further:
+ * each pytest session costs its start-up, which short modules share.
+ */
+#define SCHED_MIN_BATCH 0.5
 
 /*
  * Longest first: by estimate, decreasing (unknown as SCHED_DEFAULT_EST), then
@@ -64,10 +71,12 @@ void sched_order(const struct sched_module *m, size_t n, size_t *idx);
  * other (or in one pytest session): the longest pending module first; then,
  * while the batch stays within its share of the work (the whole pending
  * estimate divided by slots * SCHED_ROUNDS, and at least the first module's
- * own estimate), the shortest modules of the same project, which is where a
- * shared session saves the most start-up. Never two modules with the same
- * import name (pytest would refuse the second), never more than max. Writes
- * indexes into out and returns how many (1 or more when n > 0).
+ * own estimate; when every estimate was measured, at least SCHED_MIN_BATCH
+ * seconds, so short modules gather in one session however little work is
+ * left), the shortest modules of the same project, which is where a shared
+ * session saves the most start-up. Never two modules with the same import
+ * name (pytest would refuse the second), never more than max. Writes indexes
+ * into out and returns how many (1 or more when n > 0).
  */
 size_t sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_t *out);
 

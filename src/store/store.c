@@ -886,11 +886,16 @@ store_pending_list(struct store *st, const char *eval_id, struct store_pending *
 		return -EIO;
 	/*
 	 * A recorded duration of the same module in the same project content
-	 * (any evaluation) beats the estimate made when the project was fetched.
+	 * (any evaluation; the shortest, which is the module's own time in a
+	 * shared session rather than a whole interpreter's) beats the estimate
+	 * made when the project was fetched; else the mean duration of the
+	 * modules of this evaluation that finished so far, a better guess than
+	 * counting tests.
 	 */
 	s = store_prep(db, "SELECT m.project_idx, m.path, m.iname, m.est,"
-	    " (SELECT max(r.duration) FROM project q JOIN result r ON r.eval_id = q.eval_id"
-	    "  AND r.project_idx = q.idx AND r.path = m.path WHERE q.digest = p.digest)"
+	    " (SELECT min(r.duration) FROM project q JOIN result r ON r.eval_id = q.eval_id"
+	    "  AND r.project_idx = q.idx AND r.path = m.path WHERE q.digest = p.digest),"
+	    " (SELECT avg(r.duration) FROM result r WHERE r.eval_id = m.eval_id)"
 	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
 	    " WHERE m.eval_id = ? AND m.state = 'pending' AND p.state = 'ready' AND"
 	    " p.digest IS NOT NULL ORDER BY m.project_idx, m.path");
@@ -908,9 +913,15 @@ store_pending_list(struct store *st, const char *eval_id, struct store_pending *
 		m->project_idx = sqlite3_column_int(s, 0);
 		m->path = xstrdup(col_text(s, 1));
 		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL : xstrdup(col_text(s, 2));
-		m->known = sqlite3_column_type(s, 4) != SQLITE_NULL;
-		m->est = m->known ? sqlite3_column_double(s, 4) :
-		    sqlite3_column_type(s, 3) != SQLITE_NULL ? sqlite3_column_double(s, 3) : 0;
+		if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
+			m->known = 1;
+			m->est = sqlite3_column_double(s, 4);
+		} else if (sqlite3_column_type(s, 5) != SQLITE_NULL) {
+			m->measured = 1;
+			m->est = sqlite3_column_double(s, 5);
+		} else if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
+			m->est = sqlite3_column_double(s, 3);
+		}
 	}
 	sqlite3_finalize(s);
 	*out = v;

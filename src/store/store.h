@@ -130,8 +130,11 @@ struct store_pending {
 	int project_idx;
 	char *path;
 	char *iname;             /* may be NULL */
-	double est;              /* seconds: a recorded duration, else the estimate, else 0 */
+	double est;              /* seconds: a recorded duration of this module and content,
+				  * else the mean of this evaluation's finished modules, else
+				  * the estimate from its tests, else 0 */
 	int known;               /* est is a duration recorded for this module and content */
+	int measured;            /* est is this evaluation's mean so far */
 };
 /* The pending modules of one evaluation (free with store_pending_free). */
 int store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,

@@ -57,7 +57,8 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 		}
 		m = xcalloc(np, sizeof(*m));
 		for (size_t i = 0; i < np; i++)
-			m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname };
+			m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
+			    p[i].known || p[i].measured };
 		(void)sched_batch(m, np, 1, 1, &idx);
 		one = &p[idx];
 		r = store_claim_modules(st, w[pick].id, node, &one, 1, c);

@@ -78,9 +78,9 @@ static void
 test_order(void **state)
 {
 	struct sched_module m[] = {
-		{ 0, "tests/test_c.py", 0, NULL }, { 0, "tests/test_a.py", 2.0, NULL },
-		{ 0, "tests/test_b.py", -1, NULL }, { 1, "tests/test_x.py", 9.5, NULL },
-		{ 1, "tests/test_y.py", 2.0, NULL },
+		{ 0, "tests/test_c.py", 0, NULL, 0 }, { 0, "tests/test_a.py", 2.0, NULL, 0 },
+		{ 0, "tests/test_b.py", -1, NULL, 0 }, { 1, "tests/test_x.py", 9.5, NULL, 0 },
+		{ 1, "tests/test_y.py", 2.0, NULL, 0 },
 	};
 	const char *want[] = { "tests/test_x.py", "tests/test_a.py", "tests/test_y.py",
 		"tests/test_b.py", "tests/test_c.py" };
@@ -117,7 +117,7 @@ test_batch(void **state)
 	(void)state;
 	for (int i = 0; i < 10; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "m%d", i);
-		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL };
+		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL, 0 };
 	}
 	/* one slot: a third of the work per claim, the same project only */
 	batch_keys(eq, 10, 1, 64, got, sizeof(got));
@@ -131,8 +131,8 @@ test_batch(void **state)
 
 	/* a long module goes alone; short ones gather behind another head */
 	struct sched_module mix[] = {
-		{ 0, "long", 20.0, NULL }, { 0, "s1", 0.5, NULL }, { 0, "s2", 0.5, NULL },
-		{ 0, "s3", 0.5, NULL }, { 1, "t1", 0.5, NULL },
+		{ 0, "long", 20.0, NULL, 0 }, { 0, "s1", 0.5, NULL, 0 }, { 0, "s2", 0.5, NULL, 0 },
+		{ 0, "s3", 0.5, NULL, 0 }, { 1, "t1", 0.5, NULL, 0 },
 	};
 	batch_keys(mix, 5, 2, 64, got, sizeof(got));
 	assert_string_equal(got, "long");
@@ -141,9 +141,9 @@ test_batch(void **state)
 	assert_string_equal(got, "s1");
 	/* the longest leads; the shortest of its project fill up to the share */
 	struct sched_module fill[] = {
-		{ 0, "a", 1.0, NULL }, { 0, "b", 0.1, NULL }, { 0, "c", 0.1, NULL },
-		{ 0, "d", 1.0, NULL }, { 1, "x", 0.05, NULL }, { 0, "e", 1.0, NULL },
-		{ 0, "f", 1.0, NULL },
+		{ 0, "a", 1.0, NULL, 0 }, { 0, "b", 0.1, NULL, 0 }, { 0, "c", 0.1, NULL, 0 },
+		{ 0, "d", 1.0, NULL, 0 }, { 1, "x", 0.05, NULL, 0 }, { 0, "e", 1.0, NULL, 0 },
+		{ 0, "f", 1.0, NULL, 0 },
 	};
 	batch_keys(fill, 7, 1, 64, got, sizeof(got));   /* share 4.25 / 3 = 1.42 */
 	assert_string_equal(got, "a c b");
@@ -153,16 +153,28 @@ test_batch(void **state)
 	/* same import name (test_x.py in two folders without packages): never together */
 	struct sched_module clash[12];
 	char ckeys[12][16];
-	clash[0] = (struct sched_module){ 0, "a/test_x.py", 1.0, "test_x" };
-	clash[1] = (struct sched_module){ 0, "b/test_x.py", 0.1, "test_x" };
-	clash[2] = (struct sched_module){ 0, "m.py", 0.2, "m" };
+	clash[0] = (struct sched_module){ 0, "a/test_x.py", 1.0, "test_x", 0 };
+	clash[1] = (struct sched_module){ 0, "b/test_x.py", 0.1, "test_x", 0 };
+	clash[2] = (struct sched_module){ 0, "m.py", 0.2, "m", 0 };
 	for (int i = 3; i < 12; i++) {
 		snprintf(ckeys[i], sizeof(ckeys[i]), "k%d.py", i);
-		clash[i] = (struct sched_module){ 0, ckeys[i], 1.0, ckeys[i] };
+		clash[i] = (struct sched_module){ 0, ckeys[i], 1.0, ckeys[i], 0 };
 	}
 	/* share 10.3 / 3 = 3.43: the head, then from the short end m and two more (b/test_x.py is skipped) */
 	batch_keys(clash, 12, 1, 64, got, sizeof(got));
 	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py");
+
+	/* measured short modules gather up to half a second, whatever the share */
+	for (int i = 0; i < 10; i++) {
+		eq[i].est = 0.04;
+		eq[i].measured = 1;
+		eq[i].project = 0;
+	}
+	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0 m9 m8 m7 m6 m5 m4 m3 m2 m1");
+	eq[3].measured = 0;     /* one guess among them: balance first */
+	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0");
 
 	/* nothing, or nothing allowed */
 	assert_int_equal(sched_batch(eq, 0, 1, 64, NULL), 0);

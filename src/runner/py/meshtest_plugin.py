@@ -9,6 +9,8 @@
 # Events: hello, collect_start {path} (a test module's collection begins),
 # collect_error {nodeid, message}, collected {nodeids}, start {nodeid},
 # report {nodeid, when, outcome, ...}, finish {nodeid}, end {exitstatus}.
+"""meshtest's reporting plugin. PYTEST_DONT_REWRITE: a warm worker imports
+it before pytest's assertion rewriter exists."""
 import json
 import os
 

@@ -235,6 +235,149 @@ def _preloaded():
     return mine - _STARTUP - set(sys.builtin_module_names)
 
 
+# ------------------------------------------------------------ pytest, warm
+
+# The arguments every run starts with (the node adds the rest); the prebuilt
+# configuration holds what they decide before any project is seen.
+BASE_ARGS = ["-p", "meshtest_plugin", "-p", "no:cacheprovider"]
+_PREBUILT = None
+
+
+def _prebuild():
+    """What every pytest.main does first, done once here: a plugin manager
+    with the built-in plugins imported and registered, the installed plugins
+    (the pytest11 entry points) loaded, and a fresh Config around it. Each
+    child then hands this to pytest.main in place of building its own
+    (_use_prebuilt). Only for the pytest versions whose internals this
+    follows (7 and 8); others run pytest.main as it comes."""
+    global _PREBUILT
+    try:
+        import _pytest.config as pc
+        major = int(str(pytest.__version__).split(".")[0])
+        if major not in (7, 8) or not hasattr(pc, "get_config"):
+            return
+        cfg = pc.get_config(args=list(BASE_ARGS))
+        pm = cfg.pluginmanager
+        pm.load_setuptools_entrypoints("pytest11")
+        pm.import_plugin("meshtest_plugin")
+        _memo_argparser(cfg._parser)
+        _PREBUILT = cfg
+    except Exception:  # noqa: BLE001 - then every run builds its own
+        _PREBUILT = None
+
+
+def _memo_argparser(parser):
+    """pytest builds its argparse parser from scratch for every parse (six
+    times a run); build it once per set of options instead. A conftest that
+    adds an option changes the set, and the next parse builds anew."""
+    build = type(parser)._getparser
+    memo = {}
+
+    def key():
+        groups = parser._groups + [parser._anonymous]
+        return (len(groups), tuple(len(g.options) for g in groups),
+                tuple(sorted(parser.extra_info.items(), key=str)), parser.prog)
+
+    def getparser():
+        k = key()
+        if k not in memo:
+            memo.clear()
+            memo[k] = build(parser)
+        return memo[k]
+
+    getparser()
+    parser._getparser = getparser
+
+
+def _use_prebuilt(run_path):
+    """In a child: make pytest.main take the prebuilt configuration. Plugin
+    discovery looks only at what the zygote did not see: distributions on
+    the run's own path entries (a project that ships a plugin)."""
+    if _PREBUILT is None:
+        return
+    import importlib.metadata as md
+    from pathlib import Path
+    import _pytest.config as pc
+    cfg, pm = _PREBUILT, _PREBUILT.pluginmanager
+
+    def get_config(args=None, plugins=None):
+        cfg.invocation_params = pc.Config.InvocationParams(
+            args=args or (), plugins=plugins, dir=Path.cwd())
+        if args is not None:
+            pm.consider_preparse(args, exclude_only=True)
+        return cfg
+
+    def load_entrypoints(group, name=None):
+        count = 0
+        for dist in md.distributions(path=list(run_path)):
+            for ep in dist.entry_points:
+                if (ep.group != group or (name is not None and ep.name != name)
+                        or pm.get_plugin(ep.name) or pm.is_blocked(ep.name)):
+                    continue
+                pm.register(ep.load(), name=ep.name)
+                count += 1
+        return count
+
+    def mark_plugins_for_rewrite(hook):
+        pm.rewrite_hook = hook   # the installed plugins were imported already
+
+    pc.get_config = get_config
+    pm.load_setuptools_entrypoints = load_entrypoints
+    cfg._mark_plugins_for_rewrite = mark_plugins_for_rewrite
+
+
+def _warm_imports(base):
+    """Run pytest once in a child over a one-test project and import here
+    what it imported on the way (plugins load parts of themselves lazily),
+    so that no run pays for those imports again."""
+    proj = os.path.join(base, "warm")
+    try:
+        os.makedirs(os.path.join(proj, "tests"), exist_ok=True)
+        with open(os.path.join(proj, "tests", "test_warm.py"), "w") as f:
+            f.write("def test_warm():\n    assert True\n")
+    except OSError:
+        return
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            devnull = os.open("/dev/null", os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.chdir(proj)
+            before = set(sys.modules)
+            _use_prebuilt([proj])
+            pytest.main(BASE_ARGS + ["-q", "--rootdir=" + proj, "tests/test_warm.py"])
+            new = [n for n in set(sys.modules) - before
+                   if getattr(sys.modules.get(n), "__file__", None)
+                   and not str(sys.modules[n].__file__).startswith(proj)]
+            os.write(w, json.dumps(sorted(new)).encode())
+        except BaseException:  # noqa: BLE001
+            pass
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    _rmtree(proj)
+    try:
+        names = json.loads(data.decode() or "[]")
+    except ValueError:
+        names = []
+    import importlib
+    for n in names:
+        try:
+            importlib.import_module(n)
+        except BaseException:  # noqa: BLE001 - a module that will not import here is left
+            pass
+
+
 def _child(req, fds, caps):
     """In the forked child: build the run's sandbox and run pytest. Never
     returns."""
@@ -292,6 +435,8 @@ def _child(req, fds, caps):
     # what `python -m pytest` sees: the working folder first, then PYTHONPATH
     sys.path[:] = [req["cwd"]] + [str(p) for p in req.get("path", [])] + _BASE_PATH
     sys.argv[:] = [pytest_main_file()] + argv
+    if argv[:len(BASE_ARGS)] == BASE_ARGS:
+        _use_prebuilt(sys.path[:1 + len(req.get("path", []))])
     meshtest_supervisor.LOG_DIR = env.get("TMPDIR") or "/tmp"
     rc = 1
     running = []
@@ -479,22 +624,12 @@ def main():
     # as pid 1, a signal with a handler would reach us from a run: none here
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     import pytest  # noqa: F401 - the expensive part, done once
-    import _pytest.config  # noqa: F401
-    _pytest.config.get_plugin_manager()  # imports every built-in plugin
-    try:
-        import importlib.metadata as md
-        for dist in md.distributions():
-            for ep in dist.entry_points:
-                if ep.group == "pytest11":
-                    try:
-                        ep.load()
-                    except BaseException:  # noqa: BLE001 - pytest reports it in the run
-                        pass
-    except BaseException:  # noqa: BLE001
-        pass
+    _prebuild()
     _BASE_PATH = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     caps = _probe()
+    if os.environ.get("MESHTEST_PROBE_DIR"):
+        _warm_imports(os.environ["MESHTEST_PROBE_DIR"])
     _send(sock, {"ev": "ready", "pytest": getattr(pytest, "__version__", "?"),
                  "python": "%d.%d.%d" % sys.version_info[:3],
                  "preloaded": sorted(_preloaded()), "ns": caps["ns"],
