@@ -72,6 +72,9 @@ static const struct config_option config_options[] = {
 	  "comma-separated git hosts allowed (default: any)" },
 	{ "sandbox", "MESHTEST_SANDBOX", OPT_STR, OFF(sandbox), "auto", 0, 0,
 	  "auto (bubblewrap when it works), bwrap (refuse to start without it) or none" },
+	{ "isolation", "MESHTEST_ISOLATION", OPT_STR, OFF(isolation), "project", 0, 0,
+	  "project (modules of a project may share a pytest session) or module (each"
+	  " module alone), for evaluations that do not choose" },
 };
 
 #define NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
@@ -290,6 +293,11 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 	if (strcmp(cfg->sandbox, "auto") != 0 && strcmp(cfg->sandbox, "bwrap") != 0 &&
 	    strcmp(cfg->sandbox, "none") != 0) {
 		snprintf(err, errlen, "--sandbox takes auto, bwrap or none, not '%s'", cfg->sandbox);
+		return -EINVAL;
+	}
+	if (strcmp(cfg->isolation, "project") != 0 && strcmp(cfg->isolation, "module") != 0) {
+		snprintf(err, errlen, "--isolation takes project or module, not '%s'",
+		    cfg->isolation);
 		return -EINVAL;
 	}
 	if (cfg->slots == 0) {

@@ -29,6 +29,7 @@ struct config {
 	long allow_file_urls;   /* 1: accept file:// git URLs (tests only) */
 	char *git_hosts;        /* comma-separated allowed git hosts; empty = any */
 	char *sandbox;          /* auto, bwrap or none (checked by runner_init) */
+	char *isolation;        /* project or module: for evaluations that do not say */
 
 	/* Derived at load time, not options. */
 	char *cluster_key;      /* from the file or MESHTEST_CLUSTER_KEY */

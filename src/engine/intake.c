@@ -68,6 +68,17 @@ intake_settings_parse(json_t *in, char *err, size_t errlen)
 	return out;
 }
 
+/*
+ * An evaluation that does not choose its isolation gets this node's default,
+ * written into its settings so that every node runs it alike.
+ */
+static void
+intake_default_isolation(struct engine *eng, json_t *settings)
+{
+	if (json_object_get(settings, "isolation") == NULL)
+		json_object_set_new(settings, "isolation", json_string(eng->cfg->isolation));
+}
+
 /* The URL without "user:password@", for storing and showing it; *had: there were some. */
 static char *
 intake_strip_credentials(const char *url, int *had)
@@ -210,6 +221,7 @@ intake_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		goto out;
 	}
 	fetchq_reserve(eng, id, plan->nprojects);
+	intake_default_isolation(eng, settings);
 	if (store_eval_create(eng->st, id, util_now(), "zip", eng->address, settings, 0,
 	    upload_digest, projects, plan->nprojects) < 0) {
 		snprintf(err, errlen, "cannot store the evaluation");
@@ -280,6 +292,7 @@ intake_submit_git(struct engine *eng, const char *const *urls, size_t n,
 	}
 	util_uuid4(id);
 	fetchq_reserve(eng, id, n);
+	intake_default_isolation(eng, settings);
 	if (store_eval_create(eng->st, id, util_now(), "git", eng->address, settings,
 	    any_secret, NULL, projects, n) < 0) {
 		snprintf(err, errlen, "cannot store the evaluation");

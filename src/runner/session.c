@@ -188,12 +188,16 @@ session_finished(const struct session *s, size_t i)
 {
 	const struct session_module *m;
 
-	if (i >= s->n || !s->ended || !s->normal || s->stray_error)
+	/* an error no single module owns may have hidden any module's tests */
+	if (i >= s->n || !s->ended || s->stray_error)
 		return 0;
 	m = &s->m[i];
 	if (m->collect_error)
 		return 1;
-	/* every test it collected has finished (or it had none at all) */
+	/*
+	 * Collection over, so its tests are known: it finished when every one
+	 * of them did, whatever happened to the session afterwards.
+	 */
 	return s->collected && m->nfinished == m->ntests;
 }
 

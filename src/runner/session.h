@@ -34,14 +34,17 @@ void session_on_line(struct session *s, const char *line, size_t len, double now
 double session_deadline(const struct session *s, double now);
 
 /*
- * After the run: how it ended. normal is 1 when pytest ended by itself (an
- * "end" event with exit status 0, 1 or 5, and the process exited without a
- * signal or a deadline).
+ * After the run: how it ended (normal: pytest ended by itself, exit status
+ * 0, 1 or 5, no signal, no deadline). The clock of the current module stops.
  */
 void session_end(struct session *s, int normal, double now);
 
 size_t session_count(const struct session *s);
-/* 1 when module i counts from this run: it finished inside the session. */
+/*
+ * 1 when module i counts from this run: its collection failed, or its
+ * collection ended and each of its tests finished (also when the session
+ * died afterwards). 0 for the others, which run again alone.
+ */
 int session_finished(const struct session *s, size_t i);
 /* The module that was running when the run ended or was killed, or -1. */
 long session_current(const struct session *s);

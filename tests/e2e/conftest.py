@@ -28,6 +28,8 @@ pytest.register_assert_rewrite("expect")
 MESHTEST_BIN = os.environ.get("MESHTEST_BIN",
                               os.path.join(REPO, "build", "meshtest"))
 ASAN = os.environ.get("MESHTEST_ASAN") == "1"
+# make e2e-module: the same tests with every evaluation's modules each alone
+ISOLATION = os.environ.get("MESHTEST_E2E_ISOLATION", "project")
 SLOTS = 2
 ASAN_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                  "runtime error:")
@@ -138,7 +140,7 @@ class Node:
         return [MESHTEST_BIN, "serve", "--listen", self.addr,
                 "--data-dir", self.data_dir, "--slots", str(SLOTS),
                 "--module-timeout", str(self.module_timeout), "--log-level", "debug",
-                *self.extra_args]
+                "--isolation", ISOLATION, *self.extra_args]
 
     def _make_reachable(self):
         """The node's slot users must traverse to the data dir (the node

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import threading
 
-from conftest import (MESHTEST_BIN, SLOTS, Node, close_nodes, read_response,
+from conftest import (ISOLATION, MESHTEST_BIN, SLOTS, Node, close_nodes, read_response,
                       wait_converged)
 
 CLONE_NEWNET = 0x40000000
@@ -149,7 +149,7 @@ class NsNode(Node):
                 "--listen", self.addr, "--advertise", self.addr,
                 "--data-dir", self.data_dir, "--slots", str(SLOTS),
                 "--module-timeout", str(self.module_timeout),
-                "--log-level", "debug", *self.extra_args]
+                "--log-level", "debug", "--isolation", ISOLATION, *self.extra_args]
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         return ns_http(self.ns, self.ip, self.port, method, path, body,

@@ -89,6 +89,7 @@ test_bad_values(void **state)
 		{ "--slots", "-1" }, { "--slots", "abc" }, { "--module-timeout", "0" },
 		{ "--listen", "nohost" }, { "--listen", "h:70000" }, { "--log-level", "loud" },
 		{ "--nosuch", "1" }, { "--allow-file-urls=maybe", NULL }, { "--sandbox", "docker" },
+		{ "--isolation", "per-test" },
 	};
 	struct config c;
 	char err[512];
