@@ -389,15 +389,16 @@ engine_store(const struct engine *eng)
 }
 
 json_t *
-engine_health(const struct engine *eng)
+engine_health(struct engine *eng)
 {
 	int warm = 0;
 
 	for (long i = 0; i < eng->nslots; i++)
 		warm += runner_slot_warm_count((int)i);
-	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:s}", "status", "ok", "address",
+	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:f, s:s}", "status", "ok", "address",
 	    eng->address, "isolated",
 	    runner_isolated() && strcmp(runner_sandbox_name(), "bwrap") == 0,
 	    "sandbox", runner_sandbox_name(), "slots", (json_int_t)eng->nslots,
-	    "warm_workers", (json_int_t)warm, "version", "0.2.0");
+	    "warm_workers", (json_int_t)warm, "slot_busy_seconds",
+	    slot_busy_seconds(eng), "version", "0.2.0");
 }

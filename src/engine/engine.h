@@ -51,6 +51,6 @@ const char *engine_blobs_dir(const struct engine *eng);
 const char *engine_address(const struct engine *eng);
 struct store *engine_store(const struct engine *eng);
 /* Facts for GET /health (new reference). */
-json_t *engine_health(const struct engine *eng);
+json_t *engine_health(struct engine *eng);
 
 #endif

@@ -70,6 +70,7 @@ struct engine {
 	/* slot.c */
 	pthread_mutex_t run_lock;
 	struct slot_run *running;     /* per slot */
+	double busy_seconds;          /* slots' time from a claim to its last result */
 	pthread_t *slots;
 	long nslots;
 	struct slot_arg *slot_args;
@@ -117,6 +118,8 @@ void slot_free(struct engine *eng);
 json_t *slot_claims_json(const struct store_claim *c, size_t n);
 /* What this node's slots run now: the answer to GET /task/running. */
 json_t *slot_running_json(struct engine *eng);
+/* Seconds the slots have been busy since the node started. */
+double slot_busy_seconds(struct engine *eng);
 
 /* coord.c */
 int coord_start(struct engine *eng);

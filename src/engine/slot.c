@@ -32,6 +32,7 @@ struct slot_run {
 	struct store_claim claims[ENGINE_BATCH_MAX];
 	size_t n;
 	char from[256];          /* "" when this node coordinates them */
+	double claimed_at;       /* util_mono() when the claim came back */
 };
 
 struct slot_arg {
@@ -85,14 +86,26 @@ slot_claims_json(const struct store_claim *c, size_t n)
 }
 
 static void
-slot_set_running(struct engine *eng, int slot, const struct slot_run *run)
+slot_set_running(struct engine *eng, int slot, const struct slot_run *run, double busy)
 {
 	pthread_mutex_lock(&eng->run_lock);
 	if (run != NULL)
 		eng->running[slot] = *run;
 	else
 		eng->running[slot].n = 0;
+	eng->busy_seconds += busy;
 	pthread_mutex_unlock(&eng->run_lock);
+}
+
+double
+slot_busy_seconds(struct engine *eng)
+{
+	double s;
+
+	pthread_mutex_lock(&eng->run_lock);
+	s = eng->busy_seconds;
+	pthread_mutex_unlock(&eng->run_lock);
+	return s;
 }
 
 json_t *
@@ -132,6 +145,7 @@ slot_claim(struct engine *eng, struct slot_run *run)
 	n = coord_claim(eng, eng->address, (int)eng->nslots, run->claims, ENGINE_BATCH_MAX);
 	if (n > 0) {
 		run->n = (size_t)n;
+		run->claimed_at = util_mono();
 		return 1;
 	}
 	engine_alive(eng, &alive, &nalive);
@@ -166,8 +180,10 @@ slot_claim(struct engine *eng, struct slot_run *run)
 					run->n++;
 			}
 			json_decref(claims);
-			if (run->n > 0)
+			if (run->n > 0) {
 				snprintf(run->from, sizeof(run->from), "%s", coord);
+				run->claimed_at = util_mono();
+			}
 		}
 		json_decref(body);
 		json_decref(answer);
@@ -240,10 +256,11 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 	unsigned char done[ENGINE_BATCH_MAX];
 	struct runner_batch b;
 	struct slot_ctx sc = { eng, slot, run, done };
+	double start = run->claimed_at;
 	int r;
 
 	memset(done, 0, sizeof(done));
-	slot_set_running(eng, slot, run);
+	slot_set_running(eng, slot, run, 0);
 	/* The project's files, once per node. */
 	r = engine_get_blob(eng, c0->digest, run->from[0] ? run->from : NULL, err, sizeof(err));
 	if (r == 0)
@@ -298,7 +315,7 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 	if (run->from[0] != '\0')
 		engine_push_to(eng, c0->eval_id, run->from);
 out:
-	slot_set_running(eng, slot, NULL);
+	slot_set_running(eng, slot, NULL, util_mono() - start);
 	free(python);
 	free(dir);
 }

@@ -88,6 +88,7 @@ struct runner_slot {
 	struct worker *workers[RUNNER_WORKERS_PER_SLOT];
 	unsigned seq;
 	double cold_until;            /* no worker starts before (a start failed) */
+	int nwarm;                    /* live workers, for other threads (atomic) */
 };
 static struct runner_slot *runner_slots;
 
@@ -1462,12 +1463,24 @@ runner_slot_copy(int slot, const char *digest, const char *project_dir)
 	return path;
 }
 
+/* Publish how many workers the slot keeps (read by GET /health's thread). */
+static void
+runner_slot_publish(struct runner_slot *rs)
+{
+	int n = 0;
+
+	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++)
+		n += rs->workers[i] != NULL;
+	__atomic_store_n(&rs->nwarm, n, __ATOMIC_RELAXED);
+}
+
 static void
 runner_slot_forget(struct runner_slot *rs, struct worker *w)
 {
 	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++)
 		if (rs->workers[i] == w)
 			rs->workers[i] = NULL;
+	runner_slot_publish(rs);
 }
 
 /*
@@ -1568,8 +1581,10 @@ runner_slot_worker(int slot, const char *python)
 			log_warn("runner: slot %d runs modules cold (one interpreter each) for "
 				 "%g s: %s", slot, RUNNER_WARM_RETRY, err);
 		rs->cold_until = util_mono() + RUNNER_WARM_RETRY;
+		runner_slot_publish(rs);
 	} else {
 		rs->workers[free_at] = w;
+		runner_slot_publish(rs);
 		log_debug("runner: slot %d has a warm worker for %s%s", slot, python,
 			  worker_has_overlay(w) ? "" : " (no overlays: a copy per run)");
 	}
@@ -1601,6 +1616,7 @@ runner_slot_idle(int slot)
 			rs->workers[i] = NULL;
 		}
 	}
+	runner_slot_publish(rs);
 }
 
 void
@@ -1618,18 +1634,15 @@ runner_slot_close(int slot)
 			worker_stop(rs->workers[i]);
 		rs->workers[i] = NULL;
 	}
+	runner_slot_publish(rs);
 }
 
 int
 runner_slot_warm_count(int slot)
 {
-	int n = 0;
-
 	if (runner_slots == NULL || slot < 0 || slot >= runner.slots)
 		return 0;
-	for (int i = 0; i < RUNNER_WORKERS_PER_SLOT; i++)
-		n += worker_alive(runner_slots[slot].workers[i]);
-	return n;
+	return __atomic_load_n(&runner_slots[slot].nwarm, __ATOMIC_RELAXED);
 }
 
 static json_t *
@@ -1692,58 +1705,88 @@ runner_attach_output(json_t *j, const struct buf *out, const struct buf *err)
 }
 
 /*
- * One pytest process over mods[0..n) of the batch in the slot's worker w.
- * Fills results[i] for each module that counts from this run (all of them
- * for a single module; in a session those that finished in it) and leaves
- * the others NULL. Returns 0, -ECANCELED at shutdown, or -EAGAIN when the
- * worker could not run it (w is then gone; the caller runs cold).
+ * A new run's scratch folder in the slot (malloc'ed) and its environment and
+ * sys.path as JSON for the worker (new references).
+ */
+static char *
+runner_warm_env(int slot, const struct runner_batch *b, json_t **env_out, json_t **path_out)
+{
+	struct runner_slot *rs = &runner_slots[slot];
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
+	char *scratch = xasprintf("%s/slot-%d/run/%u", runner.work_dir, slot, ++rs->seq);
+	char *home = xasprintf("%s/home", scratch), *tmpd = xasprintf("%s/tmp", scratch);
+	char *venv = runner_venv_of(b->python), *env[RUNNER_ENV_MAX + 1];
+	size_t ne = runner_run_env(env, slot, venv, b->project_dir, cwd, home, tmpd);
+
+	/* sys.path as `python -m pytest` builds it from that PYTHONPATH */
+	*path_out = json_array();
+	for (char **e = env; *e != NULL; e++) {
+		if (!util_starts_with(*e, "PYTHONPATH="))
+			continue;
+		char *copy = xstrdup(*e + strlen("PYTHONPATH=")), *save = NULL;
+		for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
+			json_array_append_new(*path_out, json_string(t));
+		free(copy);
+	}
+	*env_out = runner_json_env(env);
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(cwd);
+	free(home);
+	free(tmpd);
+	free(venv);
+	return scratch;
+}
+
+/* The request for a pytest process over mods[0..n), as meshtest_worker.py takes it. */
+static json_t *
+runner_warm_request(int slot, const struct runner_batch *b, const char *lower,
+		    const char *const *mods, size_t n)
+{
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
+	char *rootdir = xasprintf("--rootdir=%s", cwd), *scratch;
+	json_t *env, *path, *argv, *req;
+
+	scratch = runner_warm_env(slot, b, &env, &path);
+	argv = json_pack("[s, s, s, s, s, s, s]", "-p", "meshtest_plugin", "-p",
+			 "no:cacheprovider", rootdir, "-q", "--color=no");
+	if (n > 1)   /* one module's collection error stops no other */
+		json_array_append_new(argv, json_string("--continue-on-collection-errors"));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(argv, json_string(mods[i]));
+	req = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:[s], s:b, s:b}",
+			"op", "run", "id", (json_int_t)runner_slots[slot].seq, "argv", argv, "env",
+			env, "path", path, "cwd", cwd, "lower", lower, "scratch", scratch,
+			"keep", runner.data_dir, "services", setup_needed(b->project_dir),
+			"fresh", 0);
+	if (runner.py_prefix != NULL)
+		json_array_append_new(json_object_get(req, "keep"), json_string(runner.py_prefix));
+	free(scratch);
+	free(rootdir);
+	free(cwd);
+	return req;
+}
+
+/*
+ * Hand req (a pytest process over mods[0..n)) to the slot's worker *wp and
+ * supervise it: per-module deadlines, then a result for each module that
+ * counts from this run (all of them for one module; in a session those that
+ * finished in it) into results[], the others left NULL. Returns 0,
+ * -ECANCELED at shutdown, or -EAGAIN when the worker could not run it. A run
+ * that timed out, crashed or left processes behind costs the worker (*wp
+ * becomes NULL): the next run starts a fresh one.
  */
 static int
-runner_warm_run(int slot, struct worker **wp, const struct runner_batch *b,
-		const char *lower, const char *const *mods, size_t n, json_t **results)
+runner_warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
+		      json_t *req, const char *const *mods, size_t n, json_t **results)
 {
 	struct runner_slot *rs = &runner_slots[slot];
 	struct worker *w = *wp;
 	struct worker_result res;
 	struct session *sess;
 	struct worker_watch watch;
-	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
-	char *scratch, *home, *tmpd, *env[RUNNER_ENV_MAX + 1], *rootdir, *msg = NULL;
-	char *venv = runner_venv_of(b->python);
-	json_t *req, *argv, *path;
-	size_t ne = 0;
-	int r = 0, normal;
-	unsigned id = ++rs->seq;
-
-	scratch = xasprintf("%s/slot-%d/run/%u", runner.work_dir, slot, id);
-	home = xasprintf("%s/home", scratch);
-	tmpd = xasprintf("%s/tmp", scratch);
-	ne = runner_run_env(env, slot, venv, b->project_dir, cwd, home, tmpd);
-	/* sys.path as `python -m pytest` builds it from that PYTHONPATH */
-	path = json_array();
-	for (char **e = env; *e != NULL; e++) {
-		if (!util_starts_with(*e, "PYTHONPATH="))
-			continue;
-		char *copy = xstrdup(*e + strlen("PYTHONPATH=")), *save = NULL;
-		for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
-			json_array_append_new(path, json_string(t));
-		free(copy);
-	}
-
-	rootdir = xasprintf("--rootdir=%s", cwd);
-	argv = json_pack("[s, s, s, s, s, s, s]", "-p", "meshtest_plugin", "-p",
-			 "no:cacheprovider", rootdir, "-q", "--color=no");
-	if (n > 1)   /* a module that cannot be collected never stops the others */
-		json_array_append_new(argv, json_string("--continue-on-collection-errors"));
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(argv, json_string(mods[i]));
-	req = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:[s], s:b, s:b}",
-			"op", "run", "id", (json_int_t)id, "argv", argv, "env",
-			runner_json_env(env), "path", path, "cwd", cwd, "lower", lower,
-			"scratch", scratch, "keep", runner.data_dir, "services",
-			setup_needed(b->project_dir), "fresh", 0);
-	if (runner.py_prefix != NULL)
-		json_array_append_new(json_object_get(req, "keep"), json_string(runner.py_prefix));
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot), *msg = NULL;
+	int r, normal;
 
 	sess = session_new(mods, n, b->timeout, util_mono());
 	watch.ctx = sess;
@@ -1813,7 +1856,6 @@ runner_warm_run(int slot, struct worker **wp, const struct runner_batch *b,
 	if (res.report.dropped > 0)
 		log_warn("runner: report of %s cut at %u bytes", mods[0], RUNNER_REPORT_CAP);
 out:
-	/* a run that timed out, crashed or left processes behind starts a fresh worker */
 	if (worker_alive(w) && (res.term_signal != 0 || res.rss_kb > RUNNER_WORKER_RSS_KB ||
 				r == -EAGAIN)) {
 		runner_slot_forget(rs, w);
@@ -1826,16 +1868,20 @@ out:
 	}
 	worker_result_free(&res);
 	session_free(sess);
-	json_decref(req);
-	for (size_t i = 0; i < ne; i++)
-		free(env[i]);
 	free(msg);
-	free(rootdir);
-	free(scratch);
-	free(home);
-	free(tmpd);
 	free(cwd);
-	free(venv);
+	return r;
+}
+
+/* One pytest process over mods[0..n) in the slot's worker (see runner_warm_supervise). */
+static int
+runner_warm_run(int slot, struct worker **wp, const struct runner_batch *b,
+		const char *lower, const char *const *mods, size_t n, json_t **results)
+{
+	json_t *req = runner_warm_request(slot, b, lower, mods, n);
+	int r = runner_warm_supervise(slot, wp, b, req, mods, n, results);
+
+	json_decref(req);
 	return r;
 }
 

@@ -378,9 +378,12 @@ def _warm_imports(base):
             pass
 
 
-def _child(req, fds, caps):
-    """In the forked child: build the run's sandbox and run pytest. Never
-    returns."""
+def _enter_run(req, fds, caps):
+    """The start of every child: its own session, default signal
+    dispositions, descriptors 0-3 only, its own
+    namespaces, /tmp and view of the project, no capabilities, the project
+    as working folder. A failure here is the worker's, not the module's:
+    reported as worker_error, exit EXIT_SETUP."""
     try:
         # dumpable again (the worker is not): our own /proc files, uid_map
         # included, must be ours to write
@@ -420,24 +423,25 @@ def _child(req, fds, caps):
         meshtest_plugin.emit({"ev": "worker_error", "message": "cannot prepare the run: %r" % e})
         os._exit(EXIT_SETUP)
 
+
+def _set_env(req):
     env = {str(k): str(v) for k, v in req["env"].items()}
     os.environ.clear()
     os.environ.update(env)
-    argv = [str(a) for a in req["argv"]]
-    fresh = bool(req.get("fresh")) or bool(_top_level_names(req["cwd"]) & _preloaded())
-    if fresh:
-        try:
-            os.execve(sys.executable, [sys.executable, "-m", "pytest"] + argv, env)
-        except OSError as e:
-            meshtest_plugin.emit({"ev": "worker_error",
-                                  "message": "cannot start a fresh interpreter: %s" % e})
-            os._exit(EXIT_SETUP)
-    # what `python -m pytest` sees: the working folder first, then PYTHONPATH
-    sys.path[:] = [req["cwd"]] + [str(p) for p in req.get("path", [])] + _BASE_PATH
-    sys.argv[:] = [pytest_main_file()] + argv
-    if argv[:len(BASE_ARGS)] == BASE_ARGS:
-        _use_prebuilt(sys.path[:1 + len(req.get("path", []))])
     meshtest_supervisor.LOG_DIR = env.get("TMPDIR") or "/tmp"
+    return env
+
+
+def _run_path(req):
+    """sys.path as `python -m pytest` has it: the working folder first, then
+    PYTHONPATH, then the interpreter's own."""
+    sys.path[:] = [req["cwd"]] + [str(p) for p in req.get("path", [])] + _BASE_PATH
+    return sys.path[:1 + len(req.get("path", []))]
+
+
+def _with_services(req, run):
+    """run() between the project's services (started, then stopped), as the
+    supervisor does for a cold run; returns its exit status."""
     rc = 1
     running = []
     try:
@@ -448,8 +452,8 @@ def _child(req, fds, caps):
             except meshtest_supervisor.SetupError as e:
                 meshtest_supervisor.stop_services(running)
                 running = []
-                _flush_exit(meshtest_supervisor._fail(e))
-        rc = int(pytest.main(argv))
+                return meshtest_supervisor._fail(e)
+        rc = int(run())
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
     except BaseException:  # noqa: BLE001 - as an interpreter would: print and fail
@@ -459,7 +463,28 @@ def _child(req, fds, caps):
     finally:
         if running:
             meshtest_supervisor.stop_services(running)
-    _flush_exit(rc)
+    return rc
+
+
+def _child(req, fds, caps):
+    """In the forked child: build the run's sandbox and run pytest. Never
+    returns."""
+    _enter_run(req, fds, caps)
+    env = _set_env(req)
+    argv = [str(a) for a in req["argv"]]
+    fresh = bool(req.get("fresh")) or bool(_top_level_names(req["cwd"]) & _preloaded())
+    if fresh:
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "pytest"] + argv, env)
+        except OSError as e:
+            meshtest_plugin.emit({"ev": "worker_error",
+                                  "message": "cannot start a fresh interpreter: %s" % e})
+            os._exit(EXIT_SETUP)
+    own = _run_path(req)
+    sys.argv[:] = [pytest_main_file()] + argv
+    if argv[:len(BASE_ARGS)] == BASE_ARGS:
+        _use_prebuilt(own)
+    _flush_exit(_with_services(req, lambda: pytest.main(argv)))
 
 
 def _flush_exit(rc):
@@ -586,36 +611,52 @@ def _send(sock, obj):
     sock.send(json.dumps(obj).encode())
 
 
-def _run(sock, req, fds, caps):
-    gc.collect()
-    gc.freeze()
-    try:
-        pid = os.fork()
-    except OSError as e:
-        for fd in fds:
-            os.close(fd)
-        _send(sock, {"ev": "exit", "id": req.get("id"), "status": None, "signal": None,
-                     "error": "fork failed: %s" % e, "leftover": 0, "rss_kb": _rss_kb()})
-        return
-    if pid == 0:
-        sock.close()
-        _child(req, fds, caps)
-    for fd in fds:
-        os.close(fd)
+def _wait(pid):
+    """Wait for a child; its end as the protocol's status fields."""
     while True:
         try:
             _, status = os.waitpid(pid, 0)
             break
         except InterruptedError:
             continue
-    left = _leftovers()
-    _send(sock, {"ev": "exit", "id": req.get("id"),
-                 "status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-                 "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                 "leftover": left, "rss_kb": _rss_kb()})
+    return {"status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}
+
+
+def _finish(sock, req, ended):
+    """Tell the node how a run ended, then clear its scratch folder."""
+    msg = {"ev": "exit", "id": req.get("id"), "leftover": _leftovers(),
+           "rss_kb": _rss_kb()}
+    msg.update(ended)
+    _send(sock, msg)
     scratch = req.get("scratch")
     if scratch and os.path.isdir(scratch):
         _rmtree(scratch)
+
+
+def _fork(sock, req, fds):
+    gc.collect()
+    gc.freeze()
+    try:
+        return os.fork()
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        _send(sock, {"ev": "exit", "id": req.get("id"), "status": None, "signal": None,
+                     "error": "fork failed: %s" % e, "leftover": 0, "rss_kb": _rss_kb()})
+        return None
+
+
+def _run(sock, req, fds, caps):
+    pid = _fork(sock, req, fds)
+    if pid is None:
+        return
+    if pid == 0:
+        sock.close()
+        _child(req, fds, caps)
+    for fd in fds:
+        os.close(fd)
+    _finish(sock, req, _wait(pid))
 
 
 def main():
