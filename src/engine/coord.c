@@ -101,10 +101,10 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 	struct store_pending *p = NULL;
 	struct sched_module *m = NULL;
 	const struct store_pending **chosen = NULL;
-	size_t n = 0, *idx = NULL, k;
+	size_t n = 0, unready = 0, *idx = NULL, k;
 	int r;
 
-	if (store_pending_list(eng->st, eval_id, &p, &n) < 0 || n == 0) {
+	if (store_pending_list(eng->st, eval_id, &p, &n, &unready) < 0 || n == 0) {
 		store_pending_free(p, n);
 		return 0;
 	}
@@ -113,7 +113,7 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 		m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
 		    p[i].known || p[i].measured };
 	idx = xcalloc(n, sizeof(*idx));
-	k = sched_batch(m, n, total_slots, max, idx);
+	k = sched_batch(m, n, unready, total_slots, max, idx);
 	chosen = xcalloc(k ? k : 1, sizeof(*chosen));
 	for (size_t i = 0; i < k; i++)
 		chosen[i] = &p[idx[i]];

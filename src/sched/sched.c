@@ -123,7 +123,8 @@ sched_clash(const struct sched_module *m, const size_t *out, size_t k, const cha
 }
 
 size_t
-sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_t *out)
+sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, size_t max,
+    size_t *out)
 {
 	size_t *idx, k = 0;
 	double total = 0, share, sum;
@@ -140,6 +141,7 @@ sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_
 		total += sched_est(&m[i]);
 		measured &= m[i].measured;
 	}
+	total += total / (double)n * (double)unready;
 	share = total / (double)((slots > 0 ? slots : 1) * SCHED_ROUNDS);
 	if (measured && share < SCHED_MIN_BATCH)
 		share = SCHED_MIN_BATCH;

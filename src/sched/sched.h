@@ -51,8 +51,12 @@ struct sched_module {
 
 /* Seconds assumed for a module without an estimate. */
 #define SCHED_DEFAULT_EST 0.1
-/* A claim takes at most this share of an evaluation's work per slot. */
-#define SCHED_ROUNDS 3
+/*
+ * A claim takes at most the evaluation's pending work divided by the live
+ * slots and this (guided self-scheduling: big batches first, smaller ones as
+ * the work runs out, which evens out the end).
+ */
+#define SCHED_ROUNDS 1
 /*
  * Below this many measured seconds a batch is not worth splitting further:
  * each pytest session costs its start-up, which short modules share.
@@ -70,7 +74,9 @@ void sched_order(const struct sched_module *m, size_t n, size_t *idx);
  * The modules of one claim, for a slot that will run them one after the
  * other (or in one pytest session): the longest pending module first; then,
  * while the batch stays within its share of the work (the whole pending
- * estimate divided by slots * SCHED_ROUNDS, and at least the first module's
+ * estimate, with the `unready` modules of projects still being fetched at the
+ * mean estimate of the others, divided by slots * SCHED_ROUNDS, and at least
+ * the first module's
  * own estimate; when every estimate was measured, at least SCHED_MIN_BATCH
  * seconds, so short modules gather in one session however little work is
  * left), the shortest modules of the same project, which is where a shared
@@ -78,6 +84,7 @@ void sched_order(const struct sched_module *m, size_t n, size_t *idx);
  * name (pytest would refuse the second), never more than max. Writes indexes
  * into out and returns how many (1 or more when n > 0).
  */
-size_t sched_batch(const struct sched_module *m, size_t n, int slots, size_t max, size_t *out);
+size_t sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots,
+    size_t max, size_t *out);
 
 #endif

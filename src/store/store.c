@@ -873,7 +873,7 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 
 int
 store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,
-    size_t *n)
+    size_t *n, size_t *unready)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
@@ -882,8 +882,18 @@ store_pending_list(struct store *st, const char *eval_id, struct store_pending *
 
 	*out = NULL;
 	*n = 0;
+	*unready = 0;
 	if (db == NULL)
 		return -EIO;
+	s = store_prep(db, "SELECT count(*) FROM module m JOIN project p ON p.eval_id = m.eval_id"
+	    " AND p.idx = m.project_idx WHERE m.eval_id = ? AND m.state = 'pending' AND"
+	    " p.state = 'fetching'");
+	if (s == NULL)
+		return -EIO;
+	bind_text(s, 1, eval_id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*unready = (size_t)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
 	/*
 	 * A recorded duration of the same module in the same project content
 	 * (any evaluation; the shortest, which is the module's own time in a

@@ -136,9 +136,13 @@ struct store_pending {
 	int known;               /* est is a duration recorded for this module and content */
 	int measured;            /* est is this evaluation's mean so far */
 };
-/* The pending modules of one evaluation (free with store_pending_free). */
+/*
+ * The pending modules of one evaluation's ready projects (free with
+ * store_pending_free), and in *unready how many more are pending on
+ * projects still being fetched (known from a ZIP's listing).
+ */
 int store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,
-    size_t *n);
+    size_t *n, size_t *unready);
 void store_pending_free(struct store_pending *p, size_t n);
 
 /*

@@ -46,12 +46,12 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 		struct store_pending *p = NULL;
 		struct sched_module *m;
 		const struct store_pending *one;
-		size_t np = 0, idx = 0;
+		size_t np = 0, unready = 0, idx = 0;
 
 		if (pick < 0)
 			break;
 		ev[pick].pending = 0;
-		if (store_pending_list(st, w[pick].id, &p, &np) < 0 || np == 0) {
+		if (store_pending_list(st, w[pick].id, &p, &np, &unready) < 0 || np == 0) {
 			store_pending_free(p, np);
 			continue;
 		}
@@ -59,7 +59,7 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 		for (size_t i = 0; i < np; i++)
 			m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
 			    p[i].known || p[i].measured };
-		(void)sched_batch(m, np, 1, 1, &idx);
+		(void)sched_batch(m, np, unready, 1, 1, &idx);
 		one = &p[idx];
 		r = store_claim_modules(st, w[pick].id, node, &one, 1, c);
 		free(m);

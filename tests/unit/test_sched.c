@@ -97,7 +97,7 @@ static void
 batch_keys(const struct sched_module *m, size_t n, int slots, size_t max, char *out,
 	   size_t outlen)
 {
-	size_t idx[64], k = sched_batch(m, n, slots, max, idx);
+	size_t idx[64], k = sched_batch(m, n, 0, slots, max, idx);
 
 	out[0] = '\0';
 	for (size_t i = 0; i < k; i++) {
@@ -119,9 +119,12 @@ test_batch(void **state)
 		snprintf(keys[i], sizeof(keys[i]), "m%d", i);
 		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL, 0 };
 	}
-	/* one slot: a third of the work per claim, the same project only */
+	/* one slot: all the work, but of one project only */
 	batch_keys(eq, 10, 1, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m5 m4");
+	assert_string_equal(got, "m0 m5 m4 m3 m2 m1");
+	/* four slots: a quarter of the work each */
+	batch_keys(eq, 10, 4, 64, got, sizeof(got));
+	assert_string_equal(got, "m0 m5");
 	/* many slots: each module alone */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
 	assert_string_equal(got, "m0");
@@ -136,18 +139,18 @@ test_batch(void **state)
 	};
 	batch_keys(mix, 5, 2, 64, got, sizeof(got));
 	assert_string_equal(got, "long");
-	/* a third of 2 s is 0.67 s: one module of 0.5 s */
-	batch_keys(mix + 1, 4, 1, 64, got, sizeof(got));
-	assert_string_equal(got, "s1");
+	/* half of 2 s on two slots: two modules of 0.5 s */
+	batch_keys(mix + 1, 4, 2, 64, got, sizeof(got));
+	assert_string_equal(got, "s1 s3");
 	/* the longest leads; the shortest of its project fill up to the share */
 	struct sched_module fill[] = {
 		{ 0, "a", 1.0, NULL, 0 }, { 0, "b", 0.1, NULL, 0 }, { 0, "c", 0.1, NULL, 0 },
 		{ 0, "d", 1.0, NULL, 0 }, { 1, "x", 0.05, NULL, 0 }, { 0, "e", 1.0, NULL, 0 },
 		{ 0, "f", 1.0, NULL, 0 },
 	};
-	batch_keys(fill, 7, 1, 64, got, sizeof(got));   /* share 4.25 / 3 = 1.42 */
+	batch_keys(fill, 7, 2, 64, got, sizeof(got));   /* share 4.25 / 2 = 2.1 */
 	assert_string_equal(got, "a c b");
-	batch_keys(fill, 7, 2, 64, got, sizeof(got));   /* share 0.71 < 1 */
+	batch_keys(fill, 7, 4, 64, got, sizeof(got));   /* share 1.06: 1.1 is too much */
 	assert_string_equal(got, "a");
 
 	/* same import name (test_x.py in two folders without packages): never together */
@@ -160,9 +163,9 @@ test_batch(void **state)
 		snprintf(ckeys[i], sizeof(ckeys[i]), "k%d.py", i);
 		clash[i] = (struct sched_module){ 0, ckeys[i], 1.0, ckeys[i], 0 };
 	}
-	/* share 10.3 / 3 = 3.43: the head, then from the short end m and two more (b/test_x.py is skipped) */
-	batch_keys(clash, 12, 1, 64, got, sizeof(got));
-	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py");
+	/* share 10.3 / 2 = 5.15: the head, then from the short end m and three more (b/test_x.py is skipped) */
+	batch_keys(clash, 12, 2, 64, got, sizeof(got));
+	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py k7.py");
 
 	/* measured short modules gather up to half a second, whatever the share */
 	for (int i = 0; i < 10; i++) {
@@ -176,9 +179,18 @@ test_batch(void **state)
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
 	assert_string_equal(got, "m0");
 
+	/* modules of projects still being fetched count at the others' mean */
+	{
+		size_t idx[64], k;
+		k = sched_batch(eq, 10, 0, 16, 64, idx);
+		assert_int_equal(k, 1);                     /* 0.4 s / 16 < one module */
+		k = sched_batch(eq, 10, 30, 16, 64, idx);
+		assert_int_equal(k, 2);                     /* 1.6 s / 16: two of 0.04 s */
+	}
+
 	/* nothing, or nothing allowed */
-	assert_int_equal(sched_batch(eq, 0, 1, 64, NULL), 0);
-	assert_int_equal(sched_batch(eq, 10, 1, 0, NULL), 0);
+	assert_int_equal(sched_batch(eq, 0, 0, 1, 64, NULL), 0);
+	assert_int_equal(sched_batch(eq, 10, 0, 1, 0, NULL), 0);
 }
 
 int
