@@ -22,6 +22,7 @@
 #include "engine/blob.h"
 #include "engine/engine_int.h"
 #include "runner/runner.h"
+#include "runner/warm.h"
 #include "store/store.h"
 
 /* ------------------------------------------------------------ wake-ups */
@@ -394,7 +395,7 @@ engine_health(struct engine *eng)
 	int warm = 0;
 
 	for (long i = 0; i < eng->nslots; i++)
-		warm += runner_slot_warm_count((int)i);
+		warm += warm_count((int)i);
 	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:f, s:s}", "status", "ok", "address",
 	    eng->address, "isolated",
 	    runner_isolated() && strcmp(runner_sandbox_name(), "bwrap") == 0,

@@ -33,7 +33,9 @@
 #include "fetch/fetch_git.h"
 #include "fetch/fetch_zip.h"
 #include "fetch/layout.h"
+#include "runner/env.h"
 #include "runner/runner.h"
+#include "runner/setupcmd.h"
 #include "runner/setup.h"
 #include "store/store.h"
 
@@ -378,7 +380,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		goto out;
 	}
 	/* Set-up commands run once, here; what they make rides in the blob. */
-	if ((r = runner_run_setup(tmp, err, sizeof(err))) < 0) {
+	if ((r = setupcmd_run(tmp, err, sizeof(err))) < 0) {
 		if (r == -ECANCELED)   /* shutting down: fetched again after a restart */
 			goto out;
 		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
@@ -407,7 +409,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	/* the environment now, so that the first module does not wait for it */
 	{
 		char *python = NULL;
-		if (runner_prepare_env(final, -1, &python, err, sizeof(err)) < 0 &&
+		if (env_prepare(final, -1, &python, err, sizeof(err)) < 0 &&
 		    !engine_is_stopping(eng))
 			log_warn("engine: %s project %d: environment failed: %s", it->eval_id,
 			    it->idx, err);

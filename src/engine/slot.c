@@ -22,7 +22,9 @@
 #include "core/util.h"
 #include "engine/blob.h"
 #include "engine/engine_int.h"
+#include "runner/env.h"
 #include "runner/runner.h"
+#include "runner/warm.h"
 #include "store/store.h"
 
 #define SLOT_IDLE_WAIT 1.0      /* seconds a slot with nothing to do sleeps at most */
@@ -272,7 +274,7 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 		util_sleep(1);
 		goto out;
 	}
-	r = runner_prepare_env(dir, slot, &python, err, sizeof(err));
+	r = env_prepare(dir, slot, &python, err, sizeof(err));
 	if (r < 0) {
 		if (engine_is_stopping(eng)) {
 			slot_release(eng, run, NULL);
@@ -342,7 +344,7 @@ slot_main(void *arg)
 			slot_run_batch(eng, sa->slot, run);
 			continue;
 		}
-		runner_slot_idle(sa->slot);
+		warm_slot_idle(sa->slot);
 		/* Nothing runnable: sleep until woken (or a second, to look again). */
 		pthread_mutex_lock(&eng->work_lock);
 		if (!eng->stopping && seq == eng->work_seq) {
@@ -353,7 +355,7 @@ slot_main(void *arg)
 		}
 		pthread_mutex_unlock(&eng->work_lock);
 	}
-	runner_slot_close(sa->slot);
+	warm_slot_close(sa->slot);
 	free(run);
 	return NULL;
 }

@@ -1,10 +1,12 @@
 /*
- * runner.h - virtual environments and supervised module runs.
+ * runner.h - how the node runs submitted code: start-up, batches of test
+ * modules on a slot (warm, through the slot's worker, or cold), and the
+ * sandbox and isolation facts the rest of the node reports.
  *
- * One pytest process per test module, as the slot's unprivileged uid (when
- * the node is root), in a fresh copy of the project; the plugin's event
- * stream and the way the process ended become the module result
- * (report_build).
+ * Every pytest process runs as the slot's unprivileged uid (when the node is
+ * root) inside the sandbox; the plugin's event stream and the way the
+ * process ended become each module's result (report_build). Environments
+ * are env.h's, set-up commands setupcmd.h's, warm workers warm.h's.
  */
 #ifndef MESHTEST_RUNNER_H
 #define MESHTEST_RUNNER_H
@@ -52,72 +54,35 @@ int runner_isolated(void);
 uid_t runner_setup_uid(void);
 
 /*
- * Run the project's set-up commands ONCE, right after fetching, so that what
- * they make travels in the project's blob: the evaluation's commands (from
- * project_dir/SETUP_FILE), then those of the project's meshtest.toml or
- * meshtest.json, in order, each with sh -c in the project root, through
- * meshtest_supervisor.py --commands. Nothing to do (0) when the project has
- * no commands (setup_has_commands).
- *
- * They run as runner_setup_uid() inside the sandbox (no network, like module
- * runs) with the project's environment (built as that uid when missing), in
- * a copy of project_dir under <data>/work/setup owned by that uid, 300 s for
- * all of them, output capped; one project at a time. On success the copy,
- * handed back to root:root, replaces project_dir, with SETUP_FILE restored
- * as it was. Every process of the uid is killed afterwards.
- *
- * 0, or a negative errno with err set to one line for the project's error:
- * "set-up command 2 failed (exit 1): <last line of its stderr>", "set-up
- * command 1 timed out (300 s for all set-up commands)", "meshtest.toml: ...",
- * an environment error (runner_prepare_env), or -ECANCELED at shutdown.
- * project_dir is left as it was when a command failed. Thread-safe.
- */
-int runner_run_setup(const char *project_dir, char *err, size_t errlen);
-
-/*
  * "bwrap" when every run of submitted code (module runs and environment
  * builds) happens inside bubblewrap, "none" otherwise. Fixed after runner_init.
  */
 const char *runner_sandbox_name(void);
 
-/*
- * Prepare (or reuse) the virtual environment for the project folder and return
- * the path of its python (malloc'ed) in *python_out. Identical requirement
- * sets (requirements.txt, else [project].dependencies of pyproject.toml) share
- * one read-only venv under <data>/venvs/<key>; concurrent calls for one key
- * wait for a single build. Errors: -EIO with err set, e.g. "installing
- * requirements failed: <last line of pip's stderr>" or "pytest is not
- * available in the project's environment: ..."; -EINVAL for a bad slot.
- * Slot -1 prepares it ahead of time (right after fetching), as the set-up
- * uid; without the sandbox that does nothing (0, *python_out NULL).
- * Thread-safe.
- */
-int runner_prepare_env(const char *project_dir, int slot, char **python_out,
-		       char *err, size_t errlen);
-
 struct runner_module_req {
 	const char *project_dir;  /* read-only canonical copy of the project */
 	const char *module_path;  /* relative, e.g. "tests/test_a.py" */
-	const char *python;       /* from runner_prepare_env */
+	const char *python;       /* from env_prepare */
 	double timeout;           /* seconds */
 	int slot;
 };
 
 /*
- * Run one module in <data>/work/slot-<n> (a fresh copy of the project, owned
- * by the slot uid) and return its result (caller owns): the report_build
- * object plus "stdout", "stderr" (capped text) and "stdout_dropped",
- * "stderr_dropped" (bytes cut). Afterwards every process of the slot uid is
- * killed and the slot folder removed. Returns <0 only when the runner itself
- * failed (bad request, copy failed); a module that crashed is a result.
- * One call per slot at a time; different slots may run in parallel.
+ * Run one module cold: one interpreter of its own, in <work>/slot-<n>/cold (a
+ * fresh copy of the project, owned by the slot uid), and return its result
+ * (caller owns): the report_build object plus "stdout", "stderr" (capped
+ * text) and "stdout_dropped", "stderr_dropped" (bytes cut). Afterwards the
+ * copy is removed (and, without the sandbox, every process of the slot uid
+ * killed). Returns <0 only when the runner itself failed (bad request, copy
+ * failed); a module that crashed is a result. runner_run_batch uses it when
+ * no warm worker can run the module. One call per slot at a time.
  *
  * PYTHONPATH is <copy>/src (when the project has a src/ folder), <copy>, then
  * the plugin folder, so the submitted code is imported before anything the
  * node has installed, also by `python3` started through PATH. When the
  * project has a set-up (setup_needed), meshtest_supervisor.py runs inside the
  * same sandbox first (services and their readiness; the commands ran once
- * after fetching, runner_run_setup) and then pytest; a
+ * after fetching, setupcmd_run) and then pytest; a
  * set-up that fails, or a configuration naming an option no plugin provides,
  * becomes one clear error (setup_fix_result).
  */
@@ -134,7 +99,7 @@ struct runner_batch {
 	const char *digest;             /* its blob: names the slot's pristine copy */
 	const char *const *modules;     /* relative paths */
 	size_t n;
-	const char *python;             /* from runner_prepare_env */
+	const char *python;             /* from env_prepare */
 	double timeout;                 /* seconds, per module */
 	int slot;
 	enum runner_isolation isolation;
@@ -160,16 +125,9 @@ struct runner_batch {
  */
 int runner_run_batch(const struct runner_batch *b);
 
-/* In the slot's thread: stop its workers idle for five minutes. */
-void runner_slot_idle(int slot);
-/* In the slot's thread, before it ends: stop its workers. */
-void runner_slot_close(int slot);
-/* Warm workers the slot has now. */
-int runner_slot_warm_count(int slot);
-
 /*
  * For shutdown: kill every running module and environment build (within about
- * 100 ms) and make later runner_prepare_env / runner_run_module calls fail
+ * 100 ms) and make later env_prepare / runner_run_module calls fail
  * with -ECANCELED. Any thread; runner_init clears it.
  */
 void runner_abort_all(void);

@@ -1,6 +1,6 @@
 /*
  * setup.h - what real projects need around their tests: set-up commands (run
- * once after fetching, runner_run_setup) and services (started before each
+ * once after fetching, setupcmd_run) and services (started before each
  * module by meshtest_supervisor.py inside the module's sandbox),
  * reruns of failed modules, instructor tests that replace a project's own,
  * and clear messages for set-ups and pytest configurations that cannot work.

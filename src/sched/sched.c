@@ -155,7 +155,7 @@ sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, s
 		const struct sched_module *c = &m[idx[j]];
 		if (c->project != head->project || sched_clash(m, out, k, c->iname))
 			continue;
-		if (sum + sched_est(c) > share)
+		if (sum + sched_est(c) > share * (1 + 1e-9))   /* equal estimates add up inexactly */
 			break;
 		sum += sched_est(c);
 		out[k++] = idx[j];

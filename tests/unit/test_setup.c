@@ -1,7 +1,7 @@
 /*
  * test_setup.c - set-up settings, the per-project settings file, instructor
  * tests, set-up and configuration error messages, merging reruns, and the
- * set-up commands that run once after fetching (runner_run_setup, for real:
+ * set-up commands that run once after fetching (setupcmd_run, for real:
  * as root it runs them through bubblewrap as the set-up uid).
  */
 #include <errno.h>
@@ -18,6 +18,7 @@
 
 #include "core/util.h"
 #include "runner/runner.h"
+#include "runner/setupcmd.h"
 #include "runner/setup.h"
 
 static char *
@@ -493,7 +494,7 @@ test_run_setup(void **state)
 
 	/* nothing to run: the folder is left alone */
 	put(proj, "tests/test_a.py", "def test_a():\n    pass\n");
-	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), 0);
+	assert_int_equal(setupcmd_run(proj, err, sizeof(err)), 0);
 
 	/* evaluation commands first, then the project's; the settings file survives */
 	settings = json_pack("{s:{s:[s]}}", "setup", "commands", "echo eval >> order.txt");
@@ -502,7 +503,7 @@ test_run_setup(void **state)
 	put(proj, "meshtest.toml", "commands = [\"echo x >> generated.txt\", "
 	    "\"id -u > uid.txt\", \"echo project >> order.txt\", "
 	    "\"echo junk > .meshtest-evaluation.json\", \"echo to-stdout\"]\n");
-	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), 0);
+	assert_int_equal(setupcmd_run(proj, err, sizeof(err)), 0);
 	t = slurp(proj, "generated.txt");
 	assert_string_equal(t, "x\n");
 	free(t);
@@ -529,7 +530,7 @@ test_run_setup(void **state)
 	 * numbered in run order, the evaluation's (1) first */
 	put(proj, "meshtest.toml", "commands = [\"echo y >> generated.txt\", "
 	    "\"echo first >&2; echo 'no such tool' >&2; exit 1\", \"echo z >> generated.txt\"]\n");
-	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), -EIO);
+	assert_int_equal(setupcmd_run(proj, err, sizeof(err)), -EIO);
 	assert_string_equal(err, "set-up command 3 failed (exit 1): no such tool");
 	t = slurp(proj, "generated.txt");
 	assert_string_equal(t, "x\n");
@@ -537,12 +538,12 @@ test_run_setup(void **state)
 
 	/* a bad project file is the project's error too */
 	put(proj, "meshtest.toml", "commands = [\n");
-	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), -EIO);
+	assert_int_equal(setupcmd_run(proj, err, sizeof(err)), -EIO);
 	assert_true(util_starts_with(err, "meshtest.toml: "));
 
 	/* nothing of the set-up uid is left running */
 	put(proj, "meshtest.toml", "commands = [\"(sleep 100 &) ; true\"]\n");
-	assert_int_equal(runner_run_setup(proj, err, sizeof(err)), 0);
+	assert_int_equal(setupcmd_run(proj, err, sizeof(err)), 0);
 	t = xasprintf("%s/work/setup", data);
 	assert_int_equal(access(t, F_OK), -1);
 	free(t);

@@ -9,7 +9,7 @@
 #
 # --commands: run by the node once per project, right after fetching, inside
 # a sandbox as the set-up uid with the project folder as working directory
-# (runner_run_setup): runs the commands in order, all of them within the
+# (setupcmd_run): runs the commands in order, all of them within the
 # given seconds, each with stdout passed on and the tail of stderr kept for
 # the message. Exit 0 when all succeeded.
 #

@@ -1,0 +1,113 @@
+/*
+ * runner_int.h - the runner's shared state and helpers, for its own files
+ * only: runner.c (start-up, cold runs, batches), env.c (environments),
+ * setupcmd.c (set-up commands) and warm.c (warm workers).
+ *
+ * The state is written by runner_init on the main thread before any other
+ * runner call and only read afterwards; runner_cancel is read and written
+ * atomically.
+ */
+#ifndef MESHTEST_RUNNER_INT_H
+#define MESHTEST_RUNNER_INT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "runner/launch.h"
+#include "runner/runner.h"
+#include "runner/sandbox.h"
+
+#define RUNNER_REPORT_CAP (32u << 20)   /* one run's report stream */
+#define RUNNER_ENV_MAX 16               /* variables of a run's environment */
+#define RUNNER_FILE_MAX (1 << 20)       /* a project file the node reads (requirements, set-up) */
+
+struct runner_state {
+	char *data_dir, *python, *lib_dir, *venv_dir, *work_dir;
+	int slots;
+	long uid_base;
+	size_t output_cap;
+	int isolated;
+	int sandboxed;                 /* runs go through bwrap */
+	char *bwrap;
+	char *py_prefix;               /* the interpreter's prefix when outside /usr, else NULL */
+	struct sandbox_sys_entry sys[SANDBOX_SYS_MAX];
+	size_t nsys;
+};
+extern struct runner_state runner;
+extern int runner_cancel;          /* set by runner_abort_all */
+
+/* 1 once runner_abort_all was called. */
+int runner_aborted(void);
+/* Kill what a run of uid left behind; only without the sandbox. */
+void runner_sweep(uid_t uid);
+/* Slot i's uid, or (uid_t)-1 when runs are not isolated. */
+uid_t runner_slot_uid(int slot);
+/* The uid a sandbox runs as: uid, or ours for (uid_t)-1. */
+uid_t runner_sandbox_uid(uid_t uid);
+
+/* Paths a sandbox shows read-only or read-write; NULL entries are skipped. */
+struct runner_view {
+	const char *ro[6];
+	const char *rw[4];
+};
+/* Fill sb (and the arrays ro, rw: room for 7 and 5) for a run as uid. */
+void runner_view_fill(struct sandbox_spec *sb, const char **ro, const char **rw,
+		      const struct runner_view *v, uid_t uid);
+
+/* The last non-empty line of b (malloc'ed), capped at 300 bytes. */
+char *runner_last_line(const struct buf *b);
+/* mkdir path 0700 owned by uid ((uid_t)-1: ours); -EEXIST when it exists. */
+int runner_mkdir_owned(const char *path, uid_t uid);
+/* Read dir/name without following a link (malloc'ed); -ENOENT when absent. */
+int runner_read_project_file(const char *dir, const char *name, char **out, size_t *len);
+
+/*
+ * Run a build step (venv, pip, a check) as uid: env PATH, HOME/TMPDIR =
+ * home and pip's settings; sandboxed, home and build (may be NULL)
+ * writable, the host's network only with net.
+ */
+int runner_step(uid_t uid, const char *const *argv, const char *home, const char *cwd,
+		double timeout, const char *in, size_t inlen, const char *build, int net,
+		struct launch_result *res);
+/* "<what>: <why>" of a failed step into err. */
+void runner_step_error(const struct launch_result *res, double timeout, const char *what,
+		       char *err, size_t errlen);
+int runner_step_ok(const struct launch_result *res);
+
+/* <venv>/bin/python -> <venv> (malloc'ed) when it is a venv, else NULL. */
+char *runner_venv_of(const char *python);
+/* A module run's environment into env (RUNNER_ENV_MAX + 1 entries); returns how many. */
+size_t runner_run_env(char **env, int slot, const char *venv, const char *project_dir,
+		      const char *cwd, const char *home, const char *tmpd);
+/* The slot's folders (slot-<n>/ with projects/, run/, project/, wtmp/). */
+int runner_slot_dirs(int slot);
+/* A run's stdout and stderr into its result. */
+void runner_attach_output(json_t *j, const struct buf *out, const struct buf *err);
+
+/* env.c: start-up, and waking the waiters for a build when aborting. */
+void env_init(void);
+void env_abort_wake(void);
+/* env_prepare for an explicit uid (the set-up commands' own). */
+int env_prepare_as(const char *project_dir, uid_t uid, char **python_out, char *err,
+		   size_t errlen);
+
+/* warm.c, for runner.c */
+void warm_init(int slots);
+/* The slot's pristine copy of a project (malloc'ed path), made once; NULL on failure. */
+char *warm_copy(int slot, const char *digest, const char *project_dir);
+/* The slot's warm worker for python, started when needed; NULL: run cold. */
+struct worker *warm_worker(int slot, const char *python);
+/* No worker starts on the slot for a while (one could not run). */
+void warm_cold_for(int slot);
+/*
+ * One pytest process over mods[0..n) in worker *wp: a result for each module
+ * that counts from it into results[] (the others NULL). 0, -ECANCELED, or
+ * -EAGAIN when the worker could not run it. *wp becomes NULL when the run
+ * cost the worker.
+ */
+int warm_run(int slot, struct worker **wp, const struct runner_batch *b, const char *lower,
+	     const char *const *mods, size_t n, json_t **results);
+
+#endif

@@ -1,0 +1,550 @@
+/*
+ * warm.c - warm runs: each slot's workers (worker.c, one per environment,
+ * at most WARM_WORKERS_PER_SLOT), its pristine project copies, and one
+ * pytest process over one or more modules handed to a worker and supervised
+ * to a result per module (see docs/internals/workers.md).
+ *
+ * Owns <work>/slot-<n>/projects (pristine copies, owned by the slot uid,
+ * read-only in the sandbox) and /run (one scratch folder per run). The slot
+ * state is touched only by that slot's thread, except nwarm, which other
+ * threads read atomically (GET /health).
+ */
+#include "runner/warm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "runner/report.h"
+#include "runner/runner_int.h"
+#include "runner/sandbox.h"
+#include "runner/session.h"
+#include "runner/setup.h"
+#include "runner/worker.h"
+
+#define WARM_WORKERS_PER_SLOT 2        /* environments a slot keeps warm */
+#define WARM_WORKER_IDLE 300.0         /* seconds before an idle worker stops */
+#define WARM_WORKER_START 60.0
+#define WARM_WORKER_RSS_KB (1024L * 1024)  /* a worker past 1 GiB starts afresh */
+#define WARM_RETRY 60.0                /* after a worker failed to start, cold until */
+#define WARM_COPIES_PER_SLOT 16        /* pristine project copies a slot keeps */
+
+/*
+ * What one slot keeps between runs: its warm workers and a sequence for run
+ * folders.
+ */
+struct warm_slot {
+	struct worker *workers[WARM_WORKERS_PER_SLOT];
+	unsigned seq;
+	double cold_until;            /* no worker starts before (a start failed) */
+	int nwarm;                    /* live workers, for other threads (atomic) */
+};
+static struct warm_slot *warm_slots;
+static int warm_nslots;
+
+void
+warm_init(int slots)
+{
+	free(warm_slots);
+	warm_slots = xcalloc((size_t)slots, sizeof(*warm_slots));
+	warm_nslots = slots;
+}
+
+void
+warm_cold_for(int slot)
+{
+	warm_slots[slot].cold_until = util_mono() + WARM_RETRY;
+}
+
+/*
+ * The slot's pristine copy of a project (owned by the slot's uid, read-only
+ * in the sandbox): made once per slot and project, then every run of the
+ * project on this slot mounts it under an overlay. Returns its path
+ * (malloc'ed) or NULL. Keeps at most WARM_COPIES_PER_SLOT, dropping the
+ * least recently used.
+ */
+char *
+warm_copy(int slot, const char *digest, const char *project_dir)
+{
+	char *dir = xasprintf("%s/slot-%d/projects", runner.work_dir, slot);
+	char *path = xasprintf("%s/%s", dir, digest), *tmp = NULL, hex[17];
+	uid_t uid = runner_slot_uid(slot);
+	DIR *d;
+	struct dirent *de;
+	int r, count = 0;
+	char *oldest = NULL;
+	struct timespec oldest_t = { 0, 0 };
+
+	if (access(path, F_OK) == 0) {
+		(void)utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW);
+		free(dir);
+		return path;
+	}
+	if (runner_slot_dirs(slot) < 0) {
+		free(dir);
+		free(path);
+		return NULL;
+	}
+	util_random_hex(hex, 8);
+	tmp = xasprintf("%s/.tmp-%s", dir, hex);
+	r = util_copy_tree(project_dir, tmp, uid, (gid_t)uid);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		log_error("runner: cannot copy %s for slot %d: %s", project_dir, slot, strerror(-r));
+		(void)util_rm_rf(tmp);
+		free(tmp);
+		free(dir);
+		free(path);
+		return NULL;
+	}
+	free(tmp);
+	/* the least recently used copies go */
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			struct stat st;
+			char *p;
+			if (de->d_name[0] == '.')
+				continue;
+			p = xasprintf("%s/%s", dir, de->d_name);
+			if (lstat(p, &st) == 0 && strcmp(p, path) != 0) {
+				count++;
+				if (oldest == NULL || st.st_mtim.tv_sec < oldest_t.tv_sec ||
+				    (st.st_mtim.tv_sec == oldest_t.tv_sec &&
+				     st.st_mtim.tv_nsec < oldest_t.tv_nsec)) {
+					free(oldest);
+					oldest = p;
+					oldest_t = st.st_mtim;
+					continue;
+				}
+			}
+			free(p);
+		}
+		closedir(d);
+	}
+	if (count >= WARM_COPIES_PER_SLOT && oldest != NULL)
+		(void)util_rm_rf(oldest);
+	free(oldest);
+	free(dir);
+	return path;
+}
+
+/* Publish how many workers the slot keeps (read by GET /health's thread). */
+static void
+warm_publish(struct warm_slot *rs)
+{
+	int n = 0;
+
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++)
+		n += rs->workers[i] != NULL;
+	__atomic_store_n(&rs->nwarm, n, __ATOMIC_RELAXED);
+}
+
+static void
+warm_forget(struct warm_slot *rs, struct worker *w)
+{
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++)
+		if (rs->workers[i] == w)
+			rs->workers[i] = NULL;
+	warm_publish(rs);
+}
+
+/*
+ * The slot's warm worker for an environment (python), started when there is
+ * none: NULL when warm runs are not possible here (no sandbox, no user
+ * namespaces inside it, or a start failed less than a minute ago), with the
+ * reason logged once per failure.
+ */
+struct worker *
+warm_worker(int slot, const char *python)
+{
+	struct warm_slot *rs = &warm_slots[slot];
+	struct worker_spec ws;
+	struct worker *w = NULL;
+	struct sandbox_spec sb;
+	const char *ro[8], *rw[6];
+	char *venv = NULL, *env[12], *slot_dir, *projects, *rundir, *pdir, *wtmp, *script;
+	char err[512];
+	size_t ne = 0;
+	int free_at = -1, lru = -1, r;
+	uid_t uid = runner_slot_uid(slot);
+
+	if (!runner.sandboxed || runner_aborted() || util_mono() < rs->cold_until)
+		return NULL;
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
+		struct worker *c = rs->workers[i];
+		if (c == NULL) {
+			free_at = free_at < 0 ? i : free_at;
+			continue;
+		}
+		if (!worker_alive(c)) {
+			worker_kill(c);
+			rs->workers[i] = NULL;
+			free_at = free_at < 0 ? i : free_at;
+			continue;
+		}
+		if (strcmp(worker_key(c), python) == 0)
+			return c;
+		if (lru < 0 || worker_last_used(c) < worker_last_used(rs->workers[lru]))
+			lru = i;
+	}
+	if (free_at < 0) {
+		worker_stop(rs->workers[lru]);
+		rs->workers[lru] = NULL;
+		free_at = lru;
+	}
+	if (runner_slot_dirs(slot) < 0)
+		return NULL;
+	venv = runner_venv_of(python);
+	slot_dir = xasprintf("%s/slot-%d", runner.work_dir, slot);
+	projects = xasprintf("%s/projects", slot_dir);
+	rundir = xasprintf("%s/run", slot_dir);
+	pdir = xasprintf("%s/project", slot_dir);
+	wtmp = xasprintf("%s/wtmp", slot_dir);
+	script = xasprintf("%s/meshtest_worker.py", runner.lib_dir);
+
+	if (venv != NULL)
+		env[ne++] = xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:/bin", venv);
+	else
+		env[ne++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+	env[ne++] = xasprintf("HOME=%s", wtmp);
+	env[ne++] = xasprintf("TMPDIR=%s", wtmp);
+	env[ne++] = xstrdup("LANG=C.UTF-8");
+	env[ne++] = xasprintf("PYTHONPATH=%s", runner.lib_dir);
+	env[ne++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	env[ne++] = xstrdup("PYTHONUNBUFFERED=1");   /* the std streams runs inherit */
+	env[ne++] = xasprintf("MESHTEST_PROBE_DIR=%s/probe", rundir);
+	if (venv != NULL)
+		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	env[ne] = NULL;
+
+	struct runner_view view = {
+		.ro = { runner.lib_dir, venv, runner.py_prefix, projects },
+		.rw = { rundir, pdir },
+	};
+	runner_view_fill(&sb, ro, rw, &view, uid);
+	sb.tmp_dir = wtmp;
+	sb.chdir = "/";
+	sb.as_pid1 = 1;     /* pid 1 of its namespace: no run can signal or stop it */
+	memset(&ws, 0, sizeof(ws));
+	ws.python = python;
+	ws.script = script;
+	ws.envp = (const char *const *)env;
+	ws.uid = uid;
+	ws.sandbox = &sb;
+	ws.start_timeout = WARM_WORKER_START;
+	ws.cancel = &runner_cancel;
+	r = worker_start(&ws, python, &w, err, sizeof(err));
+	if (r == 0 && !worker_has_ns(w)) {
+		snprintf(err, sizeof(err), "runs cannot have their own namespaces here (%s)",
+			 worker_why(w));
+		worker_stop(w);
+		w = NULL;
+		r = -EPERM;
+	}
+	if (r < 0) {
+		if (r != -ECANCELED)
+			log_warn("runner: slot %d runs modules cold (one interpreter each) for "
+				 "%g s: %s", slot, WARM_RETRY, err);
+		rs->cold_until = util_mono() + WARM_RETRY;
+		warm_publish(rs);
+	} else {
+		rs->workers[free_at] = w;
+		warm_publish(rs);
+		log_debug("runner: slot %d has a warm worker for %s%s", slot, python,
+			  worker_has_overlay(w) ? "" : " (no overlays: a copy per run)");
+	}
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(venv);
+	free(slot_dir);
+	free(projects);
+	free(rundir);
+	free(pdir);
+	free(wtmp);
+	free(script);
+	return w;
+}
+
+void
+warm_slot_idle(int slot)
+{
+	struct warm_slot *rs;
+	double now = util_mono();
+
+	if (warm_slots == NULL || slot < 0 || slot >= runner.slots)
+		return;
+	rs = &warm_slots[slot];
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
+		struct worker *w = rs->workers[i];
+		if (w != NULL && (!worker_alive(w) || now - worker_last_used(w) > WARM_WORKER_IDLE)) {
+			worker_stop(w);
+			rs->workers[i] = NULL;
+		}
+	}
+	warm_publish(rs);
+}
+
+void
+warm_slot_close(int slot)
+{
+	struct warm_slot *rs;
+
+	if (warm_slots == NULL || slot < 0 || slot >= runner.slots)
+		return;
+	rs = &warm_slots[slot];
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
+		if (runner_aborted())
+			worker_kill(rs->workers[i]);
+		else
+			worker_stop(rs->workers[i]);
+		rs->workers[i] = NULL;
+	}
+	warm_publish(rs);
+}
+
+int
+warm_count(int slot)
+{
+	if (warm_slots == NULL || slot < 0 || slot >= runner.slots)
+		return 0;
+	return __atomic_load_n(&warm_slots[slot].nwarm, __ATOMIC_RELAXED);
+}
+
+static json_t *
+warm_json_env(char **env)
+{
+	json_t *o = json_object();
+
+	for (char **e = env; *e != NULL; e++) {
+		char *eq = strchr(*e, '=');
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		json_object_set_new(o, *e, json_string(eq + 1));
+		*eq = '=';
+	}
+	return o;
+}
+
+/* The message of a "worker_error" event in the stream (malloc'ed), or NULL. */
+static char *
+warm_worker_error(const char *stream, size_t len)
+{
+	for (size_t at = 0; stream != NULL && at < len;) {
+		const char *nl = memchr(stream + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (stream + at)) : len - at;
+		json_t *ev = json_loadb(stream + at, n, 0, NULL);
+		const char *kind = json_string_value(json_object_get(ev, "ev"));
+		if (kind != NULL && strcmp(kind, "worker_error") == 0) {
+			const char *m = json_string_value(json_object_get(ev, "message"));
+			char *msg = xstrdup(m ? m : "the worker could not prepare the run");
+			json_decref(ev);
+			return msg;
+		}
+		json_decref(ev);
+		at += n + 1;
+	}
+	return NULL;
+}
+
+static void
+warm_watch_line(void *ctx, const char *line, size_t len, double now)
+{
+	session_on_line(ctx, line, len, now);
+}
+
+static double
+warm_watch_deadline(void *ctx, double now)
+{
+	return session_deadline(ctx, now);
+}
+
+/*
+ * A new run's scratch folder in the slot (malloc'ed) and its environment and
+ * sys.path as JSON for the worker (new references).
+ */
+static char *
+warm_env(int slot, const struct runner_batch *b, json_t **env_out, json_t **path_out)
+{
+	struct warm_slot *rs = &warm_slots[slot];
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
+	char *scratch = xasprintf("%s/slot-%d/run/%u", runner.work_dir, slot, ++rs->seq);
+	char *home = xasprintf("%s/home", scratch), *tmpd = xasprintf("%s/tmp", scratch);
+	char *venv = runner_venv_of(b->python), *env[RUNNER_ENV_MAX + 1];
+	size_t ne = runner_run_env(env, slot, venv, b->project_dir, cwd, home, tmpd);
+
+	/* sys.path as `python -m pytest` builds it from that PYTHONPATH */
+	*path_out = json_array();
+	for (char **e = env; *e != NULL; e++) {
+		if (!util_starts_with(*e, "PYTHONPATH="))
+			continue;
+		char *copy = xstrdup(*e + strlen("PYTHONPATH=")), *save = NULL;
+		for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
+			json_array_append_new(*path_out, json_string(t));
+		free(copy);
+	}
+	*env_out = warm_json_env(env);
+	for (size_t i = 0; i < ne; i++)
+		free(env[i]);
+	free(cwd);
+	free(home);
+	free(tmpd);
+	free(venv);
+	return scratch;
+}
+
+/* The request for a pytest process over mods[0..n), as meshtest_worker.py takes it. */
+static json_t *
+warm_request(int slot, const struct runner_batch *b, const char *lower,
+		    const char *const *mods, size_t n)
+{
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
+	char *rootdir = xasprintf("--rootdir=%s", cwd), *scratch;
+	json_t *env, *path, *argv, *req;
+
+	scratch = warm_env(slot, b, &env, &path);
+	argv = json_pack("[s, s, s, s, s, s, s]", "-p", "meshtest_plugin", "-p",
+			 "no:cacheprovider", rootdir, "-q", "--color=no");
+	if (n > 1)   /* one module's collection error stops no other */
+		json_array_append_new(argv, json_string("--continue-on-collection-errors"));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(argv, json_string(mods[i]));
+	req = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:[s], s:b, s:b}",
+			"op", "run", "id", (json_int_t)warm_slots[slot].seq, "argv", argv, "env",
+			env, "path", path, "cwd", cwd, "lower", lower, "scratch", scratch,
+			"keep", runner.data_dir, "services", setup_needed(b->project_dir),
+			"fresh", 0);
+	if (runner.py_prefix != NULL)
+		json_array_append_new(json_object_get(req, "keep"), json_string(runner.py_prefix));
+	free(scratch);
+	free(rootdir);
+	free(cwd);
+	return req;
+}
+
+/*
+ * Hand req (a pytest process over mods[0..n)) to the slot's worker *wp and
+ * supervise it: per-module deadlines, then a result for each module that
+ * counts from this run (all of them for one module; in a session those that
+ * finished in it) into results[], the others left NULL. Returns 0,
+ * -ECANCELED at shutdown, or -EAGAIN when the worker could not run it. A run
+ * that timed out, crashed or left processes behind costs the worker (*wp
+ * becomes NULL): the next run starts a fresh one.
+ */
+static int
+warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
+		      json_t *req, const char *const *mods, size_t n, json_t **results)
+{
+	struct warm_slot *rs = &warm_slots[slot];
+	struct worker *w = *wp;
+	struct worker_result res;
+	struct session *sess;
+	struct worker_watch watch;
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot), *msg = NULL;
+	int r, normal;
+
+	sess = session_new(mods, n, b->timeout, util_mono());
+	watch.ctx = sess;
+	watch.on_line = warm_watch_line;
+	watch.deadline = warm_watch_deadline;
+	r = worker_run(w, req, &watch, runner.output_cap, RUNNER_REPORT_CAP, &res);
+	if (res.cancelled || runner_aborted()) {
+		r = -ECANCELED;
+		goto out;
+	}
+	if (r < 0 || !res.started ||
+	    (msg = warm_worker_error(res.report.data, res.report.len)) != NULL) {
+		log_warn("runner: slot %d: the worker could not run %s: %s", slot, mods[0],
+			 msg ? msg : res.error[0] ? res.error : strerror(-r));
+		r = -EAGAIN;
+		goto out;
+	}
+	normal = !res.timed_out && !res.worker_died && res.term_signal == 0 &&
+		 (res.exit_code == 0 || res.exit_code == 1 || res.exit_code == 5);
+	session_end(sess, normal, util_mono());
+	if (n == 1) {
+		struct report_exit ex = {
+			.started = 1,
+			.exit_code = res.exit_code,
+			.term_signal = res.worker_died ? SIGKILL : res.term_signal,
+			.timed_out = res.timed_out,
+			.duration = res.duration,
+			.timeout = b->timeout,
+			.stderr_tail = res.err.data,
+			.stdout_tail = res.out.data,
+			.module = mods[0],
+		};
+		json_t *j = report_build(res.report.data, res.report.len, &ex);
+		(void)setup_fix_result(j, res.report.data, res.report.len, res.err.data, cwd,
+				       mods[0]);
+		runner_attach_output(j, &res.out, &res.err);
+		results[0] = j;
+	} else {
+		const char *first = NULL;
+		for (size_t i = 0; i < n; i++) {
+			size_t len;
+			char *stream;
+			json_t *j;
+			if (!session_finished(sess, i))
+				continue;
+			stream = session_stream(sess, res.report.data, res.report.len, i, &len);
+			struct report_exit ex = {
+				.started = 1,
+				.duration = session_duration(sess, i),
+				.timeout = b->timeout,
+				.module = mods[i],
+			};
+			j = report_build(stream, len, &ex);
+			free(stream);
+			/* the session's output once, with its first module */
+			if (first == NULL) {
+				first = mods[i];
+				runner_attach_output(j, &res.out, &res.err);
+			} else {
+				json_object_set_new(j, "output_in", json_string(first));
+			}
+			json_object_set_new(j, "session", json_pack("{s:I, s:f}", "modules",
+				(json_int_t)n, "wall", res.duration));
+			results[i] = j;
+		}
+	}
+	if (res.report.dropped > 0)
+		log_warn("runner: report of %s cut at %u bytes", mods[0], RUNNER_REPORT_CAP);
+out:
+	if (worker_alive(w) && (res.term_signal != 0 || res.rss_kb > WARM_WORKER_RSS_KB ||
+				r == -EAGAIN)) {
+		warm_forget(rs, w);
+		worker_stop(w);
+		*wp = NULL;
+	} else if (!worker_alive(w)) {
+		warm_forget(rs, w);
+		worker_kill(w);
+		*wp = NULL;
+	}
+	worker_result_free(&res);
+	session_free(sess);
+	free(msg);
+	free(cwd);
+	return r;
+}
+
+/* One pytest process over mods[0..n) in the slot's worker (see warm_supervise). */
+int
+warm_run(int slot, struct worker **wp, const struct runner_batch *b,
+		const char *lower, const char *const *mods, size_t n, json_t **results)
+{
+	json_t *req = warm_request(slot, b, lower, mods, n);
+	int r = warm_supervise(slot, wp, b, req, mods, n, results);
+
+	json_decref(req);
+	return r;
+}
