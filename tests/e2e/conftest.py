@@ -295,11 +295,13 @@ class Node:
                                  {"Content-Type": ctype}, timeout)
         return st, js
 
-    def submit_zip(self, zip_path, module_timeout=None):
+    def submit_zip(self, zip_path, module_timeout=None, isolation=None):
         """POST the ZIP, assert 201 and return the id."""
         fields = {}
         if module_timeout is not None:
             fields["module_timeout"] = str(module_timeout)
+        if isolation is not None:
+            fields["isolation"] = isolation
         st, js = self.post_zip(zip_path, fields)
         assert st == 201, f"POST /evaluation -> {st} {js}"
         assert isinstance(js, dict) and isinstance(js.get("id"), str), js

@@ -160,10 +160,13 @@ class StatsPoller(threading.Thread):
 
 
 def submit_with_token(node, zip_path, token, module_timeout):
+    """Each module alone: every hostile module's outcome is the one it has
+    on its own (in a shared session a memory hog may leave its session-mate
+    without memory, or a MemoryError may land in a test instead)."""
     with open(zip_path, "rb") as f:
         data = f.read()
     body, ctype = encode_multipart(
-        {"module_timeout": str(module_timeout)},
+        {"module_timeout": str(module_timeout), "isolation": "module"},
         {"file": (os.path.basename(zip_path), data, "application/zip")})
     st, js, raw = node.request("POST", "/evaluation", body,
                                {"Content-Type": ctype,

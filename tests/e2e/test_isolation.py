@@ -240,7 +240,16 @@ def test_session_crash_and_hang_keep_the_mates_results(make_node, tmp_path):
     node = one_slot(make_node)
     src = tmp_path / "src"
     p = src / "mixed"
-    write(p, "tests/test_ok_a.py", SESSION_OK)
+    # the most tests: the scheduler puts it first in the session, before the crash
+    write(p, "tests/test_ok_a.py", SESSION_OK + """
+
+    def test_three():
+        assert True
+
+
+    def test_four():
+        assert True
+    """)
     write(p, "tests/test_ok_b.py", SESSION_OK)
     write(p, "tests/test_crash.py", SESSION_CRASH)
     write(p, "tests/test_hang.py", SESSION_HANG)
@@ -250,7 +259,7 @@ def test_session_crash_and_hang_keep_the_mates_results(make_node, tmp_path):
     assert js["status"] == "done", js
     mods = modules_of(by_project(get_results(node, eid))["mixed"])
     # each counts as it would alone
-    assert counts(mods["tests/test_ok_a.py"]) == ("finished", 2, 0, 0)
+    assert counts(mods["tests/test_ok_a.py"]) == ("finished", 4, 0, 0)
     assert counts(mods["tests/test_ok_b.py"]) == ("finished", 2, 0, 0)
     assert counts(mods["tests/test_fails.py"]) == ("finished", 1, 1, 0)
     crash = mods["tests/test_crash.py"]
@@ -261,11 +270,11 @@ def test_session_crash_and_hang_keep_the_mates_results(make_node, tmp_path):
     assert counts(hang) == ("timeout", 1, 1, 0), hang
     assert hang["message"] == ("timed out after 5 s during "
                                "tests/test_hang.py::test_forever"), hang
-    # the crash and the hang ran alone in the end; some module kept its
-    # result from the shared session
+    # the crash and the hang ran alone in the end; the module that finished
+    # before the crash kept its result from the shared session
     assert "session" not in crash and "session" not in hang
-    assert any("session" in m for m in mods.values()), mods
-    assert js["nota_final_per_project"]["mixed"] == pytest.approx(20 * 7 / 11)
+    assert mods["tests/test_ok_a.py"]["session"]["modules"] == 5, mods
+    assert js["nota_final_per_project"]["mixed"] == pytest.approx(20 * 9 / 13)
 
 
 @pytest.mark.timeout(180)

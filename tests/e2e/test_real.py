@@ -301,7 +301,9 @@ def test_files_a_run_writes_stay_in_that_run(node, tmp_path):
                 time.sleep(0.7)
                 assert open(".coverage").read() == "w{i}"
             """)
-    eid = submit(node, src, tmp_path, {})
+    # each module alone: with shared sessions (the default) modules of one
+    # session see each other's files, as under plain pytest
+    eid = submit(node, src, tmp_path, {"isolation": "module"})
     js = wait_done(node, eid, timeout=100)
     assert js["status"] == "done", js
     res = by_project(get_results(node, eid))

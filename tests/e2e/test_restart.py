@@ -46,7 +46,9 @@ def test_kill9_right_after_accept(node, restart_zip):
 
 @pytest.mark.timeout(150)
 def test_kill9_mid_run_then_clean_restart(node, restart_zip):
-    eid = node.submit_zip(restart_zip, module_timeout=20)
+    # modules alone, so that results arrive one by one (a shared session
+    # records its modules together when it ends)
+    eid = node.submit_zip(restart_zip, module_timeout=20, isolation="module")
     deadline = time.monotonic() + 60
     seen = None
     while time.monotonic() < deadline:
