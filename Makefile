@@ -6,6 +6,7 @@
 #   make asan       build build-asan/meshtest with AddressSanitizer + UBSan
 #   make unit       cmocka unit tests (normal build)
 #   make e2e        end-to-end pytest suite against build/meshtest
+#   make e2e-module the runner's end-to-end tests again, every evaluation isolation "module"
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (CI: 10 s)
 #   make lint       clang-tidy and cppcheck
 #   make install    copy build/meshtest to $(PREFIX)/bin (default /usr/local)
@@ -41,7 +42,7 @@ EMBED   := $(sort $(wildcard src/runner/py/*.py))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run check deps pkgcheck install asan unit unit-asan e2e e2e-asan lint fuzz fuzz-build clean bench
+.PHONY: all run check deps pkgcheck install asan unit unit-asan e2e e2e-module e2e-asan lint fuzz fuzz-build clean bench
 
 all: $(BUILD)/meshtest
 
@@ -99,6 +100,14 @@ e2e: all
 	MESHTEST_BIN=$(CURDIR)/$(BUILD)/meshtest timeout 900 $(PYTHON) -m pytest -q \
 	  -p no:cacheprovider tests/e2e $(E2E_ARGS)
 
+# The tests of how projects run, with each module alone (the default shares
+# sessions); test_isolation.py covers both settings on its own.
+E2E_MODULE_TESTS := tests/e2e/test_zip.py tests/e2e/test_real.py tests/e2e/test_cli.py \
+	tests/e2e/test_concurrency.py
+e2e-module: all
+	MESHTEST_BIN=$(CURDIR)/$(BUILD)/meshtest MESHTEST_E2E_ISOLATION=module timeout 600 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_MODULE_TESTS) $(E2E_ARGS)
+
 e2e-asan: asan
 	MESHTEST_BIN=$(CURDIR)/build-asan/meshtest MESHTEST_ASAN=1 timeout 900 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider -m asan tests/e2e $(E2E_ARGS)
@@ -108,6 +117,7 @@ check: deps
 	$(MAKE) unit
 	$(MAKE) unit-asan
 	$(MAKE) e2e
+	$(MAKE) e2e-module
 	$(MAKE) e2e-asan
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
@@ -133,7 +143,7 @@ fuzz: fuzz-build
 	  done
 
 bench: all
-	$(PYTHON) bench/bench_single.py --bin $(CURDIR)/$(BUILD)/meshtest
+	$(PYTHON) bench/compare.py --bin $(CURDIR)/$(BUILD)/meshtest
 	$(PYTHON) bench/bench_load.py --bin $(CURDIR)/$(BUILD)/meshtest
 
 lint:

@@ -589,3 +589,17 @@ done:
 	free(reason);
 	return res;
 }
+
+json_t *
+report_error_result(const char *outcome, const char *module, const char *message)
+{
+	json_t *res = json_object(), *tests = json_array();
+
+	report_add_test(tests, module, "error", "failed", 0, "collect", message);
+	json_object_set_new(res, "outcome", json_string(outcome));
+	json_object_set_new(res, "message", report_json_text(message, strlen(message)));
+	report_set_counts(res, tests);
+	json_object_set_new(res, "duration", json_real(0));
+	json_object_set_new(res, "tests", tests);
+	return res;
+}

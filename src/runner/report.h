@@ -51,6 +51,14 @@ struct report_exit {
 json_t *report_build(const char *stream, size_t len, const struct report_exit *ex);
 
 /*
+ * The one constructor of a module result that is a single error: outcome
+ * (e.g. "infra_error"), message, counts 0 passed / 1 failed / 0 skipped / 1
+ * error, duration 0, and one test named module (nodeid) with outcome
+ * "error", phase "collect" and the message. Returns a new object.
+ */
+json_t *report_error_result(const char *outcome, const char *module, const char *message);
+
+/*
  * A JSON string holding n bytes of arbitrary text: invalid UTF-8 and NUL
  * bytes are replaced by '?', so hostile output always serializes. Never NULL.
  */

@@ -34,6 +34,7 @@
 #include "runner/env.h"
 #include "runner/launch.h"
 #include "runner/report.h"
+#include "runner/rerun.h"
 #include "runner/runner_int.h"
 #include "runner/sandbox.h"
 #include "runner/setup.h"
@@ -780,16 +781,6 @@ runner_alone(int slot, const struct runner_batch *b, const char *lower, const ch
 	return runner_run_module(&req, result);
 }
 
-static json_t *
-runner_infra_result(const char *module, const char *msg)
-{
-	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:[{s:s, s:s, s:s, s:f, s:s, s:s}]}",
-			 "outcome", "infra_error", "message", msg, "passed", 0, "failed", 1,
-			 "skipped", 0, "errors", 1, "duration", 0.0, "tests", "nodeid", module,
-			 "outcome", "error", "counted", "failed", "duration", 0.0, "phase",
-			 "collect", "message", msg);
-}
-
 static int
 runner_is_infra(json_t *result)
 {
@@ -802,7 +793,7 @@ runner_is_infra(json_t *result)
 
 /*
  * Run a failed module again alone, up to reruns times while it fails; the
- * last run counts and the result keeps every run (setup_merge_runs).
+ * last run counts and the result keeps every run (rerun_merge).
  */
 static int
 runner_rerun(int slot, const struct runner_batch *b, const char *lower, const char *module,
@@ -812,7 +803,7 @@ runner_rerun(int slot, const struct runner_batch *b, const char *lower, const ch
 	int r = 0;
 
 	json_array_append(runs, cur);
-	for (int k = 0; k < reruns && setup_should_rerun(cur); k++) {
+	for (int k = 0; k < reruns && rerun_wanted(cur); k++) {
 		json_t *again = NULL;
 		log_info("runner: slot %d reruns %s (rerun %d of %d)", slot, module, k + 1, reruns);
 		r = runner_alone(slot, b, lower, module, &again);
@@ -829,7 +820,7 @@ runner_rerun(int slot, const struct runner_batch *b, const char *lower, const ch
 		cur = again;
 	}
 	json_decref(*result);
-	*result = setup_merge_runs(runs);
+	*result = rerun_merge(runs);
 	json_decref(runs);
 	return 0;
 }
@@ -855,7 +846,7 @@ runner_alone_counted(int slot, const struct runner_batch *b, const char *lower,
 		}
 		if (r < 0 || j == NULL) {
 			json_decref(j);
-			j = runner_infra_result(module, "the runner failed on this node");
+			j = report_error_result("infra_error", module, "the runner failed on this node");
 		}
 		if (!runner_is_infra(j) || tries >= RUNNER_INFRA_TRIES)
 			break;
@@ -865,7 +856,7 @@ runner_alone_counted(int slot, const struct runner_batch *b, const char *lower,
 	}
 	*result = j;
 	reruns = setup_project_reruns(b->project_dir);
-	if (reruns > 0 && setup_should_rerun(j))
+	if (reruns > 0 && rerun_wanted(j))
 		return runner_rerun(slot, b, lower, module, reruns, result);
 	return 0;
 }
@@ -902,7 +893,7 @@ runner_run_batch(const struct runner_batch *b)
 		for (size_t i = 0; i < b->n; i++) {
 			if (results[i] == NULL)
 				continue;
-			if (reruns > 0 && setup_should_rerun(results[i]) &&
+			if (reruns > 0 && rerun_wanted(results[i]) &&
 			    (r = runner_rerun(b->slot, b, lower, b->modules[i], reruns,
 					      &results[i])) < 0)
 				goto out;

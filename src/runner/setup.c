@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/util.h"
+#include "runner/report.h"
 
 #define SETUP_FILE_MAX (1 << 20)
 #define SETUP_DEFAULT_TIMEOUT 30.0
@@ -435,18 +436,16 @@ setup_line_after(const char *text, const char *prefix)
 	return s;
 }
 
+/* Turn result into one error (report_error_result), keeping its other fields. */
 static void
 setup_make_error(json_t *result, const char *module, const char *msg)
 {
-	json_object_set_new(result, "outcome", json_string("infra_error"));
-	json_object_set_new(result, "message", json_string(msg));
-	json_object_set_new(result, "passed", json_integer(0));
-	json_object_set_new(result, "failed", json_integer(1));
-	json_object_set_new(result, "skipped", json_integer(0));
-	json_object_set_new(result, "errors", json_integer(1));
-	json_object_set_new(result, "tests", json_pack("[{s:s, s:s, s:s, s:f, s:s, s:s}]",
-		"nodeid", module, "outcome", "error", "counted", "failed", "duration", 0.0,
-		"phase", "collect", "message", msg));
+	json_t *err = report_error_result("infra_error", module, msg);
+
+	if (json_object_get(result, "duration") != NULL)
+		json_object_del(err, "duration");   /* the run's own */
+	json_object_update(result, err);
+	json_decref(err);
 }
 
 int
@@ -486,57 +485,4 @@ out:
 	free(opt);
 	free(ini);
 	return changed;
-}
-
-int
-setup_should_rerun(json_t *result)
-{
-	const char *o = json_string_value(json_object_get(result, "outcome"));
-
-	if (o == NULL || json_is_true(json_object_get(result, "setup_failed")) ||
-	    json_is_true(json_object_get(result, "config_error")))
-		return 0;
-	if (strcmp(o, "finished") != 0 && strcmp(o, "timeout") != 0 && strcmp(o, "crashed") != 0)
-		return 0;
-	return json_integer_value(json_object_get(result, "failed")) > 0;
-}
-
-json_t *
-setup_merge_runs(json_t *runs)
-{
-	size_t n = json_array_size(runs), i;
-	json_t *first = json_array_get(runs, 0), *last = json_array_get(runs, n - 1);
-	json_t *out, *attempts = json_array(), *r, *slim;
-	static const char *const keep[] = { "outcome", "message", "passed", "failed",
-					    "skipped", "errors", "duration", "tests" };
-
-	if (n == 0) {
-		json_decref(attempts);
-		return NULL;
-	}
-	out = json_deep_copy(last);
-	if (n == 1) {
-		json_decref(attempts);
-		return out;
-	}
-	json_array_foreach(runs, i, r) {
-		json_array_append_new(attempts, json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}",
-			"outcome", json_object_get(r, "outcome"),
-			"passed", json_object_get(r, "passed"),
-			"failed", json_object_get(r, "failed"),
-			"skipped", json_object_get(r, "skipped"),
-			"duration", json_object_get(r, "duration")));
-	}
-	slim = json_object();
-	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-		json_t *v = json_object_get(first, keep[i]);
-		if (v != NULL)
-			json_object_set(slim, keep[i], v);
-	}
-	json_object_set_new(out, "runs", attempts);
-	json_object_set_new(out, "first_result", slim);
-	json_object_set_new(out, "flaky", json_boolean(
-		json_integer_value(json_object_get(first, "failed")) > 0 &&
-		json_integer_value(json_object_get(last, "failed")) == 0));
-	return out;
 }

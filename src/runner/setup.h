@@ -1,9 +1,10 @@
 /*
  * setup.h - what real projects need around their tests: set-up commands (run
  * once after fetching, setupcmd_run) and services (started before each
- * module by meshtest_supervisor.py inside the module's sandbox),
- * reruns of failed modules, instructor tests that replace a project's own,
- * and clear messages for set-ups and pytest configurations that cannot work.
+ * module by meshtest_supervisor.py inside the module's sandbox), the reruns
+ * setting (rerun.h runs them), instructor tests that replace a project's
+ * own, and clear messages for set-ups and pytest configurations that cannot
+ * work.
  *
  * The evaluation's settings travel inside each project's blob, as the file
  * SETUP_FILE at the project root (written by the fetcher, which first removes
@@ -91,17 +92,5 @@ int setup_install_tests(const char *dir, const char *src, char *err, size_t errl
  */
 int setup_fix_result(json_t *result, const char *stream, size_t len, const char *err_text,
 		     const char *copy_dir, const char *module);
-
-/* 1 when a result is worth a rerun: finished, timeout or crashed with failed > 0. */
-int setup_should_rerun(json_t *result);
-
-/*
- * The result to record after reruns: last (a new reference is returned) with
- * "runs": [{"outcome", "passed", "failed", "skipped", "duration"}] for
- * every run in order, "flaky": true when the first run failed and the last
- * did not, and "first_result": the first run's counts, outcome, message and
- * tests. The module counts by its last run. runs holds every run's result.
- */
-json_t *setup_merge_runs(json_t *runs);
 
 #endif

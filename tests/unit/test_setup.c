@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "runner/runner.h"
 #include "runner/setupcmd.h"
+#include "runner/rerun.h"
 #include "runner/setup.h"
 
 static char *
@@ -276,7 +277,7 @@ test_fix_setup_error(void **state)
 	assert_int_equal(setup_fix_result(res, stream, strlen(stream), "junk", "/w/p",
 					  "tests/test_a.py"), 1);
 	s = dumps(res);
-	assert_string_equal(s, "{\"errors\":1,\"failed\":1,\"message\":\"service 'chat' not "
+	assert_string_equal(s, "{\"duration\":0.0,\"errors\":1,\"failed\":1,\"message\":\"service 'chat' not "
 			    "ready after 15 s (nothing accepts connections on port 5000)\","
 			    "\"outcome\":\"infra_error\",\"passed\":0,\"setup_failed\":true,"
 			    "\"skipped\":0,\"tests\":[{\"counted\":\"failed\",\"duration\":0.0,"
@@ -284,7 +285,7 @@ test_fix_setup_error(void **state)
 			    "connections on port 5000)\",\"nodeid\":\"tests/test_a.py\",\"outcome\":"
 			    "\"error\",\"phase\":\"collect\"}]}");
 	free(s);
-	assert_int_equal(setup_should_rerun(res), 0);
+	assert_int_equal(rerun_wanted(res), 0);
 	json_decref(res);
 
 	/* an ordinary stream is left alone */
@@ -295,7 +296,7 @@ test_fix_setup_error(void **state)
 	s = dumps(res);
 	assert_string_equal(s, "{\"failed\":1,\"outcome\":\"finished\"}");
 	free(s);
-	assert_int_equal(setup_should_rerun(res), 1);
+	assert_int_equal(rerun_wanted(res), 1);
 	json_decref(res);
 }
 
@@ -328,66 +329,6 @@ test_fix_config_error(void **state)
 		json_object_get(res, "tests"), 0), "nodeid")), "<collection>");
 	json_decref(res);
 }
-
-static void
-test_merge_runs(void **state)
-{
-	json_t *runs, *m;
-	char *s;
-
-	(void)state;
-	runs = json_pack("[{s:s, s:i, s:i, s:i, s:f, s:s, s:[{s:s}]}, "
-			 "{s:s, s:i, s:i, s:i, s:f, s:s, s:[{s:s}]}]",
-			 "outcome", "finished", "passed", 1, "failed", 1, "skipped", 0,
-			 "duration", 2.0, "stdout", "big", "tests", "outcome", "failed",
-			 "outcome", "finished", "passed", 2, "failed", 0, "skipped", 0,
-			 "duration", 1.0, "stdout", "ok", "tests", "outcome", "passed");
-	m = setup_merge_runs(runs);
-	s = dumps(m);
-	assert_string_equal(s, "{\"duration\":1.0,\"failed\":0,\"first_result\":{\"duration\":"
-			    "2.0,\"failed\":1,\"outcome\":\"finished\",\"passed\":1,\"skipped\":0,"
-			    "\"tests\":[{\"outcome\":\"failed\"}]},\"flaky\":true,\"outcome\":"
-			    "\"finished\",\"passed\":2,\"runs\":[{\"duration\":2.0,\"failed\":1,"
-			    "\"outcome\":\"finished\",\"passed\":1,\"skipped\":0},{\"duration\":1.0,"
-			    "\"failed\":0,\"outcome\":\"finished\",\"passed\":2,\"skipped\":0}],"
-			    "\"skipped\":0,\"stdout\":\"ok\",\"tests\":[{\"outcome\":\"passed\"}]}");
-	free(s);
-	json_decref(m);
-	/* still failing at the end: not flaky */
-	json_object_set_new(json_array_get(runs, 1), "failed", json_integer(1));
-	m = setup_merge_runs(runs);
-	assert_true(json_is_false(json_object_get(m, "flaky")));
-	assert_int_equal(json_array_size(json_object_get(m, "runs")), 2);
-	json_decref(m);
-	/* one run: unchanged */
-	json_array_remove(runs, 1);
-	m = setup_merge_runs(runs);
-	assert_null(json_object_get(m, "runs"));
-	assert_null(json_object_get(m, "flaky"));
-	json_decref(m);
-	json_decref(runs);
-}
-
-static void
-test_should_rerun(void **state)
-{
-	json_t *r;
-
-	(void)state;
-	r = json_pack("{s:s, s:i}", "outcome", "timeout", "failed", 2);
-	assert_int_equal(setup_should_rerun(r), 1);
-	json_decref(r);
-	r = json_pack("{s:s, s:i}", "outcome", "finished", "failed", 0);
-	assert_int_equal(setup_should_rerun(r), 0);
-	json_decref(r);
-	r = json_pack("{s:s, s:i}", "outcome", "infra_error", "failed", 1);
-	assert_int_equal(setup_should_rerun(r), 0);
-	json_decref(r);
-	r = json_pack("{s:s, s:i, s:b}", "outcome", "finished", "failed", 1, "config_error", 1);
-	assert_int_equal(setup_should_rerun(r), 0);
-	json_decref(r);
-}
-
 
 static void
 test_has_commands(void **state)
@@ -565,8 +506,6 @@ main(void)
 		cmocka_unit_test(test_install_tests),
 		cmocka_unit_test(test_fix_setup_error),
 		cmocka_unit_test(test_fix_config_error),
-		cmocka_unit_test(test_merge_runs),
-		cmocka_unit_test(test_should_rerun),
 		cmocka_unit_test(test_has_commands),
 		cmocka_unit_test(test_stream_error),
 		cmocka_unit_test(test_run_setup),
