@@ -248,6 +248,18 @@ cli_table_print(FILE *f, const char *id, const json_t *st)
 		cli_json_int(st, "passed"), cli_json_int(st, "failed"),
 		cli_json_int(st, "skipped"), cli_json_num(st, "percent_passed"),
 		cli_json_num(st, "nota_final"));
+	/* every warning in full: each says what was dropped and why */
+	for (i = 0; i < count; i++) {
+		const json_t *w = json_object_get(json_object_get(projects, keys[i]),
+						  "warnings");
+		size_t k;
+		json_t *v;
+
+		json_array_foreach((json_t *)w, k, v) {
+			if (json_is_string(v))
+				fprintf(f, "warning: %s: %s\n", keys[i], json_string_value(v));
+		}
+	}
 	free(keys);
 }
 

@@ -397,6 +397,27 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
+	/* The packages every node runs it against: resolved here, once; they ride in the blob. */
+	{
+		char *pins = NULL;
+		json_t *rw = NULL;
+
+		r = env_resolve(tmp, &pins, &rw, err, sizeof(err));
+		json_array_extend(wj, rw);
+		json_decref(rw);
+		if (r == 0 && (r = setup_write_packages(tmp, pins)) < 0)
+			snprintf(err, sizeof(err), "cannot record the project's packages: %s",
+			    strerror(-r));
+		free(pins);
+		if (r == -ECANCELED)
+			goto out;
+		if (r < 0) {
+			log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
+			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+			engine_changed(eng, it->eval_id);
+			goto out;
+		}
+	}
 	if (blob_from_dir(eng->blobs_dir, tmp, digest, err, sizeof(err)) < 0) {
 		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
 		engine_changed(eng, it->eval_id);
@@ -406,15 +427,6 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	if (rename(tmp, final) < 0)
 		util_rm_rf(tmp);   /* the same files are there already */
 	engine_share_blob(eng, digest);
-	/* the environment now, so that the first module does not wait for it */
-	{
-		char *python = NULL;
-		if (env_prepare(final, -1, &python, err, sizeof(err)) < 0 &&
-		    !engine_is_stopping(eng))
-			log_warn("engine: %s project %d: environment failed: %s", it->eval_id,
-			    it->idx, err);
-		free(python);
-	}
 	infos = xcalloc(nmodules, sizeof(*infos));
 	inames = xcalloc(nmodules, sizeof(*inames));
 	for (size_t i = 0; i < nmodules; i++) {

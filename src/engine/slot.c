@@ -23,7 +23,9 @@
 #include "engine/blob.h"
 #include "engine/engine_int.h"
 #include "runner/env.h"
+#include "runner/report.h"
 #include "runner/runner.h"
+#include "runner/setup.h"
 #include "runner/warm.h"
 #include "store/store.h"
 
@@ -253,7 +255,7 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 {
 	char err[1024] = "";
 	const struct store_claim *c0 = &run->claims[0];
-	char *python = NULL, *dir = engine_project_dir(eng, c0->digest);
+	char *python = NULL, *pins = NULL, *dir = engine_project_dir(eng, c0->digest);
 	const char *modules[ENGINE_BATCH_MAX];
 	unsigned char done[ENGINE_BATCH_MAX];
 	struct runner_batch b;
@@ -274,15 +276,27 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 		util_sleep(1);
 		goto out;
 	}
-	r = env_prepare(dir, slot, &python, err, sizeof(err));
+	/* The packages the preparing node resolved, exactly, or this node cannot run it. */
+	pins = setup_project_packages(dir);
+	if (pins == NULL) {
+		/* prepared by a node that did not record them: resolve here */
+		json_t *w = NULL;
+		r = env_resolve(dir, &pins, &w, err, sizeof(err));
+		json_decref(w);
+	}
+	if (r == 0)
+		r = env_prepare(pins, slot, &python, err, sizeof(err));
 	if (r < 0) {
 		if (engine_is_stopping(eng)) {
 			slot_release(eng, run, NULL);
 			goto out;
 		}
 		log_warn("engine: %s %s: environment failed: %s", c0->eval_id, c0->project_id, err);
-		store_project_error(eng->st, c0->eval_id, c0->project_idx, err, NULL, util_now());
-		engine_changed(eng, c0->eval_id);
+		for (size_t i = 0; i < run->n; i++) {
+			json_t *res = report_error_result("infra_error", run->claims[i].path, err);
+			slot_on_result(&sc, i, res);
+			json_decref(res);
+		}
 		goto out;
 	}
 	for (size_t i = 0; i < run->n; i++)
@@ -318,6 +332,7 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 		engine_push_to(eng, c0->eval_id, run->from);
 out:
 	slot_set_running(eng, slot, NULL, util_mono() - start);
+	free(pins);
 	free(python);
 	free(dir);
 }

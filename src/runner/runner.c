@@ -45,6 +45,19 @@
 
 struct runner_state runner;
 int runner_cancel;
+static pthread_mutex_t runner_setup_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void
+runner_setup_lock(void)
+{
+	pthread_mutex_lock(&runner_setup_mutex);
+}
+
+void
+runner_setup_unlock(void)
+{
+	pthread_mutex_unlock(&runner_setup_mutex);
+}
 
 /*
  * Kill what a run of uid left behind. Only without the sandbox: bubblewrap's
@@ -353,17 +366,41 @@ out:
 int
 runner_read_project_file(const char *dir, const char *name, char **out, size_t *len)
 {
-	char *path = xasprintf("%s/%s", dir, name);
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	char *rel = xstrdup(name), *save = NULL, *part, *next;
+	int dfd, fd = -1, r = 0;
 	struct buf b;
 	struct stat st;
-	int r = 0;
 
-	free(path);
+	*out = NULL;
 	buf_init(&b, RUNNER_FILE_MAX);
-	if (fd < 0)
-		return errno == ELOOP ? -EINVAL : -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* one component at a time, never through a link, never up */
+	for (part = strtok_r(rel, "/", &save); part != NULL; part = next) {
+		int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+		int nfd;
+
+		next = strtok_r(NULL, "/", &save);
+		if (strcmp(part, "..") == 0 || strcmp(part, ".") == 0) {
+			r = -EINVAL;
+			goto out;
+		}
+		nfd = openat(dfd, part, next != NULL ? flags | O_DIRECTORY : flags);
+		if (nfd < 0) {
+			r = errno == ELOOP || errno == ENOTDIR ? -EINVAL : -errno;
+			goto out;
+		}
+		close(dfd);
+		dfd = -1;
+		if (next != NULL)
+			dfd = nfd;
+		else
+			fd = nfd;
+	}
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		r = -EINVAL;
 		goto out;
 	}
@@ -384,8 +421,12 @@ runner_read_project_file(const char *dir, const char *name, char **out, size_t *
 	*len = b.len;
 	*out = b.data ? buf_steal(&b) : xstrdup("");
 out:
-	close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (fd >= 0)
+		close(fd);
 	buf_free(&b);
+	free(rel);
 	return r;
 }
 
@@ -400,7 +441,8 @@ runner_step(uid_t uid, const char *const *argv, const char *home, const char *cw
 	    double timeout, const char *in, size_t inlen, const char *build, int net,
 	    struct launch_result *res)
 {
-	static const char *const pass[] = { "PIP_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX" };
+	static const char *const pass[] = { "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS",
+					     "PIP_NO_INDEX", "PIP_TRUSTED_HOST" };
 	char *env[16];
 	size_t ne = 0;
 	struct launch_spec spec;

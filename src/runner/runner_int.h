@@ -38,6 +38,12 @@ struct runner_state {
 extern struct runner_state runner;
 extern int runner_cancel;          /* set by runner_abort_all */
 
+/*
+ * The set-up uid's lock: set-up commands, and without the sandbox every
+ * build as that uid (what one leaves behind is swept by uid).
+ */
+void runner_setup_lock(void);
+void runner_setup_unlock(void);
 /* 1 once runner_abort_all was called. */
 int runner_aborted(void);
 /* Kill what a run of uid left behind; only without the sandbox. */
@@ -89,9 +95,10 @@ void runner_attach_output(json_t *j, const struct buf *out, const struct buf *er
 /* env.c: start-up, and waking the waiters for a build when aborting. */
 void env_init(void);
 void env_abort_wake(void);
-/* env_prepare for an explicit uid (the set-up commands' own). */
-int env_prepare_as(const char *project_dir, uid_t uid, char **python_out, char *err,
-		   size_t errlen);
+/* env_resolve and env_prepare for an explicit uid (the set-up commands' own). */
+int env_resolve_as(const char *project_dir, uid_t uid, char **pins, json_t **warnings,
+		   char *err, size_t errlen);
+int env_prepare_as(const char *pins, uid_t uid, char **python_out, char *err, size_t errlen);
 
 /* warm.c, for runner.c */
 void warm_init(int slots);

@@ -311,6 +311,37 @@ setup_read_project(const char *dir)
 	return doc;
 }
 
+int
+setup_write_packages(const char *dir, const char *pins)
+{
+	char *path = xasprintf("%s/%s", dir, SETUP_FILE), *text;
+	json_t *doc = setup_read_project(dir);
+	int r;
+
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		doc = json_object();
+	}
+	json_object_set_new(doc, "packages", json_string(pins));
+	text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	r = text != NULL ? util_write_file(path, text, strlen(text), 0644) : -ENOMEM;
+	free(text);
+	json_decref(doc);
+	free(path);
+	return r;
+}
+
+char *
+setup_project_packages(const char *dir)
+{
+	json_t *doc = setup_read_project(dir);
+	const char *p = json_string_value(json_object_get(doc, "packages"));
+	char *pins = p != NULL ? xstrdup(p) : NULL;
+
+	json_decref(doc);
+	return pins;
+}
+
 static int
 setup_regular(const char *dir, const char *name)
 {

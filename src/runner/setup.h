@@ -51,6 +51,14 @@ int setup_settings_parse(json_t *in, json_t *out, char *err, size_t errlen);
  */
 int setup_write_project(const char *dir, json_t *settings);
 
+/*
+ * Record in dir/SETUP_FILE the packages the project runs against (pins
+ * from env_resolve, "" for none), beside what is there. 0 or negative errno.
+ */
+int setup_write_packages(const char *dir, const char *pins);
+/* The packages recorded by setup_write_packages (malloc'ed), or NULL when none were. */
+char *setup_project_packages(const char *dir);
+
 /* 1 when a module run of this project needs the supervisor (any set-up). */
 int setup_needed(const char *dir);
 

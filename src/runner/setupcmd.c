@@ -1,13 +1,12 @@
 /*
  * setupcmd.c - a project's set-up commands, run once right after it is
  * fetched (see setupcmd.h), as the set-up uid (runner_setup_uid: no slot
- * uses it) inside the sandbox, one project at a time (setupcmd_lock), in a
+ * uses it) inside the sandbox, one project at a time (runner_setup_lock), in a
  * copy under <work>/setup that replaces the project when they succeed.
  */
 #include "runner/setupcmd.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +23,6 @@
 
 #define SETUPCMD_TIMEOUT 300.0       /* all set-up commands of a project */
 #define SETUPCMD_REPORT_CAP (64u << 10)
-
-static pthread_mutex_t setupcmd_lock = PTHREAD_MUTEX_INITIALIZER; /* one set-up uid */
 
 /* Read dir/SETUP_FILE as the fetcher wrote it (NULL when absent). */
 static char *
@@ -111,15 +108,24 @@ setupcmd_run(const char *project_dir, char *err, size_t errlen)
 	}
 	if (!setup_has_commands(project_dir))
 		return 0;
-	pthread_mutex_lock(&setupcmd_lock);
+	/* the commands see the interpreter and packages the tests will see */
+	{
+		char *pins = NULL;
+		json_t *warnings = NULL;
+		r = env_resolve_as(project_dir, uid, &pins, &warnings, err, errlen);
+		if (r == 0)
+			r = env_prepare_as(pins, uid, &python, err, errlen);
+		free(pins);
+		json_decref(warnings);
+		if (r < 0)
+			return r;
+	}
+	runner_setup_lock();
 	if (runner_aborted()) {
 		util_seterr(err, errlen, "the node is shutting down");
 		r = -ECANCELED;
 		goto out;
 	}
-	/* the commands see the interpreter and packages the tests will see */
-	if ((r = env_prepare_as(project_dir, uid, &python, err, errlen)) < 0)
-		goto out;
 	dir = xasprintf("%s/setup", runner.work_dir);
 	copy = xasprintf("%s/project", dir);
 	home = xasprintf("%s/home", dir);
@@ -207,7 +213,7 @@ out:
 		if (e < 0)
 			log_warn("runner: cannot remove %s: %s", dir, strerror(-e));
 	}
-	pthread_mutex_unlock(&setupcmd_lock);
+	runner_setup_unlock();
 	if (have_res)
 		launch_result_free(&res);
 	for (size_t i = 0; i < ne; i++)

@@ -451,10 +451,9 @@ eval_doc(struct store *st, const char *id, double now, int details)
 			    warnings, "modules", json_array()));
 		} else {
 			json_object_set_new(projects, pid, json_pack("{s:s, s:O, s:I, s:I, s:I,"
-			    " s:f, s:I}", "state", state, "error", err, "passed", (json_int_t)p,
+			    " s:f, s:o}", "state", state, "error", err, "passed", (json_int_t)p,
 			    "failed", (json_int_t)f, "skipped", (json_int_t)k, "grade", g,
-			    "warnings", (json_int_t)json_array_size(warnings)));
-			json_decref(warnings);
+			    "warnings", warnings));
 		}
 		json_decref(err);
 	}

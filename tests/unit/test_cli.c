@@ -35,7 +35,9 @@ static const char status_done[] =
 	" \"passed\": 13, \"failed\": 1, \"skipped\": 1,"
 	" \"projects\": {"
 	"  \"bob\": {\"error\": null, \"passed\": 3, \"failed\": 1,"
-	"           \"skipped\": 1, \"grade\": 15.0},"
+	"           \"skipped\": 1, \"grade\": 15.0, \"warnings\": [\"requirements:"
+	" 'mockselector' was not installed: No matching distribution found for"
+	" mockselector\", \"requirements.txt:2: dropped '--no-index'\"]},"
 	"  \"alice\": {\"error\": null, \"passed\": 10, \"failed\": 0,"
 	"             \"skipped\": 0, \"grade\": 20},"
 	"  \"carol\": {\"error\": \"cannot clone https://example.org/carol.git:\\n"
@@ -49,7 +51,10 @@ static const char table_done[] =
 	"alice        10       0       0   20.0  \n"
 	"bob           3       1       1   15.0  \n"
 	"carol         0       0       0    0.0  cannot clone https://example.org/carol.git: authenticatio...\n"
-	"overall: 13 passed, 1 failed, 1 skipped, 92.9% passed, nota_final 11.7\n";
+	"overall: 13 passed, 1 failed, 1 skipped, 92.9% passed, nota_final 11.7\n"
+	"warning: bob: requirements: 'mockselector' was not installed: No matching"
+	" distribution found for mockselector\n"
+	"warning: bob: requirements.txt:2: dropped '--no-index'\n";
 
 /* ---- the fake node --------------------------------------------------- */
 
