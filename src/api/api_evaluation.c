@@ -16,9 +16,42 @@
 #include "core/util.h"
 #include "engine/engine.h"
 #include "engine/intake.h"
+#include "fetch/fetch_github.h"
 #include "store/store.h"
 
 #define API_MAX_URL 2048
+
+/* The organization form's fields into out (borrowed from root). */
+static int
+api_evaluation_decode_org(json_t *root, struct api_git_submission *out, char *err,
+    size_t errlen)
+{
+	json_t *org = json_object_get(root, "organization");
+	json_t *prefix = json_object_get(root, "prefix");
+	json_t *arch = json_object_get(root, "include_archived");
+	json_t *tmpl = json_object_get(root, "include_templates");
+
+	if (!json_is_string(org) || !fetch_github_org_valid(json_string_value(org))) {
+		snprintf(err, errlen, "\"organization\" must be a GitHub organization name (letters,"
+		    " digits and '-', at most 39)");
+		return -EINVAL;
+	}
+	if (prefix != NULL && (!json_is_string(prefix) || json_string_length(prefix) > 100 ||
+	    strlen(json_string_value(prefix)) != json_string_length(prefix))) {
+		snprintf(err, errlen, "\"prefix\" must be a string of at most 100 characters");
+		return -EINVAL;
+	}
+	if ((arch != NULL && !json_is_boolean(arch)) || (tmpl != NULL && !json_is_boolean(tmpl))) {
+		snprintf(err, errlen, "\"include_archived\" and \"include_templates\" must be true"
+		    " or false");
+		return -EINVAL;
+	}
+	out->organization = json_string_value(org);
+	out->prefix = prefix != NULL ? json_string_value(prefix) : "";
+	out->include_archived = json_is_true(arch);
+	out->include_templates = json_is_true(tmpl);
+	return 0;
+}
 
 int
 api_evaluation_decode(const char *body, size_t len, struct api_git_submission *out,
@@ -40,15 +73,22 @@ api_evaluation_decode(const char *body, size_t len, struct api_git_submission *o
 		goto fail;
 	}
 	projects = json_object_get(root, "projects");
-	if (projects == NULL) {
-		snprintf(err, errlen, "missing field \"projects\": a list of git repository URLs");
+	if (json_object_get(root, "organization") != NULL) {
+		if (api_evaluation_decode_org(root, out, err, errlen) < 0)
+			goto fail;
+		if (projects != NULL) {
+			snprintf(err, errlen, "send \"projects\" or \"organization\", not both");
+			goto fail;
+		}
+	} else if (projects == NULL) {
+		snprintf(err, errlen, "missing field \"projects\": a list of git repository URLs"
+		    " (or \"organization\" and \"prefix\" for a GitHub Classroom assignment)");
 		goto fail;
-	}
-	if (!json_is_array(projects) || json_array_size(projects) == 0) {
+	} else if (!json_is_array(projects) || json_array_size(projects) == 0) {
 		snprintf(err, errlen, "\"projects\" must be a non-empty list of git repository URLs");
 		goto fail;
 	}
-	json_array_foreach(projects, i, v) {
+	json_array_foreach(projects != NULL && out->organization == NULL ? projects : NULL, i, v) {
 		if (!json_is_string(v) || json_string_length(v) == 0 ||
 		    json_string_length(v) > API_MAX_URL) {
 			snprintf(err, errlen, "\"projects\"[%zu] must be a URL string of 1 to %d"
@@ -62,7 +102,7 @@ api_evaluation_decode(const char *body, size_t len, struct api_git_submission *o
 		goto fail;
 	}
 	out->root = root;
-	out->projects = projects;
+	out->projects = out->organization == NULL ? projects : NULL;
 	out->token = json_is_string(token) && json_string_length(token) > 0 ?
 	    json_string_value(token) : NULL;
 	out->settings = intake_settings_parse(root, err, errlen);
@@ -96,6 +136,16 @@ post_git(struct http_request *req, struct engine *eng, int *status)
 
 	if (api_evaluation_decode(body, len, &sub, err, sizeof(err)) < 0)
 		return http_error(status, 400, "%s", err);
+	if (sub.organization != NULL) {
+		struct intake_org org = { sub.organization, sub.prefix, sub.include_archived,
+					  sub.include_templates };
+		r = intake_submit_org(eng, &org, sub.token, sub.settings, id, err, sizeof(err));
+		api_git_submission_free(&sub);
+		if (r != 0)
+			return http_error(status, r, "%s", err);
+		*status = 201;
+		return json_pack("{s:s}", "id", id);
+	}
 	n = json_array_size(sub.projects);
 	urls = xcalloc(n, sizeof(*urls));
 	for (size_t i = 0; i < n; i++)

@@ -206,6 +206,7 @@ cli_table_print(FILE *f, const char *id, const json_t *st)
 	const json_t *projects = json_object_get(st, "projects");
 	const char *status = json_string_value(json_object_get(st, "status"));
 	size_t count = json_object_size(projects), i = 0, width = 7;
+	int has_commit = 0;
 	const char **keys;
 	const char *key;
 	json_t *val;
@@ -229,19 +230,27 @@ cli_table_print(FILE *f, const char *id, const json_t *st)
 	if (count > 0)
 		qsort(keys, count, sizeof(*keys), cli_key_cmp);
 
-	fprintf(f, "%-*s %7s %7s %7s %6s  %s\n", (int)width, "project",
-		"passed", "failed", "skipped", "grade", "error");
+	/* git projects: the commit graded, abbreviated as git does */
+	for (i = 0; i < count; i++)
+		has_commit |= json_is_string(json_object_get(json_object_get(projects, keys[i]),
+							     "commit"));
+	fprintf(f, "%-*s %7s %7s %7s %6s  %s%s\n", (int)width, "project",
+		"passed", "failed", "skipped", "grade", has_commit ? "commit        " : "",
+		"error");
 	for (i = 0; i < count; i++) {
 		const json_t *p = json_object_get(projects, keys[i]);
 		const char *e = json_string_value(json_object_get(p, "error"));
-		char name[CLI_NAME_MAX + 1], msg[CLI_ERROR_MAX + 1];
+		const char *sha = json_string_value(json_object_get(p, "commit"));
+		char name[CLI_NAME_MAX + 1], msg[CLI_ERROR_MAX + 1], col[16] = "";
 
 		cli_clip(keys[i], width, name, sizeof(name));
 		cli_clip(e != NULL ? e : "", CLI_ERROR_MAX, msg, sizeof(msg));
-		fprintf(f, "%-*s %7lld %7lld %7lld %6.1f  %s\n", (int)width,
+		if (has_commit)
+			snprintf(col, sizeof(col), "%-12.12s  ", sha != NULL ? sha : "-");
+		fprintf(f, "%-*s %7lld %7lld %7lld %6.1f  %s%s\n", (int)width,
 			name, cli_json_int(p, "passed"),
 			cli_json_int(p, "failed"), cli_json_int(p, "skipped"),
-			cli_json_num(p, "grade"), msg);
+			cli_json_num(p, "grade"), col, msg);
 	}
 	fprintf(f, "overall: %lld passed, %lld failed, %lld skipped, "
 		"%.1f%% passed, nota_final %.1f\n",

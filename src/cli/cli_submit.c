@@ -2,13 +2,16 @@
  * cli_submit.c - meshtest submit: hand a ZIP, a folder or git URLs to a node.
  *
  *   meshtest submit PROJECTS.zip|DIR|GIT_URL... [--node host:port] [--wait]
- *                   [--json] [--module-timeout S]
+ *                   [--json] [--module-timeout S] [--deadline TIME]
+ *   meshtest submit --org ORG [--prefix P] [--include-archived]
+ *                   [--include-templates] [--deadline TIME] [...]
  *
  * A .zip file is uploaded as is (multipart field "file"); a folder is first
  * zipped into a temporary folder that is removed afterwards; git URLs go as
  * JSON with the token from MESHTEST_GIT_TOKEN (never from the command line,
  * where every local user could read it). One ZIP or folder per submission,
- * or any number of git URLs. Runs on the client's main thread; owns only the
+ * or any number of git URLs, or a GitHub organization's repositories whose
+ * names start with a prefix (a Classroom assignment, expanded by the node). Runs on the client's main thread; owns only the
  * temporary ZIP while it exists.
  */
 #include "cli/cli.h"
@@ -33,6 +36,9 @@ struct cli_submit_opts {
 	int wait;
 	int json;
 	double module_timeout; /* 0: not given */
+	const char *deadline;  /* NULL: not given */
+	const char *org, *prefix;
+	int include_archived, include_templates;
 	const char **sources;
 	size_t nsources;
 	enum cli_source kind;
@@ -44,12 +50,21 @@ cli_submit_usage(FILE *f)
 	fprintf(f,
 		"usage: meshtest submit PROJECTS.zip|DIR|GIT_URL... "
 		"[--node host:port] [--wait] [--json] [--module-timeout S]\n"
-		"  one ZIP or folder per submission, or any number of git URLs\n"
+		"                       [--deadline TIME]\n"
+		"       meshtest submit --org ORG [--prefix PREFIX] "
+		"[--include-archived] [--include-templates] [...]\n"
+		"  one ZIP or folder per submission, or any number of git URLs,\n"
+		"  or the repositories of a GitHub organization named PREFIX*\n"
 		"  --node            node to talk to (env MESHTEST_NODE, "
 		"default " CLI_DEFAULT_NODE ")\n"
 		"  --wait            wait for the results and print a table\n"
 		"  --json            print JSON (the /results answer with --wait)\n"
 		"  --module-timeout  time limit per test module, in seconds\n"
+		"  --deadline        grade each repository at its last commit at or\n"
+		"                    before this ISO 8601 time (committer date)\n"
+		"  --org, --prefix   a GitHub Classroom assignment: the organization's\n"
+		"                    repositories whose names start with the prefix\n"
+		"  --include-archived, --include-templates  count those too\n"
 		"  env MESHTEST_GIT_TOKEN: access token for the git URLs\n"
 		"  env MESHTEST_API_TOKEN: the node's API token\n");
 }
@@ -120,6 +135,30 @@ cli_submit_parse(int argc, char **argv, struct cli_submit_opts *o)
 			o->wait = 1;
 		} else if (strcmp(a, "--json") == 0) {
 			o->json = 1;
+		} else if (strcmp(a, "--include-archived") == 0) {
+			o->include_archived = 1;
+		} else if (strcmp(a, "--include-templates") == 0) {
+			o->include_templates = 1;
+		} else if (cli_submit_opt_value(argc, argv, &i, "--org", &v)) {
+			if (v == NULL || v[0] == '\0') {
+				fprintf(stderr, "meshtest: --org needs an organization\n");
+				return -EINVAL;
+			}
+			o->org = v;
+		} else if (cli_submit_opt_value(argc, argv, &i, "--prefix", &v)) {
+			if (v == NULL) {
+				fprintf(stderr, "meshtest: --prefix needs a value\n");
+				return -EINVAL;
+			}
+			o->prefix = v;
+		} else if (cli_submit_opt_value(argc, argv, &i, "--deadline", &v)) {
+			double t;
+			if (v == NULL || util_parse_time(v, &t) < 0) {
+				fprintf(stderr, "meshtest: --deadline needs an ISO 8601 time,"
+					" e.g. 2026-03-01T23:59:59Z\n");
+				return -EINVAL;
+			}
+			o->deadline = v;
 		} else if (cli_submit_opt_value(argc, argv, &i, "--node", &v)) {
 			if (v == NULL || v[0] == '\0') {
 				fprintf(stderr, "meshtest: --node needs "
@@ -145,6 +184,20 @@ cli_submit_parse(int argc, char **argv, struct cli_submit_opts *o)
 			return -EINVAL;
 		}
 	}
+	if (o->org != NULL) {
+		if (o->nsources > 0) {
+			fprintf(stderr, "meshtest: --org submits the organization's "
+				"repositories: give no projects with it\n");
+			return -EINVAL;
+		}
+		o->kind = CLI_SOURCE_GIT;
+		return 0;
+	}
+	if (o->prefix != NULL || o->include_archived || o->include_templates) {
+		fprintf(stderr, "meshtest: --prefix, --include-archived and "
+			"--include-templates go with --org\n");
+		return -EINVAL;
+	}
 	if (o->nsources == 0) {
 		fprintf(stderr, "meshtest: nothing to submit\n");
 		return -EINVAL;
@@ -164,6 +217,11 @@ cli_submit_parse(int argc, char **argv, struct cli_submit_opts *o)
 		}
 		o->kind = k;
 	}
+	if (o->deadline != NULL && o->kind != CLI_SOURCE_GIT) {
+		fprintf(stderr, "meshtest: --deadline picks the commit of git "
+			"repositories; it does not apply to a zip or folder\n");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -177,7 +235,19 @@ cli_submit_git_body(const struct cli_submit_opts *o)
 
 	for (size_t i = 0; i < o->nsources; i++)
 		json_array_append_new(list, json_string(o->sources[i]));
-	json_object_set_new(root, "projects", list);
+	if (o->org != NULL) {
+		json_decref(list);
+		json_object_set_new(root, "organization", json_string(o->org));
+		json_object_set_new(root, "prefix", json_string(o->prefix ? o->prefix : ""));
+		if (o->include_archived)
+			json_object_set_new(root, "include_archived", json_true());
+		if (o->include_templates)
+			json_object_set_new(root, "include_templates", json_true());
+	} else {
+		json_object_set_new(root, "projects", list);
+	}
+	if (o->deadline != NULL)
+		json_object_set_new(root, "deadline", json_string(o->deadline));
 	if (token != NULL && token[0] != '\0')
 		json_object_set_new(root, "auth_token", json_string(token));
 	if (o->module_timeout > 0) {

@@ -72,6 +72,9 @@ static const struct config_option config_options[] = {
 	  "comma-separated git hosts allowed (default: any)" },
 	{ "sandbox", "MESHTEST_SANDBOX", OPT_STR, OFF(sandbox), "auto", 0, 0,
 	  "auto (bubblewrap when it works), bwrap (refuse to start without it) or none" },
+	{ "github-api", "MESHTEST_GITHUB_API", OPT_STR, OFF(github_api), "https://api.github.com",
+	  0, 0, "base URL of the GitHub REST API, for organization submissions (GitHub"
+	  " Enterprise: https://HOST/api/v3)" },
 	{ "isolation", "MESHTEST_ISOLATION", OPT_STR, OFF(isolation), "project", 0, 0,
 	  "project (modules of a project may share a pytest session) or module (each"
 	  " module alone), for evaluations that do not choose" },
@@ -300,6 +303,15 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 		    cfg->isolation);
 		return -EINVAL;
 	}
+	if (!util_starts_with(cfg->github_api, "http://") &&
+	    !util_starts_with(cfg->github_api, "https://")) {
+		snprintf(err, errlen, "--github-api takes an http:// or https:// URL, not '%s'",
+		    cfg->github_api);
+		return -EINVAL;
+	}
+	/* one form: no trailing slash, so "<api>/orgs/..." and the Link check agree */
+	for (size_t n = strlen(cfg->github_api); n > 8 && cfg->github_api[n - 1] == '/'; n--)
+		cfg->github_api[n - 1] = '\0';
 	if (cfg->slots == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->slots = n > 0 ? n : 1;

@@ -30,6 +30,7 @@ struct config {
 	char *git_hosts;        /* comma-separated allowed git hosts; empty = any */
 	char *sandbox;          /* auto, bwrap or none (checked by runner_init) */
 	char *isolation;        /* project or module: for evaluations that do not say */
+	char *github_api;       /* base URL of the GitHub REST API, without a trailing / */
 
 	/* Derived at load time, not options. */
 	char *cluster_key;      /* from the file or MESHTEST_CLUSTER_KEY */

@@ -30,6 +30,97 @@ util_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* n digits of s as a number, or -1. */
+static int
+util_digits(const char *s, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+int
+util_parse_time(const char *s, double *out)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	struct tm tm;
+	double frac = 0;
+	int y, mo, d, h = 0, mi = 0, sec = 0, off = 0;
+	time_t t;
+
+	if (s == NULL || strlen(s) < 10 || s[4] != '-' || s[7] != '-')
+		return -EINVAL;
+	y = util_digits(s, 4);
+	mo = util_digits(s + 5, 2);
+	d = util_digits(s + 8, 2);
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1])
+		return -EINVAL;
+	s += 10;
+	if (*s == 'T' || *s == 't' || *s == ' ') {
+		s++;
+		h = util_digits(s, 2);
+		if (h < 0 || s[2] != ':' || (mi = util_digits(s + 3, 2)) < 0)
+			return -EINVAL;
+		s += 5;
+		if (*s == ':') {
+			if ((sec = util_digits(s + 1, 2)) < 0)
+				return -EINVAL;
+			s += 3;
+			if (*s == '.' || *s == ',') {
+				double scale = 0.1;
+				if (s[1] < '0' || s[1] > '9')
+					return -EINVAL;
+				for (s++; *s >= '0' && *s <= '9'; s++, scale /= 10)
+					frac += (*s - '0') * scale;
+			}
+		}
+		if (h > 23 || mi > 59 || sec > 60)
+			return -EINVAL;
+	}
+	if (*s == 'Z' || *s == 'z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		int sign = *s == '-' ? -1 : 1, oh = util_digits(s + 1, 2), om;
+		s += 3;
+		if (*s == ':')
+			s++;
+		om = util_digits(s, 2);
+		if (oh < 0 || om < 0 || oh > 23 || om > 59)
+			return -EINVAL;
+		s += 2;
+		off = sign * (oh * 3600 + om * 60);
+	}
+	if (*s != '\0')
+		return -EINVAL;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (tm.tm_mday != d)      /* 29 February of a year without one */
+		return -EINVAL;
+	*out = (double)t - off + frac;
+	return 0;
+}
+
+void
+util_format_time(double t, char *out, size_t outlen)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 double
 util_mono(void)
 {

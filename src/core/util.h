@@ -18,6 +18,15 @@ double util_now(void);
 double util_mono(void);
 void util_sleep(double seconds);
 
+/*
+ * An ISO 8601 time: YYYY-MM-DD, optionally THH:MM[:SS[.fff]] (or a space
+ * for T), then Z, +HH:MM, -HH:MM, +HHMM or nothing (UTC). Seconds since the
+ * epoch into *out; 0, or -EINVAL.
+ */
+int util_parse_time(const char *s, double *out);
+/* t as "YYYY-MM-DDTHH:MM:SSZ" into out (21 bytes at least). */
+void util_format_time(double t, char *out, size_t outlen);
+
 /* A random (version 4) UUID in lowercase canonical form. */
 void util_uuid4(char out[UUID_STR_LEN]);
 /* 1 if s is a canonical lowercase or uppercase UUID. */

@@ -239,7 +239,7 @@ fetchq_single_folder(const char *root)
 static void
 fetchq_one(struct engine *eng, struct fetch_item *it)
 {
-	char err[1024] = "", rnd[17], digest[SHA256_HEX_LEN];
+	char err[1024] = "", rnd[17], digest[SHA256_HEX_LEN], commit[FETCH_GIT_COMMIT_LEN] = "";
 	char *tmp, *final = NULL, *zip = NULL;
 	char **warnings = NULL, **modules = NULL, **inames = NULL;
 	struct store_module_info *infos = NULL;
@@ -254,6 +254,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	 */
 	if (store_project_fetching(eng->st, it->eval_id, it->idx) != 1)
 		return;
+	settings = store_eval_settings(eng->st, it->eval_id);
 	util_random_hex(rnd, 8);
 	tmp = xasprintf("%s/.fetch-%s", eng->projects_dir, rnd);
 	if (strcmp(it->kind, "zip") == 0) {
@@ -297,7 +298,11 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 				o.username = pass != NULL ? user : NULL;
 				o.token = pass != NULL ? pass : user;
 			}
-			r = fetch_git_clone(clean, tmp, &o, err, sizeof(err));
+			double before = 0;
+			const char *deadline = json_string_value(json_object_get(settings, "deadline"));
+			if (deadline != NULL && util_parse_time(deadline, &before) < 0)
+				before = 0;
+			r = fetch_git_clone_at(clean, tmp, &o, before, commit, err, sizeof(err));
 			if (user != NULL)
 				OPENSSL_cleanse(user, strlen(user));
 			if (pass != NULL)
@@ -316,7 +321,6 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		goto out;
 	}
 	/* The evaluation's tests replace the project's; its set-up rides in the blob. */
-	settings = store_eval_settings(eng->st, it->eval_id);
 	if (json_string_value(json_object_get(settings, "instructor_tests_archive")) != NULL) {
 		const char *td = json_string_value(json_object_get(settings,
 		    "instructor_tests_archive"));
@@ -434,8 +438,8 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		layout_module_info(final, modules[i], &infos[i].est, &inames[i]);
 		infos[i].iname = inames[i];
 	}
-	if (store_project_ready(eng->st, it->eval_id, it->idx, digest, infos, nmodules,
-	    wj) == 0) {
+	if (store_project_ready(eng->st, it->eval_id, it->idx, digest, commit[0] ? commit : NULL,
+	    infos, nmodules, wj) == 0) {
 		log_info("engine: %s project %d ready: %zu modules, %zu warnings, blob %.12s",
 		    it->eval_id, it->idx, nmodules, nwarnings, digest);
 		engine_wake_slots(eng);

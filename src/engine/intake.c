@@ -20,6 +20,7 @@
 #include "engine/blob.h"
 #include "engine/engine_int.h"
 #include "fetch/fetch_git.h"
+#include "fetch/fetch_github.h"
 #include "fetch/fetch_zip.h"
 #include "fetch/layout.h"
 #include "runner/setup.h"
@@ -59,6 +60,19 @@ intake_settings_parse(json_t *in, char *err, size_t errlen)
 			return NULL;
 		}
 		json_object_set_new(out, "isolation", json_string(iso));
+	}
+	v = json_object_get(in, "deadline");
+	if (v != NULL && !json_is_null(v)) {
+		char norm[32];
+		double t;
+		if (!json_is_string(v) || util_parse_time(json_string_value(v), &t) < 0) {
+			snprintf(err, errlen, "deadline must be an ISO 8601 time, e.g."
+			    " 2026-03-01T23:59:59Z (without a zone: UTC)");
+			json_decref(out);
+			return NULL;
+		}
+		util_format_time(t, norm, sizeof(norm));
+		json_object_set_new(out, "deadline", json_string(norm));
 	}
 	/* setup, reruns, instructor_tests */
 	if (setup_settings_parse(in, out, err, errlen) < 0) {
@@ -162,6 +176,12 @@ intake_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 	char upload_digest[SHA256_HEX_LEN];
 	int r, status = 0;
 
+	if (json_object_get(settings, "deadline") != NULL) {
+		snprintf(err, errlen, "deadline applies to git repositories (the commit to grade),"
+		    " not to an uploaded ZIP");
+		status = 400;
+		goto out;
+	}
 	r = fetch_zip_scan(upload_path, root, &eng->limits, &plan, err, errlen);
 	if (r < 0) {
 		status = r == -EINVAL ? 400 : r == -E2BIG ? 413 : 422;
@@ -315,5 +335,26 @@ out:
 	free(ids);
 	free(sources);
 	free(projects);
+	return status;
+}
+
+int
+intake_submit_org(struct engine *eng, const struct intake_org *org, const char *token,
+    json_t *settings, char id[37], char *err, size_t errlen)
+{
+	struct fetch_github_query q = {
+		.api = eng->cfg->github_api, .token = token, .org = org->organization,
+		.prefix = org->prefix, .include_archived = org->include_archived,
+		.include_templates = org->include_templates, .max = (size_t)eng->cfg->max_projects,
+	};
+	char **urls = NULL;
+	size_t n = 0;
+	int status;
+
+	status = fetch_github_list(&q, &urls, &n, err, errlen);
+	if (status == 0)
+		status = intake_submit_git(eng, (const char *const *)urls, n, token, settings, id,
+		    err, errlen);
+	fetch_github_free(urls, n);
 	return status;
 }

@@ -33,4 +33,19 @@ int intake_submit_zip(struct engine *eng, const char *upload_path, const char *f
 int intake_submit_git(struct engine *eng, const char *const *urls, size_t n,
     const char *token, json_t *settings, char id[37], char *err, size_t errlen);
 
+/* A GitHub Classroom assignment: the organization's repositories named prefix*. */
+struct intake_org {
+	const char *organization;
+	const char *prefix;
+	int include_archived, include_templates;
+};
+/*
+ * Expand org through the GitHub REST API at the node's --github-api
+ * (fetch_github_list, with token) and accept the repositories as
+ * intake_submit_git would. 0, or the HTTP status with err (a bad token,
+ * no match, an unknown organization, a rate limit: see fetch_github.h).
+ */
+int intake_submit_org(struct engine *eng, const struct intake_org *org, const char *token,
+    json_t *settings, char id[37], char *err, size_t errlen);
+
 #endif

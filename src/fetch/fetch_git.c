@@ -430,26 +430,237 @@ fetch_git_url_password(const char *url)
 	return xasprintf("%.*s", (int)(at - colon - 1), colon + 1);
 }
 
+/* One git command of a clone, run to its end under the clone's limits. */
+struct fetch_git_step {
+	char **envp;             /* the child's environment */
+	const char *dest;        /* the clone folder: its size is capped while git runs */
+	uint64_t max;
+	double deadline;         /* util_mono() by which every step is done */
+	double timeout;          /* for the message */
+	struct fetch_git_out *out;  /* what the step wrote (stdout and stderr), last bytes */
+};
+
+/*
+ * Run argv (git ...) in cwd (NULL: ours) in its own process group, stdin
+ * /dev/null, output into st->out (emptied first). 0 when it ran to its end
+ * with *status its wait status; -ETIMEDOUT or -EFBIG with err (the group is
+ * killed); another negative errno when it could not start.
+ */
+static int
+fetch_git_exec(struct fetch_git_step *st, char *const *argv, const char *cwd, int *status,
+	       char *err, size_t errlen)
+{
+	int pfd[2] = { -1, -1 }, rc = 0, exited = 0;
+	double next_du;
+	pid_t pid;
+
+	*status = 0;
+	st->out->len = 0;
+	st->out->data[0] = '\0';
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rc = -errno;
+		util_seterr(err, errlen, "cannot start git: %s", strerror(errno));
+		return rc;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		util_seterr(err, errlen, "cannot start git: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return rc;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		int devnull;
+
+		setpgid(0, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		devnull = open("/dev/null", O_RDONLY);
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 ||
+		    dup2(pfd[1], 2) < 0 || (cwd != NULL && chdir(cwd) < 0))
+			_exit(127);
+		util_close_from(3);
+		execvpe("git", argv, st->envp);
+		_exit(127);
+	}
+	setpgid(pid, pid); /* also in the parent: no window where a kill misses */
+	close(pfd[1]);
+	pfd[1] = -1;
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+
+	next_du = util_mono() + FETCH_GIT_POLL_MS / 1000.0;
+	for (;;) {
+		struct pollfd pl = { pfd[0], POLLIN, 0 };
+		siginfo_t si;
+		double now;
+
+		if (pfd[0] >= 0) {
+			if (poll(&pl, 1, FETCH_GIT_POLL_MS) > 0) {
+				char tmp[4096];
+				ssize_t n;
+
+				while ((n = read(pfd[0], tmp, sizeof(tmp))) > 0)
+					fetch_git_out_add(st->out, tmp, (size_t)n);
+				if (n == 0) {
+					close(pfd[0]);
+					pfd[0] = -1;
+				}
+			}
+		} else {
+			util_sleep(FETCH_GIT_POLL_MS / 1000.0);
+		}
+		/* Look at the exit without reaping, so the group id stays ours to kill. */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid) {
+			exited = 1;
+			break;
+		}
+		now = util_mono();
+		if (now >= st->deadline) {
+			util_seterr(err, errlen, "git clone failed: timed out after %g seconds",
+			    st->timeout);
+			rc = -ETIMEDOUT;
+			break;
+		}
+		if (now >= next_du) {
+			if (fetch_git_du(st->dest, st->max) > st->max) {
+				util_seterr(err, errlen, "git clone failed: the repository is larger "
+				    "than %llu bytes", (unsigned long long)st->max);
+				rc = -EFBIG;
+				break;
+			}
+			next_du = util_mono() + FETCH_GIT_POLL_MS / 1000.0;
+		}
+	}
+	kill(-pid, SIGKILL); /* whatever is left of the group (helpers, ssh) */
+	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+		;
+	if (pfd[0] >= 0) {
+		char tmp[4096];
+		ssize_t n;
+
+		while ((n = read(pfd[0], tmp, sizeof(tmp))) > 0)
+			fetch_git_out_add(st->out, tmp, (size_t)n);
+		close(pfd[0]);
+	}
+	if (rc == 0 && !exited)
+		rc = -EIO;
+	return rc;
+}
+
+/* 1 when the wait status is a clean exit 0. */
+static int
+fetch_git_ok(int status)
+{
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The commit git printed (the last line, 40 or 64 hex digits) into commit; 0 or -ENOENT. */
+static int
+fetch_git_commit_of(const struct fetch_git_out *out, char commit[FETCH_GIT_COMMIT_LEN])
+{
+	char line[FETCH_GIT_LINE_MAX + 1];
+	size_t n;
+
+	fetch_git_last_line(out->data, line, sizeof(line));
+	n = strlen(line);
+	if ((n != 40 && n != 64) || strspn(line, "0123456789abcdef") != n)
+		return -ENOENT;
+	memcpy(commit, line, n + 1);
+	return 0;
+}
+
+/*
+ * After the clone: the commit to grade. Without a deadline, HEAD; with one,
+ * the last commit of the branch whose committer date is at or before it,
+ * checked out. 0, or -ENOENT / -EIO with err.
+ */
+static int
+fetch_git_pick_commit(struct fetch_git_step *st, const char *dest, double before,
+		      char commit[FETCH_GIT_COMMIT_LEN], char *err, size_t errlen)
+{
+	char when[64], *arg = NULL;
+	int status, rc;
+
+	if (before <= 0) {
+		char *const head[] = { "git", "rev-parse", "HEAD", NULL };
+		rc = fetch_git_exec(st, head, dest, &status, err, errlen);
+		if (rc == 0 && (!fetch_git_ok(status) || fetch_git_commit_of(st->out, commit) < 0)) {
+			util_seterr(err, errlen, "cannot read the cloned commit");
+			rc = -EIO;
+		}
+		return rc;
+	}
+	{
+		time_t t = (time_t)before;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S +0000", &tm);
+	}
+	arg = xasprintf("--before=%s", when);
+	{
+		char *const list[] = { "git", "rev-list", "-1", arg, "HEAD", NULL };
+		rc = fetch_git_exec(st, list, dest, &status, err, errlen);
+	}
+	free(arg);
+	if (rc < 0)
+		return rc;
+	if (!fetch_git_ok(status)) {
+		util_seterr(err, errlen, "cannot read the repository's history");
+		return -EIO;
+	}
+	if (fetch_git_commit_of(st->out, commit) < 0) {
+		when[19] = '\0';
+		when[10] = 'T';
+		util_seterr(err, errlen, "no commit at or before the deadline %sZ", when);
+		return -ENOENT;
+	}
+	{
+		char *const co[] = { "git", "-c", "advice.detachedHead=false", "checkout", "-q",
+				     "--detach", commit, NULL };
+		rc = fetch_git_exec(st, co, dest, &status, err, errlen);
+	}
+	if (rc == 0 && !fetch_git_ok(status)) {
+		char line[FETCH_GIT_LINE_MAX + 1];
+		fetch_git_last_line(st->out->data, line, sizeof(line));
+		util_seterr(err, errlen, "cannot check out %.12s: %s", commit, line);
+		rc = -EIO;
+	}
+	return rc;
+}
+
 int
 fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *o,
                 char *err, size_t errlen)
 {
+	return fetch_git_clone_at(url, dest, o, 0, NULL, err, errlen);
+}
+
+int
+fetch_git_clone_at(const char *url, const char *dest, const struct fetch_git_opts *o,
+		   double before, char commit[FETCH_GIT_COMMIT_LEN], char *err, size_t errlen)
+{
 	struct fetch_git_opts def;
 	struct fetch_git_out *out = NULL;
+	struct fetch_git_step st;
 	char home[] = "/tmp/meshtest-git-XXXXXX";
-	char *envp[24], *argv[16], *hdr = NULL, *b64 = NULL, *pass = NULL, *secret_env = NULL;
-	char *owned[24];
-	size_t nowned = 0;
-	int pfd[2] = { -1, -1 }, have_home = 0, created = 0, rc, status = 0, exited = 0;
-	double deadline, next_du;
-	struct stat st;
-	pid_t pid = -1;
+	char *envp[24], *local_envp[24], *argv[16], *hdr = NULL, *b64 = NULL, *pass = NULL;
+	char *secret_env = NULL, *owned[24], picked[FETCH_GIT_COMMIT_LEN];
+	size_t nowned = 0, nlocal;
+	int have_home = 0, rc, status = 0;
+	struct stat sb;
 	size_t ne = 0, na = 0;
 
 	if (o == NULL) {
 		fetch_git_opts_default(&def);
 		o = &def;
 	}
+	if (commit != NULL)
+		commit[0] = '\0';
 	rc = fetch_git_check_url(url, o, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -457,7 +668,7 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		util_seterr(err, errlen, "invalid clone destination");
 		return -EINVAL;
 	}
-	if (lstat(dest, &st) == 0) {
+	if (lstat(dest, &sb) == 0) {
 		util_seterr(err, errlen, "clone destination %s already exists", dest);
 		return -EEXIST;
 	}
@@ -477,7 +688,7 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 	out = xcalloc(1, sizeof(*out));
 	pass = fetch_git_url_password(url);
 
-	/* Everything the child needs is built before fork. */
+	/* Everything the children need is built before fork. */
 	argv[na++] = "git";
 	argv[na++] = "-c";
 	argv[na++] = o->allow_file_urls ? "protocol.file.allow=always" : "protocol.file.allow=never";
@@ -486,8 +697,13 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 	argv[na++] = "-c";
 	argv[na++] = "core.symlinks=true";
 	argv[na++] = "clone";
-	argv[na++] = "--depth";
-	argv[na++] = "1";
+	if (before > 0) {
+		/* the history, to find the commit of the deadline; checked out after */
+		argv[na++] = "--no-checkout";
+	} else {
+		argv[na++] = "--depth";
+		argv[na++] = "1";
+	}
 	argv[na++] = "--no-tags";
 	argv[na++] = "--single-branch";
 	argv[na++] = "--";
@@ -511,115 +727,34 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		envp[ne++] = "GIT_SSH_COMMAND=" FETCH_GIT_SSH;
 		envp[ne++] = o->allow_file_urls ? "GIT_ALLOW_PROTOCOL=http:https:git:ssh:file" :
 		    "GIT_ALLOW_PROTOCOL=http:https:git:ssh";
+		for (size_t i = 0; i < sizeof(pass_env) / sizeof(pass_env[0]); i++) {
+			const char *v = getenv(pass_env[i]);
+			if (v != NULL)
+				owned[nowned++] = envp[ne++] = xasprintf("%s=%s", pass_env[i], v);
+		}
+		/* the steps after the clone need no network, and never see the token */
+		nlocal = ne;
+		memcpy(local_envp, envp, nlocal * sizeof(*envp));
+		local_envp[nlocal] = NULL;
 		if (o->token != NULL) {
 			hdr = fetch_git_auth_header(o->username, o->token, &b64);
 			envp[ne++] = "GIT_CONFIG_COUNT=1";
 			envp[ne++] = "GIT_CONFIG_KEY_0=http.extraHeader";
 			secret_env = envp[ne++] = xasprintf("GIT_CONFIG_VALUE_0=%s", hdr);
 		}
-		for (size_t i = 0; i < sizeof(pass_env) / sizeof(pass_env[0]); i++) {
-			const char *v = getenv(pass_env[i]);
-			if (v != NULL)
-				owned[nowned++] = envp[ne++] = xasprintf("%s=%s", pass_env[i], v);
-		}
 		envp[ne] = NULL;
 	}
 
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
-		util_seterr(err, errlen, "cannot start git: %s", strerror(errno));
+	st.envp = envp;
+	st.dest = dest;
+	st.max = o->max_bytes ? o->max_bytes : (uint64_t)1 << 30;
+	st.timeout = o->timeout > 0 ? o->timeout : 300;
+	st.deadline = util_mono() + st.timeout;
+	st.out = out;
+	rc = fetch_git_exec(&st, argv, NULL, &status, err, errlen);
+	if (rc == -ETIMEDOUT || rc == -EFBIG)
 		goto out;
-	}
-	deadline = util_mono() + (o->timeout > 0 ? o->timeout : 300);
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		util_seterr(err, errlen, "cannot start git: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		sigset_t none;
-		int devnull;
-
-		setpgid(0, 0);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		devnull = open("/dev/null", O_RDONLY);
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(pfd[1], 2) < 0)
-			_exit(127);
-		util_close_from(3);
-		execvpe("git", argv, envp);
-		_exit(127);
-	}
-	setpgid(pid, pid); /* also in the parent: no window where a kill misses */
-	created = 1;
-	close(pfd[1]);
-	pfd[1] = -1;
-	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-
-	next_du = util_mono() + FETCH_GIT_POLL_MS / 1000.0;
-	rc = 0;
-	for (;;) {
-		struct pollfd pl = { pfd[0], POLLIN, 0 };
-		siginfo_t si;
-		double now;
-
-		if (pfd[0] >= 0) {
-			if (poll(&pl, 1, FETCH_GIT_POLL_MS) > 0) {
-				char tmp[4096];
-				ssize_t n;
-
-				while ((n = read(pfd[0], tmp, sizeof(tmp))) > 0)
-					fetch_git_out_add(out, tmp, (size_t)n);
-				if (n == 0) {
-					close(pfd[0]);
-					pfd[0] = -1;
-				}
-			}
-		} else {
-			util_sleep(FETCH_GIT_POLL_MS / 1000.0);
-		}
-		/* Look at the exit without reaping, so the group id stays ours to kill. */
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-		    si.si_pid == pid) {
-			exited = 1;
-			break;
-		}
-		now = util_mono();
-		if (now >= deadline) {
-			util_seterr(err, errlen, "git clone failed: timed out after %g seconds",
-			    o->timeout > 0 ? o->timeout : 300);
-			rc = -ETIMEDOUT;
-			break;
-		}
-		if (now >= next_du) {
-			uint64_t max = o->max_bytes ? o->max_bytes : (uint64_t)1 << 30;
-			if (fetch_git_du(dest, max) > max) {
-				util_seterr(err, errlen, "git clone failed: the repository is larger "
-				    "than %llu bytes", (unsigned long long)max);
-				rc = -EFBIG;
-				break;
-			}
-			next_du = util_mono() + FETCH_GIT_POLL_MS / 1000.0;
-		}
-	}
-	kill(-pid, SIGKILL); /* whatever is left of the group (helpers, ssh) */
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	pid = -1;
-	if (pfd[0] >= 0) {
-		char tmp[4096];
-		ssize_t n;
-
-		while ((n = read(pfd[0], tmp, sizeof(tmp))) > 0)
-			fetch_git_out_add(out, tmp, (size_t)n);
-	}
-	if (rc < 0)
-		goto out;
-	if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (rc < 0 || !fetch_git_ok(status)) {
 		char line[FETCH_GIT_LINE_MAX + 1];
 		const char *why;
 
@@ -641,9 +776,12 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 		rc = -EIO;
 		goto out;
 	}
+	st.envp = local_envp;
+	rc = fetch_git_pick_commit(&st, dest, before, picked, err, errlen);
+	if (rc < 0)
+		goto out;
 	{
 		char *git = xasprintf("%s/.git", dest);
-		uint64_t max = o->max_bytes ? o->max_bytes : (uint64_t)1 << 30;
 
 		rc = util_rm_rf(git);
 		free(git);
@@ -651,25 +789,18 @@ fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *
 			util_seterr(err, errlen, "cannot remove the clone's .git: %s", strerror(-rc));
 			goto out;
 		}
-		if (fetch_git_du(dest, max) > max) {
+		if (fetch_git_du(dest, st.max) > st.max) {
 			util_seterr(err, errlen, "git clone failed: the repository is larger than "
-			    "%llu bytes", (unsigned long long)max);
+			    "%llu bytes", (unsigned long long)st.max);
 			rc = -EFBIG;
 			goto out;
 		}
 	}
+	if (commit != NULL)
+		memcpy(commit, picked, sizeof(picked));
 	rc = 0;
 out:
-	if (pid > 0) {
-		kill(-pid, SIGKILL);
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	if (rc < 0 && created)
+	if (rc < 0 && lstat(dest, &sb) == 0)
 		util_rm_rf(dest);
 	if (have_home)
 		util_rm_rf(home);

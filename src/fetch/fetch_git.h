@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #define FETCH_GIT_MAX_URL 2048
+#define FETCH_GIT_COMMIT_LEN 65   /* a SHA-1 or SHA-256 commit id in hex, and the NUL */
 
 struct fetch_git_opts {
 	const char *token;        /* may be NULL; NEVER on a command line, in a URL, a log line, or on disk */
@@ -51,5 +52,16 @@ char *fetch_git_split_credentials(const char *url, char **user, char **pass);
  * Blocking; any thread; o may be NULL (defaults). */
 int fetch_git_clone(const char *url, const char *dest, const struct fetch_git_opts *o,
                     char *err, size_t errlen);
+
+/*
+ * fetch_git_clone, and the commit that was checked out into commit (may be
+ * NULL). With before > 0 (seconds since the epoch) the whole branch is
+ * fetched and the checkout is its last commit whose committer date is at or
+ * before it (git rev-list -1 --before); none is -ENOENT with err "no commit
+ * at or before the deadline <time>Z". The token is given to the clone only,
+ * never to the local steps after it.
+ */
+int fetch_git_clone_at(const char *url, const char *dest, const struct fetch_git_opts *o,
+		       double before, char commit[FETCH_GIT_COMMIT_LEN], char *err, size_t errlen);
 
 #endif

@@ -129,6 +129,18 @@ http_client_error(CURL *c, CURLcode rc, const char *url, double timeout,
 	}
 }
 
+/* The answer's header name (its first occurrence), malloc'ed, or NULL. */
+static char *
+http_client_header(CURL *c, const char *name)
+{
+	struct curl_header *h = NULL;
+
+	if (curl_easy_header(c, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || h == NULL ||
+	    h->value == NULL)
+		return NULL;
+	return xstrdup(h->value);
+}
+
 /*
  * Set the options every request shares, run the transfer and fill resp.
  * c and list belong to the caller; list may be NULL.
@@ -173,12 +185,11 @@ http_client_perform(CURL *c, const char *url, struct curl_slist *list,
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
 	curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
 	resp->content_type = ct != NULL ? xstrdup(ct) : NULL;
-	{
-		struct curl_header *h = NULL;
-		if (curl_easy_header(c, "X-Meshtest-Mac", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
-		    h != NULL && h->value != NULL)
-			resp->mac = xstrdup(h->value);
-	}
+	resp->mac = http_client_header(c, "X-Meshtest-Mac");
+	resp->link = http_client_header(c, "Link");
+	resp->retry_after = http_client_header(c, "Retry-After");
+	resp->rate_remaining = http_client_header(c, "X-RateLimit-Remaining");
+	resp->rate_reset = http_client_header(c, "X-RateLimit-Reset");
 	resp->len = sink.body.len;
 	resp->body = buf_steal(&sink.body);
 	if (resp->body == NULL)
@@ -344,5 +355,9 @@ http_response_free(struct http_response *r)
 	free(r->body);
 	free(r->content_type);
 	free(r->mac);
+	free(r->link);
+	free(r->retry_after);
+	free(r->rate_remaining);
+	free(r->rate_reset);
 	memset(r, 0, sizeof(*r));
 }

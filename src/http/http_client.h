@@ -18,6 +18,10 @@ struct http_response {
 	size_t len;          /* body bytes, not counting the NUL */
 	char *content_type;  /* Content-Type of the answer, or NULL */
 	char *mac;           /* X-Meshtest-Mac of the answer (cluster auth), or NULL */
+	char *link;          /* Link (pagination), or NULL */
+	char *retry_after;   /* Retry-After, or NULL */
+	char *rate_remaining; /* X-RateLimit-Remaining, or NULL */
+	char *rate_reset;    /* X-RateLimit-Reset (epoch seconds), or NULL */
 };
 
 /*

@@ -64,6 +64,8 @@ static const char *const store_migrations[] = {
 	"ALTER TABLE module ADD COLUMN est REAL;"
 	"ALTER TABLE module ADD COLUMN iname TEXT;"
 	"CREATE INDEX IF NOT EXISTS project_digest ON project(digest);",
+	/* 3: the commit a git project was graded at */
+	"ALTER TABLE project ADD COLUMN commit_sha TEXT;",
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -416,8 +418,8 @@ eval_doc(struct store *st, const char *id, double now, int details)
 
 	/* Projects, with their totals. */
 	s = store_prep(db, "SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings,"
-	    " coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0)"
-	    " FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id AND r.project_idx = p.idx"
+	    " coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0),"
+	    " p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id AND r.project_idx = p.idx"
 	    " WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx");
 	if (s == NULL)
 		goto fail;
@@ -430,6 +432,8 @@ eval_doc(struct store *st, const char *id, double now, int details)
 		double g = has_error ? 0.0 : score_grade(p, f);
 		json_t *err = has_error ? json_string(col_text(s, 4)) : json_null();
 		json_t *warnings = json_loads(col_text(s, 5), 0, NULL);
+		json_t *commit = sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() :
+		    json_string(col_text(s, 9));
 
 		if (warnings == NULL)
 			warnings = json_array();
@@ -445,17 +449,18 @@ eval_doc(struct store *st, const char *id, double now, int details)
 		json_object_set_new(np, pid, json_real(g));
 		if (details) {
 			json_array_append_new(plist, json_pack("{s:s, s:s, s:s, s:f, s:I, s:I,"
-			    " s:I, s:O, s:o, s:o}", "project_id", pid, "source", col_text(s, 2),
+			    " s:I, s:O, s:o, s:O, s:o}", "project_id", pid, "source", col_text(s, 2),
 			    "state", state, "grade", g, "passed", (json_int_t)p, "failed",
 			    (json_int_t)f, "skipped", (json_int_t)k, "error", err, "warnings",
-			    warnings, "modules", json_array()));
+			    warnings, "commit", commit, "modules", json_array()));
 		} else {
 			json_object_set_new(projects, pid, json_pack("{s:s, s:O, s:I, s:I, s:I,"
-			    " s:f, s:o}", "state", state, "error", err, "passed", (json_int_t)p,
+			    " s:f, s:o, s:O}", "state", state, "error", err, "passed", (json_int_t)p,
 			    "failed", (json_int_t)f, "skipped", (json_int_t)k, "grade", g,
-			    "warnings", warnings));
+			    "warnings", warnings, "commit", commit));
 		}
 		json_decref(err);
+		json_decref(commit);
 	}
 	sqlite3_finalize(s);
 
@@ -725,7 +730,8 @@ store_project_fetching(struct store *st, const char *eval_id, int idx)
 
 int
 store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
-    const struct store_module_info *modules, size_t nmodules, json_t *warnings)
+    const char *commit, const struct store_module_info *modules, size_t nmodules,
+    json_t *warnings)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
@@ -734,14 +740,15 @@ store_project_ready(struct store *st, const char *eval_id, int idx, const char *
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
 	w = warnings ? json_dumps(warnings, JSON_COMPACT) : xstrdup("[]");
-	s = store_prep(db, "UPDATE project SET state = 'ready', digest = ?, warnings = ?"
-	    " WHERE eval_id = ? AND idx = ? AND state = 'fetching'");
+	s = store_prep(db, "UPDATE project SET state = 'ready', digest = ?, warnings = ?,"
+	    " commit_sha = ? WHERE eval_id = ? AND idx = ? AND state = 'fetching'");
 	if (s == NULL)
 		goto fail;
 	bind_text(s, 1, digest);
 	bind_text(s, 2, w);
-	bind_text(s, 3, eval_id);
-	sqlite3_bind_int(s, 4, idx);
+	bind_text(s, 3, commit);
+	bind_text(s, 4, eval_id);
+	sqlite3_bind_int(s, 5, idx);
 	if (step_done(db, s) < 0)
 		goto fail;
 	if (sqlite3_changes(db) == 0) {
@@ -1245,19 +1252,20 @@ store_eval_export(struct store *st, const char *id)
 	json_object_set_new(doc, "results", results);
 
 	s = store_prep(db, "SELECT idx, project_id, source, prefix, state, error, warnings,"
-	    " digest FROM project WHERE eval_id = ? ORDER BY idx");
+	    " digest, commit_sha FROM project WHERE eval_id = ? ORDER BY idx");
 	if (s == NULL)
 		goto fail;
 	bind_text(s, 1, id);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		json_t *w = json_loads(col_text(s, 6), 0, NULL);
 		json_array_append_new(projects, json_pack("{s:i, s:s, s:s, s:s?, s:s, s:s?, s:o,"
-		    " s:s?}", "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1),
+		    " s:s?, s:s?}", "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1),
 		    "source", col_text(s, 2), "prefix", sqlite3_column_type(s, 3) == SQLITE_NULL ?
 		    NULL : col_text(s, 3), "state", col_text(s, 4), "error",
 		    sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL : col_text(s, 5),
 		    "warnings", w ? w : json_array(), "digest",
-		    sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_text(s, 7)));
+		    sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_text(s, 7),
+		    "commit", sqlite3_column_type(s, 8) == SQLITE_NULL ? NULL : col_text(s, 8)));
 	}
 	sqlite3_finalize(s);
 	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version, est, iname"
@@ -1419,9 +1427,10 @@ store_eval_merge(struct store *st, json_t *doc)
 		w = json_is_array(json_object_get(v, "warnings")) ?
 		    json_dumps(json_object_get(v, "warnings"), JSON_COMPACT) : xstrdup("[]");
 		s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
-		    " state, error, warnings, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10)"
-		    " ON CONFLICT DO UPDATE SET state = ?6, error = ?7, warnings = ?8,"
-		    " digest = coalesce(digest, ?10)"
+		    " state, error, warnings, digest, commit_sha) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+		    " ?7, ?8, ?10, ?11) ON CONFLICT DO UPDATE SET state = ?6, error = ?7,"
+		    " warnings = ?8, digest = coalesce(digest, ?10),"
+		    " commit_sha = coalesce(commit_sha, ?11)"
 		    " WHERE (CASE state WHEN 'error' THEN 2 WHEN 'ready' THEN 1 ELSE 0 END) < ?9");
 		if (s == NULL) {
 			free(w);
@@ -1437,6 +1446,7 @@ store_eval_merge(struct store *st, json_t *doc)
 		bind_text(s, 8, w);
 		sqlite3_bind_int(s, 9, project_state_rank(state));
 		bind_text(s, 10, json_string_value(json_object_get(v, "digest")));
+		bind_text(s, 11, json_string_value(json_object_get(v, "commit")));
 		r = step_done(db, s);
 		free(w);
 		if (r < 0)

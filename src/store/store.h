@@ -90,12 +90,14 @@ void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
 int store_project_fetching(struct store *st, const char *eval_id, int idx);
 
 /*
- * The project's files are packed as blob digest: record its modules and make
- * it runnable (only from "fetching"; a second fetch of the same project is
- * ignored).
+ * The project's files are packed as blob digest: record its modules, the
+ * commit it was graded at (git projects; NULL otherwise) and its warnings,
+ * and make it runnable (only from "fetching"; a second fetch of the same
+ * project is ignored).
  */
 int store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
-    const struct store_module_info *modules, size_t nmodules, json_t *warnings);
+    const char *commit, const struct store_module_info *modules, size_t nmodules,
+    json_t *warnings);
 /* The project cannot run: grade 0 with this error; its modules are dropped. */
 int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
     json_t *warnings, double when);

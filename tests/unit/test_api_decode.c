@@ -34,6 +34,13 @@ test_bad_bodies(void **state)
 		{ "{\"projects\": [\"https://h/r\"], \"module_timeout\": 0}", "module_timeout" },
 		{ "{\"projects\": [\"https://h/r\"], \"module_timeout\": \"x\"}", "module_timeout" },
 		{ "{\"projects\": [\"a\"], \"projects\": [\"b\"]}", "malformed JSON" },
+		{ "{\"organization\": 5}", "GitHub organization name" },
+		{ "{\"organization\": \"a/b\"}", "GitHub organization name" },
+		{ "{\"organization\": \"o\", \"prefix\": 3}", "\"prefix\"" },
+		{ "{\"organization\": \"o\", \"include_archived\": \"yes\"}", "true or false" },
+		{ "{\"organization\": \"o\", \"projects\": [\"https://h/r\"]}", "not both" },
+		{ "{\"projects\": [\"https://h/r\"], \"deadline\": \"next week\"}", "ISO 8601" },
+		{ "{\"projects\": [\"https://h/r\"], \"deadline\": 5}", "ISO 8601" },
 	};
 	struct api_git_submission s;
 	char err[512];
@@ -62,6 +69,18 @@ test_good_body(void **state)
 	assert_int_equal(json_array_size(s.projects), 2);
 	assert_string_equal(s.token, "tok");
 	assert_true(json_real_value(json_object_get(s.settings, "module_timeout")) == 12.0);
+	api_git_submission_free(&s);
+
+	b = "{\"organization\": \"school\", \"prefix\": \"hw-1-\", \"include_templates\": true,"
+	    " \"deadline\": \"2026-03-01T23:59:59+01:00\"}";
+	assert_int_equal(api_evaluation_decode(b, strlen(b), &s, err, sizeof(err)), 0);
+	assert_null(s.projects);
+	assert_string_equal(s.organization, "school");
+	assert_string_equal(s.prefix, "hw-1-");
+	assert_int_equal(s.include_archived, 0);
+	assert_int_equal(s.include_templates, 1);
+	assert_string_equal(json_string_value(json_object_get(s.settings, "deadline")),
+	    "2026-03-01T22:59:59Z");
 	api_git_submission_free(&s);
 
 	b = "{\"projects\": [\"https://h/a\"], \"auth_token\": \"\"}";

@@ -220,6 +220,78 @@ test_clone_local(void **state)
 	free(dest);
 }
 
+/* The first line of dir/name, without its newline, into out. */
+static void
+first_line(const char *dir, const char *name, char *out, size_t outlen)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	assert_non_null(fgets(out, (int)outlen, f));
+	fclose(f);
+	free(path);
+	out[strcspn(out, "\n")] = '\0';
+}
+
+/*
+ * A deadline picks the last commit at or before it (by committer date) and
+ * the commit is reported; none before it is a clear error.
+ */
+static void
+test_clone_at_deadline(void **state)
+{
+	struct fetch_git_opts o;
+	char *hist = xasprintf("%s/hist", tmp_root), *url = xasprintf("file://%s", hist);
+	char *d1 = xasprintf("%s/at1", tmp_root), *d2 = xasprintf("%s/at2", tmp_root);
+	char *d3 = xasprintf("%s/at3", tmp_root), *cmd, *text = NULL, *f;
+	char err[256] = "", c1[FETCH_GIT_COMMIT_LEN], want1[64] = "", want2[64] = "";
+	size_t len;
+
+	(void)state;
+	/* v1 committed 2026-01-10, v2 on 2026-01-20 */
+	cmd = xasprintf("set -e; mkdir -p '%s'; cd '%s'; export HOME='%s';"
+	    " git init -q .; echo v1 > version.txt;"
+	    " git add -A; GIT_COMMITTER_DATE='2026-01-10T12:00:00Z' git -c user.name=t"
+	    " -c user.email=t@t commit -q -m one --date=2026-01-10T12:00:00Z;"
+	    " git rev-parse HEAD > ../want1; echo v2 > version.txt;"
+	    " GIT_COMMITTER_DATE='2026-01-20T12:00:00Z' git -c user.name=t -c user.email=t@t"
+	    " commit -q -am two --date=2026-01-20T12:00:00Z; git rev-parse HEAD > ../want2",
+	    hist, hist, tmp_root);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	first_line(tmp_root, "want1", want1, sizeof(want1));
+	first_line(tmp_root, "want2", want2, sizeof(want2));
+
+	fetch_git_opts_default(&o);
+	o.allow_file_urls = 1;
+	/* 2026-01-15T00:00:00Z: between the two */
+	assert_int_equal(fetch_git_clone_at(url, d1, &o, 1768435200.0, c1, err, sizeof(err)), 0);
+	assert_string_equal(c1, want1);
+	f = xasprintf("%s/version.txt", d1);
+	assert_int_equal(util_read_file(f, 64, &text, &len), 0);
+	assert_string_equal(text, "v1\n");
+	free(text);
+	free(f);
+	f = xasprintf("%s/.git", d1);
+	assert_false(exists(f));
+	free(f);
+	/* no deadline: the tip */
+	assert_int_equal(fetch_git_clone_at(url, d2, &o, 0, c1, err, sizeof(err)), 0);
+	assert_string_equal(c1, want2);
+	/* 2026-01-01T00:00:00Z: before the first commit */
+	assert_int_equal(fetch_git_clone_at(url, d3, &o, 1767225600.0, c1, err, sizeof(err)),
+	    -ENOENT);
+	assert_string_equal(err, "no commit at or before the deadline 2026-01-01T00:00:00Z");
+	assert_string_equal(c1, "");
+	assert_false(exists(d3));
+	free(hist);
+	free(url);
+	free(d1);
+	free(d2);
+	free(d3);
+}
+
 static void
 test_clone_errors(void **state)
 {
@@ -378,6 +450,7 @@ main(void)
 		cmocka_unit_test(test_check_url),
 		cmocka_unit_test(test_split_credentials),
 		cmocka_unit_test(test_clone_local),
+		cmocka_unit_test(test_clone_at_deadline),
 		cmocka_unit_test(test_clone_errors),
 		cmocka_unit_test(test_token_and_env),
 		cmocka_unit_test(test_timeout_kills_group),

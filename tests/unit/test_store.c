@@ -244,7 +244,11 @@ test_replication(void **state)
 	b = open_fresh();
 	assert_int_equal(store_eval_create(a, id, 5.0, "zip", "n1:1", settings, 0, "/u", p, 2), 0);
 	json_decref(settings);
-	assert_int_equal(helper_ready(a, id, 0, "/d", m, 2), 0);
+	{
+		struct store_module_info mi[2] = { { .path = m[0] }, { .path = m[1] } };
+		assert_int_equal(store_project_ready(a, id, 0, "/d",
+		    "0123456789abcdef0123456789abcdef01234567", mi, 2, NULL), 0);
+	}
 	assert_int_equal(store_project_error(a, id, 1, "cannot install", NULL, 6.0), 0);
 	assert_int_equal(helper_claim(a, "n1:1", &c), 1);
 	json_t *r = result(2, 1, 0);
@@ -270,6 +274,11 @@ test_replication(void **state)
 	assert_true(json_equal(st_a, st_b));
 	assert_int_equal(json_integer_value(json_object_get(st_b, "in_progress")), 1);
 	assert_int_equal(json_integer_value(json_object_get(st_b, "executed")), 1);
+	/* the graded commit travels with the project; a ZIP-like one has none */
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(
+	    st_b, "projects"), "a"), "commit")), "0123456789abcdef0123456789abcdef01234567");
+	assert_true(json_is_null(json_object_get(json_object_get(json_object_get(st_b,
+	    "projects"), "z"), "commit")));
 	json_decref(st_a);
 	json_decref(st_b);
 	/* b does not run a's evaluation (until work is spread). */
