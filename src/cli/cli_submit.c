@@ -2,7 +2,7 @@
  * cli_submit.c - meshtest submit: hand a ZIP, a folder or git URLs to a node.
  *
  *   meshtest submit PROJECTS.zip|DIR|GIT_URL... [--node host:port] [--wait]
- *                   [--json] [--module-timeout S] [--deadline TIME]
+ *                   [--json] [--module-timeout S] [--deadline TIME] [--reuse]
  *   meshtest submit --org ORG [--prefix P] [--include-archived]
  *                   [--include-templates] [--deadline TIME] [...]
  *
@@ -37,6 +37,7 @@ struct cli_submit_opts {
 	int json;
 	double module_timeout; /* 0: not given */
 	const char *deadline;  /* NULL: not given */
+	int reuse;             /* take results of an identical earlier run */
 	const char *org, *prefix;
 	int include_archived, include_templates;
 	const char **sources;
@@ -50,7 +51,7 @@ cli_submit_usage(FILE *f)
 	fprintf(f,
 		"usage: meshtest submit PROJECTS.zip|DIR|GIT_URL... "
 		"[--node host:port] [--wait] [--json] [--module-timeout S]\n"
-		"                       [--deadline TIME]\n"
+		"                       [--deadline TIME] [--reuse]\n"
 		"       meshtest submit --org ORG [--prefix PREFIX] "
 		"[--include-archived] [--include-templates] [...]\n"
 		"  one ZIP or folder per submission, or any number of git URLs,\n"
@@ -65,6 +66,8 @@ cli_submit_usage(FILE *f)
 		"  --org, --prefix   a GitHub Classroom assignment: the organization's\n"
 		"                    repositories whose names start with the prefix\n"
 		"  --include-archived, --include-templates  count those too\n"
+		"  --reuse           take the results of an identical earlier run\n"
+		"                    (same content, tests, packages and settings)\n"
 		"  env MESHTEST_GIT_TOKEN: access token for the git URLs\n"
 		"  env MESHTEST_API_TOKEN: the node's API token\n");
 }
@@ -135,6 +138,8 @@ cli_submit_parse(int argc, char **argv, struct cli_submit_opts *o)
 			o->wait = 1;
 		} else if (strcmp(a, "--json") == 0) {
 			o->json = 1;
+		} else if (strcmp(a, "--reuse") == 0) {
+			o->reuse = 1;
 		} else if (strcmp(a, "--include-archived") == 0) {
 			o->include_archived = 1;
 		} else if (strcmp(a, "--include-templates") == 0) {
@@ -248,6 +253,8 @@ cli_submit_git_body(const struct cli_submit_opts *o)
 	}
 	if (o->deadline != NULL)
 		json_object_set_new(root, "deadline", json_string(o->deadline));
+	if (o->reuse)
+		json_object_set_new(root, "reuse", json_true());
 	if (token != NULL && token[0] != '\0')
 		json_object_set_new(root, "auth_token", json_string(token));
 	if (o->module_timeout > 0) {
@@ -261,21 +268,26 @@ cli_submit_git_body(const struct cli_submit_opts *o)
 	return s;
 }
 
-/* Upload one ZIP file; form field module_timeout when given. */
+/* Upload one ZIP file; form fields module_timeout and reuse when given. */
 static int
 cli_submit_zip(const struct cli_conn *c, const struct cli_submit_opts *o,
 	       const char *zip_path, struct http_response *resp, char *err,
 	       size_t errlen)
 {
-	const char *fields[3] = { NULL, NULL, NULL };
+	const char *fields[5] = { NULL, NULL, NULL, NULL, NULL };
 	char tbuf[64];
 	char *url = xasprintf("%s/evaluation", c->base);
+	size_t nf = 0;
 	int r;
 
 	if (o->module_timeout > 0) {
 		snprintf(tbuf, sizeof(tbuf), "%g", o->module_timeout);
-		fields[0] = "module_timeout";
-		fields[1] = tbuf;
+		fields[nf++] = "module_timeout";
+		fields[nf++] = tbuf;
+	}
+	if (o->reuse) {
+		fields[nf++] = "reuse";
+		fields[nf++] = "true";
 	}
 	r = http_client_post_file(url, c->headers, zip_path, fields,
 				  CLI_SUBMIT_TIMEOUT, CLI_SUBMIT_ANSWER_MAX,

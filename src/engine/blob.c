@@ -6,6 +6,7 @@
  */
 #include "engine/blob.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -51,41 +52,155 @@ blob_has(const char *blobs_dir, const char *digest)
 }
 
 /* SHA-256 of a file, streamed. */
+/* Feed the file at path (opened without following a link) into ctx. */
 static int
-file_sha256(const char *path, char out[SHA256_HEX_LEN])
+sha256_feed_file(EVP_MD_CTX *ctx, int dirfd, const char *path)
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE], b[65536];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+	unsigned char b[65536];
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
 
-	if (fd < 0 || ctx == NULL) {
-		r = fd < 0 ? -errno : -ENOMEM;
-		goto out;
-	}
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	if (fd < 0)
+		return -errno;
 	for (;;) {
 		ssize_t n = read(fd, b, sizeof(b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
 			r = -errno;
-			goto out;
+			break;
 		}
 		if (n == 0)
 			break;
 		EVP_DigestUpdate(ctx, b, (size_t)n);
 	}
+	close(fd);
+	return r;
+}
+
+static void
+sha256_hex_final(EVP_MD_CTX *ctx, char out[SHA256_HEX_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
 	for (unsigned i = 0; i < 32; i++) {
 		out[2 * i] = hex[md[i] >> 4];
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[64] = '\0';
+}
+
+static int
+file_sha256(const char *path, char out[SHA256_HEX_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int r;
+
+	if (ctx == NULL)
+		return -ENOMEM;
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	r = sha256_feed_file(ctx, AT_FDCWD, path);
+	if (r == 0)
+		sha256_hex_final(ctx, out);
+	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+static int
+blob_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Feed the folder rel (under root) into ctx: its entries in name order,
+ * each as a record of kind, path, mode and content (a file's bytes, a
+ * link's target), folders recursively.
+ */
+static int
+blob_tree_feed(EVP_MD_CTX *ctx, int rootfd, const char *rel, int depth)
+{
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+	int fd, r = 0;
+
+	if (depth > 256)
+		return -ELOOP;
+	fd = openat(rootfd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		names = xrealloc(names, (n + 1) * sizeof(*names));
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), blob_name_cmp);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		char *path = *rel ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
+		struct stat st;
+		char head[64];
+
+		if (fstatat(rootfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+		} else if (S_ISDIR(st.st_mode)) {
+			EVP_DigestUpdate(ctx, "D", 1);
+			EVP_DigestUpdate(ctx, path, strlen(path) + 1);
+			r = blob_tree_feed(ctx, rootfd, path, depth + 1);
+		} else if (S_ISREG(st.st_mode)) {
+			int len = snprintf(head, sizeof(head), "%o:%lld", (unsigned)(st.st_mode & 0111),
+					   (long long)st.st_size);
+			EVP_DigestUpdate(ctx, "F", 1);
+			EVP_DigestUpdate(ctx, path, strlen(path) + 1);
+			EVP_DigestUpdate(ctx, head, (size_t)len + 1);
+			r = sha256_feed_file(ctx, rootfd, path);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[4096];
+			ssize_t tl = readlinkat(rootfd, path, target, sizeof(target));
+			if (tl < 0) {
+				r = -errno;
+			} else {
+				EVP_DigestUpdate(ctx, "L", 1);
+				EVP_DigestUpdate(ctx, path, strlen(path) + 1);
+				EVP_DigestUpdate(ctx, target, (size_t)tl);
+				EVP_DigestUpdate(ctx, "", 1);
+			}
+		}
+		free(path);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+int
+blob_tree_digest(const char *dir, char digest[SHA256_HEX_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (ctx == NULL || rootfd < 0) {
+		r = rootfd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, "meshtest-tree-1", 16);
+	r = blob_tree_feed(ctx, rootfd, "", 0);
+	if (r == 0)
+		sha256_hex_final(ctx, digest);
 out:
-	if (fd >= 0)
-		close(fd);
+	if (rootfd >= 0)
+		close(rootfd);
 	EVP_MD_CTX_free(ctx);
 	return r;
 }

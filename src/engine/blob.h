@@ -19,6 +19,12 @@ struct fetch_limits;
 /* Pack the folder into a blob; writes its digest. */
 int blob_from_dir(const char *blobs_dir, const char *dir, char digest[SHA256_HEX_LEN],
     char *err, size_t errlen);
+/*
+ * The SHA-256 of a folder's content, without packing it: every entry in
+ * name order with its path, kind, executable bits and content (a link's
+ * target, never followed). Equal folders, equal digests. 0 or negative errno.
+ */
+int blob_tree_digest(const char *dir, char digest[SHA256_HEX_LEN]);
 /* The blob's path (malloc'ed), whether or not it exists. */
 char *blob_path(const char *blobs_dir, const char *digest);
 /* 1 if the blob is here. */

@@ -232,6 +232,34 @@ fetchq_single_folder(const char *root)
 }
 
 /*
+ * What makes two runs of a project the same run, so that one may take the
+ * other's results (reuse): the submitted content before anything of the
+ * evaluation's was added (source), the content of the instructor's tests
+ * ("" without), the packages it runs against (pins), the interpreter and
+ * pytest, and the evaluation's settings but for reuse itself and what only
+ * chose the content (the deadline, where the instructor's tests came from).
+ */
+static void
+fetchq_reuse_key(const char *source, json_t *settings, const char *tests_digest,
+    const char *pins, char key[SHA256_HEX_LEN])
+{
+	json_t *same = json_deep_copy(settings);
+	char *canon, *text;
+
+	json_object_del(same, "reuse");
+	json_object_del(same, "deadline");
+	json_object_del(same, "instructor_tests");
+	json_object_del(same, "instructor_tests_archive");
+	canon = json_dumps(same, JSON_COMPACT | JSON_SORT_KEYS);
+	text = xasprintf("meshtest-reuse-1\n%s\n%s\n%s\n%s\n%s", source, tests_digest,
+	    pins != NULL ? pins : "", runner_versions(), canon != NULL ? canon : "");
+	util_sha256_hex(text, strlen(text), key);
+	free(text);
+	free(canon);
+	json_decref(same);
+}
+
+/*
  * Fetch one project (unpack it from the upload's blob, or clone it), pack it
  * as a blob named by its digest, give the blob to a peer, and record the
  * project as ready (or its error) in the store.
@@ -240,6 +268,9 @@ static void
 fetchq_one(struct engine *eng, struct fetch_item *it)
 {
 	char err[1024] = "", rnd[17], digest[SHA256_HEX_LEN], commit[FETCH_GIT_COMMIT_LEN] = "";
+	char source[SHA256_HEX_LEN] = "", reuse_key[SHA256_HEX_LEN];
+	char tests_digest[SHA256_HEX_LEN] = "", *pins = NULL;
+	struct store_fetched f;
 	char *tmp, *final = NULL, *zip = NULL;
 	char **warnings = NULL, **modules = NULL, **inames = NULL;
 	struct store_module_info *infos = NULL;
@@ -320,6 +351,9 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
+	/* What was submitted, before anything of the evaluation's is added: for reuse. */
+	if (blob_tree_digest(tmp, source) < 0)
+		source[0] = '\0';
 	/* The evaluation's tests replace the project's; its set-up rides in the blob. */
 	if (json_string_value(json_object_get(settings, "instructor_tests_archive")) != NULL) {
 		const char *td = json_string_value(json_object_get(settings,
@@ -339,6 +373,8 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		if (r == 0) {
 			/* A ZIP of tests/, of the test files, or of one folder holding either. */
 			src = fetchq_single_folder(itests);
+			if (blob_tree_digest(src, tests_digest) < 0)
+				snprintf(tests_digest, sizeof(tests_digest), "unknown");
 			r = setup_install_tests(tmp, src, err, sizeof(err));
 		} else {
 			char *m = xasprintf("cannot unpack the instructor's tests: %s", err);
@@ -367,6 +403,8 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 			snprintf(err, sizeof(err), "%s", m);
 			free(m);
 		} else {
+			if (blob_tree_digest(itests, tests_digest) < 0)
+				snprintf(tests_digest, sizeof(tests_digest), "unknown");
 			r = setup_install_tests(tmp, itests, err, sizeof(err));
 		}
 		util_rm_rf(itests);
@@ -403,7 +441,6 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	}
 	/* The packages every node runs it against: resolved here, once; they ride in the blob. */
 	{
-		char *pins = NULL;
 		json_t *rw = NULL;
 
 		r = env_resolve(tmp, &pins, &rw, err, sizeof(err));
@@ -412,7 +449,6 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		if (r == 0 && (r = setup_write_packages(tmp, pins)) < 0)
 			snprintf(err, sizeof(err), "cannot record the project's packages: %s",
 			    strerror(-r));
-		free(pins);
 		if (r == -ECANCELED)
 			goto out;
 		if (r < 0) {
@@ -438,15 +474,25 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		layout_module_info(final, modules[i], &infos[i].est, &inames[i]);
 		infos[i].iname = inames[i];
 	}
-	if (store_project_ready(eng->st, it->eval_id, it->idx, digest, commit[0] ? commit : NULL,
-	    infos, nmodules, wj) == 0) {
-		log_info("engine: %s project %d ready: %zu modules, %zu warnings, blob %.12s",
-		    it->eval_id, it->idx, nmodules, nwarnings, digest);
+	fetchq_reuse_key(source, settings, tests_digest, pins, reuse_key);
+	f.digest = digest;
+	f.commit = commit[0] ? commit : NULL;
+	f.reuse_key = source[0] ? reuse_key : NULL;
+	f.reuse = json_is_true(json_object_get(settings, "reuse"));
+	f.modules = infos;
+	f.nmodules = nmodules;
+	f.warnings = wj;
+	f.now = util_now();
+	if (store_project_ready(eng->st, it->eval_id, it->idx, &f) == 0) {
+		log_info("engine: %s project %d ready: %zu modules (%zu reused), %zu warnings,"
+		    " blob %.12s", it->eval_id, it->idx, nmodules, f.reused,
+		    json_array_size(wj), digest);
 		engine_wake_slots(eng);
 		engine_changed(eng, it->eval_id);
 	}
 out:
 	util_rm_rf(tmp);
+	free(pins);
 	json_decref(wj);
 	json_decref(settings);
 	for (size_t i = 0; inames != NULL && i < nmodules; i++)

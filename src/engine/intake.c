@@ -61,6 +61,20 @@ intake_settings_parse(json_t *in, char *err, size_t errlen)
 		}
 		json_object_set_new(out, "isolation", json_string(iso));
 	}
+	v = json_object_get(in, "reuse");
+	if (v != NULL && !json_is_null(v)) {
+		const char *t = json_string_value(v);
+		int on = json_is_true(v) || (t != NULL && (strcmp(t, "true") == 0 ||
+		    strcmp(t, "1") == 0));
+		if (!json_is_boolean(v) && (t == NULL || (!on && strcmp(t, "false") != 0 &&
+		    strcmp(t, "0") != 0))) {
+			snprintf(err, errlen, "reuse must be true or false");
+			json_decref(out);
+			return NULL;
+		}
+		if (on)
+			json_object_set_new(out, "reuse", json_true());
+	}
 	v = json_object_get(in, "deadline");
 	if (v != NULL && !json_is_null(v)) {
 		char norm[32];

@@ -141,6 +141,37 @@ runner_python_prefix(const char *python)
 }
 
 /*
+ * The interpreter's and pytest's versions, as a run sees them ("3.11.2
+ * pytest-7.2.1"), into runner.versions: part of what makes two runs of
+ * one project the same run. "unknown" when the probe fails.
+ */
+static void
+runner_probe_versions(void)
+{
+	const char *argv[] = { runner.python, "-c", "import sys, pytest; print(sys.version.split()[0],"
+			       " 'pytest-' + pytest.__version__)", NULL };
+	struct launch_result res;
+
+	free(runner.versions);
+	runner.versions = NULL;
+	if (runner_step(runner_setup_uid(), argv, "/", "/", 60, NULL, 0, NULL, 0, &res) == 0 &&
+	    runner_step_ok(&res))
+		runner.versions = runner_last_line(&res.out);
+	launch_result_free(&res);
+	if (runner.versions == NULL || runner.versions[0] == '\0') {
+		free(runner.versions);
+		runner.versions = xstrdup("unknown");
+	}
+	log_info("runner: %s runs Python %s", runner.python, runner.versions);
+}
+
+const char *
+runner_versions(void)
+{
+	return runner.versions != NULL ? runner.versions : "unknown";
+}
+
+/*
  * Decide whether runs use bubblewrap: mode "none" never, "bwrap" always (or
  * fail), "auto" when the probe works. Loud when runs are not isolated.
  */
@@ -353,6 +384,7 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	}
 	if ((r = runner_sandbox_init(cfg, err, errlen)) < 0)
 		goto out;
+	runner_probe_versions();
 	util_rm_matching(runner.work_dir, "slot-", NULL);
 	util_rm_matching(runner.work_dir, "setup", NULL);
 	util_rm_matching(runner.venv_dir, NULL, ".tmp-");

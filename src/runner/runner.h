@@ -47,6 +47,9 @@ int runner_init(const struct runner_config *cfg, char *err, size_t errlen);
 /* 1 when runs use separate unprivileged uids (node is root); 0 otherwise. */
 int runner_isolated(void);
 
+/* The interpreter's and pytest's versions as runs see them, e.g. "3.11.2 pytest-7.2.1". */
+const char *runner_versions(void);
+
 /*
  * The uid (and gid) set-up commands run as: uid_base + slots, which no slot
  * uses; (uid_t)-1 (ourselves) when runs are not isolated.

@@ -32,6 +32,7 @@ struct runner_state {
 	int sandboxed;                 /* runs go through bwrap */
 	char *bwrap;
 	char *py_prefix;               /* the interpreter's prefix when outside /usr, else NULL */
+	char *versions;                /* "3.11.2 pytest-7.2.1" (runner_probe_versions) */
 	struct sandbox_sys_entry sys[SANDBOX_SYS_MAX];
 	size_t nsys;
 };

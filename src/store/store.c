@@ -66,6 +66,9 @@ static const char *const store_migrations[] = {
 	"CREATE INDEX IF NOT EXISTS project_digest ON project(digest);",
 	/* 3: the commit a git project was graded at */
 	"ALTER TABLE project ADD COLUMN commit_sha TEXT;",
+	/* 4: what makes two runs of a project the same run (reuse) */
+	"ALTER TABLE project ADD COLUMN reuse_key TEXT;"
+	"CREATE INDEX IF NOT EXISTS project_reuse ON project(reuse_key);",
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -728,27 +731,92 @@ store_project_fetching(struct store *st, const char *eval_id, int idx)
 	return r;
 }
 
+static int merge_result(sqlite3 *db, const char *id, json_t *r);
+
+/*
+ * Record, for each still pending module of the project, the result of the
+ * same module in an earlier run with the same reuse key, when that result
+ * finished normally (outcome "finished", not flaky): marked "reused" with
+ * the evaluation it came from, under no node (no node is credited again),
+ * attempt 0 (any result of a real run wins over it). The number reused, or
+ * -EIO. Inside the caller's transaction.
+ */
+static int
+reuse_results(sqlite3 *db, const char *eval_id, int idx, const char *key, double now)
+{
+	sqlite3_stmt *s;
+	json_t *rows = json_array(), *row;
+	char last[1024] = "";
+	size_t i;
+	int n = 0;
+
+	s = store_prep(db, "SELECT m.path, r.body, r.eval_id FROM module m"
+	    " JOIN project p2 ON p2.reuse_key = ?3 AND NOT (p2.eval_id = ?1 AND p2.idx = ?2)"
+	    " JOIN result r ON r.eval_id = p2.eval_id AND r.project_idx = p2.idx AND r.path = m.path"
+	    " WHERE m.eval_id = ?1 AND m.project_idx = ?2 AND m.state = 'pending'"
+	    " AND r.outcome = 'finished' AND coalesce(json_extract(r.body, '$.flaky'), 0) = 0"
+	    " ORDER BY m.path, r.finished_at DESC");
+	if (s == NULL) {
+		json_decref(rows);
+		return -EIO;
+	}
+	bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, idx);
+	bind_text(s, 3, key);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *path = col_text(s, 0);
+		json_t *body;
+
+		if (strcmp(path, last) == 0)
+			continue;   /* the newest earlier result of this module only */
+		snprintf(last, sizeof(last), "%s", path);
+		body = json_loads(col_text(s, 1), 0, NULL);
+		if (!json_is_object(body)) {
+			json_decref(body);
+			continue;
+		}
+		if (json_object_get(body, "reused_from") == NULL)
+			json_object_set_new(body, "reused_from", json_string(col_text(s, 2)));
+		json_object_set_new(body, "reused", json_true());
+		json_array_append_new(rows, json_pack("{s:i, s:s, s:s, s:i, s:f, s:o}",
+		    "project_idx", idx, "path", path, "node", "", "attempt", 0, "finished_at",
+		    now, "body", body));
+	}
+	sqlite3_finalize(s);
+	json_array_foreach(rows, i, row) {
+		int r = merge_result(db, eval_id, row);
+		if (r < 0) {
+			n = -EIO;
+			break;
+		}
+		n += r;
+	}
+	json_decref(rows);
+	return n;
+}
+
 int
-store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
-    const char *commit, const struct store_module_info *modules, size_t nmodules,
-    json_t *warnings)
+store_project_ready(struct store *st, const char *eval_id, int idx, struct store_fetched *f)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
 	char *w = NULL;
+	int n;
 
+	f->reused = 0;
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
-	w = warnings ? json_dumps(warnings, JSON_COMPACT) : xstrdup("[]");
+	w = f->warnings ? json_dumps(f->warnings, JSON_COMPACT) : xstrdup("[]");
 	s = store_prep(db, "UPDATE project SET state = 'ready', digest = ?, warnings = ?,"
-	    " commit_sha = ? WHERE eval_id = ? AND idx = ? AND state = 'fetching'");
+	    " commit_sha = ?, reuse_key = ? WHERE eval_id = ? AND idx = ? AND state = 'fetching'");
 	if (s == NULL)
 		goto fail;
-	bind_text(s, 1, digest);
+	bind_text(s, 1, f->digest);
 	bind_text(s, 2, w);
-	bind_text(s, 3, commit);
-	bind_text(s, 4, eval_id);
-	sqlite3_bind_int(s, 5, idx);
+	bind_text(s, 3, f->commit);
+	bind_text(s, 4, f->reuse_key);
+	bind_text(s, 5, eval_id);
+	sqlite3_bind_int(s, 6, idx);
 	if (step_done(db, s) < 0)
 		goto fail;
 	if (sqlite3_changes(db) == 0) {
@@ -774,8 +842,15 @@ store_project_ready(struct store *st, const char *eval_id, int idx, const char *
 		goto fail;
 	sqlite3_finalize(s);
 	s = NULL;
-	if (insert_modules(db, eval_id, idx, modules, nmodules) < 0)
+	if (insert_modules(db, eval_id, idx, f->modules, f->nmodules) < 0)
 		goto fail;
+	if (f->reuse && f->reuse_key != NULL) {
+		if ((n = reuse_results(db, eval_id, idx, f->reuse_key, f->now)) < 0)
+			goto fail;
+		f->reused = (size_t)n;
+		if (n > 0 && touch_eval(db, eval_id, f->now) < 0)
+			goto fail;
+	}
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;
 	free(w);
@@ -1106,7 +1181,6 @@ store_release_module(struct store *st, const struct store_claim *c)
 	return r;
 }
 
-static int merge_result(sqlite3 *db, const char *id, json_t *r);
 
 int
 store_record_result(struct store *st, const struct store_claim *c, const char *node,
@@ -1252,20 +1326,21 @@ store_eval_export(struct store *st, const char *id)
 	json_object_set_new(doc, "results", results);
 
 	s = store_prep(db, "SELECT idx, project_id, source, prefix, state, error, warnings,"
-	    " digest, commit_sha FROM project WHERE eval_id = ? ORDER BY idx");
+	    " digest, commit_sha, reuse_key FROM project WHERE eval_id = ? ORDER BY idx");
 	if (s == NULL)
 		goto fail;
 	bind_text(s, 1, id);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		json_t *w = json_loads(col_text(s, 6), 0, NULL);
 		json_array_append_new(projects, json_pack("{s:i, s:s, s:s, s:s?, s:s, s:s?, s:o,"
-		    " s:s?, s:s?}", "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1),
+		    " s:s?, s:s?, s:s?}", "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1),
 		    "source", col_text(s, 2), "prefix", sqlite3_column_type(s, 3) == SQLITE_NULL ?
 		    NULL : col_text(s, 3), "state", col_text(s, 4), "error",
 		    sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL : col_text(s, 5),
 		    "warnings", w ? w : json_array(), "digest",
 		    sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_text(s, 7),
-		    "commit", sqlite3_column_type(s, 8) == SQLITE_NULL ? NULL : col_text(s, 8)));
+		    "commit", sqlite3_column_type(s, 8) == SQLITE_NULL ? NULL : col_text(s, 8),
+		    "reuse_key", sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : col_text(s, 9)));
 	}
 	sqlite3_finalize(s);
 	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version, est, iname"
@@ -1427,10 +1502,10 @@ store_eval_merge(struct store *st, json_t *doc)
 		w = json_is_array(json_object_get(v, "warnings")) ?
 		    json_dumps(json_object_get(v, "warnings"), JSON_COMPACT) : xstrdup("[]");
 		s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
-		    " state, error, warnings, digest, commit_sha) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-		    " ?7, ?8, ?10, ?11) ON CONFLICT DO UPDATE SET state = ?6, error = ?7,"
-		    " warnings = ?8, digest = coalesce(digest, ?10),"
-		    " commit_sha = coalesce(commit_sha, ?11)"
+		    " state, error, warnings, digest, commit_sha, reuse_key) VALUES (?1, ?2, ?3, ?4,"
+		    " ?5, ?6, ?7, ?8, ?10, ?11, ?12) ON CONFLICT DO UPDATE SET state = ?6,"
+		    " error = ?7, warnings = ?8, digest = coalesce(digest, ?10),"
+		    " commit_sha = coalesce(commit_sha, ?11), reuse_key = coalesce(reuse_key, ?12)"
 		    " WHERE (CASE state WHEN 'error' THEN 2 WHEN 'ready' THEN 1 ELSE 0 END) < ?9");
 		if (s == NULL) {
 			free(w);
@@ -1447,6 +1522,7 @@ store_eval_merge(struct store *st, json_t *doc)
 		sqlite3_bind_int(s, 9, project_state_rank(state));
 		bind_text(s, 10, json_string_value(json_object_get(v, "digest")));
 		bind_text(s, 11, json_string_value(json_object_get(v, "commit")));
+		bind_text(s, 12, json_string_value(json_object_get(v, "reuse_key")));
 		r = step_done(db, s);
 		free(w);
 		if (r < 0)

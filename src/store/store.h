@@ -89,15 +89,27 @@ void store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n);
 /* 1 when the project is still to fetch, 0 when not (or unknown), <0 on error. */
 int store_project_fetching(struct store *st, const char *eval_id, int idx);
 
+/* What fetching a project found (store_project_ready). */
+struct store_fetched {
+	const char *digest;        /* the blob of the project's files */
+	const char *commit;        /* git projects: the commit graded; else NULL */
+	const char *reuse_key;     /* what makes two runs of it the same run; may be NULL */
+	int reuse;                 /* take the results of an earlier same run (reuse: true) */
+	const struct store_module_info *modules;
+	size_t nmodules;
+	json_t *warnings;          /* may be NULL */
+	double now;
+	size_t reused;             /* out: modules that took an earlier result */
+};
 /*
- * The project's files are packed as blob digest: record its modules, the
- * commit it was graded at (git projects; NULL otherwise) and its warnings,
- * and make it runnable (only from "fetching"; a second fetch of the same
- * project is ignored).
+ * The project's files are packed: record its blob, modules, commit, reuse
+ * key and warnings, and make it runnable (only from "fetching"; a second
+ * fetch of the same project is ignored). With f->reuse, each module whose
+ * earlier run under the same key finished normally (outcome "finished",
+ * not flaky) takes that result at once, marked "reused" and "reused_from",
+ * under no node.
  */
-int store_project_ready(struct store *st, const char *eval_id, int idx, const char *digest,
-    const char *commit, const struct store_module_info *modules, size_t nmodules,
-    json_t *warnings);
+int store_project_ready(struct store *st, const char *eval_id, int idx, struct store_fetched *f);
 /* The project cannot run: grade 0 with this error; its modules are dropped. */
 int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
     json_t *warnings, double when);

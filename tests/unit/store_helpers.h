@@ -22,7 +22,10 @@ helper_ready(struct store *st, const char *eval, int idx, const char *digest,
 
 	for (size_t i = 0; i < n; i++)
 		m[i].path = paths[i];
-	r = store_project_ready(st, eval, idx, digest, NULL, m, n, NULL);
+	{
+		struct store_fetched f = { .digest = digest, .modules = m, .nmodules = n };
+		r = store_project_ready(st, eval, idx, &f);
+	}
 	free(m);
 	return r;
 }

@@ -246,8 +246,9 @@ test_replication(void **state)
 	json_decref(settings);
 	{
 		struct store_module_info mi[2] = { { .path = m[0] }, { .path = m[1] } };
-		assert_int_equal(store_project_ready(a, id, 0, "/d",
-		    "0123456789abcdef0123456789abcdef01234567", mi, 2, NULL), 0);
+		struct store_fetched f = { .digest = "/d", .modules = mi, .nmodules = 2,
+		    .commit = "0123456789abcdef0123456789abcdef01234567" };
+		assert_int_equal(store_project_ready(a, id, 0, &f), 0);
 	}
 	assert_int_equal(store_project_error(a, id, 1, "cannot install", NULL, 6.0), 0);
 	assert_int_equal(helper_claim(a, "n1:1", &c), 1);
@@ -318,6 +319,83 @@ test_replication(void **state)
 	util_rm_rf(dir_a);
 }
 
+/*
+ * Reuse: a second evaluation whose project has the same key takes the
+ * earlier results of the modules that finished normally, and only those;
+ * they count in the evaluation and credit no node.
+ */
+static void
+test_reuse(void **state)
+{
+	struct store *st = open_fresh();
+	const char *m[] = { "tests/test_a.py", "tests/test_b.py", "tests/test_c.py",
+			    "tests/test_d.py" };
+	struct store_module_info mi[4] = { { .path = m[0] }, { .path = m[1] }, { .path = m[2] },
+					   { .path = m[3] } };
+	struct store_project_new p = { "alice", "zip:alice", "alice/", m, 4 };
+	const char *e1 = "11111111-2222-4333-8444-0000000000e1";
+	const char *e2 = "11111111-2222-4333-8444-0000000000e2";
+	const char *e3 = "11111111-2222-4333-8444-0000000000e3";
+	const char *outcome[] = { "finished", "timeout", "finished", "infra_error" };
+	struct store_fetched f = { .digest = "d1", .reuse_key = "K", .modules = mi,
+				   .nmodules = 4, .now = 50.0 };
+	json_t *settings = json_object(), *res, *mods, *stats;
+	struct store_claim c;
+
+	(void)state;
+	assert_int_equal(store_eval_create(st, e1, 1.0, "zip", "n1:1", settings, 0, "/u", &p, 1), 0);
+	assert_int_equal(store_project_ready(st, e1, 0, &f), 0);
+	assert_int_equal(f.reused, 0);
+	for (int i = 0; i < 4; i++) {
+		json_t *r = result(2, 1, 0);
+		assert_int_equal(helper_claim(st, "n1:1", &c), 1);
+		json_object_set_new(r, "outcome", json_string(outcome[strcmp(c.path, m[0]) == 0 ? 0 :
+		    strcmp(c.path, m[1]) == 0 ? 1 : strcmp(c.path, m[2]) == 0 ? 2 : 3]));
+		if (strcmp(c.path, m[2]) == 0)
+			json_object_set_new(r, "flaky", json_true());
+		assert_int_equal(store_record_result(st, &c, "n1:1", r, 60.0 + i), 1);
+		json_decref(r);
+	}
+	stats = store_stats_node(st, "n1:1");
+	assert_int_equal(json_integer_value(json_object_get(stats, "modules")), 4);
+	json_decref(stats);
+
+	/* the same key, reuse: test_a only (b timed out, c was flaky, d infra) */
+	assert_int_equal(store_eval_create(st, e2, 2.0, "zip", "n1:1", settings, 0, "/u", &p, 1), 0);
+	f.reuse = 1;
+	f.now = 70.0;
+	assert_int_equal(store_project_ready(st, e2, 0, &f), 0);
+	assert_int_equal(f.reused, 1);
+	res = store_eval_results(st, e2, 80.0);
+	mods = json_object_get(json_array_get(json_object_get(res, "projects"), 0), "modules");
+	assert_int_equal(json_array_size(mods), 4);
+	assert_true(json_is_true(json_object_get(json_array_get(mods, 0), "reused")));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(mods, 0),
+	    "reused_from")), e1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(mods, 0), "node")),
+	    "n1:1");
+	for (size_t i = 1; i < 4; i++) {
+		assert_null(json_object_get(json_array_get(mods, i), "reused"));
+		assert_string_equal(json_string_value(json_object_get(json_array_get(mods, i),
+		    "state")), "pending");
+	}
+	assert_int_equal(json_integer_value(json_object_get(res, "executed")), 1);
+	assert_int_equal(json_integer_value(json_object_get(res, "passed")), 2);
+	json_decref(res);
+	/* no node is credited again */
+	stats = store_stats_node(st, "n1:1");
+	assert_int_equal(json_integer_value(json_object_get(stats, "modules")), 4);
+	json_decref(stats);
+
+	/* another key, or no reuse asked: nothing taken */
+	assert_int_equal(store_eval_create(st, e3, 3.0, "zip", "n1:1", settings, 0, "/u", &p, 1), 0);
+	f.reuse_key = "other";
+	assert_int_equal(store_project_ready(st, e3, 0, &f), 0);
+	assert_int_equal(f.reused, 0);
+	json_decref(settings);
+	close_fresh(st);
+}
+
 int
 main(void)
 {
@@ -327,6 +405,7 @@ main(void)
 		cmocka_unit_test(test_failed_when_nothing_ran),
 		cmocka_unit_test(test_fair_claims_and_requeue),
 		cmocka_unit_test(test_replication),
+		cmocka_unit_test(test_reuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
