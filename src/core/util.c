@@ -86,6 +86,8 @@ util_parse_time(const char *s, double *out)
 		s++;
 	} else if (*s == '+' || *s == '-') {
 		int sign = *s == '-' ? -1 : 1, oh = util_digits(s + 1, 2), om;
+		if (oh < 0)
+			return -EINVAL;
 		s += 3;
 		if (*s == ':')
 			s++;

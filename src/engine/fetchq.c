@@ -430,6 +430,22 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
+	/*
+	 * trust "instructor": the student's conftest.py files do not come along
+	 * (nor any the set-up commands made)
+	 */
+	if (setup_project_trusted(tmp)) {
+		size_t removed = 0;
+		if (setup_set_aside_student_config(tmp, &removed) < 0) {
+			store_project_error(eng->st, it->eval_id, it->idx, "cannot set aside the"
+			    " project's conftest.py files", wj, util_now());
+			engine_changed(eng, it->eval_id);
+			goto out;
+		}
+		if (removed > 0)
+			json_array_append_new(wj, json_sprintf("trust instructor: set aside %zu"
+			    " conftest.py file%s outside tests/", removed, removed == 1 ? "" : "s"));
+	}
 	r = layout_list_modules(tmp, &modules, &nmodules);
 	if (r < 0 || nmodules == 0) {
 		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?

@@ -179,6 +179,18 @@ intake_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 	engine_strv_free(alive, n);
 }
 
+/* trust "instructor" grades on the instructor's tests: without them it means nothing. */
+static int
+intake_trust_check(json_t *settings, int has_archive, char *err, size_t errlen)
+{
+	if (json_object_get(settings, "trust") == NULL || has_archive ||
+	    json_object_get(settings, "instructor_tests") != NULL)
+		return 0;
+	snprintf(err, errlen, "trust \"instructor\" needs the instructor's tests"
+	    " (instructor_tests: a git URL, or a ZIP next to the projects)");
+	return -EINVAL;
+}
+
 int
 intake_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
     const char *instructor_zip, json_t *settings, char id[37], char *err, size_t errlen)
@@ -193,6 +205,10 @@ intake_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 	if (json_object_get(settings, "deadline") != NULL) {
 		snprintf(err, errlen, "deadline applies to git repositories (the commit to grade),"
 		    " not to an uploaded ZIP");
+		status = 400;
+		goto out;
+	}
+	if (intake_trust_check(settings, instructor_zip != NULL, err, errlen) < 0) {
 		status = 400;
 		goto out;
 	}
@@ -298,6 +314,8 @@ intake_submit_git(struct engine *eng, const char *const *urls, size_t n,
 		    eng->cfg->max_projects);
 		return 413;
 	}
+	if (intake_trust_check(settings, 0, err, errlen) < 0)
+		return 400;
 	memset(&o, 0, sizeof(o));
 	o.allow_file_urls = eng->cfg->allow_file_urls != 0;
 	o.allowed_hosts = (const char *const *)eng->git_hosts;

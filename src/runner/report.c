@@ -603,3 +603,42 @@ report_error_result(const char *outcome, const char *module, const char *message
 	json_object_set_new(res, "tests", tests);
 	return res;
 }
+
+int
+report_line_keyed(const char *line, size_t len, const char *key)
+{
+	json_t *ev;
+	const char *k;
+	int r;
+
+	if (key == NULL)
+		return 1;
+	/* cheap refusal first: most forged lines do not even name the key */
+	if (len < strlen(key) || memmem(line, len, key, strlen(key)) == NULL)
+		return 0;
+	ev = json_loadb(line, len, 0, NULL);
+	k = json_string_value(json_object_get(ev, "k"));
+	r = k != NULL && strcmp(k, key) == 0;
+	json_decref(ev);
+	return r;
+}
+
+char *
+report_keep_keyed(const char *stream, size_t len, const char *key, size_t *outlen)
+{
+	struct buf out;
+
+	buf_init(&out, len + 1);
+	for (size_t at = 0; stream != NULL && at < len;) {
+		const char *nl = memchr(stream + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (stream + at)) : len - at;
+
+		if (n > 0 && report_line_keyed(stream + at, n, key)) {
+			(void)buf_append(&out, stream + at, n);
+			(void)buf_append(&out, "\n", 1);
+		}
+		at += n + 1;
+	}
+	*outlen = out.len;
+	return out.data != NULL ? buf_steal(&out) : xstrdup("");
+}

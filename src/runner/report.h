@@ -51,6 +51,18 @@ struct report_exit {
 json_t *report_build(const char *stream, size_t len, const struct report_exit *ex);
 
 /*
+ * 1 when the report line (one JSON object) carries "k": key; with key NULL
+ * every line counts. The report channel is a pipe that code under test can
+ * write to as well: only the plugin knows the run's key.
+ */
+int report_line_keyed(const char *line, size_t len, const char *key);
+/*
+ * The lines of stream that carry key, as a new stream (malloc'ed, never
+ * NULL; its length in *outlen).
+ */
+char *report_keep_keyed(const char *stream, size_t len, const char *key, size_t *outlen);
+
+/*
  * The one constructor of a module result that is a single error: outcome
  * (e.g. "infra_error"), message, counts 0 passed / 1 failed / 0 skipped / 1
  * error, duration 0, and one test named module (nodeid) with outcome

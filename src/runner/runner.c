@@ -364,6 +364,14 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 		r = util_write_file(path, embedded_meshtest_worker,
 				    strlen(embedded_meshtest_worker), 0644);
 	}
+	if (r == 0) {
+		/* trust "instructor": the configuration runs take instead of the project's */
+		static const char ini[] = "# meshtest: trust \"instructor\" runs use this, not the"
+					  " project's configuration\n[pytest]\n";
+		free(path);
+		path = xasprintf("%s/%s", runner.lib_dir, RUNNER_TRUSTED_INI);
+		r = util_write_file(path, ini, strlen(ini), 0644);
+	}
 	if (r < 0) {
 		util_seterr(err, errlen, "cannot write %s: %s", path, strerror(-r));
 		goto out;
@@ -624,9 +632,49 @@ runner_run_env(char **env, int slot, const char *venv, const char *project_dir,
 	if (venv != NULL)
 		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
 	env[ne++] = xstrdup("MESHTEST_REPORT_FD=3");
+	/* trust "instructor": no plugin but the ones named (-p meshtest_plugin) */
+	if (setup_project_trusted(project_dir))
+		env[ne++] = xstrdup("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
 	env[ne] = NULL;
 	free(src);
 	return ne;
+}
+
+char **
+runner_pytest_args(const char *project_dir, const char *cwd)
+{
+	char **v = xcalloc(RUNNER_PYTEST_ARGS + 1, sizeof(*v));
+	size_t n = 0;
+
+	v[n++] = xstrdup("-p");
+	v[n++] = xstrdup("meshtest_plugin");
+	v[n++] = xstrdup("-p");
+	v[n++] = xstrdup("no:cacheprovider");
+	v[n++] = xasprintf("--rootdir=%s", cwd);
+	v[n++] = xstrdup("-q");
+	v[n++] = xstrdup("--color=no");
+	if (setup_project_trusted(project_dir)) {
+		/* meshtest's configuration, not the student's; no conftest.py above tests/ */
+		v[n++] = xstrdup("-c");
+		v[n++] = xasprintf("%s/%s", runner.lib_dir, RUNNER_TRUSTED_INI);
+		v[n++] = xasprintf("--confcutdir=%s/tests", cwd);
+	}
+	v[n] = NULL;
+	return v;
+}
+
+void
+runner_strv_free(char **v)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+void
+runner_report_key(char key[RUNNER_KEY_LEN])
+{
+	util_random_hex(key, (RUNNER_KEY_LEN - 1) / 2);
 }
 
 /* A module path from the scheduler must stay inside the project copy. */
@@ -699,7 +747,9 @@ int
 runner_run_module(const struct runner_module_req *req, json_t **result)
 {
 	char *slot_dir = NULL, *copy = NULL, *home = NULL, *tmpd = NULL, *venv = NULL;
-	char *env[RUNNER_ENV_MAX + 1], *rootdir = NULL, *supervisor = NULL;
+	char *env[RUNNER_ENV_MAX + 1], *supervisor = NULL, **pargs = NULL;
+	char key[RUNNER_KEY_LEN];
+	const char *argv[RUNNER_PYTEST_ARGS + 10];
 	size_t ne = 0;
 	uid_t uid;
 	struct launch_spec spec;
@@ -733,17 +783,30 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 
 	venv = runner_venv_of(req->python);
 	ne = runner_run_env(env, req->slot, venv, req->project_dir, copy, home, tmpd);
+	/* the report channel takes only events that carry this run's key */
+	runner_report_key(key);
+	env[ne++] = xasprintf("MESHTEST_REPORT_KEY=%s", key);
+	env[ne] = NULL;
 
-	rootdir = xasprintf("--rootdir=%s", copy);
+	pargs = runner_pytest_args(req->project_dir, copy);
 	supervisor = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
-	const char *pytest_argv[] = { req->python, "-m", "pytest", "-p", "meshtest_plugin",
-				      "-p", "no:cacheprovider", rootdir, "-q", "--color=no",
-				      req->module_path, NULL };
-	/* set-up commands and services: the supervisor runs them, then pytest */
-	const char *sup_argv[] = { req->python, "-I", supervisor, "--", req->python, "-m",
-				   "pytest", "-p", "meshtest_plugin", "-p", "no:cacheprovider",
-				   rootdir, "-q", "--color=no", req->module_path, NULL };
-	const char *const *argv = setup_needed(req->project_dir) ? sup_argv : pytest_argv;
+	{
+		size_t na = 0;
+		/* set-up commands and services: the supervisor runs them, then pytest */
+		if (setup_needed(req->project_dir)) {
+			argv[na++] = req->python;
+			argv[na++] = "-I";
+			argv[na++] = supervisor;
+			argv[na++] = "--";
+		}
+		argv[na++] = req->python;
+		argv[na++] = "-m";
+		argv[na++] = "pytest";
+		for (size_t i = 0; pargs[i] != NULL; i++)
+			argv[na++] = pargs[i];
+		argv[na++] = req->module_path;
+		argv[na] = NULL;
+	}
 	memset(&spec, 0, sizeof(spec));
 	spec.argv = argv;
 	spec.envp = (const char *const *)env;
@@ -785,9 +848,11 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 		.stdout_tail = res.out.data,
 		.module = req->module_path,
 	};
-	json_t *j = report_build(res.report.data, res.report.len, &ex);
-	(void)setup_fix_result(j, res.report.data, res.report.len, res.err.data, copy,
-			       req->module_path);
+	size_t klen;
+	char *keyed = report_keep_keyed(res.report.data, res.report.len, key, &klen);
+	json_t *j = report_build(keyed, klen, &ex);
+	(void)setup_fix_result(j, keyed, klen, res.err.data, copy, req->module_path);
+	free(keyed);
 	json_object_set_new(j, "stdout", report_json_text(res.out.data, res.out.len));
 	json_object_set_new(j, "stderr", report_json_text(res.err.data, res.err.len));
 	json_object_set_new(j, "stdout_dropped", json_integer((json_int_t)res.out.dropped));
@@ -814,7 +879,7 @@ out:
 	free(home);
 	free(tmpd);
 	free(venv);
-	free(rootdir);
+	runner_strv_free(pargs);
 	free(supervisor);
 	return r;
 }
@@ -834,7 +899,7 @@ static int
 runner_alone(int slot, const struct runner_batch *b, const char *lower, const char *module,
 	     json_t **result)
 {
-	struct worker *w = lower != NULL ? warm_worker(slot, b->python) : NULL;
+	struct worker *w = lower != NULL ? warm_worker(slot, b->python, setup_project_trusted(b->project_dir)) : NULL;
 	struct runner_module_req req;
 	int r;
 
@@ -954,7 +1019,7 @@ runner_run_batch(const struct runner_batch *b)
 	if (runner.sandboxed && b->digest != NULL)
 		lower = warm_copy(b->slot, b->digest, b->project_dir);
 	if (lower != NULL && b->isolation == RUNNER_ISOLATION_PROJECT && b->n > 1) {
-		struct worker *w = warm_worker(b->slot, b->python);
+		struct worker *w = warm_worker(b->slot, b->python, setup_project_trusted(b->project_dir));
 		if (w != NULL) {
 			r = warm_run(b->slot, &w, b, lower, b->modules, b->n, results);
 			if (r == -ECANCELED)

@@ -22,6 +22,9 @@
 #define RUNNER_REPORT_CAP (32u << 20)   /* one run's report stream */
 #define RUNNER_ENV_MAX 16               /* variables of a run's environment */
 #define RUNNER_FILE_MAX (1 << 20)       /* a project file the node reads (requirements, set-up) */
+#define RUNNER_PYTEST_ARGS 12           /* runner_pytest_args gives at most this many */
+#define RUNNER_KEY_LEN 33               /* a run's report key: 32 hex digits and the NUL */
+#define RUNNER_TRUSTED_INI "meshtest_trusted.ini"   /* in lib_dir */
 
 struct runner_state {
 	char *data_dir, *python, *lib_dir, *venv_dir, *work_dir;
@@ -85,7 +88,25 @@ int runner_step_ok(const struct launch_result *res);
 
 /* <venv>/bin/python -> <venv> (malloc'ed) when it is a venv, else NULL. */
 char *runner_venv_of(const char *python);
-/* A module run's environment into env (RUNNER_ENV_MAX + 1 entries); returns how many. */
+/*
+ * The arguments of every pytest process of a module run, after "-m pytest"
+ * and before the modules (a NULL-terminated malloc'ed vector, at most
+ * RUNNER_PYTEST_ARGS; runner_strv_free): meshtest's plugin, no cache
+ * provider, cwd (where the run sees the project) as rootdir, quiet, no
+ * colour; with trust "instructor" also meshtest's own configuration file
+ * in place of the project's and no conftest.py above cwd/tests.
+ */
+char **runner_pytest_args(const char *project_dir, const char *cwd);
+void runner_strv_free(char **v);
+/*
+ * A fresh random key for one pytest process: the plugin puts it in every
+ * event, and the node takes only events that carry it (report_keep_keyed).
+ */
+void runner_report_key(char key[RUNNER_KEY_LEN]);
+/*
+ * A module run's environment into env (RUNNER_ENV_MAX + 1 entries); returns
+ * how many. With trust "instructor": PYTEST_DISABLE_PLUGIN_AUTOLOAD=1.
+ */
 size_t runner_run_env(char **env, int slot, const char *venv, const char *project_dir,
 		      const char *cwd, const char *home, const char *tmpd);
 /* The slot's folders (slot-<n>/ with projects/, run/, project/, wtmp/). */
@@ -105,8 +126,11 @@ int env_prepare_as(const char *pins, uid_t uid, char **python_out, char *err, si
 void warm_init(int slots);
 /* The slot's pristine copy of a project (malloc'ed path), made once; NULL on failure. */
 char *warm_copy(int slot, const char *digest, const char *project_dir);
-/* The slot's warm worker for python, started when needed; NULL: run cold. */
-struct worker *warm_worker(int slot, const char *python);
+/*
+ * The slot's warm worker for python, started when needed; NULL: run cold.
+ * A trusted one (trust "instructor") loads no plugin of the environment.
+ */
+struct worker *warm_worker(int slot, const char *python, int trusted);
 /* No worker starts on the slot for a while (one could not run). */
 void warm_cold_for(int slot);
 /*

@@ -10,6 +10,7 @@
  */
 #include "runner/setup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -247,6 +248,18 @@ setup_settings_parse(json_t *in, json_t *out, char *err, size_t errlen)
 		if (n > 0)
 			json_object_set_new(out, "reruns", json_integer(n));
 	}
+	v = json_object_get(in, "trust");
+	if (v != NULL && !json_is_null(v)) {
+		const char *t = json_string_value(v);
+		if (t == NULL || (strcmp(t, "student") != 0 && strcmp(t, "instructor") != 0)) {
+			snprintf(err, errlen, "trust must be \"student\" (the project's pytest"
+				 " configuration, conftest files and plugins apply) or \"instructor\""
+				 " (only the instructor's tests and meshtest's plugin)");
+			return -EINVAL;
+		}
+		if (strcmp(t, "instructor") == 0)
+			json_object_set_new(out, "trust", json_string(t));
+	}
 	v = json_object_get(in, "instructor_tests");
 	if (v != NULL && !json_is_null(v)) {
 		const char *u = json_string_value(v);
@@ -280,6 +293,8 @@ setup_write_project(const char *dir, json_t *settings)
 		json_object_set(doc, "setup", v);
 	if ((v = json_object_get(settings, "reruns")) != NULL)
 		json_object_set(doc, "reruns", v);
+	if ((v = json_object_get(settings, "trust")) != NULL)
+		json_object_set(doc, "trust", v);
 	if (json_object_size(doc) == 0) {
 		r = 0;
 		goto out;
@@ -412,6 +427,60 @@ setup_project_reruns(const char *dir)
 
 	json_decref(doc);
 	return n < 0 ? 0 : n > SETUP_RERUNS_MAX ? SETUP_RERUNS_MAX : (int)n;
+}
+
+int
+setup_project_trusted(const char *dir)
+{
+	json_t *doc = setup_read_project(dir);
+	const char *t = json_string_value(json_object_get(doc, "trust"));
+	int r = t != NULL && strcmp(t, "instructor") == 0;
+
+	json_decref(doc);
+	return r;
+}
+
+/* Remove every conftest.py under dir/rel but in rel/tests (rel "" is the root). */
+static int
+setup_drop_conftests(const char *dir, const char *rel, int depth, size_t *n)
+{
+	char *path = *rel ? xasprintf("%s/%s", dir, rel) : xstrdup(dir);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int r = 0;
+
+	if (d == NULL) {
+		r = errno == ENOENT ? 0 : -errno;
+		free(path);
+		return r;
+	}
+	while ((de = readdir(d)) != NULL && r == 0) {
+		char *sub = *rel ? xasprintf("%s/%s", rel, de->d_name) : xstrdup(de->d_name);
+		char *full = xasprintf("%s/%s", dir, sub);
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+		    lstat(full, &st) == 0) {
+			if (S_ISDIR(st.st_mode) && depth < 64 && strcmp(sub, "tests") != 0) {
+				r = setup_drop_conftests(dir, sub, depth + 1, n);
+			} else if (!S_ISDIR(st.st_mode) && strcmp(de->d_name, "conftest.py") == 0) {
+				r = unlink(full) < 0 ? -errno : 0;
+				*n += r == 0;
+			}
+		}
+		free(sub);
+		free(full);
+	}
+	closedir(d);
+	free(path);
+	return r;
+}
+
+int
+setup_set_aside_student_config(const char *dir, size_t *removed)
+{
+	*removed = 0;
+	return setup_drop_conftests(dir, "", 0, removed);
 }
 
 int

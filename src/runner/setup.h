@@ -37,7 +37,8 @@ int setup_parse(json_t *in, json_t **out, char *err, size_t errlen);
 /*
  * The keys of the evaluation settings this module owns, from in (JSON values,
  * or strings from form fields) into out: "setup" (setup_parse), "reruns"
- * (integer 0..SETUP_RERUNS_MAX) and "instructor_tests" (a git URL: no
+ * (integer 0..SETUP_RERUNS_MAX), "trust" ("student" or "instructor"; only
+ * "instructor" is kept) and "instructor_tests" (a git URL: no
  * whitespace or control characters, not starting with '-', at most
  * SETUP_URL_MAX bytes; the fetcher checks it fully). Absent or null keys are
  * left out. 0, or -EINVAL with a message in err.
@@ -45,7 +46,7 @@ int setup_parse(json_t *in, json_t **out, char *err, size_t errlen);
 int setup_settings_parse(json_t *in, json_t *out, char *err, size_t errlen);
 
 /*
- * Make dir/SETUP_FILE say what settings say ("setup" and "reruns"): remove
+ * Make dir/SETUP_FILE say what settings say ("setup", "reruns", "trust"): remove
  * what is there under that name (file, folder or link), then write the file
  * when there is anything to say. 0 or negative errno.
  */
@@ -78,6 +79,19 @@ int setup_stream_error(const char *stream, size_t len, char *msg, size_t msglen)
 
 /* "reruns" from dir/SETUP_FILE: 0..SETUP_RERUNS_MAX (0 when absent or bad). */
 int setup_project_reruns(const char *dir);
+
+/*
+ * 1 when dir/SETUP_FILE says trust "instructor": runs then take meshtest's
+ * own pytest configuration (not the project's), load no conftest.py above
+ * tests/ and no plugin but meshtest's (runner_pytest_args, runner_run_env).
+ */
+int setup_project_trusted(const char *dir);
+/*
+ * For trust "instructor", at fetch time: remove every conftest.py of the
+ * project outside its (the instructor's) tests/ folder; *removed counts
+ * them. 0 or negative errno.
+ */
+int setup_set_aside_student_config(const char *dir, size_t *removed);
 
 /*
  * Replace dir/tests by the instructor's tests in src: src/tests when that is

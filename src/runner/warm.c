@@ -164,14 +164,14 @@ warm_forget(struct warm_slot *rs, struct worker *w)
  * reason logged once per failure.
  */
 struct worker *
-warm_worker(int slot, const char *python)
+warm_worker(int slot, const char *python, int trusted)
 {
 	struct warm_slot *rs = &warm_slots[slot];
 	struct worker_spec ws;
 	struct worker *w = NULL;
 	struct sandbox_spec sb;
 	const char *ro[8], *rw[6];
-	char *venv = NULL, *env[12], *slot_dir, *projects, *rundir, *pdir, *wtmp, *script;
+	char *venv = NULL, *env[12], *slot_dir, *projects, *rundir, *pdir, *wtmp, *script, *key;
 	char err[512];
 	size_t ne = 0;
 	int free_at = -1, lru = -1, r;
@@ -179,6 +179,8 @@ warm_worker(int slot, const char *python)
 
 	if (!runner.sandboxed || runner_aborted() || util_mono() < rs->cold_until)
 		return NULL;
+	/* a trusted run's worker never loaded the environment's plugins */
+	key = trusted ? xasprintf("%s trusted", python) : xstrdup(python);
 	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
 		struct worker *c = rs->workers[i];
 		if (c == NULL) {
@@ -191,8 +193,10 @@ warm_worker(int slot, const char *python)
 			free_at = free_at < 0 ? i : free_at;
 			continue;
 		}
-		if (strcmp(worker_key(c), python) == 0)
+		if (strcmp(worker_key(c), key) == 0) {
+			free(key);
 			return c;
+		}
 		if (lru < 0 || worker_last_used(c) < worker_last_used(rs->workers[lru]))
 			lru = i;
 	}
@@ -201,8 +205,10 @@ warm_worker(int slot, const char *python)
 		rs->workers[lru] = NULL;
 		free_at = lru;
 	}
-	if (runner_slot_dirs(slot) < 0)
+	if (runner_slot_dirs(slot) < 0) {
+		free(key);
 		return NULL;
+	}
 	venv = runner_venv_of(python);
 	slot_dir = xasprintf("%s/slot-%d", runner.work_dir, slot);
 	projects = xasprintf("%s/projects", slot_dir);
@@ -224,6 +230,8 @@ warm_worker(int slot, const char *python)
 	env[ne++] = xasprintf("MESHTEST_PROBE_DIR=%s/probe", rundir);
 	if (venv != NULL)
 		env[ne++] = xasprintf("VIRTUAL_ENV=%s", venv);
+	if (trusted)
+		env[ne++] = xstrdup("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1");
 	env[ne] = NULL;
 
 	struct runner_view view = {
@@ -242,7 +250,7 @@ warm_worker(int slot, const char *python)
 	ws.sandbox = &sb;
 	ws.start_timeout = WARM_WORKER_START;
 	ws.cancel = &runner_cancel;
-	r = worker_start(&ws, python, &w, err, sizeof(err));
+	r = worker_start(&ws, key, &w, err, sizeof(err));
 	if (r == 0 && !worker_has_ns(w)) {
 		snprintf(err, sizeof(err), "runs cannot have their own namespaces here (%s)",
 			 worker_why(w));
@@ -259,11 +267,12 @@ warm_worker(int slot, const char *python)
 	} else {
 		rs->workers[free_at] = w;
 		warm_publish(rs);
-		log_debug("runner: slot %d has a warm worker for %s%s", slot, python,
+		log_debug("runner: slot %d has a warm worker for %s%s", slot, key,
 			  worker_has_overlay(w) ? "" : " (no overlays: a copy per run)");
 	}
 	for (size_t i = 0; i < ne; i++)
 		free(env[i]);
+	free(key);
 	free(venv);
 	free(slot_dir);
 	free(projects);
@@ -356,16 +365,25 @@ warm_worker_error(const char *stream, size_t len)
 	return NULL;
 }
 
+/* What a run's watcher sees: its session, fed only the lines that carry the run's key. */
+struct warm_watch_ctx {
+	struct session *sess;
+	const char *key;
+};
+
 static void
 warm_watch_line(void *ctx, const char *line, size_t len, double now)
 {
-	session_on_line(ctx, line, len, now);
+	struct warm_watch_ctx *wc = ctx;
+
+	if (report_line_keyed(line, len, wc->key))
+		session_on_line(wc->sess, line, len, now);
 }
 
 static double
 warm_watch_deadline(void *ctx, double now)
 {
-	return session_deadline(ctx, now);
+	return session_deadline(((struct warm_watch_ctx *)ctx)->sess, now);
 }
 
 /*
@@ -407,26 +425,28 @@ static json_t *
 warm_request(int slot, const struct runner_batch *b, const char *lower,
 		    const char *const *mods, size_t n)
 {
-	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot);
-	char *rootdir = xasprintf("--rootdir=%s", cwd), *scratch;
-	json_t *env, *path, *argv, *req;
+	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot), *scratch;
+	char **pargs = runner_pytest_args(b->project_dir, cwd), key[RUNNER_KEY_LEN];
+	json_t *env, *path, *argv = json_array(), *req;
 
 	scratch = warm_env(slot, b, &env, &path);
-	argv = json_pack("[s, s, s, s, s, s, s]", "-p", "meshtest_plugin", "-p",
-			 "no:cacheprovider", rootdir, "-q", "--color=no");
+	for (size_t i = 0; pargs[i] != NULL; i++)
+		json_array_append_new(argv, json_string(pargs[i]));
+	runner_strv_free(pargs);
+	runner_report_key(key);
 	if (n > 1)   /* one module's collection error stops no other */
 		json_array_append_new(argv, json_string("--continue-on-collection-errors"));
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(argv, json_string(mods[i]));
-	req = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:[s], s:b, s:b}",
+	/* the key goes to the plugin over the worker's socket, never through the environment */
+	req = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:[s], s:b, s:b, s:s}",
 			"op", "run", "id", (json_int_t)warm_slots[slot].seq, "argv", argv, "env",
 			env, "path", path, "cwd", cwd, "lower", lower, "scratch", scratch,
 			"keep", runner.data_dir, "services", setup_needed(b->project_dir),
-			"fresh", 0);
+			"fresh", 0, "key", key);
 	if (runner.py_prefix != NULL)
 		json_array_append_new(json_object_get(req, "keep"), json_string(runner.py_prefix));
 	free(scratch);
-	free(rootdir);
 	free(cwd);
 	return req;
 }
@@ -449,11 +469,16 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 	struct worker_result res;
 	struct session *sess;
 	struct worker_watch watch;
+	struct warm_watch_ctx wctx;
 	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot), *msg = NULL;
+	char *report = NULL;
+	size_t rlen = 0;
 	int r, normal;
 
 	sess = session_new(mods, n, b->timeout, util_mono());
-	watch.ctx = sess;
+	wctx.sess = sess;
+	wctx.key = json_string_value(json_object_get(req, "key"));
+	watch.ctx = &wctx;
 	watch.on_line = warm_watch_line;
 	watch.deadline = warm_watch_deadline;
 	r = worker_run(w, req, &watch, runner.output_cap, RUNNER_REPORT_CAP, &res);
@@ -461,8 +486,9 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 		r = -ECANCELED;
 		goto out;
 	}
-	if (r < 0 || !res.started ||
-	    (msg = warm_worker_error(res.report.data, res.report.len)) != NULL) {
+	/* from here on, only what the plugin wrote */
+	report = report_keep_keyed(res.report.data, res.report.len, wctx.key, &rlen);
+	if (r < 0 || !res.started || (msg = warm_worker_error(report, rlen)) != NULL) {
 		log_warn("runner: slot %d: the worker could not run %s: %s", slot, mods[0],
 			 msg ? msg : res.error[0] ? res.error : strerror(-r));
 		r = -EAGAIN;
@@ -483,9 +509,8 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 			.stdout_tail = res.out.data,
 			.module = mods[0],
 		};
-		json_t *j = report_build(res.report.data, res.report.len, &ex);
-		(void)setup_fix_result(j, res.report.data, res.report.len, res.err.data, cwd,
-				       mods[0]);
+		json_t *j = report_build(report, rlen, &ex);
+		(void)setup_fix_result(j, report, rlen, res.err.data, cwd, mods[0]);
 		runner_attach_output(j, &res.out, &res.err);
 		results[0] = j;
 	} else {
@@ -496,7 +521,7 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 			json_t *j;
 			if (!session_finished(sess, i))
 				continue;
-			stream = session_stream(sess, res.report.data, res.report.len, i, &len);
+			stream = session_stream(sess, report, rlen, i, &len);
 			struct report_exit ex = {
 				.started = 1,
 				.duration = session_duration(sess, i),
@@ -532,6 +557,7 @@ out:
 	}
 	worker_result_free(&res);
 	session_free(sess);
+	free(report);
 	free(msg);
 	free(cwd);
 	return r;

@@ -283,6 +283,34 @@ test_report_hostile(void **state)
 	free(s);
 }
 
+/* Only the lines that carry the run's key are the plugin's. */
+static void
+test_report_keyed(void **state)
+{
+	const char *stream =
+	    "{\"ev\": \"start\", \"nodeid\": \"t::a\", \"k\": \"0123abcd\"}\n"
+	    "{\"ev\": \"report\", \"nodeid\": \"t::a\", \"outcome\": \"passed\"}\n"
+	    "{\"ev\": \"report\", \"nodeid\": \"t::a\", \"k\": \"0123abce\"}\n"
+	    "{\"ev\": \"report\", \"message\": \"0123abcd\"}\n"
+	    "not json 0123abcd\n"
+	    "{\"ev\": \"finish\", \"nodeid\": \"t::a\", \"k\": \"0123abcd\"}";
+	size_t len;
+	char *out = report_keep_keyed(stream, strlen(stream), "0123abcd", &len);
+
+	(void)state;
+	assert_string_equal(out, "{\"ev\": \"start\", \"nodeid\": \"t::a\", \"k\": \"0123abcd\"}\n"
+			    "{\"ev\": \"finish\", \"nodeid\": \"t::a\", \"k\": \"0123abcd\"}\n");
+	assert_int_equal(len, strlen(out));
+	free(out);
+	out = report_keep_keyed(stream, strlen(stream), NULL, &len);
+	assert_int_equal(len, strlen(stream) + 1);
+	free(out);
+	out = report_keep_keyed(NULL, 0, "k", &len);
+	assert_string_equal(out, "");
+	assert_int_equal(len, 0);
+	free(out);
+}
+
 int
 main(void)
 {
@@ -291,6 +319,7 @@ main(void)
 		cmocka_unit_test(test_report_details),
 		cmocka_unit_test(test_report_json_text),
 		cmocka_unit_test(test_report_hostile),
+		cmocka_unit_test(test_report_keyed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,6 +140,21 @@ test_settings_parse(void **state)
 	in = json_pack("{s:s}", "instructor_tests", "https://x/a b");
 	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
 	json_decref(in);
+	in = json_pack("{s:s}", "trust", "instructor");
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), 0);
+	assert_string_equal(json_string_value(json_object_get(out, "trust")), "instructor");
+	json_decref(in);
+	json_object_clear(out);
+	in = json_pack("{s:s}", "trust", "student");
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), 0);
+	assert_int_equal(json_object_size(out), 0);
+	json_decref(in);
+	in = json_pack("{s:b}", "trust", 1);
+	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "trust must be \"student\" (the project's pytest configuration,"
+			    " conftest files and plugins apply) or \"instructor\" (only the"
+			    " instructor's tests and meshtest's plugin)");
+	json_decref(in);
 	in = json_pack("{s:{s:[i]}}", "setup", "commands", 1);
 	assert_int_equal(setup_settings_parse(in, out, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "setup: command 1 must be a non-empty string of at most 4096 "
@@ -495,6 +510,35 @@ test_run_setup(void **state)
 	free(proj);
 }
 
+/* trust "instructor": recorded in the project, conftest.py set aside but in tests/ */
+static void
+test_trust_instructor(void **state)
+{
+	char *dir = mktmp();
+	json_t *settings = json_pack("{s:s}", "trust", "instructor");
+	size_t removed = 99;
+
+	(void)state;
+	put(dir, "conftest.py", "x = 1\n");
+	put(dir, "src/pkg/conftest.py", "x = 1\n");
+	put(dir, "src/pkg/mod.py", "x = 1\n");
+	put(dir, "tests/conftest.py", "x = 1\n");
+	put(dir, "tests/sub/conftest.py", "x = 1\n");
+	assert_int_equal(setup_project_trusted(dir), 0);
+	assert_int_equal(setup_write_project(dir, settings), 0);
+	assert_int_equal(setup_project_trusted(dir), 1);
+	assert_int_equal(setup_set_aside_student_config(dir, &removed), 0);
+	assert_int_equal(removed, 2);
+	assert_false(exists(dir, "conftest.py"));
+	assert_false(exists(dir, "src/pkg/conftest.py"));
+	assert_true(exists(dir, "src/pkg/mod.py"));
+	assert_true(exists(dir, "tests/conftest.py"));
+	assert_true(exists(dir, "tests/sub/conftest.py"));
+	json_decref(settings);
+	util_rm_rf(dir);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -509,6 +553,7 @@ main(void)
 		cmocka_unit_test(test_has_commands),
 		cmocka_unit_test(test_stream_error),
 		cmocka_unit_test(test_run_setup),
+		cmocka_unit_test(test_trust_instructor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,12 +9,20 @@
 # Events: hello, collect_start {path} (a test module's collection begins),
 # collect_error {nodeid, message}, collected {nodeids}, start {nodeid},
 # report {nodeid, when, outcome, ...}, finish {nodeid}, end {exitstatus}.
+#
+# Every event carries "k", the run's key (MESHTEST_REPORT_KEY, taken out of
+# the environment when this module is imported, before any project code;
+# or given to configure() by a warm worker): the node takes only events
+# that carry it, so code under test that writes to the report pipe is not
+# believed. Code in this same process can still reach the key (it can do
+# anything this plugin can); what the key closes is the pipe itself.
 """meshtest's reporting plugin. PYTEST_DONT_REWRITE: a warm worker imports
 it before pytest's assertion rewriter exists."""
 import json
 import os
 
 _FD = None
+_KEY = os.environ.pop("MESHTEST_REPORT_KEY", None)
 _MSG_CAP = 4000
 _MAX_IDS = 100000
 
@@ -26,10 +34,11 @@ except Exception:
     _FD = None
 
 
-def configure(fd):
-    """Report to fd from now on (a worker's forked child)."""
-    global _FD
+def configure(fd, key=None):
+    """Report to fd with the run's key from now on (a worker's forked child)."""
+    global _FD, _KEY
     _FD = fd
+    _KEY = key
 
 
 def emit(obj):
@@ -40,6 +49,8 @@ def _emit(obj):
     if _FD is None:
         return
     try:
+        if _KEY is not None:
+            obj = dict(obj, k=_KEY)
         data = (json.dumps(obj, ensure_ascii=True) + "\n").encode("ascii")
         while data:
             n = os.write(_FD, data)

@@ -49,8 +49,19 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LOG_DIR = os.environ.get("TMPDIR") or "/tmp"
 
 
+# The run's report key: out of the environment at once, so that services
+# never see it; handed to pytest alone (main), or set by a warm worker.
+_KEY = os.environ.pop("MESHTEST_REPORT_KEY", None)
+
+
 class SetupError(Exception):
     pass
+
+
+def configure_report(key):
+    """The run's report key (a warm worker's child)."""
+    global _KEY
+    _KEY = key
 
 
 def _report(obj):
@@ -58,6 +69,8 @@ def _report(obj):
         fd = int(os.environ.get("MESHTEST_REPORT_FD", ""))
     except ValueError:
         return
+    if _KEY is not None:
+        obj = dict(obj, k=_KEY)
     data = (json.dumps(obj, ensure_ascii=True) + "\n").encode("ascii")
     try:
         while data:
@@ -343,7 +356,10 @@ def main():
             start_services(svcs, running)
         except SetupError as e:
             return _fail(e)
-        child = subprocess.Popen(argv[1:], pass_fds=(3,) if _has_fd3() else ())
+        env = dict(os.environ)
+        if _KEY is not None:
+            env["MESHTEST_REPORT_KEY"] = _KEY
+        child = subprocess.Popen(argv[1:], pass_fds=(3,) if _has_fd3() else (), env=env)
         rc = child.wait()
     finally:
         stop_services(running)
