@@ -37,11 +37,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	doc = json_loadb((const char *)data, size, 0, NULL);
 	if (doc == NULL)
 		return 0;
-	if (store_eval_merge(st, doc) > 0) {
+	if (store_sync_merge(st, doc) > 0) {
 		const char *id = json_string_value(json_object_get(doc, "id"));
 		json_t *a = store_eval_status(st, id, 1e9);
 		json_t *b = store_eval_results(st, id, 1e9);
-		json_t *c = store_eval_export(st, id);
+		json_t *c = store_sync_export(st, id);
 		json_decref(a);
 		json_decref(b);
 		json_decref(c);

@@ -64,7 +64,8 @@ engine_alive_nodes(void *ctx, char ***addrs, size_t *n)
 static void
 replica_on_change(void *ctx, const char *eval_id)
 {
-	replica_changed(ctx, eval_id);
+	(void)eval_id;
+	replica_wake(ctx);
 }
 
 static int

@@ -204,14 +204,16 @@ static json_t *
 get_evaluation(struct http_request *req, void *ctx, int *status)
 {
 	const char *id = http_request_param(req, 0);
-	json_t *doc = NULL;
+	char *text = NULL;
+	size_t len = 0;
 
 	if (util_is_uuid(id))
-		doc = store_eval_status(engine_store(api_engine(ctx)), id, util_now());
-	if (doc == NULL)
+		text = store_eval_status_text(engine_store(api_engine(ctx)), id, util_now(), &len);
+	if (text == NULL)
 		return http_error(status, 404, "not found");
+	http_request_respond_text(req, text, len, "application/json");
 	*status = 200;
-	return doc;
+	return NULL;
 }
 
 static json_t *

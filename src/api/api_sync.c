@@ -1,16 +1,23 @@
 /*
- * api_sync.c - replication endpoints: POST /evaluation/sync_result/<id>
- * (a pushed evaluation state), GET /sync/digests and
- * GET /sync/evaluation/<id> (anti-entropy pulls). Internal: with a cluster
- * key, only peers reach them. Runs on the HTTP server's threads.
+ * api_sync.c - replication endpoints (see cluster/replica.h):
+ * POST /evaluation/sync_result/<id> (pushed rows), GET /sync/digests,
+ * GET /sync/evaluation/<id>/buckets, GET /sync/evaluation/<id> and
+ * GET /sync/evaluation/<id>/part/<b1,b2,...> (anti-entropy; in the path, not
+ * a query, since the cluster MAC signs the path), GET /sync/counters (what replication
+ * moved). Internal: with a cluster key, only peers reach them. Runs on the
+ * HTTP server's threads.
  */
 #include "api/api.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "engine/engine.h"
+#include "cluster/replica.h"
 #include "core/util.h"
+#include "engine/engine.h"
 #include "store/store.h"
 
 static json_t *
@@ -34,7 +41,8 @@ post_sync_result(struct http_request *req, void *ctx, int *status)
 		json_decref(doc);
 		return http_error(status, 400, "the document's id does not match the path");
 	}
-	changed = store_eval_merge(st, doc);
+	replica_note_received(len);
+	changed = store_sync_merge(st, doc);
 	json_decref(doc);
 	if (changed < 0)
 		return http_error(status, changed == -EINVAL ? 400 : 500, "cannot merge the evaluation");
@@ -49,7 +57,45 @@ get_digests(struct http_request *req, void *ctx, int *status)
 
 	(void)req;
 	*status = 200;
-	return store_eval_digests(st);
+	return store_sync_digests(st);
+}
+
+static json_t *
+get_buckets(struct http_request *req, void *ctx, int *status)
+{
+	struct store *st = engine_store(api_engine(ctx));
+	const char *id = http_request_param(req, 0);
+	uint64_t dig[STORE_SYNC_BUCKETS];
+	json_t *arr;
+
+	if (!util_is_uuid(id) || store_sync_buckets(st, id, dig) < 0)
+		return http_error(status, 404, "not found");
+	arr = json_array();
+	for (int i = 0; i < STORE_SYNC_BUCKETS; i++) {
+		char hex[17];
+		snprintf(hex, sizeof(hex), "%016" PRIx64, dig[i]);
+		json_array_append_new(arr, json_string(hex));
+	}
+	*status = 200;
+	return json_pack("{s:s, s:o}", "id", id, "buckets", arr);
+}
+
+/* "b1,b2,..." into out (at most STORE_SYNC_BUCKETS); -EINVAL on anything else. */
+static int
+parse_buckets(const char *s, int *out, size_t *n)
+{
+	*n = 0;
+	while (*s != '\0') {
+		char *end;
+		long b = strtol(s, &end, 10);
+
+		if (end == s || b < 0 || b >= STORE_SYNC_BUCKETS || *n == STORE_SYNC_BUCKETS ||
+		    (*end != ',' && *end != '\0'))
+			return -EINVAL;
+		out[(*n)++] = (int)b;
+		s = *end == ',' ? end + 1 : end;
+	}
+	return *n > 0 ? 0 : -EINVAL;
 }
 
 static json_t *
@@ -57,7 +103,7 @@ get_sync_evaluation(struct http_request *req, void *ctx, int *status)
 {
 	struct store *st = engine_store(api_engine(ctx));
 	const char *id = http_request_param(req, 0);
-	json_t *doc = util_is_uuid(id) ? store_eval_export(st, id) : NULL;
+	json_t *doc = util_is_uuid(id) ? store_sync_export(st, id) : NULL;
 
 	if (doc == NULL)
 		return http_error(status, 404, "not found");
@@ -65,11 +111,51 @@ get_sync_evaluation(struct http_request *req, void *ctx, int *status)
 	return doc;
 }
 
+static json_t *
+get_sync_part(struct http_request *req, void *ctx, int *status)
+{
+	struct store *st = engine_store(api_engine(ctx));
+	const char *id = http_request_param(req, 0);
+	int buckets[STORE_SYNC_BUCKETS];
+	size_t n = 0;
+	json_t *doc;
+
+	if (!util_is_uuid(id))
+		return http_error(status, 404, "not found");
+	if (parse_buckets(http_request_param(req, 1), buckets, &n) < 0)
+		return http_error(status, 400, "buckets: a comma-separated list of 0..%d",
+		    STORE_SYNC_BUCKETS - 1);
+	doc = store_sync_export_buckets(st, id, buckets, n);
+	if (doc == NULL)
+		return http_error(status, 404, "not found");
+	*status = 200;
+	return doc;
+}
+
+static json_t *
+get_counters(struct http_request *req, void *ctx, int *status)
+{
+	struct replica_counters c;
+
+	(void)req;
+	(void)ctx;
+	replica_counters(&c);
+	*status = 200;
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "pushed_docs",
+	    (json_int_t)c.pushed_docs, "pushed_bytes", (json_int_t)c.pushed_bytes,
+	    "received_docs", (json_int_t)c.received_docs, "received_bytes",
+	    (json_int_t)c.received_bytes, "pulled_docs", (json_int_t)c.pulled_docs,
+	    "pulled_bytes", (json_int_t)c.pulled_bytes);
+}
+
 const struct http_route api_sync_routes[] = {
 	{ "POST", "/evaluation/sync_result/*", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL,
 	  post_sync_result },
 	{ "GET", "/sync/digests", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_digests },
+	{ "GET", "/sync/evaluation/*/buckets", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_buckets },
+	{ "GET", "/sync/evaluation/*/part/*", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_sync_part },
 	{ "GET", "/sync/evaluation/*", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL,
 	  get_sync_evaluation },
+	{ "GET", "/sync/counters", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_counters },
 	{ NULL, NULL, 0, 0, NULL },
 };

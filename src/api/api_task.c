@@ -75,7 +75,7 @@ get_task_results(struct http_request *req, void *ctx, int *status)
 {
 	struct engine *eng = api_engine(ctx);
 	const char *id = http_request_param(req, 0);
-	json_t *doc = util_is_uuid(id) ? store_eval_export(engine_store(eng), id) : NULL;
+	json_t *doc = util_is_uuid(id) ? store_sync_export(engine_store(eng), id) : NULL;
 	json_t *mine = json_array(), *r;
 	size_t i;
 

@@ -1,14 +1,16 @@
 /*
- * replica.c - pushes and anti-entropy (see replica.h).
+ * replica.c - pushes of the change log and anti-entropy by buckets (see
+ * replica.h).
  *
- * Threads: one replica thread does both jobs. The set of evaluations changed
- * since the last push is shared with the engine's threads (lock). Network
- * calls go through peer_request, never under the lock.
+ * Threads: one replica thread does both jobs; replica_wake only signals it.
+ * The counters are process-wide atomics, read by the API. Network calls never
+ * run under the lock.
  */
 #include "cluster/replica.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +19,15 @@
 #include "cluster/peer.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "http/http_client.h"
 #include "store/store.h"
 
-#define REPLICA_PUSH_DELAY 0.15   /* seconds: batch changes before a push */
+#define REPLICA_PUSH_DELAY 0.15   /* seconds: gather changes before a push */
+#define REPLICA_PUSH_BATCH 512    /* changes per round of pushes */
 #define REPLICA_AE_PERIOD 2.0     /* seconds between anti-entropy rounds */
 #define REPLICA_TIMEOUT 5.0       /* seconds for one request */
-#define REPLICA_MAX_PULLS 32      /* evaluations pulled per round */
-#define REPLICA_MAX_DIRTY 4096
+#define REPLICA_MAX_PULLS 32      /* evaluations compared per peer and round */
+#define REPLICA_PAGE_BUCKETS 8    /* buckets per pulled page */
 
 struct replica {
 	struct store *st;
@@ -33,28 +37,42 @@ struct replica {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	char (*dirty)[37];      /* evaluations changed since the last push */
-	size_t ndirty;
+	int woken;
 	int stopping;
 	int sync_now;
 	pthread_t thread;
 };
 
+static _Atomic uint64_t replica_n[6];
+enum { RN_PUSHED_DOCS, RN_PUSHED_BYTES, RN_RECV_DOCS, RN_RECV_BYTES, RN_PULLED_DOCS,
+	RN_PULLED_BYTES };
+
 void
-replica_changed(struct replica *r, const char *eval_id)
+replica_counters(struct replica_counters *out)
+{
+	out->pushed_docs = replica_n[RN_PUSHED_DOCS];
+	out->pushed_bytes = replica_n[RN_PUSHED_BYTES];
+	out->received_docs = replica_n[RN_RECV_DOCS];
+	out->received_bytes = replica_n[RN_RECV_BYTES];
+	out->pulled_docs = replica_n[RN_PULLED_DOCS];
+	out->pulled_bytes = replica_n[RN_PULLED_BYTES];
+}
+
+void
+replica_note_received(size_t len)
+{
+	replica_n[RN_RECV_DOCS]++;
+	replica_n[RN_RECV_BYTES] += len;
+}
+
+void
+replica_wake(struct replica *r)
 {
 	if (r == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < r->ndirty; i++)
-		if (strcmp(r->dirty[i], eval_id) == 0)
-			goto out;
-	if (r->ndirty < REPLICA_MAX_DIRTY) {
-		/* Past the cap a change is left to anti-entropy. */
-		snprintf(r->dirty[r->ndirty++], 37, "%s", eval_id);
-		pthread_cond_signal(&r->cond);
-	}
-out:
+	r->woken = 1;
+	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -75,56 +93,179 @@ free_peers(char **v, size_t n)
 	free(v);
 }
 
-/* Push the current state of each dirty evaluation to every live peer. */
-static void
-replica_push(struct replica *r, char (*ids)[37], size_t nids)
+/* ------------------------------------------------------------------ push */
+
+static int
+replica_change_cmp(const void *a, const void *b)
 {
-	char **peers = NULL;
-	size_t npeers = 0;
+	const struct store_sync_change *x = a, *y = b;
+	int k = strcmp(x->eval_id, y->eval_id);
 
-	if (r->peers(r->peers_ctx, &peers, &npeers) < 0 || npeers == 0)
-		goto out;
-	for (size_t i = 0; i < nids; i++) {
-		json_t *doc = store_eval_export(r->st, ids[i]);
-		char *path;
-
-		if (doc == NULL)
-			continue;
-		path = xasprintf("/evaluation/sync_result/%s", ids[i]);
-		for (size_t k = 0; k < npeers; k++) {
-			json_t *answer = NULL;
-			long status = 0;
-			if (peer_request(peers[k], "POST", path, doc, REPLICA_TIMEOUT, &answer,
-			    &status) < 0 || status != 200)
-				log_debug("replica: push of %s to %s failed (status %ld); anti-entropy"
-				    " will carry it", ids[i], peers[k], status);
-			json_decref(answer);
-		}
-		free(path);
-		json_decref(doc);
-	}
-out:
-	free_peers(peers, npeers);
+	if (k != 0)
+		return k;
+	if (x->key.project_idx != y->key.project_idx)
+		return x->key.project_idx < y->key.project_idx ? -1 : 1;
+	k = strcmp(x->key.path, y->key.path);
+	if (k != 0)
+		return k;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Compare digests with one peer and pull what differs. */
+/* Send one document, serialized once, to every peer. */
+static void
+replica_send(const char *eval_id, json_t *doc, char **peers, size_t npeers)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
+	size_t len = text ? strlen(text) : 0;
+
+	for (size_t k = 0; text != NULL && k < npeers; k++) {
+		struct http_response resp;
+		int r = peer_request_raw(peers[k], "POST", path, text, len, "application/json",
+		    REPLICA_TIMEOUT, 1 << 16, &resp);
+
+		if (r < 0 || resp.status != 200)
+			log_debug("replica: push of %s to %s failed (status %ld); anti-entropy"
+			    " will carry it", eval_id, peers[k], r < 0 ? 0L : resp.status);
+		if (r == 0) {
+			replica_n[RN_PUSHED_DOCS]++;
+			replica_n[RN_PUSHED_BYTES] += len;
+		}
+		http_response_free(&resp);
+	}
+	free(path);
+	free(text);
+}
+
+/*
+ * Push the change log: each evaluation's changed rows as one document to
+ * every live peer, then forget them (a lost push is anti-entropy's).
+ * Returns how many changes were handled.
+ */
+static size_t
+replica_push(struct replica *r)
+{
+	struct store_sync_change *c = NULL;
+	struct store_sync_key *keys = NULL;
+	char **peers = NULL;
+	size_t n = 0, npeers = 0;
+
+	if (store_sync_changes(r->st, REPLICA_PUSH_BATCH, &c, &n) < 0 || n == 0)
+		goto out;
+	if (r->peers(r->peers_ctx, &peers, &npeers) == 0 && npeers > 0) {
+		struct store_sync_change *sorted = xcalloc(n, sizeof(*sorted));
+
+		memcpy(sorted, c, n * sizeof(*c));
+		qsort(sorted, n, sizeof(*sorted), replica_change_cmp);
+		keys = xcalloc(n, sizeof(*keys));
+		for (size_t i = 0; i < n;) {
+			size_t j = i, nk = 0;
+			json_t *doc;
+
+			for (; j < n && strcmp(sorted[j].eval_id, sorted[i].eval_id) == 0; j++) {
+				if (nk > 0 && keys[nk - 1].project_idx == sorted[j].key.project_idx &&
+				    strcmp(keys[nk - 1].path, sorted[j].key.path) == 0)
+					continue;   /* the row's state now covers every change of it */
+				keys[nk++] = sorted[j].key;
+			}
+			doc = store_sync_export_keys(r->st, sorted[i].eval_id, keys, nk);
+			if (doc != NULL)
+				replica_send(sorted[i].eval_id, doc, peers, npeers);
+			json_decref(doc);
+			i = j;
+		}
+		free(sorted);
+	}
+	store_sync_changes_done(r->st, c, n);
+out:
+	free(keys);
+	store_sync_changes_free(c, n);
+	free_peers(peers, npeers);
+	return n;
+}
+
+/* --------------------------------------------------------- anti-entropy */
+
+/* GET path from peer as JSON (counted as pulled); NULL unless a 200 with JSON. */
+static json_t *
+replica_get(const char *peer, const char *path)
+{
+	struct http_response resp;
+	json_t *doc = NULL;
+
+	if (peer_request_raw(peer, "GET", path, NULL, 0, NULL, REPLICA_TIMEOUT, PEER_MAX_ANSWER,
+	    &resp) < 0)
+		return NULL;
+	if (resp.status == 200) {
+		doc = json_loadb(resp.body, resp.len, 0, NULL);
+		replica_n[RN_PULLED_DOCS]++;
+		replica_n[RN_PULLED_BYTES] += resp.len;
+	}
+	http_response_free(&resp);
+	return doc;
+}
+
+/* Pull the buckets of one evaluation that differ from the peer's. */
+static int
+replica_pull_eval(struct replica *r, const char *peer, const char *id)
+{
+	uint64_t mine[STORE_SYNC_BUCKETS];
+	int diff[STORE_SYNC_BUCKETS], ndiff = 0, merged = 0;
+	char *path = xasprintf("/sync/evaluation/%s/buckets", id);
+	json_t *theirs = replica_get(peer, path), *b = json_object_get(theirs, "buckets");
+
+	free(path);
+	if (json_array_size(b) != STORE_SYNC_BUCKETS || store_sync_buckets(r->st, id, mine) < 0) {
+		json_decref(theirs);
+		return 0;
+	}
+	for (int i = 0; i < STORE_SYNC_BUCKETS; i++) {
+		const char *t = json_string_value(json_array_get(b, (size_t)i));
+		char hex[17];
+
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)mine[i]);
+		if (t == NULL || strcmp(t, hex) != 0)
+			diff[ndiff++] = i;
+	}
+	json_decref(theirs);
+	for (int i = 0; i < ndiff; i += REPLICA_PAGE_BUCKETS) {
+		char list[REPLICA_PAGE_BUCKETS * 4 + 1] = "";
+		size_t off = 0;
+		json_t *doc;
+		int c;
+
+		for (int k = i; k < ndiff && k < i + REPLICA_PAGE_BUCKETS; k++)
+			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d",
+			    k > i ? "," : "", diff[k]);
+		path = xasprintf("/sync/evaluation/%s/part/%s", id, list);
+		doc = replica_get(peer, path);
+		free(path);
+		if (doc == NULL)
+			break;
+		c = store_sync_merge(r->st, doc);
+		json_decref(doc);
+		if (c < 0) {
+			log_warn("replica: cannot merge evaluation %s from %s", id, peer);
+			break;
+		}
+		merged += c > 0;
+	}
+	return merged > 0;
+}
+
+/* Compare evaluation digests with one peer and pull what differs. */
 static void
 replica_pull_from(struct replica *r, const char *peer)
 {
-	json_t *theirs = NULL, *mine = NULL, *v;
+	json_t *theirs = replica_get(peer, "/sync/digests"), *mine = NULL, *v;
 	const char *id;
-	long status = 0;
 	int pulls = 0, merged = 0;
 
-	if (peer_request(peer, "GET", "/sync/digests", NULL, REPLICA_TIMEOUT, &theirs,
-	    &status) < 0 || status != 200 || !json_is_object(theirs))
+	if (!json_is_object(theirs))
 		goto out;
-	mine = store_eval_digests(r->st);
+	mine = store_sync_digests(r->st);
 	json_object_foreach(theirs, id, v) {
 		json_t *mv = json_object_get(mine, id);
-		json_t *doc = NULL;
-		char *path;
-		int c;
 
 		if (!json_is_string(v) || !util_is_uuid(id))
 			continue;
@@ -132,18 +273,7 @@ replica_pull_from(struct replica *r, const char *peer)
 			continue;
 		if (pulls++ >= REPLICA_MAX_PULLS)
 			break;
-		path = xasprintf("/sync/evaluation/%s", id);
-		status = 0;
-		if (peer_request(peer, "GET", path, NULL, REPLICA_TIMEOUT, &doc, &status) == 0 &&
-		    status == 200) {
-			c = store_eval_merge(r->st, doc);
-			if (c > 0)
-				merged++;
-			else if (c < 0)
-				log_warn("replica: cannot merge evaluation %s from %s", id, peer);
-		}
-		json_decref(doc);
-		free(path);
+		merged += replica_pull_eval(r, peer, id);
 	}
 	if (merged > 0)
 		log_info("replica: caught up on %d evaluations from %s", merged, peer);
@@ -172,19 +302,20 @@ out:
 	free_peers(peers, npeers);
 }
 
+/* ---------------------------------------------------------------- thread */
+
 static void *
 replica_main(void *arg)
 {
 	struct replica *r = arg;
 	double next_ae = util_mono() + 0.5;
+	int more = 1;   /* a change log left from before a restart is pushed first */
 
 	for (;;) {
-		char (*ids)[37] = NULL;
-		size_t nids = 0;
 		int now_all;
 
 		pthread_mutex_lock(&r->lock);
-		while (!r->stopping && r->ndirty == 0 && !r->sync_now &&
+		while (!r->stopping && !r->woken && !more && !r->sync_now &&
 		    util_mono() < next_ae) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -201,21 +332,15 @@ replica_main(void *arg)
 		}
 		now_all = r->sync_now;
 		r->sync_now = 0;
+		if (r->woken && !now_all) {
+			pthread_mutex_unlock(&r->lock);
+			util_sleep(REPLICA_PUSH_DELAY);
+			pthread_mutex_lock(&r->lock);
+		}
+		r->woken = 0;
 		pthread_mutex_unlock(&r->lock);
 
-		if (!now_all)
-			util_sleep(REPLICA_PUSH_DELAY);
-		pthread_mutex_lock(&r->lock);
-		if (r->ndirty > 0) {
-			ids = xcalloc(r->ndirty, sizeof(*ids));
-			memcpy(ids, r->dirty, r->ndirty * sizeof(*ids));
-			nids = r->ndirty;
-			r->ndirty = 0;
-		}
-		pthread_mutex_unlock(&r->lock);
-		if (nids > 0)
-			replica_push(r, ids, nids);
-		free(ids);
+		more = replica_push(r) == REPLICA_PUSH_BATCH;
 		if (now_all || util_mono() >= next_ae) {
 			replica_anti_entropy(r, now_all);
 			next_ae = util_mono() + REPLICA_AE_PERIOD;
@@ -234,11 +359,9 @@ replica_start(struct store *st, const char *self, replica_peers_fn peers, void *
 	r->self = xstrdup(self);
 	r->peers = peers;
 	r->peers_ctx = ctx;
-	r->dirty = xcalloc(REPLICA_MAX_DIRTY, sizeof(*r->dirty));
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	if (pthread_create(&r->thread, NULL, replica_main, r) != 0) {
-		free(r->dirty);
 		free(r->self);
 		free(r);
 		return -EAGAIN;
@@ -259,7 +382,6 @@ replica_stop(struct replica *r)
 	pthread_join(r->thread, NULL);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
-	free(r->dirty);
 	free(r->self);
 	free(r);
 }

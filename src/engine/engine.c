@@ -176,12 +176,13 @@ engine_project_dir(struct engine *eng, const char *digest)
 	return xasprintf("%s/%s", eng->projects_dir, digest);
 }
 
-/* Send an evaluation's state to one node now (best effort, logged). */
+/* Send rows of an evaluation to one node now (best effort, logged). */
 void
-engine_push_to(struct engine *eng, const char *eval_id, const char *node)
+engine_push_to(struct engine *eng, const char *eval_id, const struct store_sync_key *keys,
+    size_t n, const char *node)
 {
 	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
-	json_t *doc = store_eval_export(eng->st, eval_id);
+	json_t *doc = store_sync_export_keys(eng->st, eval_id, keys, n);
 	long status = 0;
 
 	if (doc != NULL && (peer_request(node, "POST", path, doc, 5.0, NULL, &status) < 0 ||

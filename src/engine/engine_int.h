@@ -95,7 +95,8 @@ char *engine_project_dir(struct engine *eng, const char *digest);
 int engine_get_blob(struct engine *eng, const char *digest, const char *preferred, char *err,
     size_t errlen);
 void engine_share_blob(struct engine *eng, const char *digest);
-void engine_push_to(struct engine *eng, const char *eval_id, const char *node);
+void engine_push_to(struct engine *eng, const char *eval_id, const struct store_sync_key *keys,
+    size_t n, const char *node);
 
 /* fetchq.c */
 void fetchq_reserve(struct engine *eng, const char *eval_id, size_t n);

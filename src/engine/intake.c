@@ -151,7 +151,7 @@ intake_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 {
 	char **alive = NULL, *path = xasprintf("/evaluation/sync_result/%s", id);
 	size_t n = 0;
-	json_t *doc = store_eval_export(eng->st, id);
+	json_t *doc = store_sync_export(eng->st, id);
 	const char *tests_digest = json_string_value(json_object_get(json_object_get(doc,
 	    "settings"), "instructor_tests_archive"));
 	int done = 0, peers = 0;

@@ -328,8 +328,15 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 	 * The coordinator hears of the results before this slot stops listing the
 	 * modules in GET /task/running, so it never takes a finished module back.
 	 */
-	if (run->from[0] != '\0')
-		engine_push_to(eng, c0->eval_id, run->from);
+	if (run->from[0] != '\0') {
+		struct store_sync_key *keys = xcalloc(run->n, sizeof(*keys));
+
+		for (size_t i = 0; i < run->n; i++)
+			keys[i] = (struct store_sync_key){ run->claims[i].project_idx,
+			    run->claims[i].path };
+		engine_push_to(eng, c0->eval_id, keys, run->n, run->from);
+		free(keys);
+	}
 out:
 	slot_set_running(eng, slot, NULL, util_mono() - start);
 	free(pins);

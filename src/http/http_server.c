@@ -78,6 +78,8 @@ struct http_request {
 	int upload_error;
 	int answer_fd;           /* http_request_respond_file */
 	char *answer_type;
+	char *answer_text;       /* http_request_respond_text */
+	size_t answer_len;
 	EVP_MD_CTX *body_sha;    /* over every body byte, for the cluster MAC */
 	char nonce[AUTH_NONCE_HEX]; /* of a request with a good MAC: sign the answer */
 };
@@ -157,6 +159,17 @@ const char *
 http_request_query(const struct http_request *req, const char *key)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+void
+http_request_respond_text(struct http_request *req, char *text, size_t len,
+    const char *content_type)
+{
+	free(req->answer_text);
+	req->answer_text = text;
+	req->answer_len = len;
+	free(req->answer_type);
+	req->answer_type = xstrdup(content_type);
 }
 
 int
@@ -642,6 +655,21 @@ request_finish(struct http_request *req)
 		    json_pack("{s:s}", "error", req->early_error));
 	}
 	body = req->route->fn(req, req->srv->ctx, &status);
+	if (req->answer_text != NULL && body == NULL && status == 200) {
+		struct MHD_Response *resp;
+		enum MHD_Result ret;
+
+		resp = MHD_create_response_from_buffer(req->answer_len, req->answer_text,
+		    MHD_RESPMEM_MUST_FREE);
+		if (resp == NULL)
+			return MHD_NO;
+		sign_answer(req, resp, 200, req->answer_text, req->answer_len);
+		req->answer_text = NULL;   /* the response owns it now */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
+		ret = MHD_queue_response(req->conn, 200, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
 	if (req->answer_fd >= 0 && body == NULL && status == 200) {
 		struct stat st;
 		struct MHD_Response *resp = NULL;
@@ -733,6 +761,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (req->answer_fd >= 0)
 		close(req->answer_fd);
 	free(req->answer_type);
+	free(req->answer_text);
 	EVP_MD_CTX_free(req->body_sha);
 	for (size_t i = 0; i < req->nuploads; i++) {
 		/* What a handler kept, it moved away (rename); the rest goes. */

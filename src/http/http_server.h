@@ -84,6 +84,14 @@ json_t *http_request_form(const struct http_request *req);
 const char *http_request_query(const struct http_request *req, const char *key);
 
 /*
+ * Answer with text (len bytes, malloc'ed; the request takes it) of
+ * content_type instead of a JSON value: for answers kept serialized. The
+ * handler then returns NULL with *status 200.
+ */
+void http_request_respond_text(struct http_request *req, char *text, size_t len,
+    const char *content_type);
+
+/*
  * Answer with the file at path instead of JSON (the handler then returns
  * NULL with *status 200). The file is opened now; a missing file is -ENOENT.
  */

@@ -10,7 +10,7 @@
  * per-module counters are columns of the result table, the per-test details a
  * JSON body. Nothing derived is stored, so nothing can disagree.
  */
-#include "store/store.h"
+#include "store/store_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,11 +21,6 @@
 #include "core/log.h"
 #include "core/score.h"
 #include "core/util.h"
-
-struct store {
-	char *path;
-	pthread_key_t key;
-};
 
 static const char store_schema[] =
 	"PRAGMA journal_mode=WAL;"
@@ -55,20 +50,68 @@ static const char store_schema[] =
 	"CREATE INDEX IF NOT EXISTS result_path ON result(path);";
 
 /*
+ * What a row's digest covers: what merges (store_sync.c), so that equal
+ * digests mean nothing to exchange. r is the row ("NEW", "OLD", a table).
+ */
+#define STORE_P_HASH(r) "mt_hash('p', " r ".idx, " r ".state)"
+#define STORE_M_HASH(r) "mt_hash('m', " r ".project_idx, " r ".path, CASE " r ".state" \
+	" WHEN 'done' THEN 'done' ELSE " r ".state || ':' || " r ".version END)"
+#define STORE_R_HASH(r) "mt_hash('r', " r ".project_idx, " r ".path, " r ".node, " \
+	r ".attempt)"
+/* Fold digest h of a row r into its bucket and its evaluation; log it when ours. */
+#define STORE_PATH(r) r ".path"
+#define STORE_NO_PATH(r) "''"
+#define STORE_SYNC_APPLY(r, idx, path, h) \
+	"INSERT INTO sync_bucket(eval_id, b, dig) VALUES (" r ".eval_id, mt_bucket(" r "." \
+	idx ", " path "), " h ") ON CONFLICT DO UPDATE SET dig = mt_xor(dig, excluded.dig);" \
+	"UPDATE evaluation SET dig = mt_xor(dig, " h "), ver = ver + 1 WHERE id = " \
+	r ".eval_id;" \
+	"INSERT INTO sync_change(eval_id, project_idx, path) SELECT " r ".eval_id, " r "." \
+	idx ", " path " WHERE mt_local();"
+/* The three triggers of table t: insert, update (old digest out, new in), delete. */
+#define STORE_SYNC_TRIGGERS(t, idx, P, H) \
+	"CREATE TRIGGER " t "_sync_ins AFTER INSERT ON " t " BEGIN " \
+	STORE_SYNC_APPLY("NEW", idx, P("NEW"), H("NEW")) " END;" \
+	"CREATE TRIGGER " t "_sync_upd AFTER UPDATE ON " t " BEGIN " \
+	STORE_SYNC_APPLY("NEW", idx, P("NEW"), "mt_xor(" H("OLD") ", " H("NEW") ")") " END;" \
+	"CREATE TRIGGER " t "_sync_del AFTER DELETE ON " t " BEGIN " \
+	STORE_SYNC_APPLY("OLD", idx, P("OLD"), H("OLD")) " END;"
+
+/*
  * Migrations, one per schema version after the first (PRAGMA user_version
  * says which ran). A database written by an older release gains what the
  * newer code needs; each step runs once, in a transaction with the version.
  */
-static const char *const store_migrations[] = {
+static const char *const store_migrations[][8] = {
 	/* 2: the scheduler's estimate and import name per module; history by digest */
-	"ALTER TABLE module ADD COLUMN est REAL;"
-	"ALTER TABLE module ADD COLUMN iname TEXT;"
-	"CREATE INDEX IF NOT EXISTS project_digest ON project(digest);",
+	{ "ALTER TABLE module ADD COLUMN est REAL;"
+	  "ALTER TABLE module ADD COLUMN iname TEXT;"
+	  "CREATE INDEX IF NOT EXISTS project_digest ON project(digest);" },
 	/* 3: the commit a git project was graded at */
-	"ALTER TABLE project ADD COLUMN commit_sha TEXT;",
+	{ "ALTER TABLE project ADD COLUMN commit_sha TEXT;" },
 	/* 4: what makes two runs of a project the same run (reuse) */
-	"ALTER TABLE project ADD COLUMN reuse_key TEXT;"
-	"CREATE INDEX IF NOT EXISTS project_reuse ON project(reuse_key);",
+	{ "ALTER TABLE project ADD COLUMN reuse_key TEXT;"
+	  "CREATE INDEX IF NOT EXISTS project_reuse ON project(reuse_key);" },
+	/* 5: replication by change: row digests by bucket, the change log (store_sync.c) */
+	{ "ALTER TABLE evaluation ADD COLUMN dig INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE evaluation ADD COLUMN ver INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE sync_bucket (eval_id TEXT NOT NULL, b INTEGER NOT NULL,"
+	"  dig INTEGER NOT NULL, PRIMARY KEY (eval_id, b)) WITHOUT ROWID;"
+	"CREATE TABLE sync_change (seq INTEGER PRIMARY KEY, eval_id TEXT NOT NULL,"
+	"  project_idx INTEGER NOT NULL, path TEXT NOT NULL);"
+	"CREATE INDEX project_bucket ON project(eval_id, mt_bucket(idx, ''));"
+	"CREATE INDEX module_bucket ON module(eval_id, mt_bucket(project_idx, path));"
+	"CREATE INDEX result_bucket ON result(eval_id, mt_bucket(project_idx, path));",
+	  STORE_SYNC_TRIGGERS("project", "idx", STORE_NO_PATH, STORE_P_HASH),
+	  STORE_SYNC_TRIGGERS("module", "project_idx", STORE_PATH, STORE_M_HASH),
+	  STORE_SYNC_TRIGGERS("result", "project_idx", STORE_PATH, STORE_R_HASH),
+	  "INSERT INTO sync_bucket(eval_id, b, dig) SELECT eval_id, b, mt_xor_agg(h) FROM ("
+	"  SELECT eval_id, mt_bucket(idx, '') AS b, " STORE_P_HASH("project") " AS h FROM project"
+	"  UNION ALL SELECT eval_id, mt_bucket(project_idx, path), " STORE_M_HASH("module")
+	"  FROM module UNION ALL SELECT eval_id, mt_bucket(project_idx, path), "
+	STORE_R_HASH("result") " FROM result) GROUP BY eval_id, b;"
+	"UPDATE evaluation SET dig = coalesce((SELECT mt_xor_agg(dig) FROM sync_bucket"
+	"  WHERE eval_id = evaluation.id), 0);" },
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -79,7 +122,7 @@ store_conn_free(void *p)
 }
 
 /* The calling thread's connection, opened on first use; NULL on failure. */
-static sqlite3 *
+sqlite3 *
 store_db(struct store *st)
 {
 	sqlite3 *db = pthread_getspecific(st->key);
@@ -93,10 +136,26 @@ store_db(struct store *st)
 		sqlite3_close_v2(db);
 		return NULL;
 	}
+	if (store_sync_register(db) < 0) {
+		log_error("store: cannot register the replication functions: %s",
+		    sqlite3_errmsg(db));
+		sqlite3_close_v2(db);
+		return NULL;
+	}
 	sqlite3_busy_timeout(db, 10000);
 	sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
 	pthread_setspecific(st->key, db);
 	return db;
+}
+
+/* Run one migration's statements (a row of store_migrations) in order. */
+static int
+store_migrate_step(sqlite3 *db, const char *const *sql, char **msg)
+{
+	for (size_t i = 0; i < 8 && sql[i] != NULL; i++)
+		if (sqlite3_exec(db, sql[i], NULL, NULL, msg) != SQLITE_OK)
+			return -EIO;
+	return 0;
 }
 
 /* Bring the schema to STORE_VERSION; a newer database than this code is refused. */
@@ -120,7 +179,7 @@ store_migrate(sqlite3 *db, const char *path)
 	for (; version < STORE_VERSION; version++) {
 		char *msg = NULL, *bump = xasprintf("PRAGMA user_version = %d", version + 1);
 		int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK &&
-		    sqlite3_exec(db, store_migrations[version - 1], NULL, NULL, &msg) == SQLITE_OK &&
+		    store_migrate_step(db, store_migrations[version - 1], &msg) == 0 &&
 		    sqlite3_exec(db, bump, NULL, NULL, &msg) == SQLITE_OK &&
 		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) == SQLITE_OK;
 		free(bump);
@@ -149,6 +208,7 @@ store_open(const char *path, struct store **out)
 		free(st);
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&st->cache_lock, NULL);
 	db = store_db(st);
 	if (db == NULL) {
 		store_close(st);
@@ -181,12 +241,14 @@ store_close(struct store *st)
 		sqlite3_close_v2(db);
 	}
 	pthread_key_delete(st->key);
+	store_read_cache_free(st);
+	pthread_mutex_destroy(&st->cache_lock);
 	free(st->path);
 	free(st);
 }
 
 /* Prepare a statement or log why not. */
-static sqlite3_stmt *
+sqlite3_stmt *
 store_prep(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt *s = NULL;
@@ -198,7 +260,7 @@ store_prep(sqlite3 *db, const char *sql)
 	return s;
 }
 
-static int
+int
 store_exec(sqlite3 *db, const char *sql)
 {
 	char *msg = NULL;
@@ -211,8 +273,8 @@ store_exec(sqlite3 *db, const char *sql)
 	return 0;
 }
 
-static void
-bind_text(sqlite3_stmt *s, int i, const char *v)
+void
+store_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
 	if (v == NULL)
 		sqlite3_bind_null(s, i);
@@ -220,8 +282,8 @@ bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
 }
 
-static const char *
-col_text(sqlite3_stmt *s, int i)
+const char *
+store_col_text(sqlite3_stmt *s, int i)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
 
@@ -229,8 +291,8 @@ col_text(sqlite3_stmt *s, int i)
 }
 
 /* Run a one-row-or-none write; 0 or -EIO. */
-static int
-step_done(sqlite3 *db, sqlite3_stmt *s)
+int
+store_step_done(sqlite3 *db, sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
@@ -239,6 +301,40 @@ step_done(sqlite3 *db, sqlite3_stmt *s)
 		return -EIO;
 	}
 	return 0;
+}
+
+/* One integer from a query with an optional text parameter. */
+long
+store_query_long(sqlite3 *db, const char *sql, const char *param)
+{
+	sqlite3_stmt *s = store_prep(db, sql);
+	long v = 0;
+
+	if (s == NULL)
+		return 0;
+	if (param != NULL)
+		store_bind_text(s, 1, param);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = (long)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+int
+store_drop_modules(sqlite3 *db, const char *eval_id, int idx, int unfinished)
+{
+	sqlite3_stmt *s = store_prep(db, unfinished ?
+	    "DELETE FROM module WHERE eval_id = ? AND project_idx = ? AND state != 'done'" :
+	    "DELETE FROM module WHERE eval_id = ? AND project_idx = ? AND state = 'pending'");
+	int r;
+
+	if (s == NULL)
+		return -EIO;
+	store_bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, idx);
+	r = store_step_done(db, s);
+	sqlite3_finalize(s);
+	return r < 0 ? r : sqlite3_changes(db);
 }
 
 /* ---------------------------------------------------------------- create */
@@ -255,15 +351,15 @@ insert_modules(sqlite3 *db, const char *eval_id, int idx, const struct store_mod
 		return -EIO;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		sqlite3_reset(s);
-		bind_text(s, 1, eval_id);
+		store_bind_text(s, 1, eval_id);
 		sqlite3_bind_int(s, 2, idx);
-		bind_text(s, 3, mods[i].path);
+		store_bind_text(s, 3, mods[i].path);
 		if (mods[i].est > 0)
 			sqlite3_bind_double(s, 4, mods[i].est);
 		else
 			sqlite3_bind_null(s, 4);
-		bind_text(s, 5, mods[i].iname);
-		r = step_done(db, s);
+		store_bind_text(s, 5, mods[i].iname);
+		r = store_step_done(db, s);
 	}
 	sqlite3_finalize(s);
 	return r;
@@ -304,15 +400,15 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, ?)");
 	if (s == NULL || settings_text == NULL)
 		goto fail;
-	bind_text(s, 1, id);
+	store_bind_text(s, 1, id);
 	sqlite3_bind_double(s, 2, created);
 	sqlite3_bind_double(s, 3, created);
-	bind_text(s, 4, kind);
-	bind_text(s, 5, accepted_by);
-	bind_text(s, 6, settings_text);
+	store_bind_text(s, 4, kind);
+	store_bind_text(s, 5, accepted_by);
+	store_bind_text(s, 6, settings_text);
 	sqlite3_bind_int(s, 7, has_token);
-	bind_text(s, 8, upload_digest);
-	if (step_done(db, s) < 0)
+	store_bind_text(s, 8, upload_digest);
+	if (store_step_done(db, s) < 0)
 		goto fail;
 	sqlite3_finalize(s);
 	s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
@@ -321,12 +417,12 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 		goto fail;
 	for (size_t i = 0; i < nprojects; i++) {
 		sqlite3_reset(s);
-		bind_text(s, 1, id);
+		store_bind_text(s, 1, id);
 		sqlite3_bind_int(s, 2, (int)i);
-		bind_text(s, 3, projects[i].project_id);
-		bind_text(s, 4, projects[i].source);
-		bind_text(s, 5, projects[i].prefix);
-		if (step_done(db, s) < 0)
+		store_bind_text(s, 3, projects[i].project_id);
+		store_bind_text(s, 4, projects[i].source);
+		store_bind_text(s, 5, projects[i].prefix);
+		if (store_step_done(db, s) < 0)
 			goto fail;
 		if (insert_module_paths(db, id, (int)i, projects[i].modules,
 		    projects[i].nmodules) < 0)
@@ -354,287 +450,11 @@ store_eval_settings(struct store *st, const char *id)
 
 	if (db == NULL || (s = store_prep(db, "SELECT settings FROM evaluation WHERE id = ?")) == NULL)
 		return NULL;
-	bind_text(s, 1, id);
+	store_bind_text(s, 1, id);
 	if (sqlite3_step(s) == SQLITE_ROW)
-		out = json_loads(col_text(s, 0), 0, NULL);
+		out = json_loads(store_col_text(s, 0), 0, NULL);
 	sqlite3_finalize(s);
 	return out;
-}
-
-/* ------------------------------------------------------------ read side */
-
-json_t *
-store_eval_list(struct store *st)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s;
-	json_t *arr = json_array();
-
-	if (db != NULL && (s = store_prep(db, "SELECT id FROM evaluation ORDER BY created_at, id")) != NULL) {
-		while (sqlite3_step(s) == SQLITE_ROW)
-			json_array_append_new(arr, json_string(col_text(s, 0)));
-		sqlite3_finalize(s);
-	}
-	return json_pack("{s:o}", "evaluations", arr);
-}
-
-/*
- * Build the evaluation document. With details, projects is an array with
- * every module and test (GET .../results); without, the summary of
- * GET /evaluation/<id>.
- */
-static json_t *
-eval_doc(struct store *st, const char *id, double now, int details)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s = NULL;
-	json_t *doc = NULL, *pp, *pf, *mp, *mf, *np, *projects, *plist;
-	double created, last_event;
-	long passed = 0, failed = 0, skipped = 0;
-	long executed = 0, running = 0, pending = 0, fetching = 0, nproj = 0, nerror = 0;
-	double grade_sum = 0;
-
-	if (db == NULL)
-		return NULL;
-	if (store_exec(db, "BEGIN") < 0)
-		return NULL;
-	s = store_prep(db, "SELECT created_at, last_event_at, accepted_by, kind FROM evaluation"
-	    " WHERE id = ?");
-	if (s == NULL)
-		goto out;
-	bind_text(s, 1, id);
-	if (sqlite3_step(s) != SQLITE_ROW)
-		goto out;
-	created = sqlite3_column_double(s, 0);
-	last_event = sqlite3_column_double(s, 1);
-	doc = json_pack("{s:s, s:s, s:s, s:f}", "id", id, "accepted_by", col_text(s, 2),
-	    "kind", col_text(s, 3), "created_at", created);
-	sqlite3_finalize(s);
-
-	pp = json_object();
-	pf = json_object();
-	mp = json_object();
-	mf = json_object();
-	np = json_object();
-	projects = json_object();
-	plist = json_array();
-
-	/* Projects, with their totals. */
-	s = store_prep(db, "SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings,"
-	    " coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0),"
-	    " p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id AND r.project_idx = p.idx"
-	    " WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx");
-	if (s == NULL)
-		goto fail;
-	bind_text(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		const char *pid = col_text(s, 1), *state = col_text(s, 3);
-		int has_error = sqlite3_column_type(s, 4) != SQLITE_NULL;
-		long p = sqlite3_column_int64(s, 6), f = sqlite3_column_int64(s, 7);
-		long k = sqlite3_column_int64(s, 8);
-		double g = has_error ? 0.0 : score_grade(p, f);
-		json_t *err = has_error ? json_string(col_text(s, 4)) : json_null();
-		json_t *warnings = json_loads(col_text(s, 5), 0, NULL);
-		json_t *commit = sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() :
-		    json_string(col_text(s, 9));
-
-		if (warnings == NULL)
-			warnings = json_array();
-		nproj++;
-		nerror += has_error;
-		fetching += strcmp(state, "fetching") == 0;
-		passed += p;
-		failed += f;
-		skipped += k;
-		grade_sum += g;
-		json_object_set_new(pp, pid, json_real(score_percent(p, p + f)));
-		json_object_set_new(pf, pid, json_real(score_percent(f, p + f)));
-		json_object_set_new(np, pid, json_real(g));
-		if (details) {
-			json_array_append_new(plist, json_pack("{s:s, s:s, s:s, s:f, s:I, s:I,"
-			    " s:I, s:O, s:o, s:O, s:o}", "project_id", pid, "source", col_text(s, 2),
-			    "state", state, "grade", g, "passed", (json_int_t)p, "failed",
-			    (json_int_t)f, "skipped", (json_int_t)k, "error", err, "warnings",
-			    warnings, "commit", commit, "modules", json_array()));
-		} else {
-			json_object_set_new(projects, pid, json_pack("{s:s, s:O, s:I, s:I, s:I,"
-			    " s:f, s:o, s:O}", "state", state, "error", err, "passed", (json_int_t)p,
-			    "failed", (json_int_t)f, "skipped", (json_int_t)k, "grade", g,
-			    "warnings", warnings, "commit", commit));
-		}
-		json_decref(err);
-		json_decref(commit);
-	}
-	sqlite3_finalize(s);
-
-	/* Modules: counters and (with details) their results. */
-	s = store_prep(db, "SELECT m.project_idx, p.project_id, m.path, m.state, m.node,"
-	    " r.passed, r.failed, r.skipped, r.body, m.attempts"
-	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
-	    " LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx"
-	    " AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path");
-	if (s == NULL)
-		goto fail;
-	bind_text(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		int idx = sqlite3_column_int(s, 0);
-		const char *state = col_text(s, 3);
-		char *key = xasprintf("%s/%s", col_text(s, 1), col_text(s, 2));
-		int done = sqlite3_column_type(s, 5) != SQLITE_NULL;
-
-		if (done) {
-			long p = sqlite3_column_int64(s, 5), f = sqlite3_column_int64(s, 6);
-			executed++;
-			json_object_set_new(mp, key, json_real(score_percent(p, p + f)));
-			json_object_set_new(mf, key, json_real(score_percent(f, p + f)));
-		} else if (strcmp(state, "running") == 0) {
-			running++;
-		} else {
-			pending++;
-		}
-		if (details) {
-			json_t *proj = json_array_get(plist, (size_t)idx);
-			json_t *mods = json_object_get(proj, "modules");
-			json_t *m = done ? json_loads(col_text(s, 8), 0, NULL) : NULL;
-
-			if (m == NULL)
-				m = json_pack("{s:s, s:I}", "state", state, "attempts",
-				    (json_int_t)sqlite3_column_int64(s, 9));
-			json_object_set_new(m, "module", json_string(key));
-			json_object_set_new(m, "path", json_string(col_text(s, 2)));
-			if (!done && sqlite3_column_type(s, 4) != SQLITE_NULL)
-				json_object_set_new(m, "node", json_string(col_text(s, 4)));
-			json_array_append_new(mods, m);
-		}
-		free(key);
-	}
-	sqlite3_finalize(s);
-	s = NULL;
-
-	{
-		int active = fetching > 0 || running > 0 || pending > 0;
-		const char *status = active ? "running" :
-		    (nproj == 0 || nerror == nproj || executed == 0) ? "failed" : "done";
-		double elapsed = (active ? now : last_event) - created;
-
-		json_object_set_new(doc, "status", json_string(status));
-		json_object_set_new(doc, "percent_passed", json_real(score_percent(passed, passed + failed)));
-		json_object_set_new(doc, "percent_failed", json_real(score_percent(failed, passed + failed)));
-		json_object_set_new(doc, "percent_passed_per_project", pp);
-		json_object_set_new(doc, "percent_failed_per_project", pf);
-		json_object_set_new(doc, "percent_passed_per_module", mp);
-		json_object_set_new(doc, "percent_failed_per_module", mf);
-		json_object_set_new(doc, "executed", json_integer(executed));
-		json_object_set_new(doc, "in_progress", json_integer(running));
-		json_object_set_new(doc, "pending", json_integer(pending));
-		json_object_set_new(doc, "nota_final",
-		    json_real(nproj > 0 ? grade_sum / (double)nproj : 0.0));
-		json_object_set_new(doc, "nota_final_per_project", np);
-		json_object_set_new(doc, "elapsed_seconds", json_real(elapsed > 0 ? elapsed : 0));
-		json_object_set_new(doc, "passed", json_integer(passed));
-		json_object_set_new(doc, "failed", json_integer(failed));
-		json_object_set_new(doc, "skipped", json_integer(skipped));
-		json_object_set_new(doc, "projects", details ? plist : projects);
-		if (details)
-			json_decref(projects);
-		else
-			json_decref(plist);
-	}
-	goto out;
-fail:
-	json_decref(pp);
-	json_decref(pf);
-	json_decref(mp);
-	json_decref(mf);
-	json_decref(np);
-	json_decref(projects);
-	json_decref(plist);
-	json_decref(doc);
-	doc = NULL;
-out:
-	sqlite3_finalize(s);
-	store_exec(db, "COMMIT");
-	return doc;
-}
-
-json_t *
-store_eval_status(struct store *st, const char *id, double now)
-{
-	return eval_doc(st, id, now, 0);
-}
-
-json_t *
-store_eval_results(struct store *st, const char *id, double now)
-{
-	return eval_doc(st, id, now, 1);
-}
-
-/* One integer from a query with an optional text parameter. */
-static long
-query_long(sqlite3 *db, const char *sql, const char *param)
-{
-	sqlite3_stmt *s = store_prep(db, sql);
-	long v = 0;
-
-	if (s == NULL)
-		return 0;
-	if (param != NULL)
-		bind_text(s, 1, param);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		v = (long)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	return v;
-}
-
-json_t *
-store_stats_all(struct store *st)
-{
-	sqlite3 *db = store_db(st);
-	json_t *o;
-
-	if (db == NULL || store_exec(db, "BEGIN") < 0)
-		return json_pack("{s:i, s:i, s:i, s:i}", "failed", 0, "passed", 0,
-		    "projects", 0, "evaluations", 0);
-	o = json_pack("{s:I, s:I, s:I, s:I}",
-	    "failed", (json_int_t)query_long(db, "SELECT coalesce(sum(failed), 0) FROM result", NULL),
-	    "passed", (json_int_t)query_long(db, "SELECT coalesce(sum(passed), 0) FROM result", NULL),
-	    "projects", (json_int_t)query_long(db, "SELECT count(DISTINCT source) FROM project", NULL),
-	    "evaluations", (json_int_t)query_long(db, "SELECT count(*) FROM evaluation", NULL));
-	store_exec(db, "COMMIT");
-	return o;
-}
-
-json_t *
-store_stats_node(struct store *st, const char *address)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s;
-	json_t *evals = json_array(), *o;
-
-	if (db == NULL || store_exec(db, "BEGIN") < 0)
-		return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o}", "address", address,
-		    "failed", 0, "passed", 0, "projects", 0, "modules", 0, "evaluations", evals);
-	s = store_prep(db, "SELECT e.id FROM evaluation e WHERE e.accepted_by = ?1 OR EXISTS"
-	    " (SELECT 1 FROM result r WHERE r.eval_id = e.id AND r.node = ?1) ORDER BY e.created_at, e.id");
-	if (s != NULL) {
-		bind_text(s, 1, address);
-		while (sqlite3_step(s) == SQLITE_ROW)
-			json_array_append_new(evals, json_string(col_text(s, 0)));
-		sqlite3_finalize(s);
-	}
-	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "address", address,
-	    "failed", (json_int_t)query_long(db, "SELECT coalesce(sum(failed), 0) FROM result"
-	    " WHERE node = ?", address),
-	    "passed", (json_int_t)query_long(db, "SELECT coalesce(sum(passed), 0) FROM result"
-	    " WHERE node = ?", address),
-	    "projects", (json_int_t)query_long(db, "SELECT count(DISTINCT p.source) FROM result r"
-	    " JOIN project p ON p.eval_id = r.eval_id AND p.idx = r.project_idx WHERE r.node = ?",
-	    address),
-	    "modules", (json_int_t)query_long(db, "SELECT count(*) FROM result WHERE node = ?",
-	    address),
-	    "evaluations", evals);
-	store_exec(db, "COMMIT");
-	return o;
 }
 
 /* ----------------------------------------------------------- fetch jobs */
@@ -659,7 +479,7 @@ store_fetch_jobs(struct store *st, const struct store_id *ids, size_t nids,
 		return -EIO;
 	for (size_t k = 0; k < nids; k++) {
 		sqlite3_reset(s);
-		bind_text(s, 1, ids[k].id);
+		store_bind_text(s, 1, ids[k].id);
 		while (sqlite3_step(s) == SQLITE_ROW) {
 			struct store_fetch_job *j;
 			if (cnt == cap) {
@@ -668,13 +488,13 @@ store_fetch_jobs(struct store *st, const struct store_id *ids, size_t nids,
 			}
 			j = &v[cnt++];
 			memset(j, 0, sizeof(*j));
-			snprintf(j->eval_id, sizeof(j->eval_id), "%s", col_text(s, 0));
+			snprintf(j->eval_id, sizeof(j->eval_id), "%s", store_col_text(s, 0));
 			j->idx = sqlite3_column_int(s, 1);
-			j->kind = xstrdup(col_text(s, 2));
-			j->project_id = xstrdup(col_text(s, 3));
-			j->source = xstrdup(col_text(s, 4));
-			j->prefix = xstrdup(col_text(s, 5));
-			j->upload_digest = xstrdup(col_text(s, 6));
+			j->kind = xstrdup(store_col_text(s, 2));
+			j->project_id = xstrdup(store_col_text(s, 3));
+			j->source = xstrdup(store_col_text(s, 4));
+			j->prefix = xstrdup(store_col_text(s, 5));
+			j->upload_digest = xstrdup(store_col_text(s, 6));
 			j->has_token = sqlite3_column_int(s, 7);
 		}
 	}
@@ -697,8 +517,8 @@ store_fetch_jobs_free(struct store_fetch_job *jobs, size_t n)
 	free(jobs);
 }
 
-static int
-touch_eval(sqlite3 *db, const char *eval_id, double t)
+int
+store_touch_eval(sqlite3 *db, const char *eval_id, double t)
 {
 	sqlite3_stmt *s = store_prep(db, "UPDATE evaluation SET last_event_at ="
 	    " max(last_event_at, ?) WHERE id = ?");
@@ -707,8 +527,8 @@ touch_eval(sqlite3 *db, const char *eval_id, double t)
 	if (s == NULL)
 		return -EIO;
 	sqlite3_bind_double(s, 1, t);
-	bind_text(s, 2, eval_id);
-	r = step_done(db, s);
+	store_bind_text(s, 2, eval_id);
+	r = store_step_done(db, s);
 	sqlite3_finalize(s);
 	return r;
 }
@@ -723,15 +543,13 @@ store_project_fetching(struct store *st, const char *eval_id, int idx)
 	if (db == NULL || (s = store_prep(db, "SELECT state = 'fetching' FROM project WHERE"
 	    " eval_id = ? AND idx = ?")) == NULL)
 		return -EIO;
-	bind_text(s, 1, eval_id);
+	store_bind_text(s, 1, eval_id);
 	sqlite3_bind_int(s, 2, idx);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		r = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
 	return r;
 }
-
-static int merge_result(sqlite3 *db, const char *id, json_t *r);
 
 /*
  * Record, for each still pending module of the project, the result of the
@@ -760,23 +578,23 @@ reuse_results(sqlite3 *db, const char *eval_id, int idx, const char *key, double
 		json_decref(rows);
 		return -EIO;
 	}
-	bind_text(s, 1, eval_id);
+	store_bind_text(s, 1, eval_id);
 	sqlite3_bind_int(s, 2, idx);
-	bind_text(s, 3, key);
+	store_bind_text(s, 3, key);
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		const char *path = col_text(s, 0);
+		const char *path = store_col_text(s, 0);
 		json_t *body;
 
 		if (strcmp(path, last) == 0)
 			continue;   /* the newest earlier result of this module only */
 		snprintf(last, sizeof(last), "%s", path);
-		body = json_loads(col_text(s, 1), 0, NULL);
+		body = json_loads(store_col_text(s, 1), 0, NULL);
 		if (!json_is_object(body)) {
 			json_decref(body);
 			continue;
 		}
 		if (json_object_get(body, "reused_from") == NULL)
-			json_object_set_new(body, "reused_from", json_string(col_text(s, 2)));
+			json_object_set_new(body, "reused_from", json_string(store_col_text(s, 2)));
 		json_object_set_new(body, "reused", json_true());
 		json_array_append_new(rows, json_pack("{s:i, s:s, s:s, s:i, s:f, s:o}",
 		    "project_idx", idx, "path", path, "node", "", "attempt", 0, "finished_at",
@@ -784,7 +602,7 @@ reuse_results(sqlite3 *db, const char *eval_id, int idx, const char *key, double
 	}
 	sqlite3_finalize(s);
 	json_array_foreach(rows, i, row) {
-		int r = merge_result(db, eval_id, row);
+		int r = store_sync_merge_result(db, eval_id, row);
 		if (r < 0) {
 			n = -EIO;
 			break;
@@ -811,13 +629,13 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 	    " commit_sha = ?, reuse_key = ? WHERE eval_id = ? AND idx = ? AND state = 'fetching'");
 	if (s == NULL)
 		goto fail;
-	bind_text(s, 1, f->digest);
-	bind_text(s, 2, w);
-	bind_text(s, 3, f->commit);
-	bind_text(s, 4, f->reuse_key);
-	bind_text(s, 5, eval_id);
+	store_bind_text(s, 1, f->digest);
+	store_bind_text(s, 2, w);
+	store_bind_text(s, 3, f->commit);
+	store_bind_text(s, 4, f->reuse_key);
+	store_bind_text(s, 5, eval_id);
 	sqlite3_bind_int(s, 6, idx);
-	if (step_done(db, s) < 0)
+	if (store_step_done(db, s) < 0)
 		goto fail;
 	if (sqlite3_changes(db) == 0) {
 		/* Ready (or failed) already, here or by a merge: nothing to redo. */
@@ -832,23 +650,15 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 	 * ZIP projects knew their modules at acceptance, git ones learn them now;
 	 * what is on disk is the truth (a dropped member is no module).
 	 */
-	s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ? AND"
-	    " state = 'pending'");
-	if (s == NULL)
+	if (store_drop_modules(db, eval_id, idx, 0) < 0)
 		goto fail;
-	bind_text(s, 1, eval_id);
-	sqlite3_bind_int(s, 2, idx);
-	if (step_done(db, s) < 0)
-		goto fail;
-	sqlite3_finalize(s);
-	s = NULL;
 	if (insert_modules(db, eval_id, idx, f->modules, f->nmodules) < 0)
 		goto fail;
 	if (f->reuse && f->reuse_key != NULL) {
 		if ((n = reuse_results(db, eval_id, idx, f->reuse_key, f->now)) < 0)
 			goto fail;
 		f->reused = (size_t)n;
-		if (n > 0 && touch_eval(db, eval_id, f->now) < 0)
+		if (n > 0 && store_touch_eval(db, eval_id, f->now) < 0)
 			goto fail;
 	}
 	if (store_exec(db, "COMMIT") < 0)
@@ -877,24 +687,17 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 	    " WHERE eval_id = ? AND idx = ?");
 	if (s == NULL)
 		goto fail;
-	bind_text(s, 1, error);
-	bind_text(s, 2, w);
-	bind_text(s, 3, eval_id);
+	store_bind_text(s, 1, error);
+	store_bind_text(s, 2, w);
+	store_bind_text(s, 3, eval_id);
 	sqlite3_bind_int(s, 4, idx);
-	if (step_done(db, s) < 0)
-		goto fail;
-	sqlite3_finalize(s);
-	s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ? AND"
-	    " state != 'done'");
-	if (s == NULL)
-		goto fail;
-	bind_text(s, 1, eval_id);
-	sqlite3_bind_int(s, 2, idx);
-	if (step_done(db, s) < 0)
+	if (store_step_done(db, s) < 0)
 		goto fail;
 	sqlite3_finalize(s);
 	s = NULL;
-	if (touch_eval(db, eval_id, when) < 0 || store_exec(db, "COMMIT") < 0)
+	if (store_drop_modules(db, eval_id, idx, 1) < 0)
+		goto fail;
+	if (store_touch_eval(db, eval_id, when) < 0 || store_exec(db, "COMMIT") < 0)
 		goto fail;
 	free(w);
 	return 0;
@@ -939,8 +742,8 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 		}
 		w = &v[cnt++];
 		memset(w, 0, sizeof(*w));
-		snprintf(w->id, sizeof(w->id), "%s", col_text(s, 0));
-		snprintf(w->accepted_by, sizeof(w->accepted_by), "%s", col_text(s, 1));
+		snprintf(w->id, sizeof(w->id), "%s", store_col_text(s, 0));
+		snprintf(w->accepted_by, sizeof(w->accepted_by), "%s", store_col_text(s, 1));
 		w->created_at = sqlite3_column_double(s, 2);
 		w->pending = (long)sqlite3_column_int64(s, 3);
 		w->fetching = (long)sqlite3_column_int64(s, 4);
@@ -971,7 +774,7 @@ store_pending_list(struct store *st, const char *eval_id, struct store_pending *
 	    " p.state = 'fetching'");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, eval_id);
+	store_bind_text(s, 1, eval_id);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		*unready = (size_t)sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
@@ -992,7 +795,7 @@ store_pending_list(struct store *st, const char *eval_id, struct store_pending *
 	    " p.digest IS NOT NULL ORDER BY m.project_idx, m.path");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, eval_id);
+	store_bind_text(s, 1, eval_id);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		struct store_pending *m;
 		if (cnt == cap) {
@@ -1002,8 +805,8 @@ store_pending_list(struct store *st, const char *eval_id, struct store_pending *
 		m = &v[cnt++];
 		memset(m, 0, sizeof(*m));
 		m->project_idx = sqlite3_column_int(s, 0);
-		m->path = xstrdup(col_text(s, 1));
-		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL : xstrdup(col_text(s, 2));
+		m->path = xstrdup(store_col_text(s, 1));
+		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL : xstrdup(store_col_text(s, 2));
 		if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
 			m->known = 1;
 			m->est = sqlite3_column_double(s, 4);
@@ -1057,20 +860,20 @@ store_claim_modules(struct store *st, const char *eval_id, const char *node,
 	for (size_t i = 0; i < n; i++) {
 		struct store_claim *c = &out[got];
 		sqlite3_reset(q);
-		bind_text(q, 1, eval_id);
+		store_bind_text(q, 1, eval_id);
 		sqlite3_bind_int(q, 2, mods[i]->project_idx);
-		bind_text(q, 3, mods[i]->path);
+		store_bind_text(q, 3, mods[i]->path);
 		if (sqlite3_step(q) != SQLITE_ROW)
 			continue;   /* claimed, finished or failed meanwhile */
 		memset(c, 0, sizeof(*c));
 		snprintf(c->eval_id, sizeof(c->eval_id), "%s", eval_id);
 		c->project_idx = mods[i]->project_idx;
-		snprintf(c->project_id, sizeof(c->project_id), "%s", col_text(q, 0));
+		snprintf(c->project_id, sizeof(c->project_id), "%s", store_col_text(q, 0));
 		snprintf(c->path, sizeof(c->path), "%s", mods[i]->path);
-		snprintf(c->digest, sizeof(c->digest), "%s", col_text(q, 1));
+		snprintf(c->digest, sizeof(c->digest), "%s", store_col_text(q, 1));
 		c->attempt = sqlite3_column_int(q, 2) + 1;
 		if (got == 0) {
-			json_t *set = json_loads(col_text(q, 3), 0, NULL);
+			json_t *set = json_loads(store_col_text(q, 3), 0, NULL);
 			const char *iso = json_string_value(json_object_get(set, "isolation"));
 			timeout = json_number_value(json_object_get(set, "module_timeout"));
 			isolation = iso != NULL && strcmp(iso, "module") == 0;
@@ -1079,13 +882,13 @@ store_claim_modules(struct store *st, const char *eval_id, const char *node,
 		c->module_timeout = timeout;
 		c->isolation = isolation;
 		sqlite3_reset(u);
-		bind_text(u, 1, node);
+		store_bind_text(u, 1, node);
 		sqlite3_bind_int(u, 2, c->attempt);
 		sqlite3_bind_double(u, 3, util_now());
-		bind_text(u, 4, eval_id);
+		store_bind_text(u, 4, eval_id);
 		sqlite3_bind_int(u, 5, c->project_idx);
-		bind_text(u, 6, c->path);
-		if (step_done(db, u) < 0) {
+		store_bind_text(u, 6, c->path);
+		if (store_step_done(db, u) < 0) {
 			r = -EIO;
 			goto out;
 		}
@@ -1124,7 +927,7 @@ store_running_modules(struct store *st, const struct store_id *ids, size_t nids,
 		return -EIO;
 	for (size_t k = 0; k < nids; k++) {
 		sqlite3_reset(s);
-		bind_text(s, 1, ids[k].id);
+		store_bind_text(s, 1, ids[k].id);
 		while (sqlite3_step(s) == SQLITE_ROW) {
 			if (cnt == cap) {
 				cap = cap ? 2 * cap : 16;
@@ -1132,14 +935,14 @@ store_running_modules(struct store *st, const struct store_id *ids, size_t nids,
 				nv = xrealloc(nv, cap * sizeof(*nv));
 			}
 			memset(&v[cnt], 0, sizeof(v[cnt]));
-			snprintf(v[cnt].eval_id, sizeof(v[cnt].eval_id), "%s", col_text(s, 0));
+			snprintf(v[cnt].eval_id, sizeof(v[cnt].eval_id), "%s", store_col_text(s, 0));
 			v[cnt].project_idx = sqlite3_column_int(s, 1);
-			snprintf(v[cnt].project_id, sizeof(v[cnt].project_id), "%s", col_text(s, 2));
-			snprintf(v[cnt].path, sizeof(v[cnt].path), "%s", col_text(s, 3));
-			snprintf(v[cnt].digest, sizeof(v[cnt].digest), "%s", col_text(s, 4));
+			snprintf(v[cnt].project_id, sizeof(v[cnt].project_id), "%s", store_col_text(s, 2));
+			snprintf(v[cnt].path, sizeof(v[cnt].path), "%s", store_col_text(s, 3));
+			snprintf(v[cnt].digest, sizeof(v[cnt].digest), "%s", store_col_text(s, 4));
 			v[cnt].attempt = sqlite3_column_int(s, 5);
 			v[cnt].started_at = sqlite3_column_double(s, 7);
-			snprintf(nv[cnt], sizeof(nv[cnt]), "%s", col_text(s, 6));
+			snprintf(nv[cnt], sizeof(nv[cnt]), "%s", store_col_text(s, 6));
 			cnt++;
 		}
 	}
@@ -1170,11 +973,11 @@ store_release_module(struct store *st, const struct store_claim *c)
 	    " r.project_idx = ?2 AND r.path = ?3)");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, c->eval_id);
+	store_bind_text(s, 1, c->eval_id);
 	sqlite3_bind_int(s, 2, c->project_idx);
-	bind_text(s, 3, c->path);
+	store_bind_text(s, 3, c->path);
 	sqlite3_bind_int(s, 4, c->attempt);
-	r = step_done(db, s);
+	r = store_step_done(db, s);
 	if (r == 0)
 		r = sqlite3_changes(db) > 0 ? 1 : 0;
 	sqlite3_finalize(s);
@@ -1203,12 +1006,12 @@ store_record_result(struct store *st, const struct store_claim *c, const char *n
 		return -EIO;
 	}
 	/* The same rule as for results from other nodes. */
-	r = merge_result(db, c->eval_id, row);
+	r = store_sync_merge_result(db, c->eval_id, row);
 	json_decref(row);
 	if (r < 0)
 		goto fail;
 	/* A duplicate changes nothing, not even the time of the last event. */
-	if (r == 1 && touch_eval(db, c->eval_id, finished) < 0)
+	if (r == 1 && store_touch_eval(db, c->eval_id, finished) < 0)
 		goto fail;
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;
@@ -1231,8 +1034,8 @@ store_requeue_running(struct store *st, const char *node)
 	    " WHERE state = 'running' AND node = ?");
 	if (s == NULL)
 		return -EIO;
-	bind_text(s, 1, node);
-	r = step_done(db, s);
+	store_bind_text(s, 1, node);
+	r = store_step_done(db, s);
 	if (r == 0 && sqlite3_changes(db) > 0)
 		log_info("store: %d unfinished modules go back to pending", sqlite3_changes(db));
 	sqlite3_finalize(s);
@@ -1246,408 +1049,7 @@ store_has_runnable(struct store *st)
 
 	if (db == NULL)
 		return 0;
-	return query_long(db, "SELECT EXISTS (SELECT 1 FROM module m JOIN project p ON"
+	return store_query_long(db, "SELECT EXISTS (SELECT 1 FROM module m JOIN project p ON"
 	    " p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.state = 'pending' AND"
 	    " p.state = 'ready')", NULL) != 0;
-}
-
-/* ---------------------------------------------------------- replication */
-
-/*
- * What replicates: an evaluation's header (immutable), its projects' states,
- * its modules' states and its results. Local-only fields (the project's
- * folder, the upload's path, the insertion sequence) never leave the node.
- *
- * Merge rules, the same on every node, so that all converge:
- *  - header, project and module rows are inserted when missing;
- *  - a project's state only moves forward: fetching < ready < error;
- *  - a module's state has one writer (the node that schedules it), which
- *    bumps its version on every change: the higher version wins; a module
- *    with a result is done;
- *  - results: store_result_wins() below.
- */
-
-static int
-project_state_rank(const char *s)
-{
-	if (strcmp(s, "error") == 0)
-		return 2;
-	if (strcmp(s, "ready") == 0)
-		return 1;
-	return 0;
-}
-
-int
-store_result_wins(int attempt, const char *node, int cur_attempt, const char *cur_node)
-{
-	/*
-	 * The latest attempt wins: a module is only tried again when its earlier
-	 * attempt was given up (its worker declared dead), so a late result of
-	 * that attempt is the one to ignore. Between equal attempts (the two
-	 * sides of a healed partition) the lower node address wins. The same
-	 * (attempt, node) again is a duplicate or a replay and changes nothing.
-	 */
-	if (attempt != cur_attempt)
-		return attempt > cur_attempt;
-	return strcmp(node, cur_node) < 0;
-}
-
-json_t *
-store_eval_export(struct store *st, const char *id)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s = NULL;
-	json_t *doc = NULL, *projects, *modules, *results;
-
-	if (db == NULL || store_exec(db, "BEGIN") < 0)
-		return NULL;
-	s = store_prep(db, "SELECT created_at, kind, accepted_by, settings, has_token,"
-	    " last_event_at, upload_digest FROM evaluation WHERE id = ?");
-	if (s == NULL)
-		goto out;
-	bind_text(s, 1, id);
-	if (sqlite3_step(s) != SQLITE_ROW)
-		goto out;
-	{
-		json_t *settings = json_loads(col_text(s, 3), 0, NULL);
-		doc = json_pack("{s:s, s:f, s:s, s:s, s:o, s:b, s:f, s:s?}", "id", id,
-		    "created_at", sqlite3_column_double(s, 0), "kind", col_text(s, 1),
-		    "accepted_by", col_text(s, 2), "settings", settings ? settings : json_object(),
-		    "has_token", sqlite3_column_int(s, 4), "last_event_at",
-		    sqlite3_column_double(s, 5), "upload_digest",
-		    sqlite3_column_type(s, 6) == SQLITE_NULL ? NULL : col_text(s, 6));
-	}
-	sqlite3_finalize(s);
-	projects = json_array();
-	modules = json_array();
-	results = json_array();
-	json_object_set_new(doc, "projects", projects);
-	json_object_set_new(doc, "modules", modules);
-	json_object_set_new(doc, "results", results);
-
-	s = store_prep(db, "SELECT idx, project_id, source, prefix, state, error, warnings,"
-	    " digest, commit_sha, reuse_key FROM project WHERE eval_id = ? ORDER BY idx");
-	if (s == NULL)
-		goto fail;
-	bind_text(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		json_t *w = json_loads(col_text(s, 6), 0, NULL);
-		json_array_append_new(projects, json_pack("{s:i, s:s, s:s, s:s?, s:s, s:s?, s:o,"
-		    " s:s?, s:s?, s:s?}", "idx", sqlite3_column_int(s, 0), "project_id", col_text(s, 1),
-		    "source", col_text(s, 2), "prefix", sqlite3_column_type(s, 3) == SQLITE_NULL ?
-		    NULL : col_text(s, 3), "state", col_text(s, 4), "error",
-		    sqlite3_column_type(s, 5) == SQLITE_NULL ? NULL : col_text(s, 5),
-		    "warnings", w ? w : json_array(), "digest",
-		    sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_text(s, 7),
-		    "commit", sqlite3_column_type(s, 8) == SQLITE_NULL ? NULL : col_text(s, 8),
-		    "reuse_key", sqlite3_column_type(s, 9) == SQLITE_NULL ? NULL : col_text(s, 9)));
-	}
-	sqlite3_finalize(s);
-	s = store_prep(db, "SELECT project_idx, path, state, node, attempts, version, est, iname"
-	    " FROM module WHERE eval_id = ? ORDER BY project_idx, path");
-	if (s == NULL)
-		goto fail;
-	bind_text(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		json_t *m = json_pack("{s:i, s:s, s:s, s:s?, s:i, s:i, s:s?}",
-		    "project_idx", sqlite3_column_int(s, 0), "path", col_text(s, 1), "state",
-		    col_text(s, 2), "node", sqlite3_column_type(s, 3) == SQLITE_NULL ? NULL :
-		    col_text(s, 3), "attempts", sqlite3_column_int(s, 4), "version",
-		    sqlite3_column_int(s, 5), "iname", sqlite3_column_type(s, 7) == SQLITE_NULL ?
-		    NULL : col_text(s, 7));
-		if (sqlite3_column_type(s, 6) != SQLITE_NULL)
-			json_object_set_new(m, "est", json_real(sqlite3_column_double(s, 6)));
-		json_array_append_new(modules, m);
-	}
-	sqlite3_finalize(s);
-	s = store_prep(db, "SELECT project_idx, path, node, attempt, finished_at, body"
-	    " FROM result WHERE eval_id = ? ORDER BY project_idx, path");
-	if (s == NULL)
-		goto fail;
-	bind_text(s, 1, id);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		json_t *body = json_loads(col_text(s, 5), 0, NULL);
-		json_array_append_new(results, json_pack("{s:i, s:s, s:s, s:i, s:f, s:o}",
-		    "project_idx", sqlite3_column_int(s, 0), "path", col_text(s, 1), "node",
-		    col_text(s, 2), "attempt", sqlite3_column_int(s, 3), "finished_at",
-		    sqlite3_column_double(s, 4), "body", body ? body : json_object()));
-	}
-	goto out;
-fail:
-	json_decref(doc);
-	doc = NULL;
-out:
-	sqlite3_finalize(s);
-	store_exec(db, "COMMIT");
-	return doc;
-}
-
-/* Merge one result row; returns 1 when it changed the store. */
-static int
-merge_result(sqlite3 *db, const char *id, json_t *r)
-{
-	sqlite3_stmt *s;
-	json_t *body = json_object_get(r, "body");
-	const char *path = json_string_value(json_object_get(r, "path"));
-	const char *node = json_string_value(json_object_get(r, "node"));
-	int idx = (int)json_integer_value(json_object_get(r, "project_idx"));
-	int attempt = (int)json_integer_value(json_object_get(r, "attempt"));
-	int have = 0, changed = 0;
-	char *text;
-
-	if (path == NULL || node == NULL || !json_is_object(body))
-		return 0;
-	s = store_prep(db, "SELECT attempt, node FROM result WHERE eval_id = ? AND"
-	    " project_idx = ? AND path = ?");
-	if (s == NULL)
-		return -EIO;
-	bind_text(s, 1, id);
-	sqlite3_bind_int(s, 2, idx);
-	bind_text(s, 3, path);
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		have = 1;
-		changed = store_result_wins(attempt, node, sqlite3_column_int(s, 0),
-		    col_text(s, 1));
-	}
-	sqlite3_finalize(s);
-	if (have && !changed)
-		return 0;
-	text = json_dumps(body, JSON_COMPACT);
-	s = store_prep(db, "INSERT OR REPLACE INTO result(eval_id, project_idx, path, node,"
-	    " attempt, finished_at, outcome, passed, failed, skipped, duration, body)"
-	    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-	if (s == NULL || text == NULL) {
-		sqlite3_finalize(s);
-		free(text);
-		return -EIO;
-	}
-	bind_text(s, 1, id);
-	sqlite3_bind_int(s, 2, idx);
-	bind_text(s, 3, path);
-	bind_text(s, 4, node);
-	sqlite3_bind_int(s, 5, attempt);
-	sqlite3_bind_double(s, 6, json_number_value(json_object_get(r, "finished_at")));
-	bind_text(s, 7, json_string_value(json_object_get(body, "outcome")));
-	sqlite3_bind_int64(s, 8, json_integer_value(json_object_get(body, "passed")));
-	sqlite3_bind_int64(s, 9, json_integer_value(json_object_get(body, "failed")));
-	sqlite3_bind_int64(s, 10, json_integer_value(json_object_get(body, "skipped")));
-	sqlite3_bind_double(s, 11, json_number_value(json_object_get(body, "duration")));
-	bind_text(s, 12, text);
-	changed = step_done(db, s) < 0 ? -EIO : 1;
-	sqlite3_finalize(s);
-	free(text);
-	if (changed < 0)
-		return changed;
-	s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node, attempts)"
-	    " VALUES (?1, ?2, ?3, 'done', ?4, ?5) ON CONFLICT DO UPDATE SET state = 'done'");
-	if (s == NULL)
-		return -EIO;
-	bind_text(s, 1, id);
-	sqlite3_bind_int(s, 2, idx);
-	bind_text(s, 3, path);
-	bind_text(s, 4, node);
-	sqlite3_bind_int(s, 5, attempt);
-	if (step_done(db, s) < 0)
-		changed = -EIO;
-	sqlite3_finalize(s);
-	return changed;
-}
-
-int
-store_eval_merge(struct store *st, json_t *doc)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s = NULL;
-	const char *id = json_string_value(json_object_get(doc, "id"));
-	json_t *v, *settings = json_object_get(doc, "settings");
-	char *settings_text = NULL;
-	size_t i;
-	int changed = 0, r;
-
-	if (id == NULL || !util_is_uuid(id) || !json_is_object(settings) ||
-	    json_string_value(json_object_get(doc, "kind")) == NULL ||
-	    json_string_value(json_object_get(doc, "accepted_by")) == NULL)
-		return -EINVAL;
-	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
-		return -EIO;
-	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
-	s = store_prep(db, "INSERT OR IGNORE INTO evaluation(id, seq, created_at, last_event_at,"
-	    " kind, accepted_by, settings, has_token, upload_digest) VALUES (?, (SELECT"
-	    " coalesce(max(seq), 0) + 1 FROM evaluation), ?, ?, ?, ?, ?, ?, ?)");
-	if (s == NULL || settings_text == NULL)
-		goto fail;
-	bind_text(s, 1, id);
-	sqlite3_bind_double(s, 2, json_number_value(json_object_get(doc, "created_at")));
-	sqlite3_bind_double(s, 3, json_number_value(json_object_get(doc, "last_event_at")));
-	bind_text(s, 4, json_string_value(json_object_get(doc, "kind")));
-	bind_text(s, 5, json_string_value(json_object_get(doc, "accepted_by")));
-	bind_text(s, 6, settings_text);
-	sqlite3_bind_int(s, 7, json_is_true(json_object_get(doc, "has_token")));
-	bind_text(s, 8, json_string_value(json_object_get(doc, "upload_digest")));
-	if (step_done(db, s) < 0)
-		goto fail;
-	changed += sqlite3_changes(db);
-	sqlite3_finalize(s);
-	s = NULL;
-
-	json_array_foreach(json_object_get(doc, "projects"), i, v) {
-		const char *state = json_string_value(json_object_get(v, "state"));
-		const char *pid = json_string_value(json_object_get(v, "project_id"));
-		const char *source = json_string_value(json_object_get(v, "source"));
-		int idx = (int)json_integer_value(json_object_get(v, "idx"));
-		char *w;
-
-		if (state == NULL || pid == NULL || source == NULL)
-			continue;
-		w = json_is_array(json_object_get(v, "warnings")) ?
-		    json_dumps(json_object_get(v, "warnings"), JSON_COMPACT) : xstrdup("[]");
-		s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
-		    " state, error, warnings, digest, commit_sha, reuse_key) VALUES (?1, ?2, ?3, ?4,"
-		    " ?5, ?6, ?7, ?8, ?10, ?11, ?12) ON CONFLICT DO UPDATE SET state = ?6,"
-		    " error = ?7, warnings = ?8, digest = coalesce(digest, ?10),"
-		    " commit_sha = coalesce(commit_sha, ?11), reuse_key = coalesce(reuse_key, ?12)"
-		    " WHERE (CASE state WHEN 'error' THEN 2 WHEN 'ready' THEN 1 ELSE 0 END) < ?9");
-		if (s == NULL) {
-			free(w);
-			goto fail;
-		}
-		bind_text(s, 1, id);
-		sqlite3_bind_int(s, 2, idx);
-		bind_text(s, 3, pid);
-		bind_text(s, 4, source);
-		bind_text(s, 5, json_string_value(json_object_get(v, "prefix")));
-		bind_text(s, 6, state);
-		bind_text(s, 7, json_string_value(json_object_get(v, "error")));
-		bind_text(s, 8, w);
-		sqlite3_bind_int(s, 9, project_state_rank(state));
-		bind_text(s, 10, json_string_value(json_object_get(v, "digest")));
-		bind_text(s, 11, json_string_value(json_object_get(v, "commit")));
-		bind_text(s, 12, json_string_value(json_object_get(v, "reuse_key")));
-		r = step_done(db, s);
-		free(w);
-		if (r < 0)
-			goto fail;
-		r = sqlite3_changes(db);
-		changed += r;
-		sqlite3_finalize(s);
-		s = NULL;
-		if (r > 0 && strcmp(state, "ready") == 0) {
-			/*
-			 * The project just became ready: its modules are the ones its
-			 * coordinator found on disk (in this document), not the ones
-			 * planned from the upload.
-			 */
-			s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ?"
-			    " AND state = 'pending'");
-			if (s == NULL)
-				goto fail;
-			bind_text(s, 1, id);
-			sqlite3_bind_int(s, 2, idx);
-			if (step_done(db, s) < 0)
-				goto fail;
-			sqlite3_finalize(s);
-			s = NULL;
-		}
-		if (strcmp(state, "error") == 0) {
-			s = store_prep(db, "DELETE FROM module WHERE eval_id = ? AND project_idx = ?"
-			    " AND state != 'done'");
-			if (s == NULL)
-				goto fail;
-			bind_text(s, 1, id);
-			sqlite3_bind_int(s, 2, idx);
-			if (step_done(db, s) < 0)
-				goto fail;
-			changed += sqlite3_changes(db);
-			sqlite3_finalize(s);
-			s = NULL;
-		}
-	}
-	json_array_foreach(json_object_get(doc, "results"), i, v) {
-		r = merge_result(db, id, v);
-		if (r < 0)
-			goto fail;
-		changed += r;
-	}
-	json_array_foreach(json_object_get(doc, "modules"), i, v) {
-		const char *state = json_string_value(json_object_get(v, "state"));
-		const char *path = json_string_value(json_object_get(v, "path"));
-
-		if (state == NULL || path == NULL || strcmp(state, "done") == 0)
-			continue;
-		s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node,"
-		    " attempts, version, est, iname) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9"
-		    " WHERE NOT EXISTS (SELECT 1 FROM project p WHERE p.eval_id = ?1 AND"
-		    " p.idx = ?2 AND p.state = 'error') ON CONFLICT DO UPDATE SET state = ?4,"
-		    " node = ?5, attempts = ?6, version = ?7, est = coalesce(est, ?8),"
-		    " iname = coalesce(iname, ?9) WHERE state != 'done' AND version < ?7");
-		if (s == NULL)
-			goto fail;
-		bind_text(s, 1, id);
-		sqlite3_bind_int(s, 2, (int)json_integer_value(json_object_get(v, "project_idx")));
-		bind_text(s, 3, path);
-		bind_text(s, 4, state);
-		bind_text(s, 5, json_string_value(json_object_get(v, "node")));
-		sqlite3_bind_int(s, 6, (int)json_integer_value(json_object_get(v, "attempts")));
-		sqlite3_bind_int(s, 7, (int)json_integer_value(json_object_get(v, "version")));
-		if (json_is_number(json_object_get(v, "est")))
-			sqlite3_bind_double(s, 8, json_number_value(json_object_get(v, "est")));
-		else
-			sqlite3_bind_null(s, 8);
-		bind_text(s, 9, json_string_value(json_object_get(v, "iname")));
-		if (step_done(db, s) < 0)
-			goto fail;
-		changed += sqlite3_changes(db);
-		sqlite3_finalize(s);
-		s = NULL;
-	}
-	if (touch_eval(db, id, json_number_value(json_object_get(doc, "last_event_at"))) < 0)
-		goto fail;
-	if (store_exec(db, "COMMIT") < 0)
-		goto fail;
-	free(settings_text);
-	return changed;
-fail:
-	sqlite3_finalize(s);
-	store_exec(db, "ROLLBACK");
-	free(settings_text);
-	return -EIO;
-}
-
-json_t *
-store_eval_digests(struct store *st)
-{
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s;
-	json_t *out = json_object();
-
-	if (db == NULL || store_exec(db, "BEGIN") < 0)
-		return out;
-	/*
-	 * A digest over what merges: project states, module states and the
-	 * (node, attempt) of each result. Equal digests: nothing to exchange.
-	 */
-	s = store_prep(db, "SELECT e.id,"
-	    " (SELECT group_concat(x, '|') FROM (SELECT p.idx || ':' || p.state AS x FROM project p"
-	    "   WHERE p.eval_id = e.id ORDER BY p.idx)),"
-	    " (SELECT group_concat(x, '|') FROM (SELECT m.project_idx || ':' || m.path || ':' ||"
-	    "   (CASE m.state WHEN 'done' THEN 'done' ELSE m.state || ':' || m.version END)"
-	    "   AS x FROM module m WHERE m.eval_id = e.id"
-	    "   ORDER BY m.project_idx, m.path)),"
-	    " (SELECT group_concat(x, '|') FROM (SELECT r.project_idx || ':' || r.path || ':' ||"
-	    "   r.node || ':' || r.attempt AS x FROM result r WHERE r.eval_id = e.id"
-	    "   ORDER BY r.project_idx, r.path))"
-	    " FROM evaluation e ORDER BY e.created_at, e.id");
-	if (s != NULL) {
-		while (sqlite3_step(s) == SQLITE_ROW) {
-			char *text = xasprintf("%s#%s#%s", col_text(s, 1), col_text(s, 2),
-			    col_text(s, 3));
-			char hex[SHA256_HEX_LEN];
-			util_sha256_hex(text, strlen(text), hex);
-			json_object_set_new(out, col_text(s, 0), json_string(hex));
-			free(text);
-		}
-		sqlite3_finalize(s);
-	}
-	store_exec(db, "COMMIT");
-	return out;
 }

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct store;
 
@@ -64,6 +65,13 @@ json_t *store_eval_settings(struct store *st, const char *id);
 json_t *store_eval_list(struct store *st);
 /* The GET /evaluation/<id> document, or NULL when there is no such id. */
 json_t *store_eval_status(struct store *st, const char *id, double now);
+/*
+ * The same document serialized (compact, keys sorted), malloc'ed with its
+ * length in *len, or NULL. Kept between calls while the evaluation does not
+ * change, so that asking costs one indexed row and a copy, whatever the
+ * evaluation's size.
+ */
+char *store_eval_status_text(struct store *st, const char *id, double now, size_t *len);
 /* The GET /evaluation/<id>/results document, or NULL. */
 json_t *store_eval_results(struct store *st, const char *id, double now);
 /* The "all" part of GET /stats and one "nodes" entry for address. */
@@ -192,17 +200,45 @@ int store_requeue_running(struct store *st, const char *node);
 int store_has_runnable(struct store *st);
 
 /*
- * Replication. An evaluation's replicable state as one JSON document
- * (header, projects, modules, results; no local paths), or NULL.
+ * Replication (store_sync.c). A document is an evaluation's header and any
+ * of its rows (projects, modules, results; no local paths), each module or
+ * result row with its project's row, so that any part merges on its own.
  */
-json_t *store_eval_export(struct store *st, const char *id);
+#define STORE_SYNC_BUCKETS 256
+/* A row of an evaluation: a module (and its result), or with path "" its project. */
+struct store_sync_key {
+	int project_idx;
+	const char *path;
+};
+/* All of an evaluation, or NULL when there is no such id. */
+json_t *store_sync_export(struct store *st, const char *id);
+/* The rows of keys[0..n), with the header. */
+json_t *store_sync_export_keys(struct store *st, const char *id,
+    const struct store_sync_key *keys, size_t n);
+/* The rows in the given buckets, with the header. */
+json_t *store_sync_export_buckets(struct store *st, const char *id, const int *buckets,
+    size_t n);
 /*
- * Merge a document from another node by the deterministic rules in store.c.
- * Returns how many rows changed (0: nothing new), or <0 (-EINVAL: malformed).
+ * Merge a document from another node by the deterministic rules in
+ * store_sync.c. Returns how many rows changed (0: nothing new), or <0
+ * (-EINVAL: malformed). What a merge changes is not logged as a change.
  */
-int store_eval_merge(struct store *st, json_t *doc);
-/* {"<id>": "<digest of its replicable state>", ...} (new reference). */
-json_t *store_eval_digests(struct store *st);
+int store_sync_merge(struct store *st, json_t *doc);
+/* {"<id>": "<16 hex digits>", ...}: each evaluation's digest (new reference). */
+json_t *store_sync_digests(struct store *st);
+/* The evaluation's bucket digests (all 0 when it has no rows here). */
+int store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUCKETS]);
+/* A row this node changed itself, not pushed yet. */
+struct store_sync_change {
+	long long seq;
+	char eval_id[37];
+	struct store_sync_key key;   /* path owned by the change */
+};
+/* The oldest max changes (free with store_sync_changes_free). */
+int store_sync_changes(struct store *st, size_t max, struct store_sync_change **out, size_t *n);
+/* Forget changes that were pushed (or handed to anti-entropy). */
+int store_sync_changes_done(struct store *st, const struct store_sync_change *c, size_t n);
+void store_sync_changes_free(struct store_sync_change *c, size_t n);
 /*
  * The conflict rule for two results of one module: 1 when (attempt, node)
  * beats (cur_attempt, cur_node). Pure.

@@ -257,16 +257,16 @@ test_replication(void **state)
 	json_decref(r);
 	assert_int_equal(helper_claim(a, "n1:1", &c), 1); /* running, not done */
 
-	doc = store_eval_export(a, id);
+	doc = store_sync_export(a, id);
 	assert_non_null(doc);
 	assert_null(json_object_get(json_array_get(json_object_get(doc, "projects"), 0), "dir"));
-	assert_true(store_eval_merge(b, doc) > 0);
+	assert_true(store_sync_merge(b, doc) > 0);
 	/* The same document again changes nothing. */
-	assert_int_equal(store_eval_merge(b, doc), 0);
+	assert_int_equal(store_sync_merge(b, doc), 0);
 	json_decref(doc);
 
-	da = store_eval_digests(a);
-	db_ = store_eval_digests(b);
+	da = store_sync_digests(a);
+	db_ = store_sync_digests(b);
 	assert_true(json_equal(da, db_));
 	json_decref(da);
 	json_decref(db_);
@@ -286,19 +286,19 @@ test_replication(void **state)
 	assert_int_equal(helper_claim(b, "n2:1", &c), 0);
 
 	/* A replay of the same (attempt, node) with another outcome changes nothing. */
-	doc = store_eval_export(a, id);
+	doc = store_sync_export(a, id);
 	json_t *res0 = json_array_get(json_object_get(doc, "results"), 0);
 	json_object_set_new(json_object_get(res0, "body"), "passed", json_integer(0));
 	json_object_set_new(json_object_get(res0, "body"), "failed", json_integer(3));
-	assert_int_equal(store_eval_merge(b, doc), 0);
+	assert_int_equal(store_sync_merge(b, doc), 0);
 	/* A result from an earlier attempt loses; from a later one it wins. */
 	json_object_set_new(res0, "attempt", json_integer(0));
-	assert_int_equal(store_eval_merge(b, doc), 0);
+	assert_int_equal(store_sync_merge(b, doc), 0);
 	st_b = store_eval_status(b, id, 20.0);
 	assert_int_equal(json_integer_value(json_object_get(st_b, "passed")), 2);
 	json_decref(st_b);
 	json_object_set_new(res0, "attempt", json_integer(2));
-	assert_int_equal(store_eval_merge(b, doc), 1);
+	assert_int_equal(store_sync_merge(b, doc), 1);
 	st_b = store_eval_status(b, id, 20.0);
 	assert_int_equal(json_integer_value(json_object_get(st_b, "passed")), 0);
 	assert_int_equal(json_integer_value(json_object_get(st_b, "failed")), 3);
@@ -307,7 +307,7 @@ test_replication(void **state)
 
 	/* Malformed documents are refused. */
 	doc = json_pack("{s:s}", "id", "nope");
-	assert_int_equal(store_eval_merge(b, doc), -EINVAL);
+	assert_int_equal(store_sync_merge(b, doc), -EINVAL);
 	json_decref(doc);
 
 	assert_false(store_result_wins(1, "b", 2, "a"));

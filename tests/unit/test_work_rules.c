@@ -105,7 +105,7 @@ test_release_after_result_keeps_it_final(void **state)
 static json_t *
 tampered(struct store *st, int attempt, const char *node, long p, long f)
 {
-	json_t *doc = store_eval_export(st, EVAL_ID), *r, *body;
+	json_t *doc = store_sync_export(st, EVAL_ID), *r, *body;
 
 	assert_non_null(doc);
 	assert_int_equal(json_array_size(json_object_get(doc, "results")), 1);
@@ -134,15 +134,15 @@ test_replays_change_nothing_unless_they_win(void **state)
 
 	/* the same (attempt, node), another outcome: a replay */
 	doc = tampered(st, 1, "127.0.0.1:5", 0, 4);
-	assert_int_equal(store_eval_merge(st, doc), 0);
+	assert_int_equal(store_sync_merge(st, doc), 0);
 	json_decref(doc);
 	/* an older attempt */
 	doc = tampered(st, 0, "127.0.0.1:1", 0, 4);
-	assert_int_equal(store_eval_merge(st, doc), 0);
+	assert_int_equal(store_sync_merge(st, doc), 0);
 	json_decref(doc);
 	/* the same attempt from a higher address */
 	doc = tampered(st, 1, "127.0.0.1:9", 0, 4);
-	assert_int_equal(store_eval_merge(st, doc), 0);
+	assert_int_equal(store_sync_merge(st, doc), 0);
 	json_decref(doc);
 	assert_int_equal(status_int(st, "passed"), 3);
 	assert_int_equal(status_int(st, "failed"), 1);
@@ -150,13 +150,13 @@ test_replays_change_nothing_unless_they_win(void **state)
 
 	/* the same attempt from a lower address wins (a healed partition) */
 	doc = tampered(st, 1, "127.0.0.1:4", 2, 2);
-	assert_int_equal(store_eval_merge(st, doc), 1);
+	assert_int_equal(store_sync_merge(st, doc), 1);
 	json_decref(doc);
 	assert_int_equal(status_int(st, "passed"), 2);
 	assert_int_equal(status_int(st, "failed"), 2);
 	/* and a later attempt wins over it, wherever it ran */
 	doc = tampered(st, 2, "127.0.0.1:9", 4, 0);
-	assert_int_equal(store_eval_merge(st, doc), 1);
+	assert_int_equal(store_sync_merge(st, doc), 1);
 	json_decref(doc);
 	assert_int_equal(status_int(st, "passed"), 4);
 	assert_int_equal(status_int(st, "failed"), 0);

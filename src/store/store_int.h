@@ -1,0 +1,84 @@
+/*
+ * store_int.h - what the files of src/store share and nothing else sees:
+ * the store itself, the calling thread's connection and the small SQLite
+ * helpers every query uses.
+ *
+ * store.c owns the schema, the connections and the writes of this node's own
+ * work; store_read.c the documents the API answers; store_sync.c what
+ * replicates (row digests, the change log, exports and merges).
+ */
+#ifndef MESHTEST_STORE_INT_H
+#define MESHTEST_STORE_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/*
+ * A status document kept serialized (store_read.c): valid while the
+ * evaluation's version (bumped by every change of its rows) and time of its
+ * last event are the ones it was built at. The elapsed time, which moves
+ * with the clock while the evaluation runs, is spliced between head and tail.
+ */
+#define STORE_DOC_CACHE 16
+struct store_cached_doc {
+	char id[37];
+	long long ver;
+	double last_event, created;
+	int active;
+	char *head, *tail;
+	size_t head_len, tail_len;
+	unsigned long long used;
+};
+
+struct store {
+	char *path;
+	pthread_key_t key;
+	pthread_mutex_t cache_lock;
+	struct store_cached_doc cache[STORE_DOC_CACHE];
+	unsigned long long cache_tick;
+};
+
+/* The calling thread's connection, opened on first use; NULL on failure. */
+sqlite3 *store_db(struct store *st);
+/* Prepare a statement or log why not. */
+sqlite3_stmt *store_prep(sqlite3 *db, const char *sql);
+/* Run SQL without rows; 0 or -EIO (logged). */
+int store_exec(sqlite3 *db, const char *sql);
+/* Run a one-row-or-none write; 0 or -EIO (logged). */
+int store_step_done(sqlite3 *db, sqlite3_stmt *s);
+/* Bind text, NULL as SQL NULL. */
+void store_bind_text(sqlite3_stmt *s, int i, const char *v);
+/* A column's text, "" for NULL. */
+const char *store_col_text(sqlite3_stmt *s, int i);
+/* One integer from a query with an optional text parameter (0 when none). */
+long store_query_long(sqlite3 *db, const char *sql, const char *param);
+/* Move the evaluation's time of its last event forward to t. */
+int store_touch_eval(sqlite3 *db, const char *eval_id, double t);
+
+/*
+ * Delete a project's modules that have no result: only the pending ones
+ * (planned before its files were seen), or with unfinished also running
+ * ones (a project that failed). Returns how many, or -EIO.
+ */
+int store_drop_modules(sqlite3 *db, const char *eval_id, int idx, int unfinished);
+
+/* Forget the serialized documents (store_close). store_read.c. */
+void store_read_cache_free(struct store *st);
+
+/*
+ * Merge one result row ({project_idx, path, node, attempt, finished_at,
+ * body}) by store_result_wins, inside the caller's transaction; the module
+ * becomes done. Returns 1 when it changed the store, 0 when not, or -EIO.
+ * store_sync.c.
+ */
+int store_sync_merge_result(sqlite3 *db, const char *eval_id, json_t *r);
+/*
+ * The SQL functions the schema's triggers call (row digests, buckets, the
+ * change log's switch), registered on every new connection. store_sync.c.
+ */
+int store_sync_register(sqlite3 *db);
+
+#endif

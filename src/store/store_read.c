@@ -1,0 +1,404 @@
+/*
+ * store_read.c - the documents the API answers from the store: the list of
+ * evaluations, an evaluation's status and results, and the counters of
+ * GET /stats.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/score.h"
+#include "core/util.h"
+#include "store/store_int.h"
+
+json_t *
+store_eval_list(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *arr = json_array();
+
+	if (db != NULL && (s = store_prep(db, "SELECT id FROM evaluation ORDER BY created_at, id")) != NULL) {
+		while (sqlite3_step(s) == SQLITE_ROW)
+			json_array_append_new(arr, json_string(store_col_text(s, 0)));
+		sqlite3_finalize(s);
+	}
+	return json_pack("{s:o}", "evaluations", arr);
+}
+
+/*
+ * Build the evaluation document. With details, projects is an array with
+ * every module and test (GET .../results); without, the summary of
+ * GET /evaluation/<id>.
+ */
+static json_t *
+eval_doc(struct store *st, const char *id, double now, int details,
+    struct store_cached_doc *ck)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s = NULL;
+	json_t *doc = NULL, *pp, *pf, *mp, *mf, *np, *projects, *plist;
+	double created, last_event;
+	long passed = 0, failed = 0, skipped = 0;
+	long executed = 0, running = 0, pending = 0, fetching = 0, nproj = 0, nerror = 0;
+	double grade_sum = 0;
+
+	if (db == NULL)
+		return NULL;
+	if (store_exec(db, "BEGIN") < 0)
+		return NULL;
+	s = store_prep(db, "SELECT created_at, last_event_at, accepted_by, kind, ver FROM"
+	    " evaluation WHERE id = ?");
+	if (s == NULL)
+		goto out;
+	store_bind_text(s, 1, id);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		goto out;
+	created = sqlite3_column_double(s, 0);
+	last_event = sqlite3_column_double(s, 1);
+	if (ck != NULL) {
+		ck->ver = sqlite3_column_int64(s, 4);
+		ck->created = created;
+		ck->last_event = last_event;
+	}
+	doc = json_pack("{s:s, s:s, s:s, s:f}", "id", id, "accepted_by", store_col_text(s, 2),
+	    "kind", store_col_text(s, 3), "created_at", created);
+	sqlite3_finalize(s);
+
+	pp = json_object();
+	pf = json_object();
+	mp = json_object();
+	mf = json_object();
+	np = json_object();
+	projects = json_object();
+	plist = json_array();
+
+	/* Projects, with their totals. */
+	s = store_prep(db, "SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings,"
+	    " coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0),"
+	    " p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id AND r.project_idx = p.idx"
+	    " WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx");
+	if (s == NULL)
+		goto fail;
+	store_bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *pid = store_col_text(s, 1), *state = store_col_text(s, 3);
+		int has_error = sqlite3_column_type(s, 4) != SQLITE_NULL;
+		long p = sqlite3_column_int64(s, 6), f = sqlite3_column_int64(s, 7);
+		long k = sqlite3_column_int64(s, 8);
+		double g = has_error ? 0.0 : score_grade(p, f);
+		json_t *err = has_error ? json_string(store_col_text(s, 4)) : json_null();
+		json_t *warnings = json_loads(store_col_text(s, 5), 0, NULL);
+		json_t *commit = sqlite3_column_type(s, 9) == SQLITE_NULL ? json_null() :
+		    json_string(store_col_text(s, 9));
+
+		if (warnings == NULL)
+			warnings = json_array();
+		nproj++;
+		nerror += has_error;
+		fetching += strcmp(state, "fetching") == 0;
+		passed += p;
+		failed += f;
+		skipped += k;
+		grade_sum += g;
+		json_object_set_new(pp, pid, json_real(score_percent(p, p + f)));
+		json_object_set_new(pf, pid, json_real(score_percent(f, p + f)));
+		json_object_set_new(np, pid, json_real(g));
+		if (details) {
+			json_array_append_new(plist, json_pack("{s:s, s:s, s:s, s:f, s:I, s:I,"
+			    " s:I, s:O, s:o, s:O, s:o}", "project_id", pid, "source", store_col_text(s, 2),
+			    "state", state, "grade", g, "passed", (json_int_t)p, "failed",
+			    (json_int_t)f, "skipped", (json_int_t)k, "error", err, "warnings",
+			    warnings, "commit", commit, "modules", json_array()));
+		} else {
+			json_object_set_new(projects, pid, json_pack("{s:s, s:O, s:I, s:I, s:I,"
+			    " s:f, s:o, s:O}", "state", state, "error", err, "passed", (json_int_t)p,
+			    "failed", (json_int_t)f, "skipped", (json_int_t)k, "grade", g,
+			    "warnings", warnings, "commit", commit));
+		}
+		json_decref(err);
+		json_decref(commit);
+	}
+	sqlite3_finalize(s);
+
+	/* Modules: counters and (with details) their results. */
+	s = store_prep(db, "SELECT m.project_idx, p.project_id, m.path, m.state, m.node,"
+	    " r.passed, r.failed, r.skipped, r.body, m.attempts"
+	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
+	    " LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx"
+	    " AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path");
+	if (s == NULL)
+		goto fail;
+	store_bind_text(s, 1, id);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		int idx = sqlite3_column_int(s, 0);
+		const char *state = store_col_text(s, 3);
+		char *key = xasprintf("%s/%s", store_col_text(s, 1), store_col_text(s, 2));
+		int done = sqlite3_column_type(s, 5) != SQLITE_NULL;
+
+		if (done) {
+			long p = sqlite3_column_int64(s, 5), f = sqlite3_column_int64(s, 6);
+			executed++;
+			json_object_set_new(mp, key, json_real(score_percent(p, p + f)));
+			json_object_set_new(mf, key, json_real(score_percent(f, p + f)));
+		} else if (strcmp(state, "running") == 0) {
+			running++;
+		} else {
+			pending++;
+		}
+		if (details) {
+			json_t *proj = json_array_get(plist, (size_t)idx);
+			json_t *mods = json_object_get(proj, "modules");
+			json_t *m = done ? json_loads(store_col_text(s, 8), 0, NULL) : NULL;
+
+			if (m == NULL)
+				m = json_pack("{s:s, s:I}", "state", state, "attempts",
+				    (json_int_t)sqlite3_column_int64(s, 9));
+			json_object_set_new(m, "module", json_string(key));
+			json_object_set_new(m, "path", json_string(store_col_text(s, 2)));
+			if (!done && sqlite3_column_type(s, 4) != SQLITE_NULL)
+				json_object_set_new(m, "node", json_string(store_col_text(s, 4)));
+			json_array_append_new(mods, m);
+		}
+		free(key);
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+
+	{
+		int active = fetching > 0 || running > 0 || pending > 0;
+		const char *status = active ? "running" :
+		    (nproj == 0 || nerror == nproj || executed == 0) ? "failed" : "done";
+		double elapsed = (active ? now : last_event) - created;
+
+		if (ck != NULL)
+			ck->active = active;
+
+		json_object_set_new(doc, "status", json_string(status));
+		json_object_set_new(doc, "percent_passed", json_real(score_percent(passed, passed + failed)));
+		json_object_set_new(doc, "percent_failed", json_real(score_percent(failed, passed + failed)));
+		json_object_set_new(doc, "percent_passed_per_project", pp);
+		json_object_set_new(doc, "percent_failed_per_project", pf);
+		json_object_set_new(doc, "percent_passed_per_module", mp);
+		json_object_set_new(doc, "percent_failed_per_module", mf);
+		json_object_set_new(doc, "executed", json_integer(executed));
+		json_object_set_new(doc, "in_progress", json_integer(running));
+		json_object_set_new(doc, "pending", json_integer(pending));
+		json_object_set_new(doc, "nota_final",
+		    json_real(nproj > 0 ? grade_sum / (double)nproj : 0.0));
+		json_object_set_new(doc, "nota_final_per_project", np);
+		json_object_set_new(doc, "elapsed_seconds", json_real(elapsed > 0 ? elapsed : 0));
+		json_object_set_new(doc, "passed", json_integer(passed));
+		json_object_set_new(doc, "failed", json_integer(failed));
+		json_object_set_new(doc, "skipped", json_integer(skipped));
+		json_object_set_new(doc, "projects", details ? plist : projects);
+		if (details)
+			json_decref(projects);
+		else
+			json_decref(plist);
+	}
+	goto out;
+fail:
+	json_decref(pp);
+	json_decref(pf);
+	json_decref(mp);
+	json_decref(mf);
+	json_decref(np);
+	json_decref(projects);
+	json_decref(plist);
+	json_decref(doc);
+	doc = NULL;
+out:
+	sqlite3_finalize(s);
+	store_exec(db, "COMMIT");
+	return doc;
+}
+
+json_t *
+store_eval_status(struct store *st, const char *id, double now)
+{
+	return eval_doc(st, id, now, 0, NULL);
+}
+
+json_t *
+store_eval_results(struct store *st, const char *id, double now)
+{
+	return eval_doc(st, id, now, 1, NULL);
+}
+
+/* ------------------------------------------- the status, kept serialized */
+
+/* Stands for the elapsed time in a serialized document, where it is spliced. */
+#define STORE_ELAPSED_MARK "\\u0001elapsed\\u0001"
+
+static void
+cached_doc_clear(struct store_cached_doc *c)
+{
+	free(c->head);
+	free(c->tail);
+	memset(c, 0, sizeof(*c));
+}
+
+void
+store_read_cache_free(struct store *st)
+{
+	for (int i = 0; i < STORE_DOC_CACHE; i++)
+		cached_doc_clear(&st->cache[i]);
+}
+
+/* The document's text at now: head, the elapsed time as jansson writes it, tail. */
+static char *
+cached_doc_text(const struct store_cached_doc *c, double now, size_t *len)
+{
+	double elapsed = (c->active ? now : c->last_event) - c->created;
+	json_t *num = json_real(elapsed > 0 ? elapsed : 0);
+	char *mid = json_dumps(num, JSON_ENCODE_ANY | JSON_COMPACT), *text;
+	size_t mlen = mid ? strlen(mid) : 0;
+
+	json_decref(num);
+	text = xmalloc(c->head_len + mlen + c->tail_len + 1);
+	memcpy(text, c->head, c->head_len);
+	memcpy(text + c->head_len, mid ? mid : "", mlen);
+	memcpy(text + c->head_len + mlen, c->tail, c->tail_len);
+	*len = c->head_len + mlen + c->tail_len;
+	text[*len] = '\0';
+	free(mid);
+	return text;
+}
+
+/* The cached entry for (id, ver, last_event) under cache_lock, or NULL. */
+static struct store_cached_doc *
+cached_doc_find(struct store *st, const char *id, long long ver, double last_event)
+{
+	for (int i = 0; i < STORE_DOC_CACHE; i++) {
+		struct store_cached_doc *c = &st->cache[i];
+		if (c->head != NULL && strcmp(c->id, id) == 0 && c->ver == ver &&
+		    c->last_event == last_event) {
+			c->used = ++st->cache_tick;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+char *
+store_eval_status_text(struct store *st, const char *id, double now, size_t *len)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	struct store_cached_doc key, *c;
+	long long ver = -1;
+	double last_event = 0;
+	json_t *doc;
+	char *text, *mark;
+	int slot = 0;
+
+	if (db == NULL || (s = store_prep(db, "SELECT ver, last_event_at FROM evaluation"
+	    " WHERE id = ?")) == NULL)
+		return NULL;
+	store_bind_text(s, 1, id);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		ver = sqlite3_column_int64(s, 0);
+		last_event = sqlite3_column_double(s, 1);
+	}
+	sqlite3_finalize(s);
+	if (ver < 0)
+		return NULL;
+	pthread_mutex_lock(&st->cache_lock);
+	c = cached_doc_find(st, id, ver, last_event);
+	text = c ? cached_doc_text(c, now, len) : NULL;
+	pthread_mutex_unlock(&st->cache_lock);
+	if (text != NULL)
+		return text;
+
+	/* Build it (outside the lock: readers of other documents go on). */
+	memset(&key, 0, sizeof(key));
+	doc = eval_doc(st, id, now, 0, &key);
+	if (doc == NULL)
+		return NULL;
+	json_object_set_new(doc, "elapsed_seconds", json_string("\001elapsed\001"));
+	text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(doc);
+	mark = text ? strstr(text, "\"" STORE_ELAPSED_MARK "\"") : NULL;
+	if (mark == NULL) {
+		free(text);
+		return NULL;
+	}
+	snprintf(key.id, sizeof(key.id), "%s", id);
+	key.head_len = (size_t)(mark - text);
+	key.head = xmalloc(key.head_len + 1);
+	memcpy(key.head, text, key.head_len);
+	mark += strlen("\"" STORE_ELAPSED_MARK "\"");
+	key.tail = xstrdup(mark);
+	key.tail_len = strlen(mark);
+	free(text);
+	text = cached_doc_text(&key, now, len);
+
+	pthread_mutex_lock(&st->cache_lock);
+	for (int i = 0; i < STORE_DOC_CACHE; i++) {
+		if (st->cache[i].head == NULL || strcmp(st->cache[i].id, id) == 0) {
+			slot = i;
+			break;
+		}
+		if (st->cache[i].used < st->cache[slot].used)
+			slot = i;
+	}
+	cached_doc_clear(&st->cache[slot]);
+	key.used = ++st->cache_tick;
+	st->cache[slot] = key;
+	pthread_mutex_unlock(&st->cache_lock);
+	return text;
+}
+
+
+json_t *
+store_stats_all(struct store *st)
+{
+	sqlite3 *db = store_db(st);
+	json_t *o;
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return json_pack("{s:i, s:i, s:i, s:i}", "failed", 0, "passed", 0,
+		    "projects", 0, "evaluations", 0);
+	o = json_pack("{s:I, s:I, s:I, s:I}",
+	    "failed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(failed), 0) FROM result", NULL),
+	    "passed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(passed), 0) FROM result", NULL),
+	    "projects", (json_int_t)store_query_long(db, "SELECT count(DISTINCT source) FROM project", NULL),
+	    "evaluations", (json_int_t)store_query_long(db, "SELECT count(*) FROM evaluation", NULL));
+	store_exec(db, "COMMIT");
+	return o;
+}
+
+json_t *
+store_stats_node(struct store *st, const char *address)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	json_t *evals = json_array(), *o;
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o}", "address", address,
+		    "failed", 0, "passed", 0, "projects", 0, "modules", 0, "evaluations", evals);
+	s = store_prep(db, "SELECT e.id FROM evaluation e WHERE e.accepted_by = ?1 OR EXISTS"
+	    " (SELECT 1 FROM result r WHERE r.eval_id = e.id AND r.node = ?1) ORDER BY e.created_at, e.id");
+	if (s != NULL) {
+		store_bind_text(s, 1, address);
+		while (sqlite3_step(s) == SQLITE_ROW)
+			json_array_append_new(evals, json_string(store_col_text(s, 0)));
+		sqlite3_finalize(s);
+	}
+	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "address", address,
+	    "failed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(failed), 0) FROM result"
+	    " WHERE node = ?", address),
+	    "passed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(passed), 0) FROM result"
+	    " WHERE node = ?", address),
+	    "projects", (json_int_t)store_query_long(db, "SELECT count(DISTINCT p.source) FROM result r"
+	    " JOIN project p ON p.eval_id = r.eval_id AND p.idx = r.project_idx WHERE r.node = ?",
+	    address),
+	    "modules", (json_int_t)store_query_long(db, "SELECT count(*) FROM result WHERE node = ?",
+	    address),
+	    "evaluations", evals);
+	store_exec(db, "COMMIT");
+	return o;
+}
