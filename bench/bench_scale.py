@@ -5,6 +5,7 @@ nodes, and GET latency under wrk while it grades.
 
     /usr/bin/python3 bench/bench_scale.py --bin build/meshtest
         [--sizes 50x10,100x10] [--nodes 1,3] [--slots 2] [--wrk-seconds 3]
+        [--sim-members 1000]
 
 Each size PxM is P projects x M modules x 1 trivial test, freshly written,
 one ZIP, submitted to the first node with the default settings. Node CPU is
@@ -16,9 +17,15 @@ VmHWM of each node. Replicated bytes are what every node pushed and pulled
 package, when installed) loads GET /evaluation/<id> and GET /stats of the
 first node for --wrk-seconds each; its requests/s and p99 are printed.
 
-The baseline of the same invocation is plain pytest on the same corpus (one
-process over all projects, importlib mode), for the wall time a user would
-otherwise wait. Only loopback traffic.
+CPU, RSS and bytes are of a first run with nothing else asked of the nodes;
+wrk runs during a second run of the same corpus. The baseline of the same
+invocation is plain pytest on the same corpus (one process over all
+projects, importlib mode), for the wall time a user would otherwise wait.
+
+First, the membership simulation (tests/unit/test_membership_sim.c, built
+next to --bin by `make unit`) runs with --sim-members members and prints how
+long three deaths took to be known to all, requests per member per second
+and false deaths. Only loopback traffic.
 """
 
 import argparse
@@ -87,51 +94,62 @@ def run_pytest(root, names):
     return time.monotonic() - t0
 
 
+def submit_and_wait(args, node, zp, during=None):
+    """POST the ZIP, call during(eid) in a thread, wait for the end: (eid, wall, doc)."""
+    with open(zp, "rb") as f:
+        body, ctype = multipart({"module_timeout": "60"}, "c.zip", f.read())
+    t0 = time.monotonic()
+    st, raw = http("POST", node.base + "/evaluation", body, {"Content-Type": ctype},
+                   timeout=300)
+    if st != 201:
+        sys.exit(f"bench: POST answered {st}: {raw[:300]!r}")
+    eid = json.loads(raw)["id"]
+    th = None
+    if during is not None:
+        th = threading.Thread(target=during, args=(eid,))
+        th.start()
+    while True:
+        st, raw = http("GET", f"{node.base}/evaluation/{eid}", timeout=30)
+        doc = json.loads(raw) if st == 200 else {}
+        if doc.get("status") not in (None, "running"):
+            break
+        if time.monotonic() - t0 > args.timeout:
+            sys.exit(f"bench: {eid} still running after {args.timeout} s")
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+    if th is not None:
+        th.join()
+    return eid, wall, doc
+
+
 def run_size(args, work, projects, modules, n):
     root = os.path.join(work, f"c-{projects}x{modules}-{n}")
     os.makedirs(root)
     names = write_corpus(root, projects, modules)
     zp = root + ".zip"
     zip_corpus(root, names, zp)
+    total = projects * modules
     nodes = start_nodes(args.bin, work, n, args.slots)
+    loads = {}
     try:
+        # measured run: nothing but the evaluation and its own polling
         cpu0 = [cpu_seconds(nd.proc.pid) for nd in nodes]
-        with open(zp, "rb") as f:
-            body, ctype = multipart({"module_timeout": "60"}, "c.zip", f.read())
-        t0 = time.monotonic()
-        st, raw = http("POST", nodes[0].base + "/evaluation", body,
-                       {"Content-Type": ctype}, timeout=300)
-        if st != 201:
-            sys.exit(f"bench: POST answered {st}: {raw[:300]!r}")
-        eid = json.loads(raw)["id"]
-        loads = {}
-        if args.wrk_seconds > 0:
-            def load():
-                time.sleep(1.0)
-                loads["status"] = wrk(f"{nodes[0].base}/evaluation/{eid}", args.wrk_seconds)
-                loads["stats"] = wrk(f"{nodes[0].base}/stats", args.wrk_seconds)
-            th = threading.Thread(target=load)
-            th.start()
-        while True:
-            st, raw = http("GET", f"{nodes[0].base}/evaluation/{eid}", timeout=30)
-            doc = json.loads(raw) if st == 200 else {}
-            if doc.get("status") not in (None, "running"):
-                break
-            if time.monotonic() - t0 > args.timeout:
-                sys.exit(f"bench: {eid} still running after {args.timeout} s")
-            time.sleep(0.2)
-        wall = time.monotonic() - t0
-        if args.wrk_seconds > 0:
-            th.join()
+        eid, wall, doc = submit_and_wait(args, nodes[0], zp)
         time.sleep(3.0)   # replication settles
         cpu = sum(cpu_seconds(nd.proc.pid) - c for nd, c in zip(nodes, cpu0))
         rss = [peak_rss_mb(nd.proc.pid) for nd in nodes]
         repl = sum(counters(nd) for nd in nodes)
-        total = projects * modules
         executed = doc.get("executed", 0)
         t_start = time.monotonic()
-        st, _ = http("GET", f"{nodes[0].base}/evaluation/{eid}")
+        http("GET", f"{nodes[0].base}/evaluation/{eid}")
         get_ms = (time.monotonic() - t_start) * 1000
+        # the same corpus again, under wrk
+        if args.wrk_seconds > 0 and shutil.which("wrk") is not None:
+            def load(eid2):
+                time.sleep(0.5)
+                loads["status"] = wrk(f"{nodes[0].base}/evaluation/{eid2}", args.wrk_seconds)
+                loads["stats"] = wrk(f"{nodes[0].base}/stats", args.wrk_seconds)
+            submit_and_wait(args, nodes[0], zp, load)
     finally:
         stop_nodes(nodes)
     print(f"  {projects}x{modules} on {n} node{'s' if n > 1 else ''}: wall {wall:.1f} s,"
@@ -149,6 +167,22 @@ def run_size(args, work, projects, modules, n):
     return root, names
 
 
+def simulate(args):
+    """The SWIM + Lifeguard simulation (tests/unit/test_membership_sim.c),
+    built next to --bin, at --sim-members members."""
+    sim = os.path.join(os.path.dirname(args.bin), "unit", "test_membership_sim")
+    if not os.path.exists(sim):
+        print(f"  membership simulation: {sim} is not built (make unit)", flush=True)
+        return
+    t0 = time.monotonic()
+    out = subprocess.run([sim], capture_output=True, text=True,
+                         env=dict(os.environ, MESHTEST_SIM_MEMBERS=str(args.sim_members)))
+    lines = [x for x in (out.stdout + out.stderr).splitlines() if "simulation" in x]
+    print(f"  {lines[0] if lines else 'membership simulation: no result'}"
+          f" ({'passed' if out.returncode == 0 else 'FAILED'},"
+          f" {time.monotonic() - t0:.0f} s to simulate)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", required=True)
@@ -157,11 +191,15 @@ def main():
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--wrk-seconds", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--sim-members", type=int, default=1000,
+                    help="members of the membership simulation (0: skip it)")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
     work = tempfile.mkdtemp(prefix="meshtest-scale-")
     os.chmod(work, 0o711)
     try:
+        if args.sim_members > 0:
+            simulate(args)
         for size in args.sizes.split(","):
             projects, modules = (int(x) for x in size.split("x"))
             root = names = None

@@ -59,6 +59,7 @@ struct update {
 	char from[MEMBERSHIP_ADDR_MAX];
 	int transmits;
 	uint64_t order;                        /* larger is newer */
+	int bulk;                              /* learnt from a whole table, not news */
 };
 
 enum probe_phase { PROBE_IDLE, PROBE_DIRECT, PROBE_INDIRECT };
@@ -89,6 +90,9 @@ struct membership {
 	struct membership_params p;
 	struct member *members;
 	size_t n, alloc;
+	uint32_t index[2 * MEMBERSHIP_MAX_MEMBERS];  /* by address hash: member + 1, 0 empty */
+	size_t nstate[4];                      /* members by state */
+	int in_table;                          /* merging a whole table ("members") */
 	struct update *updates;
 	size_t nupd, updalloc;
 	uint64_t upd_order;
@@ -154,6 +158,12 @@ membership_copy(char *dst, const char *src)
 	snprintf(dst, MEMBERSHIP_ADDR_MAX, "%s", src);
 }
 
+/* Updates one message carries at most (params.max_piggyback is capped to it). */
+#define MEMBERSHIP_MAX_PIGGYBACK 64
+
+/* Reconnect pings a dead member gets per reconnect_interval, in a big network. */
+#define MEMBERSHIP_RECONNECT_SPREAD 8
+
 /* xorshift64*: deterministic for a given params.seed. */
 static uint64_t
 membership_rand(struct membership *m)
@@ -217,13 +227,29 @@ membership_event(struct membership *m, const char *addr, enum membership_state s
 	va_end(ap);
 }
 
+/* The slot of addr in the index: where it is, or the empty one it would take. */
+static size_t
+membership_slot(const struct membership *m, const char *addr)
+{
+	const size_t cap = sizeof(m->index) / sizeof(m->index[0]);
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+
+	for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	for (i = (size_t)(h % cap); m->index[i] != 0; i = (i + 1) % cap)
+		if (strcmp(m->members[m->index[i] - 1].addr, addr) == 0)
+			break;
+	return i;
+}
+
+/* A member by address, in constant time whatever the table's size. */
 static struct member *
 membership_find(const struct membership *m, const char *addr)
 {
-	for (size_t i = 0; i < m->n; i++)
-		if (strcmp(m->members[i].addr, addr) == 0)
-			return &m->members[i];
-	return NULL;
+	size_t i = membership_slot(m, addr);
+
+	return m->index[i] != 0 ? &m->members[m->index[i] - 1] : NULL;
 }
 
 static struct member *
@@ -242,9 +268,10 @@ membership_insert(struct membership *m, const char *addr)
 		m->members = nm;
 		m->alloc = na;
 	}
-	x = &m->members[m->n++];
+	x = &m->members[m->n];
 	memset(x, 0, sizeof(*x));
 	membership_copy(x->addr, addr);
+	m->index[membership_slot(m, addr)] = (uint32_t)++m->n;
 	return x;
 }
 
@@ -252,12 +279,7 @@ membership_insert(struct membership *m, const char *addr)
 static size_t
 membership_live_count(const struct membership *m)
 {
-	size_t c = 1;
-
-	for (size_t i = 0; i < m->n; i++)
-		if (m->members[i].state <= MEMBERSHIP_SUSPECT)
-			c++;
-	return c;
+	return 1 + m->nstate[MEMBERSHIP_ALIVE] + m->nstate[MEMBERSHIP_SUSPECT];
 }
 
 static int
@@ -325,6 +347,7 @@ membership_queue(struct membership *m, const char *addr, enum membership_state s
 	membership_copy(u->from, from);
 	u->transmits = 0;
 	u->order = ++m->upd_order;
+	u->bulk = m->in_table;
 }
 
 static json_t *
@@ -339,6 +362,13 @@ membership_update_cmp(const void *a, const void *b)
 {
 	const struct update *x = a, *y = b;
 
+	/*
+	 * News first: what a whole table taught (a join's hundreds of members)
+	 * goes only where news leaves room, so that a suspicion, a death or a
+	 * refutation never waits behind it.
+	 */
+	if (x->bulk != y->bulk)
+		return x->bulk ? 1 : -1;
 	if (x->transmits != y->transmits)
 		return x->transmits < y->transmits ? -1 : 1;
 	if (x->order != y->order)
@@ -347,27 +377,42 @@ membership_update_cmp(const void *a, const void *b)
 }
 
 /*
- * Append up to max_piggyback queued updates, least sent (newest) first, and
- * count the transmission; updates sent often enough leave the queue. Updates
+ * Append up to max_piggyback queued updates, news before what a whole table
+ * taught, then least sent (newest) first, and count the transmission;
+ * updates sent often enough leave the queue. Updates
  * about "skip" are left out (the caller put a fresher record first).
  */
 static void
 membership_piggyback(struct membership *m, json_t *arr, const char *skip)
 {
 	int limit = membership_retransmit_limit(m);
-	int taken = 0;
-	size_t w = 0;
+	size_t best[MEMBERSHIP_MAX_PIGGYBACK], nbest = 0, w = 0;
+	size_t want = (size_t)m->p.max_piggyback;
 
-	if (m->nupd > 1)
-		qsort(m->updates, m->nupd, sizeof(m->updates[0]), membership_update_cmp);
-	for (size_t i = 0; i < m->nupd && taken < m->p.max_piggyback; i++) {
-		struct update *u = &m->updates[i];
+	/*
+	 * The want best by membership_update_cmp, in one pass (a message costs
+	 * the length of the queue, not a sort of it).
+	 */
+	for (size_t i = 0; i < m->nupd; i++) {
+		size_t j;
 
-		if (skip != NULL && strcmp(u->addr, skip) == 0)
+		if (skip != NULL && strcmp(m->updates[i].addr, skip) == 0)
 			continue;
+		if (nbest == want && membership_update_cmp(&m->updates[i],
+		    &m->updates[best[nbest - 1]]) >= 0)
+			continue;
+		j = nbest < want ? nbest++ : nbest - 1;
+		while (j > 0 && membership_update_cmp(&m->updates[i], &m->updates[best[j - 1]]) < 0) {
+			best[j] = best[j - 1];
+			j--;
+		}
+		best[j] = i;
+	}
+	for (size_t k = 0; k < nbest; k++) {
+		struct update *u = &m->updates[best[k]];
+
 		json_array_append_new(arr, membership_record(u->addr, u->state, u->inc, u->from));
 		u->transmits++;
-		taken++;
 	}
 	for (size_t i = 0; i < m->nupd; i++)
 		if (m->updates[i].transmits < limit)
@@ -421,8 +466,11 @@ membership_confirm(struct membership *m, struct member *x, const char *from)
 }
 
 static void
-membership_set_state(struct member *x, enum membership_state st, uint64_t inc, double now)
+membership_set_state(struct membership *m, struct member *x, enum membership_state st,
+    uint64_t inc, double now)
 {
+	m->nstate[x->state]--;
+	m->nstate[st]++;
 	if (x->state != st)
 		x->since = now;
 	x->state = st;
@@ -477,6 +525,7 @@ membership_apply(struct membership *m, const char *addr, enum membership_state s
 		if (x == NULL)
 			return 0;
 		x->state = st;
+		m->nstate[st]++;
 		x->inc = inc;
 		x->since = now;
 		if (st == MEMBERSHIP_SUSPECT) {
@@ -495,7 +544,7 @@ membership_apply(struct membership *m, const char *addr, enum membership_state s
 		if (x->state != MEMBERSHIP_ALIVE)
 			membership_event(m, addr, st, inc, "is alive (was %s, incarnation %llu)",
 			    membership_state_name(x->state), (unsigned long long)inc);
-		membership_set_state(x, MEMBERSHIP_ALIVE, inc, now);
+		membership_set_state(m, x, MEMBERSHIP_ALIVE, inc, now);
 		break;
 	case MEMBERSHIP_SUSPECT:
 		if (inc < x->inc || x->state >= MEMBERSHIP_DEAD)
@@ -509,7 +558,7 @@ membership_apply(struct membership *m, const char *addr, enum membership_state s
 			membership_queue(m, addr, st, x->inc, from);
 			return 1;
 		}
-		membership_set_state(x, MEMBERSHIP_SUSPECT, inc, now);
+		membership_set_state(m, x, MEMBERSHIP_SUSPECT, inc, now);
 		x->suspect_start = now;
 		membership_copy(x->suspecter, from);
 		membership_event(m, addr, st, inc, "is suspect (reported by %s)", from);
@@ -518,13 +567,13 @@ membership_apply(struct membership *m, const char *addr, enum membership_state s
 		if (inc < x->inc || x->state >= MEMBERSHIP_DEAD)
 			return 0;
 		membership_event(m, addr, st, inc, "is dead (reported by %s)", from);
-		membership_set_state(x, MEMBERSHIP_DEAD, inc, now);
+		membership_set_state(m, x, MEMBERSHIP_DEAD, inc, now);
 		break;
 	case MEMBERSHIP_LEFT:
 		if (inc < x->inc || x->state == MEMBERSHIP_LEFT)
 			return 0;
 		membership_event(m, addr, st, inc, "left (goodbye, heard from %s)", from);
-		membership_set_state(x, MEMBERSHIP_LEFT, inc, now);
+		membership_set_state(m, x, MEMBERSHIP_LEFT, inc, now);
 		break;
 	}
 	membership_queue(m, addr, st, inc, from);
@@ -598,6 +647,8 @@ membership_new(const char *self, const struct membership_params *p, uint64_t inc
 		m->p.indirect_helpers = MEMBERSHIP_MAX_HELPERS;
 	if (m->p.max_piggyback < 1)
 		m->p.max_piggyback = 1;
+	if (m->p.max_piggyback > MEMBERSHIP_MAX_PIGGYBACK)
+		m->p.max_piggyback = MEMBERSHIP_MAX_PIGGYBACK;
 	if (m->p.retransmit_mult < 1)
 		m->p.retransmit_mult = 1;
 	m->inc = incarnation;
@@ -717,11 +768,13 @@ membership_handle(struct membership *m, const json_t *msg, double now, json_t **
 	}
 	arr = json_object_get(msg, "members");
 	if (json_is_array(arr)) {
+		m->in_table = 1;
 		json_array_foreach(arr, i, rec) {
 			if (i >= MEMBERSHIP_MAX_MEMBERS)
 				break;
 			membership_apply_record(m, rec, from, now);
 		}
+		m->in_table = 0;
 	}
 	if (reply == NULL)
 		return 0;
@@ -809,7 +862,7 @@ membership_probe_failed(struct membership *m, double now)
 	if (x == NULL)
 		return;
 	if (x->state == MEMBERSHIP_ALIVE) {
-		membership_set_state(x, MEMBERSHIP_SUSPECT, x->inc, now);
+		membership_set_state(m, x, MEMBERSHIP_SUSPECT, x->inc, now);
 		x->suspect_start = now;
 		membership_copy(x->suspecter, m->self);
 		membership_queue(m, x->addr, MEMBERSHIP_SUSPECT, x->inc, m->self);
@@ -865,11 +918,12 @@ membership_tick(struct membership *m, double now, struct membership_action *acti
 {
 	struct probe *pr = &m->probe;
 	size_t k = 0;
+	long alive = (long)(m->nstate[MEMBERSHIP_ALIVE] + m->nstate[MEMBERSHIP_SUSPECT]);
 
 	if (m->leaving)
 		return 0;
 	/* 1. Suspicions that ran out. */
-	for (size_t i = 0; i < m->n; i++) {
+	for (size_t i = 0; m->nstate[MEMBERSHIP_SUSPECT] > 0 && i < m->n; i++) {
 		struct member *x = &m->members[i];
 		double t;
 
@@ -881,7 +935,7 @@ membership_tick(struct membership *m, double now, struct membership_action *acti
 		membership_event(m, x->addr, MEMBERSHIP_DEAD, x->inc,
 		    "is dead (no refutation, suspected %.1f s, %d confirmations)",
 		    now - x->suspect_start, x->nconfirm);
-		membership_set_state(x, MEMBERSHIP_DEAD, x->inc, now);
+		membership_set_state(m, x, MEMBERSHIP_DEAD, x->inc, now);
 		membership_queue(m, x->addr, MEMBERSHIP_DEAD, x->inc, m->self);
 	}
 
@@ -932,13 +986,25 @@ membership_tick(struct membership *m, double now, struct membership_action *acti
 		k++;
 	}
 
-	/* 5. Reconnect: dead and left members may have come back. */
-	for (size_t i = 0; i < m->n && k < max; i++) {
+	/*
+	 * 5. Reconnect: dead and left members may have come back. Each live
+	 * member asks every reconnect_interval times its share of the network
+	 * (alive / MEMBERSHIP_RECONNECT_SPREAD, at least 1), jittered, so that a
+	 * dead member hears about MEMBERSHIP_RECONNECT_SPREAD pings a
+	 * reconnect_interval whatever the network's size, and a member's own
+	 * traffic does not grow with the number of dead ones.
+	 */
+	for (size_t i = 0; m->nstate[MEMBERSHIP_DEAD] + m->nstate[MEMBERSHIP_LEFT] > 0 &&
+	    i < m->n && k < max; i++) {
 		struct member *x = &m->members[i];
 
 		if (x->state < MEMBERSHIP_DEAD || now < x->next_reconnect)
 			continue;
 		x->next_reconnect = now + m->p.reconnect_interval;
+		if (alive > MEMBERSHIP_RECONNECT_SPREAD)
+			x->next_reconnect += m->p.reconnect_interval *
+			    ((double)alive / MEMBERSHIP_RECONNECT_SPREAD - 1.0) *
+			    (0.5 + (double)membership_rand_below(m, 1000) / 1000.0);
 		membership_action_set(&actions[k], MEMBERSHIP_PING, m->seq, x->addr, x->addr,
 		    m->p.probe_timeout * 3,
 		    membership_message(m, "ping", x->addr, x->addr, m->seq, 1));

@@ -93,35 +93,67 @@ coord_total_slots(struct engine *eng, char *const *alive, size_t nalive)
 	return total > 0 ? total : 1;
 }
 
-/* Pick the modules of one claim from one evaluation and claim them. */
+/* The scheduler's view of pending modules. */
+static struct sched_module *
+coord_sched_modules(const struct store_pending *p, size_t n)
+{
+	struct sched_module *m = xcalloc(n ? n : 1, sizeof(*m));
+
+	for (size_t i = 0; i < n; i++)
+		m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
+		    p[i].known || p[i].measured };
+	return m;
+}
+
+/*
+ * Pick the modules of one claim from one evaluation and claim them. The
+ * scheduler orders the few modules that may lead (store_pending_summary);
+ * the batch comes from the leader's project, with the rest of the pending
+ * work counted at that project's mean: the cost of a claim does not grow
+ * with the evaluation.
+ */
 static int
 coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int total_slots,
     struct store_claim *out, size_t max)
 {
+	struct store_pending_summary sum;
 	struct store_pending *p = NULL;
 	struct sched_module *m = NULL;
 	const struct store_pending **chosen = NULL;
-	size_t n = 0, unready = 0, *idx = NULL, k;
-	int r;
+	size_t n = 0, *idx = NULL, k, lead = 0, others;
+	int r = 0;
 
-	if (store_pending_list(eng->st, eval_id, &p, &n, &unready) < 0 || n == 0) {
-		store_pending_free(p, n);
-		return 0;
-	}
-	m = xcalloc(n, sizeof(*m));
-	for (size_t i = 0; i < n; i++)
-		m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
-		    p[i].known || p[i].measured };
+	if (store_pending_summary(eng->st, eval_id, &sum) < 0 || sum.nlead == 0)
+		goto out;
+	m = coord_sched_modules(sum.lead, sum.nlead);
+	idx = xcalloc(sum.nlead, sizeof(*idx));
+	sched_order(m, sum.nlead, idx);
+	lead = idx[0];
+	free(m);
+	free(idx);
+	m = NULL;
+	idx = NULL;
+	if (store_pending_project(eng->st, eval_id, sum.lead[lead].project_idx, sum.mean, &p,
+	    &n) < 0 || n == 0)
+		goto out;
+	m = coord_sched_modules(p, n);
 	idx = xcalloc(n, sizeof(*idx));
-	k = sched_batch(m, n, unready, total_slots, max, idx);
+	others = (size_t)(sum.ready + sum.unready) > n ? (size_t)(sum.ready + sum.unready) - n : 0;
+	/*
+	 * With isolation "module" a slot runs one module at a time: it takes one,
+	 * so that a module is "in progress" only while it runs.
+	 */
+	k = sched_batch(m, n, others, total_slots, sum.alone ? 1 : max, idx);
 	chosen = xcalloc(k ? k : 1, sizeof(*chosen));
 	for (size_t i = 0; i < k; i++)
 		chosen[i] = &p[idx[i]];
 	r = store_claim_modules(eng->st, eval_id, node, chosen, k, out);
+out:
 	free(chosen);
 	free(idx);
 	free(m);
 	store_pending_free(p, n);
+	store_pending_summary_free(&sum);
 	return r;
 }
 

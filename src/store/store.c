@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,14 +69,145 @@ static const char store_schema[] =
 	r ".eval_id;" \
 	"INSERT INTO sync_change(eval_id, project_idx, path) SELECT " r ".eval_id, " r "." \
 	idx ", " path " WHERE mt_local();"
-/* The three triggers of table t: insert, update (old digest out, new in), delete. */
-#define STORE_SYNC_TRIGGERS(t, idx, P, H) \
+/*
+ * The three triggers of table t: insert, update of the replicated columns
+ * cols (old digest out, new in), delete.
+ */
+#define STORE_SYNC_TRIGGERS(t, cols, idx, P, H) \
 	"CREATE TRIGGER " t "_sync_ins AFTER INSERT ON " t " BEGIN " \
 	STORE_SYNC_APPLY("NEW", idx, P("NEW"), H("NEW")) " END;" \
-	"CREATE TRIGGER " t "_sync_upd AFTER UPDATE ON " t " BEGIN " \
+	"CREATE TRIGGER " t "_sync_upd AFTER UPDATE OF " cols " ON " t " BEGIN " \
 	STORE_SYNC_APPLY("NEW", idx, P("NEW"), "mt_xor(" H("OLD") ", " H("NEW") ")") " END;" \
 	"CREATE TRIGGER " t "_sync_del AFTER DELETE ON " t " BEGIN " \
 	STORE_SYNC_APPLY("OLD", idx, P("OLD"), H("OLD")) " END;"
+
+/*
+ * The work left per evaluation, kept by triggers as the rows change (also by
+ * merges): pending modules of ready projects and of the others, running
+ * modules, projects still fetching, finished modules and their durations;
+ * per project its pending modules, which move between the first two when its
+ * state changes. A claim reads these instead of counting rows.
+ */
+#define STORE_WORK_READY(r) "coalesce((SELECT state = 'ready' FROM project WHERE" \
+	" eval_id = " r ".eval_id AND idx = " r ".project_idx), 0)"
+#define STORE_WORK_MODULE(r, sign) \
+	"UPDATE project SET n_pending = n_pending " sign " (" r ".state = 'pending')" \
+	" WHERE eval_id = " r ".eval_id AND idx = " r ".project_idx;" \
+	"UPDATE evaluation SET" \
+	" pend_ready = pend_ready " sign " (" r ".state = 'pending' AND " STORE_WORK_READY(r) ")," \
+	" pend_unready = pend_unready " sign " (" r ".state = 'pending' AND NOT " \
+	STORE_WORK_READY(r) ")," \
+	" running = running " sign " (" r ".state = 'running') WHERE id = " r ".eval_id;"
+#define STORE_WORK_MODULE_TRIGGERS \
+	"CREATE TRIGGER module_work_ins AFTER INSERT ON module BEGIN " \
+	STORE_WORK_MODULE("NEW", "+") " END;" \
+	"CREATE TRIGGER module_work_upd AFTER UPDATE OF state ON module" \
+	" WHEN OLD.state IS NOT NEW.state BEGIN " \
+	STORE_WORK_MODULE("OLD", "-") STORE_WORK_MODULE("NEW", "+") " END;" \
+	"CREATE TRIGGER module_work_del AFTER DELETE ON module BEGIN " \
+	STORE_WORK_MODULE("OLD", "-") " END;"
+#define STORE_WORK_OTHER_TRIGGERS \
+	"CREATE TRIGGER project_work_ins AFTER INSERT ON project BEGIN" \
+	" UPDATE evaluation SET fetching = fetching + (NEW.state = 'fetching')" \
+	" WHERE id = NEW.eval_id; END;" \
+	"CREATE TRIGGER project_work_upd AFTER UPDATE OF state ON project" \
+	" WHEN OLD.state IS NOT NEW.state BEGIN" \
+	" UPDATE evaluation SET" \
+	" fetching = fetching - (OLD.state = 'fetching') + (NEW.state = 'fetching')," \
+	" pend_ready = pend_ready + NEW.n_pending * ((NEW.state = 'ready') -" \
+	"  (OLD.state = 'ready'))," \
+	" pend_unready = pend_unready - NEW.n_pending * ((NEW.state = 'ready') -" \
+	"  (OLD.state = 'ready')) WHERE id = NEW.eval_id; END;" \
+	"CREATE TRIGGER project_work_del AFTER DELETE ON project BEGIN" \
+	" UPDATE evaluation SET fetching = fetching - (OLD.state = 'fetching')" \
+	" WHERE id = OLD.eval_id; END;" \
+	"CREATE TRIGGER result_work_ins AFTER INSERT ON result BEGIN" \
+	" UPDATE evaluation SET done_n = done_n + 1, done_dur = done_dur + NEW.duration" \
+	" WHERE id = NEW.eval_id; END;" \
+	"CREATE TRIGGER result_work_upd AFTER UPDATE OF duration ON result BEGIN" \
+	" UPDATE evaluation SET done_dur = done_dur - OLD.duration + NEW.duration" \
+	" WHERE id = NEW.eval_id; END;" \
+	"CREATE TRIGGER result_work_del AFTER DELETE ON result BEGIN" \
+	" UPDATE evaluation SET done_n = done_n - 1, done_dur = done_dur - OLD.duration" \
+	" WHERE id = OLD.eval_id; END;"
+
+/*
+ * GET /stats as running totals, kept by triggers: per node (its address; ""
+ * for reused results, which no node ran; "*" for the whole network's
+ * projects and evaluations) the modules it ran and their passed and failed
+ * tests, and, counted by reference, the project sources and evaluations it
+ * touched. Nothing is subtracted when rows go away: totals never go down.
+ */
+#define STORE_STAT_SOURCE(r) "coalesce((SELECT source FROM project WHERE" \
+	" eval_id = " r ".eval_id AND idx = " r ".project_idx), '')"
+/*
+ * "INSERT OR IGNORE" would not do in a trigger: an outer statement's conflict
+ * policy (an upsert's) overrides the trigger's. Hence the NOT EXISTS.
+ */
+#define STORE_STAT_NODE(node) "INSERT INTO stat_node(node) SELECT " node " WHERE NOT EXISTS" \
+	" (SELECT 1 FROM stat_node WHERE node = " node ");"
+#define STORE_STAT_REF_ADD(node, kind, key, created) \
+	"INSERT INTO stat_ref(node, kind, key, n, created) SELECT " node ", '" kind "', " key \
+	", 0, " created " WHERE NOT EXISTS (SELECT 1 FROM stat_ref WHERE node = " node \
+	" AND kind = '" kind "' AND key = " key ");" \
+	"UPDATE stat_ref SET n = n + 1 WHERE node = " node " AND kind = '" kind "' AND" \
+	" key = " key ";"
+#define STORE_STAT_REF_SUB(node, kind, key) \
+	"UPDATE stat_ref SET n = n - 1 WHERE node = " node " AND kind = '" kind "' AND" \
+	" key = " key ";" \
+	"DELETE FROM stat_ref WHERE node = " node " AND kind = '" kind "' AND key = " key \
+	" AND n <= 0;"
+#define STORE_STAT_RESULT_ADD(r) \
+	STORE_STAT_NODE(r ".node") \
+	"UPDATE stat_node SET modules = modules + 1, passed = passed + " r ".passed," \
+	" failed = failed + " r ".failed WHERE node = " r ".node;" \
+	STORE_STAT_REF_ADD(r ".node", "source", STORE_STAT_SOURCE(r), "0") \
+	STORE_STAT_REF_ADD(r ".node", "eval", r ".eval_id", \
+	    "(SELECT created_at FROM evaluation WHERE id = " r ".eval_id)")
+#define STORE_STAT_RESULT_SUB(r) \
+	"UPDATE stat_node SET modules = modules - 1, passed = passed - " r ".passed," \
+	" failed = failed - " r ".failed WHERE node = " r ".node;" \
+	STORE_STAT_REF_SUB(r ".node", "source", STORE_STAT_SOURCE(r)) \
+	STORE_STAT_REF_SUB(r ".node", "eval", r ".eval_id")
+#define STORE_STAT_TABLES \
+	"CREATE TABLE stat_node (node TEXT PRIMARY KEY, modules INTEGER NOT NULL DEFAULT 0," \
+	"  passed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0," \
+	"  projects INTEGER NOT NULL DEFAULT 0, evaluations INTEGER NOT NULL DEFAULT 0)" \
+	"  WITHOUT ROWID;" \
+	"CREATE TABLE stat_ref (node TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL," \
+	"  n INTEGER NOT NULL, created REAL, PRIMARY KEY (node, kind, key)) WITHOUT ROWID;" \
+	"CREATE TRIGGER stat_ref_ins AFTER INSERT ON stat_ref BEGIN " \
+	STORE_STAT_NODE("NEW.node") \
+	" UPDATE stat_node SET projects = projects + (NEW.kind = 'source')," \
+	"  evaluations = evaluations + (NEW.kind = 'eval') WHERE node = NEW.node; END;" \
+	"CREATE TRIGGER stat_ref_del AFTER DELETE ON stat_ref BEGIN" \
+	" UPDATE stat_node SET projects = projects - (OLD.kind = 'source')," \
+	"  evaluations = evaluations - (OLD.kind = 'eval') WHERE node = OLD.node; END;"
+#define STORE_STAT_BACKFILL \
+	"INSERT INTO stat_node(node, modules, passed, failed) SELECT node, count(*)," \
+	"  sum(passed), sum(failed) FROM result GROUP BY node;" \
+	"INSERT INTO stat_ref(node, kind, key, n, created) SELECT r.node, 'source'," \
+	"  coalesce(p.source, ''), count(*), 0 FROM result r LEFT JOIN project p ON" \
+	"  p.eval_id = r.eval_id AND p.idx = r.project_idx GROUP BY 1, 3;" \
+	"INSERT INTO stat_ref(node, kind, key, n, created) SELECT r.node, 'eval', r.eval_id," \
+	"  count(*), e.created_at FROM result r JOIN evaluation e ON e.id = r.eval_id" \
+	"  GROUP BY r.node, r.eval_id;" \
+	"INSERT INTO stat_ref(node, kind, key, n, created) SELECT accepted_by, 'eval', id, 1," \
+	"  created_at FROM evaluation WHERE true ON CONFLICT DO UPDATE SET n = n + 1;" \
+	"INSERT INTO stat_ref(node, kind, key, n, created) SELECT '*', 'eval', id, 1," \
+	"  created_at FROM evaluation;" \
+	"INSERT INTO stat_ref(node, kind, key, n, created) SELECT '*', 'source', source," \
+	"  count(*), 0 FROM project GROUP BY source;"
+#define STORE_STAT_TRIGGERS \
+	"CREATE TRIGGER result_stat_ins AFTER INSERT ON result BEGIN " \
+	STORE_STAT_RESULT_ADD("NEW") " END;" \
+	"CREATE TRIGGER result_stat_upd AFTER UPDATE OF node, passed, failed ON result BEGIN " \
+	STORE_STAT_RESULT_SUB("OLD") STORE_STAT_RESULT_ADD("NEW") " END;" \
+	"CREATE TRIGGER project_stat_ins AFTER INSERT ON project BEGIN " \
+	STORE_STAT_REF_ADD("'*'", "source", "NEW.source", "0") " END;" \
+	"CREATE TRIGGER evaluation_stat_ins AFTER INSERT ON evaluation BEGIN " \
+	STORE_STAT_REF_ADD("'*'", "eval", "NEW.id", "NEW.created_at") \
+	STORE_STAT_REF_ADD("NEW.accepted_by", "eval", "NEW.id", "NEW.created_at") " END;"
 
 /*
  * Migrations, one per schema version after the first (PRAGMA user_version
@@ -102,9 +234,12 @@ static const char *const store_migrations[][8] = {
 	"CREATE INDEX project_bucket ON project(eval_id, mt_bucket(idx, ''));"
 	"CREATE INDEX module_bucket ON module(eval_id, mt_bucket(project_idx, path));"
 	"CREATE INDEX result_bucket ON result(eval_id, mt_bucket(project_idx, path));",
-	  STORE_SYNC_TRIGGERS("project", "idx", STORE_NO_PATH, STORE_P_HASH),
-	  STORE_SYNC_TRIGGERS("module", "project_idx", STORE_PATH, STORE_M_HASH),
-	  STORE_SYNC_TRIGGERS("result", "project_idx", STORE_PATH, STORE_R_HASH),
+	  STORE_SYNC_TRIGGERS("project", "state, error, warnings, digest, commit_sha, reuse_key",
+	      "idx", STORE_NO_PATH, STORE_P_HASH),
+	  STORE_SYNC_TRIGGERS("module", "state, node, attempts, version, est, iname",
+	      "project_idx", STORE_PATH, STORE_M_HASH),
+	  STORE_SYNC_TRIGGERS("result", "node, attempt, finished_at, outcome, body",
+	      "project_idx", STORE_PATH, STORE_R_HASH),
 	  "INSERT INTO sync_bucket(eval_id, b, dig) SELECT eval_id, b, mt_xor_agg(h) FROM ("
 	"  SELECT eval_id, mt_bucket(idx, '') AS b, " STORE_P_HASH("project") " AS h FROM project"
 	"  UNION ALL SELECT eval_id, mt_bucket(project_idx, path), " STORE_M_HASH("module")
@@ -112,12 +247,83 @@ static const char *const store_migrations[][8] = {
 	STORE_R_HASH("result") " FROM result) GROUP BY eval_id, b;"
 	"UPDATE evaluation SET dig = coalesce((SELECT mt_xor_agg(dig) FROM sync_bucket"
 	"  WHERE eval_id = evaluation.id), 0);" },
+	/* 6: the work left and GET /stats as counters (claims and answers that do not scan) */
+	{ "ALTER TABLE evaluation ADD COLUMN pend_ready INTEGER NOT NULL DEFAULT 0;"
+	  "ALTER TABLE evaluation ADD COLUMN pend_unready INTEGER NOT NULL DEFAULT 0;"
+	  "ALTER TABLE evaluation ADD COLUMN running INTEGER NOT NULL DEFAULT 0;"
+	  "ALTER TABLE evaluation ADD COLUMN fetching INTEGER NOT NULL DEFAULT 0;"
+	  "ALTER TABLE evaluation ADD COLUMN done_n INTEGER NOT NULL DEFAULT 0;"
+	  "ALTER TABLE evaluation ADD COLUMN done_dur REAL NOT NULL DEFAULT 0;"
+	  "ALTER TABLE project ADD COLUMN n_pending INTEGER NOT NULL DEFAULT 0;"
+	  "ALTER TABLE module ADD COLUMN known INTEGER NOT NULL DEFAULT 0;"
+	  "CREATE INDEX module_head ON module(eval_id, state, known, est);"
+	  "CREATE INDEX module_next ON module(eval_id, state, known, project_idx, path);"
+	  "CREATE INDEX evaluation_active ON evaluation(created_at, id)"
+	  "  WHERE pend_ready + pend_unready + running + fetching > 0;",
+	  STORE_WORK_MODULE_TRIGGERS,
+	  STORE_WORK_OTHER_TRIGGERS,
+	  "UPDATE project SET n_pending = (SELECT count(*) FROM module m WHERE"
+	  "  m.eval_id = project.eval_id AND m.project_idx = project.idx AND m.state = 'pending');"
+	  "UPDATE evaluation SET"
+	  " fetching = (SELECT count(*) FROM project p WHERE p.eval_id = evaluation.id AND"
+	  "  p.state = 'fetching'),"
+	  " pend_ready = (SELECT coalesce(sum(n_pending), 0) FROM project p WHERE"
+	  "  p.eval_id = evaluation.id AND p.state = 'ready'),"
+	  " pend_unready = (SELECT count(*) FROM module m LEFT JOIN project p ON"
+	  "  p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.eval_id = evaluation.id"
+	  "  AND m.state = 'pending' AND coalesce(p.state, '') != 'ready'),"
+	  " running = (SELECT count(*) FROM module m WHERE m.eval_id = evaluation.id AND"
+	  "  m.state = 'running'),"
+	  " done_n = (SELECT count(*) FROM result r WHERE r.eval_id = evaluation.id),"
+	  " done_dur = (SELECT coalesce(sum(duration), 0) FROM result r WHERE"
+	  "  r.eval_id = evaluation.id);",
+	  STORE_STAT_TABLES, STORE_STAT_BACKFILL, STORE_STAT_TRIGGERS },
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
+/*
+ * Prepared statements, kept per thread for its connection (compiling one,
+ * with the schema's triggers, costs more than running it): store_prep hands
+ * out a cached statement that is not in use, store_finish gives it back. A
+ * thread that uses a second store (tests do) prepares afresh for that one.
+ */
+#define STORE_STMT_CACHE 160
+struct store_stmt_cache {
+	sqlite3 *db;
+	size_t n;
+	struct {
+		uint64_t hash;
+		char *sql;
+		sqlite3_stmt *s;
+		int busy;
+	} e[STORE_STMT_CACHE];
+};
+static _Thread_local struct store_stmt_cache *store_tl_stmts;
+
+static uint64_t
+store_sql_hash(const char *sql)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return h;
+}
+
+/* Close a connection of this thread, with its cached statements. */
 static void
 store_conn_free(void *p)
 {
+	struct store_stmt_cache *c = store_tl_stmts;
+
+	if (c != NULL && c->db == p) {
+		for (size_t i = 0; i < c->n; i++) {
+			sqlite3_finalize(c->e[i].s);
+			free(c->e[i].sql);
+		}
+		free(c);
+		store_tl_stmts = NULL;
+	}
 	sqlite3_close_v2(p);
 }
 
@@ -143,8 +349,17 @@ store_db(struct store *st)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 10000);
-	sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
+	/*
+	 * In WAL mode NORMAL keeps every commit through a crash of the process
+	 * (kill -9, the fault model), syncing only at checkpoints; an accepted
+	 * evaluation, the 201's promise, is synced at once (store_eval_create).
+	 */
+	sqlite3_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
 	pthread_setspecific(st->key, db);
+	if (store_tl_stmts == NULL) {
+		store_tl_stmts = xcalloc(1, sizeof(*store_tl_stmts));
+		store_tl_stmts->db = db;
+	}
 	return db;
 }
 
@@ -238,7 +453,7 @@ store_close(struct store *st)
 	db = pthread_getspecific(st->key);
 	if (db != NULL) {
 		pthread_setspecific(st->key, NULL);
-		sqlite3_close_v2(db);
+		store_conn_free(db);
 	}
 	pthread_key_delete(st->key);
 	store_read_cache_free(st);
@@ -247,17 +462,55 @@ store_close(struct store *st)
 	free(st);
 }
 
-/* Prepare a statement or log why not. */
 sqlite3_stmt *
 store_prep(sqlite3 *db, const char *sql)
 {
+	struct store_stmt_cache *c = store_tl_stmts;
 	sqlite3_stmt *s = NULL;
+	uint64_t h = 0;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+	if (c != NULL && c->db == db) {
+		h = store_sql_hash(sql);
+		for (size_t i = 0; i < c->n; i++) {
+			if (c->e[i].hash != h || c->e[i].busy || strcmp(c->e[i].sql, sql) != 0)
+				continue;
+			c->e[i].busy = 1;
+			return c->e[i].s;
+		}
+	}
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
 		log_error("store: %s: %s", sqlite3_errmsg(db), sql);
+		sqlite3_finalize(s);
 		return NULL;
 	}
+	if (c != NULL && c->db == db && c->n < STORE_STMT_CACHE) {
+		c->e[c->n].hash = h;
+		c->e[c->n].sql = xstrdup(sql);
+		c->e[c->n].s = s;
+		c->e[c->n].busy = 1;
+		c->n++;
+	}
 	return s;
+}
+
+void
+store_finish(sqlite3_stmt *s)
+{
+	struct store_stmt_cache *c = store_tl_stmts;
+
+	if (s == NULL)
+		return;
+	if (c != NULL && c->db == sqlite3_db_handle(s)) {
+		for (size_t i = 0; i < c->n; i++) {
+			if (c->e[i].s != s)
+				continue;
+			sqlite3_reset(s);
+			sqlite3_clear_bindings(s);
+			c->e[i].busy = 0;
+			return;
+		}
+	}
+	sqlite3_finalize(s);
 }
 
 int
@@ -316,7 +569,7 @@ store_query_long(sqlite3 *db, const char *sql, const char *param)
 		store_bind_text(s, 1, param);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		v = (long)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	store_finish(s);
 	return v;
 }
 
@@ -333,7 +586,7 @@ store_drop_modules(sqlite3 *db, const char *eval_id, int idx, int unfinished)
 	store_bind_text(s, 1, eval_id);
 	sqlite3_bind_int(s, 2, idx);
 	r = store_step_done(db, s);
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r < 0 ? r : sqlite3_changes(db);
 }
 
@@ -361,7 +614,7 @@ insert_modules(sqlite3 *db, const char *eval_id, int idx, const struct store_mod
 		store_bind_text(s, 5, mods[i].iname);
 		r = store_step_done(db, s);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r;
 }
 
@@ -392,8 +645,10 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 
 	if (db == NULL)
 		return -EIO;
-	if (store_exec(db, "BEGIN IMMEDIATE") < 0)
+	if (store_exec(db, "PRAGMA synchronous=FULL") < 0 || store_exec(db, "BEGIN IMMEDIATE") < 0) {
+		store_exec(db, "PRAGMA synchronous=NORMAL");
 		return -EIO;
+	}
 	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
 	s = store_prep(db, "INSERT INTO evaluation(id, seq, created_at, last_event_at, kind,"
 	    " accepted_by, settings, has_token, upload_digest) VALUES (?, (SELECT"
@@ -410,7 +665,7 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 	store_bind_text(s, 8, upload_digest);
 	if (store_step_done(db, s) < 0)
 		goto fail;
-	sqlite3_finalize(s);
+	store_finish(s);
 	s = store_prep(db, "INSERT INTO project(eval_id, idx, project_id, source, prefix,"
 	    " state) VALUES (?, ?, ?, ?, ?, 'fetching')");
 	if (s == NULL)
@@ -428,15 +683,17 @@ store_eval_create(struct store *st, const char *id, double created, const char *
 		    projects[i].nmodules) < 0)
 			goto fail;
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	s = NULL;
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;
+	store_exec(db, "PRAGMA synchronous=NORMAL");
 	free(settings_text);
 	return 0;
 fail:
-	sqlite3_finalize(s);
+	store_finish(s);
 	store_exec(db, "ROLLBACK");
+	store_exec(db, "PRAGMA synchronous=NORMAL");
 	free(settings_text);
 	return r;
 }
@@ -453,7 +710,7 @@ store_eval_settings(struct store *st, const char *id)
 	store_bind_text(s, 1, id);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		out = json_loads(store_col_text(s, 0), 0, NULL);
-	sqlite3_finalize(s);
+	store_finish(s);
 	return out;
 }
 
@@ -498,7 +755,7 @@ store_fetch_jobs(struct store *st, const struct store_id *ids, size_t nids,
 			j->has_token = sqlite3_column_int(s, 7);
 		}
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	*jobs = v;
 	*n = cnt;
 	return 0;
@@ -529,7 +786,7 @@ store_touch_eval(sqlite3 *db, const char *eval_id, double t)
 	sqlite3_bind_double(s, 1, t);
 	store_bind_text(s, 2, eval_id);
 	r = store_step_done(db, s);
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r;
 }
 
@@ -547,7 +804,7 @@ store_project_fetching(struct store *st, const char *eval_id, int idx)
 	sqlite3_bind_int(s, 2, idx);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		r = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r;
 }
 
@@ -600,7 +857,7 @@ reuse_results(sqlite3 *db, const char *eval_id, int idx, const char *key, double
 		    "project_idx", idx, "path", path, "node", "", "attempt", 0, "finished_at",
 		    now, "body", body));
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	json_array_foreach(rows, i, row) {
 		int r = store_sync_merge_result(db, eval_id, row);
 		if (r < 0) {
@@ -611,6 +868,35 @@ reuse_results(sqlite3 *db, const char *eval_id, int idx, const char *key, double
 	}
 	json_decref(rows);
 	return n;
+}
+
+/*
+ * A recorded duration of the same module in the same project content (any
+ * evaluation; the shortest, which is the module's own time in a shared
+ * session rather than a whole interpreter's) beats the estimate made from
+ * its tests: found once, when the project becomes ready, and kept with the
+ * module as known. Inside the caller's transaction.
+ */
+static int
+known_durations(sqlite3 *db, const char *eval_id, int idx, const char *digest)
+{
+	sqlite3_stmt *s = store_prep(db, "UPDATE module SET est = h.d, known = 1 FROM"
+	    " (SELECT m2.path AS path, min(r.duration) AS d FROM module m2"
+	    "  JOIN project q ON q.digest = ?3 AND NOT (q.eval_id = ?1 AND q.idx = ?2)"
+	    "  JOIN result r ON r.eval_id = q.eval_id AND r.project_idx = q.idx AND"
+	    "  r.path = m2.path WHERE m2.eval_id = ?1 AND m2.project_idx = ?2"
+	    "  GROUP BY m2.path) AS h"
+	    " WHERE module.eval_id = ?1 AND module.project_idx = ?2 AND module.path = h.path");
+	int r;
+
+	if (s == NULL)
+		return -EIO;
+	store_bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, idx);
+	store_bind_text(s, 3, digest);
+	r = store_step_done(db, s);
+	store_finish(s);
+	return r;
 }
 
 int
@@ -639,12 +925,12 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 		goto fail;
 	if (sqlite3_changes(db) == 0) {
 		/* Ready (or failed) already, here or by a merge: nothing to redo. */
-		sqlite3_finalize(s);
+		store_finish(s);
 		store_exec(db, "COMMIT");
 		free(w);
 		return 0;
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	s = NULL;
 	/*
 	 * ZIP projects knew their modules at acceptance, git ones learn them now;
@@ -652,7 +938,8 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 	 */
 	if (store_drop_modules(db, eval_id, idx, 0) < 0)
 		goto fail;
-	if (insert_modules(db, eval_id, idx, f->modules, f->nmodules) < 0)
+	if (insert_modules(db, eval_id, idx, f->modules, f->nmodules) < 0 ||
+	    known_durations(db, eval_id, idx, f->digest) < 0)
 		goto fail;
 	if (f->reuse && f->reuse_key != NULL) {
 		if ((n = reuse_results(db, eval_id, idx, f->reuse_key, f->now)) < 0)
@@ -666,7 +953,7 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 	free(w);
 	return 0;
 fail:
-	sqlite3_finalize(s);
+	store_finish(s);
 	store_exec(db, "ROLLBACK");
 	free(w);
 	return -EIO;
@@ -693,7 +980,7 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 	sqlite3_bind_int(s, 4, idx);
 	if (store_step_done(db, s) < 0)
 		goto fail;
-	sqlite3_finalize(s);
+	store_finish(s);
 	s = NULL;
 	if (store_drop_modules(db, eval_id, idx, 1) < 0)
 		goto fail;
@@ -702,7 +989,7 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 	free(w);
 	return 0;
 fail:
-	sqlite3_finalize(s);
+	store_finish(s);
 	store_exec(db, "ROLLBACK");
 	free(w);
 	return -EIO;
@@ -723,15 +1010,9 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 	if (db == NULL)
 		return -EIO;
 	/* Evaluations with something left to do: fetching, pending or running. */
-	s = store_prep(db, "SELECT e.id, e.accepted_by, e.created_at,"
-	    " (SELECT count(*) FROM module m JOIN project p ON p.eval_id = m.eval_id AND"
-	    "  p.idx = m.project_idx WHERE m.eval_id = e.id AND m.state = 'pending' AND"
-	    "  p.state = 'ready'),"
-	    " (SELECT count(*) FROM project p WHERE p.eval_id = e.id AND p.state = 'fetching'),"
-	    " (SELECT count(*) FROM module m WHERE m.eval_id = e.id AND m.state = 'running')"
-	    " FROM evaluation e WHERE EXISTS (SELECT 1 FROM project p WHERE p.eval_id = e.id AND"
-	    " p.state = 'fetching') OR EXISTS (SELECT 1 FROM module m WHERE m.eval_id = e.id AND"
-	    " m.state != 'done') ORDER BY e.created_at, e.id");
+	s = store_prep(db, "SELECT id, accepted_by, created_at, pend_ready, fetching, running"
+	    " FROM evaluation WHERE pend_ready + pend_unready + running + fetching > 0"
+	    " ORDER BY created_at, id");
 	if (s == NULL)
 		return -EIO;
 	while (sqlite3_step(s) == SQLITE_ROW) {
@@ -749,77 +1030,127 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 		w->fetching = (long)sqlite3_column_int64(s, 4);
 		w->running = (long)sqlite3_column_int64(s, 5);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	*out = v;
 	*n = cnt;
 	return 0;
 }
 
-int
-store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,
-    size_t *n, size_t *unready)
+/* Append the rows of s (project_idx, path, iname, est, known) to *v. */
+static void
+pending_rows(sqlite3_stmt *s, double mean, struct store_pending **v, size_t *cnt, size_t *cap)
 {
-	sqlite3 *db = store_db(st);
-	sqlite3_stmt *s;
-	struct store_pending *v = NULL;
-	size_t cnt = 0, cap = 0;
-
-	*out = NULL;
-	*n = 0;
-	*unready = 0;
-	if (db == NULL)
-		return -EIO;
-	s = store_prep(db, "SELECT count(*) FROM module m JOIN project p ON p.eval_id = m.eval_id"
-	    " AND p.idx = m.project_idx WHERE m.eval_id = ? AND m.state = 'pending' AND"
-	    " p.state = 'fetching'");
-	if (s == NULL)
-		return -EIO;
-	store_bind_text(s, 1, eval_id);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		*unready = (size_t)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	/*
-	 * A recorded duration of the same module in the same project content
-	 * (any evaluation; the shortest, which is the module's own time in a
-	 * shared session rather than a whole interpreter's) beats the estimate
-	 * made when the project was fetched; else the mean duration of the
-	 * modules of this evaluation that finished so far, a better guess than
-	 * counting tests.
-	 */
-	s = store_prep(db, "SELECT m.project_idx, m.path, m.iname, m.est,"
-	    " (SELECT min(r.duration) FROM project q JOIN result r ON r.eval_id = q.eval_id"
-	    "  AND r.project_idx = q.idx AND r.path = m.path WHERE q.digest = p.digest),"
-	    " (SELECT avg(r.duration) FROM result r WHERE r.eval_id = m.eval_id)"
-	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
-	    " WHERE m.eval_id = ? AND m.state = 'pending' AND p.state = 'ready' AND"
-	    " p.digest IS NOT NULL ORDER BY m.project_idx, m.path");
-	if (s == NULL)
-		return -EIO;
-	store_bind_text(s, 1, eval_id);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		struct store_pending *m;
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof(*v));
+		if (*cnt == *cap) {
+			*cap = *cap ? *cap * 2 : 16;
+			*v = xrealloc(*v, *cap * sizeof(**v));
 		}
-		m = &v[cnt++];
+		m = &(*v)[(*cnt)++];
 		memset(m, 0, sizeof(*m));
 		m->project_idx = sqlite3_column_int(s, 0);
 		m->path = xstrdup(store_col_text(s, 1));
-		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL : xstrdup(store_col_text(s, 2));
-		if (sqlite3_column_type(s, 4) != SQLITE_NULL) {
+		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL :
+		    xstrdup(store_col_text(s, 2));
+		if (sqlite3_column_int(s, 4)) {
 			m->known = 1;
-			m->est = sqlite3_column_double(s, 4);
-		} else if (sqlite3_column_type(s, 5) != SQLITE_NULL) {
+			m->est = sqlite3_column_double(s, 3);
+		} else if (mean >= 0) {
 			m->measured = 1;
-			m->est = sqlite3_column_double(s, 5);
+			m->est = mean;
 		} else if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
 			m->est = sqlite3_column_double(s, 3);
 		}
 	}
-	sqlite3_finalize(s);
-	*out = v;
-	*n = cnt;
+}
+
+#define PENDING_COLS "SELECT m.project_idx, m.path, m.iname, m.est, m.known FROM module m"
+#define PENDING_READY " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx" \
+	" WHERE m.eval_id = ?1 AND m.state = 'pending' AND p.state = 'ready'"
+
+int
+store_pending_summary(struct store *st, const char *eval_id, struct store_pending_summary *out)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	size_t cap = 0;
+	/*
+	 * The modules that may come first in the scheduler's order (longest
+	 * first): the longest of those with a recorded duration; of the others,
+	 * which all weigh this evaluation's mean once one module finished, the
+	 * first by project and path, and before that the longest guess and the
+	 * first without one (the scheduler weighs it at its default). Each an
+	 * indexed lookup, whatever the evaluation's size (the guesses are sorted
+	 * only until the first module finishes).
+	 */
+	static const char *const lead_sql[] = {
+		PENDING_COLS PENDING_READY " AND m.known = 1"
+		" ORDER BY m.est DESC, m.project_idx, m.path LIMIT 1",
+		PENDING_COLS PENDING_READY " AND m.known = 0"
+		" ORDER BY m.project_idx, m.path LIMIT 1",
+		PENDING_COLS PENDING_READY " AND m.known = 0"
+		" ORDER BY m.est DESC, m.project_idx, m.path LIMIT 1",
+		PENDING_COLS PENDING_READY " AND m.known = 0 AND m.est IS NULL"
+		" ORDER BY m.project_idx, m.path LIMIT 1",
+	};
+
+	memset(out, 0, sizeof(*out));
+	out->mean = -1;
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return -EIO;
+	s = store_prep(db, "SELECT pend_ready, pend_unready, done_n, done_dur,"
+	    " json_extract(settings, '$.isolation') = 'module' FROM evaluation WHERE id = ?");
+	if (s == NULL) {
+		store_exec(db, "COMMIT");
+		return -EIO;
+	}
+	store_bind_text(s, 1, eval_id);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		out->ready = sqlite3_column_int64(s, 0);
+		out->unready = sqlite3_column_int64(s, 1);
+		if (sqlite3_column_int64(s, 2) > 0)
+			out->mean = sqlite3_column_double(s, 3) / (double)sqlite3_column_int64(s, 2);
+		out->alone = sqlite3_column_int(s, 4);
+	}
+	store_finish(s);
+	for (int i = 0; out->ready > 0 && i < 4; i++) {
+		if ((i == 1 && out->mean < 0) || (i >= 2 && out->mean >= 0))
+			continue;
+		if ((s = store_prep(db, lead_sql[i])) == NULL)
+			break;
+		store_bind_text(s, 1, eval_id);
+		pending_rows(s, out->mean, &out->lead, &out->nlead, &cap);
+		store_finish(s);
+	}
+	store_exec(db, "COMMIT");
+	return 0;
+}
+
+void
+store_pending_summary_free(struct store_pending_summary *s)
+{
+	store_pending_free(s->lead, s->nlead);
+	s->lead = NULL;
+	s->nlead = 0;
+}
+
+int
+store_pending_project(struct store *st, const char *eval_id, int project_idx, double mean,
+    struct store_pending **out, size_t *n)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+	size_t cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (db == NULL || (s = store_prep(db, PENDING_COLS PENDING_READY
+	    " AND m.project_idx = ?2 ORDER BY m.path")) == NULL)
+		return -EIO;
+	store_bind_text(s, 1, eval_id);
+	sqlite3_bind_int(s, 2, project_idx);
+	pending_rows(s, mean, out, n, &cap);
+	store_finish(s);
 	return 0;
 }
 
@@ -895,8 +1226,8 @@ store_claim_modules(struct store *st, const char *eval_id, const char *node,
 		got++;
 	}
 out:
-	sqlite3_finalize(q);
-	sqlite3_finalize(u);
+	store_finish(q);
+	store_finish(u);
 	if (r < 0 || store_exec(db, "COMMIT") < 0) {
 		store_exec(db, "ROLLBACK");
 		return r < 0 ? r : -EIO;
@@ -946,7 +1277,7 @@ store_running_modules(struct store *st, const struct store_id *ids, size_t nids,
 			cnt++;
 		}
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	*out = v;
 	*nodes = nv;
 	*n = cnt;
@@ -980,7 +1311,7 @@ store_release_module(struct store *st, const struct store_claim *c)
 	r = store_step_done(db, s);
 	if (r == 0)
 		r = sqlite3_changes(db) > 0 ? 1 : 0;
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r;
 }
 
@@ -1038,7 +1369,7 @@ store_requeue_running(struct store *st, const char *node)
 	r = store_step_done(db, s);
 	if (r == 0 && sqlite3_changes(db) > 0)
 		log_info("store: %d unfinished modules go back to pending", sqlite3_changes(db));
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r;
 }
 
@@ -1049,7 +1380,6 @@ store_has_runnable(struct store *st)
 
 	if (db == NULL)
 		return 0;
-	return store_query_long(db, "SELECT EXISTS (SELECT 1 FROM module m JOIN project p ON"
-	    " p.eval_id = m.eval_id AND p.idx = m.project_idx WHERE m.state = 'pending' AND"
-	    " p.state = 'ready')", NULL) != 0;
+	return store_query_long(db, "SELECT EXISTS (SELECT 1 FROM evaluation WHERE"
+	    " pend_ready > 0)", NULL) != 0;
 }

@@ -152,19 +152,35 @@ struct store_pending {
 	int project_idx;
 	char *path;
 	char *iname;             /* may be NULL */
-	double est;              /* seconds: a recorded duration of this module and content,
-				  * else the mean of this evaluation's finished modules, else
-				  * the estimate from its tests, else 0 */
+	double est;              /* seconds: a recorded duration of this module and content
+				  * (found when the project became ready), else the mean of
+				  * this evaluation's finished modules, else the estimate
+				  * from its tests, else 0 */
 	int known;               /* est is a duration recorded for this module and content */
 	int measured;            /* est is this evaluation's mean so far */
 };
+/* An evaluation's pending work in brief, for one claim. */
+struct store_pending_summary {
+	long ready;              /* pending modules of ready projects */
+	long unready;            /* pending modules of projects still being fetched */
+	double mean;             /* mean duration of its finished modules; < 0: none yet */
+	int alone;               /* isolation "module": each module runs by itself */
+	struct store_pending *lead;  /* the modules one of which comes first (<= 3) */
+	size_t nlead;
+};
 /*
- * The pending modules of one evaluation's ready projects (free with
- * store_pending_free), and in *unready how many more are pending on
- * projects still being fetched (known from a ZIP's listing).
+ * The counts, and the pending modules that may come first in the
+ * scheduler's order: the longest one with a recorded duration and the first
+ * (or, before any module finished, the longest) of the others. Costs a few
+ * indexed rows, whatever the evaluation's size. Free with
+ * store_pending_summary_free.
  */
-int store_pending_list(struct store *st, const char *eval_id, struct store_pending **out,
-    size_t *n, size_t *unready);
+int store_pending_summary(struct store *st, const char *eval_id,
+    struct store_pending_summary *out);
+void store_pending_summary_free(struct store_pending_summary *s);
+/* The pending modules of one ready project (free with store_pending_free). */
+int store_pending_project(struct store *st, const char *eval_id, int project_idx,
+    double mean, struct store_pending **out, size_t *n);
 void store_pending_free(struct store_pending *p, size_t n);
 
 /*

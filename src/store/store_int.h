@@ -43,8 +43,14 @@ struct store {
 
 /* The calling thread's connection, opened on first use; NULL on failure. */
 sqlite3 *store_db(struct store *st);
-/* Prepare a statement or log why not. */
+/*
+ * A prepared statement for sql on db (kept for the thread and handed out
+ * again), or NULL with the reason logged. Give it back with store_finish,
+ * never sqlite3_finalize.
+ */
 sqlite3_stmt *store_prep(sqlite3 *db, const char *sql);
+/* Done with a statement of store_prep (reset for the next use); NULL is fine. */
+void store_finish(sqlite3_stmt *s);
 /* Run SQL without rows; 0 or -EIO (logged). */
 int store_exec(sqlite3 *db, const char *sql);
 /* Run a one-row-or-none write; 0 or -EIO (logged). */

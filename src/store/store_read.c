@@ -22,7 +22,7 @@ store_eval_list(struct store *st)
 	if (db != NULL && (s = store_prep(db, "SELECT id FROM evaluation ORDER BY created_at, id")) != NULL) {
 		while (sqlite3_step(s) == SQLITE_ROW)
 			json_array_append_new(arr, json_string(store_col_text(s, 0)));
-		sqlite3_finalize(s);
+		store_finish(s);
 	}
 	return json_pack("{s:o}", "evaluations", arr);
 }
@@ -64,7 +64,7 @@ eval_doc(struct store *st, const char *id, double now, int details,
 	}
 	doc = json_pack("{s:s, s:s, s:s, s:f}", "id", id, "accepted_by", store_col_text(s, 2),
 	    "kind", store_col_text(s, 3), "created_at", created);
-	sqlite3_finalize(s);
+	store_finish(s);
 
 	pp = json_object();
 	pf = json_object();
@@ -120,7 +120,7 @@ eval_doc(struct store *st, const char *id, double now, int details,
 		json_decref(err);
 		json_decref(commit);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 
 	/* Modules: counters and (with details) their results. */
 	s = store_prep(db, "SELECT m.project_idx, p.project_id, m.path, m.state, m.node,"
@@ -163,7 +163,7 @@ eval_doc(struct store *st, const char *id, double now, int details,
 		}
 		free(key);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	s = NULL;
 
 	{
@@ -210,7 +210,7 @@ fail:
 	json_decref(doc);
 	doc = NULL;
 out:
-	sqlite3_finalize(s);
+	store_finish(s);
 	store_exec(db, "COMMIT");
 	return doc;
 }
@@ -302,7 +302,7 @@ store_eval_status_text(struct store *st, const char *id, double now, size_t *len
 		ver = sqlite3_column_int64(s, 0);
 		last_event = sqlite3_column_double(s, 1);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	if (ver < 0)
 		return NULL;
 	pthread_mutex_lock(&st->cache_lock);
@@ -356,18 +356,25 @@ json_t *
 store_stats_all(struct store *st)
 {
 	sqlite3 *db = store_db(st);
-	json_t *o;
+	sqlite3_stmt *s;
+	json_int_t passed = 0, failed = 0, projects = 0, evaluations = 0;
 
-	if (db == NULL || store_exec(db, "BEGIN") < 0)
-		return json_pack("{s:i, s:i, s:i, s:i}", "failed", 0, "passed", 0,
-		    "projects", 0, "evaluations", 0);
-	o = json_pack("{s:I, s:I, s:I, s:I}",
-	    "failed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(failed), 0) FROM result", NULL),
-	    "passed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(passed), 0) FROM result", NULL),
-	    "projects", (json_int_t)store_query_long(db, "SELECT count(DISTINCT source) FROM project", NULL),
-	    "evaluations", (json_int_t)store_query_long(db, "SELECT count(*) FROM evaluation", NULL));
-	store_exec(db, "COMMIT");
-	return o;
+	/* The running totals of the nodes (store.c), and of "*" for the network. */
+	if (db != NULL && (s = store_prep(db, "SELECT node, passed, failed, projects,"
+	    " evaluations FROM stat_node")) != NULL) {
+		while (sqlite3_step(s) == SQLITE_ROW) {
+			if (strcmp(store_col_text(s, 0), "*") == 0) {
+				projects = sqlite3_column_int64(s, 3);
+				evaluations = sqlite3_column_int64(s, 4);
+				continue;
+			}
+			passed += sqlite3_column_int64(s, 1);
+			failed += sqlite3_column_int64(s, 2);
+		}
+		store_finish(s);
+	}
+	return json_pack("{s:I, s:I, s:I, s:I}", "failed", failed, "passed", passed,
+	    "projects", projects, "evaluations", evaluations);
 }
 
 json_t *
@@ -375,30 +382,28 @@ store_stats_node(struct store *st, const char *address)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
-	json_t *evals = json_array(), *o;
+	json_t *evals = json_array();
+	json_int_t v[4] = { 0, 0, 0, 0 };
 
 	if (db == NULL || store_exec(db, "BEGIN") < 0)
-		return json_pack("{s:s, s:i, s:i, s:i, s:i, s:o}", "address", address,
-		    "failed", 0, "passed", 0, "projects", 0, "modules", 0, "evaluations", evals);
-	s = store_prep(db, "SELECT e.id FROM evaluation e WHERE e.accepted_by = ?1 OR EXISTS"
-	    " (SELECT 1 FROM result r WHERE r.eval_id = e.id AND r.node = ?1) ORDER BY e.created_at, e.id");
-	if (s != NULL) {
+		goto out;
+	if ((s = store_prep(db, "SELECT failed, passed, projects, modules FROM stat_node"
+	    " WHERE node = ?")) != NULL) {
+		store_bind_text(s, 1, address);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			for (int i = 0; i < 4; i++)
+				v[i] = sqlite3_column_int64(s, i);
+		store_finish(s);
+	}
+	if ((s = store_prep(db, "SELECT key FROM stat_ref WHERE node = ? AND kind = 'eval'"
+	    " ORDER BY created, key")) != NULL) {
 		store_bind_text(s, 1, address);
 		while (sqlite3_step(s) == SQLITE_ROW)
 			json_array_append_new(evals, json_string(store_col_text(s, 0)));
-		sqlite3_finalize(s);
+		store_finish(s);
 	}
-	o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "address", address,
-	    "failed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(failed), 0) FROM result"
-	    " WHERE node = ?", address),
-	    "passed", (json_int_t)store_query_long(db, "SELECT coalesce(sum(passed), 0) FROM result"
-	    " WHERE node = ?", address),
-	    "projects", (json_int_t)store_query_long(db, "SELECT count(DISTINCT p.source) FROM result r"
-	    " JOIN project p ON p.eval_id = r.eval_id AND p.idx = r.project_idx WHERE r.node = ?",
-	    address),
-	    "modules", (json_int_t)store_query_long(db, "SELECT count(*) FROM result WHERE node = ?",
-	    address),
-	    "evaluations", evals);
 	store_exec(db, "COMMIT");
-	return o;
+out:
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "address", address, "failed", v[0],
+	    "passed", v[1], "projects", v[2], "modules", v[3], "evaluations", evals);
 }

@@ -183,7 +183,7 @@ struct sync_doc {
 static const char *const sync_select[] = {
 	"SELECT idx, project_id, source, prefix, state, error, warnings, digest, commit_sha,"
 	" reuse_key FROM project WHERE eval_id = ?1",
-	"SELECT project_idx, path, state, node, attempts, version, est, iname FROM module"
+	"SELECT project_idx, path, state, node, attempts, version, est, iname, known FROM module"
 	" WHERE eval_id = ?1",
 	"SELECT project_idx, path, node, attempt, finished_at, body FROM result"
 	" WHERE eval_id = ?1",
@@ -238,6 +238,8 @@ sync_add_rows(struct sync_doc *d, enum sync_table t, sqlite3_stmt *s)
 			    "version", sqlite3_column_int(s, 5), "iname", sync_text_or_null(s, 7));
 			if (sqlite3_column_type(s, 6) != SQLITE_NULL)
 				json_object_set_new(row, "est", json_real(sqlite3_column_double(s, 6)));
+			if (sqlite3_column_int(s, 8))
+				json_object_set_new(row, "known", json_true());
 			json_array_append_new(d->modules, row);
 			sync_mark(d->want, idx);
 		} else {
@@ -271,7 +273,7 @@ sync_query(struct sync_doc *d, enum sync_table t, const char *filter, int ival,
 	if (strstr(filter, "?3") != NULL)
 		store_bind_text(s, 3, sval);
 	r = sync_add_rows(d, t, s);
-	sqlite3_finalize(s);
+	store_finish(s);
 	return r;
 }
 
@@ -290,7 +292,7 @@ sync_begin(struct store *st, const char *id, struct sync_doc *d)
 	s = store_prep(d->db, "SELECT created_at, kind, accepted_by, settings, has_token,"
 	    " last_event_at, upload_digest FROM evaluation WHERE id = ?");
 	if (s == NULL || (store_bind_text(s, 1, id), sqlite3_step(s)) != SQLITE_ROW) {
-		sqlite3_finalize(s);
+		store_finish(s);
 		store_exec(d->db, "COMMIT");
 		return s == NULL ? -EIO : -ENOENT;
 	}
@@ -300,7 +302,7 @@ sync_begin(struct store *st, const char *id, struct sync_doc *d)
 	    "accepted_by", store_col_text(s, 2), "settings", settings ? settings : json_object(),
 	    "has_token", sqlite3_column_int(s, 4), "last_event_at",
 	    sqlite3_column_double(s, 5), "upload_digest", sync_text_or_null(s, 6));
-	sqlite3_finalize(s);
+	store_finish(s);
 	d->projects = json_array();
 	d->modules = json_array();
 	d->results = json_array();
@@ -422,7 +424,7 @@ store_sync_merge_result(sqlite3 *db, const char *id, json_t *r)
 		changed = store_result_wins(attempt, node, sqlite3_column_int(s, 0),
 		    store_col_text(s, 1));
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	if (have && !changed)
 		return 0;
 	text = json_dumps(body, JSON_COMPACT);
@@ -433,7 +435,7 @@ store_sync_merge_result(sqlite3 *db, const char *id, json_t *r)
 	    " SET node = ?4, attempt = ?5, finished_at = ?6, outcome = ?7, passed = ?8,"
 	    " failed = ?9, skipped = ?10, duration = ?11, body = ?12");
 	if (s == NULL || text == NULL) {
-		sqlite3_finalize(s);
+		store_finish(s);
 		free(text);
 		return -EIO;
 	}
@@ -450,7 +452,7 @@ store_sync_merge_result(sqlite3 *db, const char *id, json_t *r)
 	sqlite3_bind_double(s, 11, json_number_value(json_object_get(body, "duration")));
 	store_bind_text(s, 12, text);
 	changed = store_step_done(db, s) < 0 ? -EIO : 1;
-	sqlite3_finalize(s);
+	store_finish(s);
 	free(text);
 	if (changed < 0)
 		return changed;
@@ -465,7 +467,7 @@ store_sync_merge_result(sqlite3 *db, const char *id, json_t *r)
 	sqlite3_bind_int(s, 5, attempt);
 	if (store_step_done(db, s) < 0)
 		changed = -EIO;
-	sqlite3_finalize(s);
+	store_finish(s);
 	return changed;
 }
 
@@ -505,7 +507,7 @@ store_sync_merge(struct store *st, json_t *doc)
 	if (store_step_done(db, s) < 0)
 		goto fail;
 	changed += sqlite3_changes(db);
-	sqlite3_finalize(s);
+	store_finish(s);
 	s = NULL;
 
 	json_array_foreach(json_object_get(doc, "projects"), i, v) {
@@ -549,7 +551,7 @@ store_sync_merge(struct store *st, json_t *doc)
 			goto fail;
 		r = sqlite3_changes(db);
 		changed += r;
-		sqlite3_finalize(s);
+		store_finish(s);
 		s = NULL;
 		if (r > 0 && strcmp(state, "ready") == 0) {
 			/*
@@ -586,12 +588,15 @@ store_sync_merge(struct store *st, json_t *doc)
 		 */
 		snprintf(key, sizeof(key), "%d", idx);
 		s = store_prep(db, "INSERT INTO module(eval_id, project_idx, path, state, node,"
-		    " attempts, version, est, iname) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9"
+		    " attempts, version, est, iname, known) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+		    " ?11"
 		    " WHERE NOT EXISTS (SELECT 1 FROM project p WHERE p.eval_id = ?1 AND"
 		    " p.idx = ?2 AND (p.state = 'error' OR (p.state = 'ready' AND ?10 < 1)))"
 		    " ON CONFLICT DO UPDATE SET state = ?4,"
-		    " node = ?5, attempts = ?6, version = ?7, est = coalesce(est, ?8),"
-		    " iname = coalesce(iname, ?9) WHERE state != 'done' AND version < ?7");
+		    " node = ?5, attempts = ?6, version = ?7,"
+		    " est = CASE WHEN ?11 THEN ?8 ELSE coalesce(est, ?8) END,"
+		    " known = max(known, ?11), iname = coalesce(iname, ?9)"
+		    " WHERE state != 'done' AND version < ?7");
 		if (s == NULL)
 			goto fail;
 		store_bind_text(s, 1, id);
@@ -607,10 +612,11 @@ store_sync_merge(struct store *st, json_t *doc)
 			sqlite3_bind_null(s, 8);
 		store_bind_text(s, 9, json_string_value(json_object_get(v, "iname")));
 		sqlite3_bind_int(s, 10, (int)json_integer_value(json_object_get(sender_rank, key)));
+		sqlite3_bind_int(s, 11, json_is_true(json_object_get(v, "known")));
 		if (store_step_done(db, s) < 0)
 			goto fail;
 		changed += sqlite3_changes(db);
-		sqlite3_finalize(s);
+		store_finish(s);
 		s = NULL;
 	}
 	if (store_touch_eval(db, id, json_number_value(json_object_get(doc, "last_event_at"))) < 0)
@@ -622,7 +628,7 @@ store_sync_merge(struct store *st, json_t *doc)
 	free(settings_text);
 	return changed;
 fail:
-	sqlite3_finalize(s);
+	store_finish(s);
 	store_exec(db, "ROLLBACK");
 	sync_merging = 0;
 	json_decref(sender_rank);
@@ -647,7 +653,7 @@ store_sync_digests(struct store *st)
 		snprintf(hex, sizeof(hex), "%016" PRIx64, (uint64_t)sqlite3_column_int64(s, 1));
 		json_object_set_new(out, store_col_text(s, 0), json_string(hex));
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	return out;
 }
 
@@ -667,7 +673,7 @@ store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUC
 		if (b >= 0 && b < STORE_SYNC_BUCKETS)
 			out[b] = (uint64_t)sqlite3_column_int64(s, 1);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	return 0;
 }
 
@@ -693,7 +699,7 @@ store_sync_changes(struct store *st, size_t max, struct store_sync_change **out,
 		v[cnt].key.path = xstrdup(store_col_text(s, 3));
 		cnt++;
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	*out = v;
 	*n = cnt;
 	return 0;
@@ -714,7 +720,7 @@ store_sync_changes_done(struct store *st, const struct store_sync_change *c, siz
 		sqlite3_bind_int64(s, 1, c[i].seq);
 		r = store_step_done(db, s);
 	}
-	sqlite3_finalize(s);
+	store_finish(s);
 	if (s == NULL || r < 0 || store_exec(db, "COMMIT") < 0) {
 		store_exec(db, "ROLLBACK");
 		return -EIO;

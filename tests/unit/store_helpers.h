@@ -46,27 +46,41 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 		ev[i] = (struct sched_eval){ w[i].id, w[i].created_at, w[i].pending, w[i].running };
 	for (;;) {
 		long pick = sched_pick_eval(ev, nw);
+		struct store_pending_summary sum;
 		struct store_pending *p = NULL;
 		struct sched_module *m;
 		const struct store_pending *one;
-		size_t np = 0, unready = 0, idx = 0;
+		size_t np = 0, idx = 0, lead[4];
 
 		if (pick < 0)
 			break;
 		ev[pick].pending = 0;
-		if (store_pending_list(st, w[pick].id, &p, &np, &unready) < 0 || np == 0) {
-			store_pending_free(p, np);
+		if (store_pending_summary(st, w[pick].id, &sum) < 0 || sum.nlead == 0) {
+			store_pending_summary_free(&sum);
+			continue;
+		}
+		m = xcalloc(sum.nlead, sizeof(*m));
+		for (size_t i = 0; i < sum.nlead; i++)
+			m[i] = (struct sched_module){ sum.lead[i].project_idx, sum.lead[i].path,
+			    sum.lead[i].est, sum.lead[i].iname,
+			    sum.lead[i].known || sum.lead[i].measured };
+		sched_order(m, sum.nlead, lead);
+		free(m);
+		if (store_pending_project(st, w[pick].id, sum.lead[lead[0]].project_idx, sum.mean,
+		    &p, &np) < 0 || np == 0) {
+			store_pending_summary_free(&sum);
 			continue;
 		}
 		m = xcalloc(np, sizeof(*m));
 		for (size_t i = 0; i < np; i++)
 			m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
 			    p[i].known || p[i].measured };
-		(void)sched_batch(m, np, unready, 1, 1, &idx);
+		(void)sched_batch(m, np, 0, 1, 1, &idx);
 		one = &p[idx];
 		r = store_claim_modules(st, w[pick].id, node, &one, 1, c);
 		free(m);
 		store_pending_free(p, np);
+		store_pending_summary_free(&sum);
 		if (r != 0)
 			break;
 	}

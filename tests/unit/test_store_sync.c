@@ -33,7 +33,9 @@ struct fresh {
 static void
 fresh_open(struct fresh *f)
 {
-	snprintf(f->dir, sizeof(f->dir), "/tmp/meshtest-sync-XXXXXX");
+	/* on tmpfs where there is one: the store fsyncs every transaction */
+	snprintf(f->dir, sizeof(f->dir), "%s/meshtest-sync-XXXXXX",
+	    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
 	assert_non_null(mkdtemp(f->dir));
 	f->path = xasprintf("%s/t.db", f->dir);
 	assert_int_equal(store_open(f->path, &f->st), 0);
@@ -327,6 +329,81 @@ test_planned_module_stays_dropped(void **state)
 	fresh_close(&b);
 }
 
+/* SQLite's virtual machine steps on this thread's connection (every 10). */
+static long vm_ticks;
+
+static int
+count_ticks(void *arg)
+{
+	(void)arg;
+	vm_ticks++;
+	return 0;
+}
+
+/* VM work of one claim (and of recording its result) in an evaluation of p x m. */
+static long
+claim_cost(size_t projects, size_t modules, long *record)
+{
+	struct fresh a;
+	struct store_project_new *p = xcalloc(projects, sizeof(*p));
+	char **names = xcalloc(projects, sizeof(*names)), **paths = xcalloc(modules, sizeof(*paths));
+	json_t *settings = json_object(), *r;
+	struct store_claim c;
+	long claim;
+
+	fresh_open(&a);
+	for (size_t i = 0; i < projects; i++) {
+		names[i] = xasprintf("p%05zu", i);
+		p[i] = (struct store_project_new){ .project_id = names[i], .source = names[i] };
+	}
+	assert_int_equal(store_eval_create(a.st, EVAL_ID, 5.0, "zip", "n1:1", settings, 0, "/u",
+	    p, projects), 0);
+	json_decref(settings);
+	for (size_t k = 0; k < modules; k++)
+		paths[k] = xasprintf("tests/test_m%03zu.py", k);
+	for (size_t i = 0; i < projects; i++) {
+		char digest[32];
+		snprintf(digest, sizeof(digest), "/d%zu", i);
+		assert_int_equal(helper_ready(a.st, EVAL_ID, (int)i, digest,
+		    (const char *const *)paths, modules), 0);
+	}
+	run_one(a.st, "n1:1", &c, 1);          /* the evaluation has a mean now */
+	sqlite3_progress_handler(store_db(a.st), 10, count_ticks, NULL);
+	vm_ticks = 0;
+	assert_int_equal(helper_claim(a.st, "n1:1", &c), 1);
+	claim = vm_ticks;
+	vm_ticks = 0;
+	r = result(1, 0);
+	assert_int_equal(store_record_result(a.st, &c, "n1:1", r, 9.0), 1);
+	json_decref(r);
+	*record = vm_ticks;
+	sqlite3_progress_handler(store_db(a.st), 0, NULL, NULL);
+	for (size_t i = 0; i < projects; i++)
+		free(names[i]);
+	for (size_t k = 0; k < modules; k++)
+		free(paths[k]);
+	free(names);
+	free(paths);
+	free(p);
+	fresh_close(&a);
+	return claim;
+}
+
+static void
+test_claim_cost_does_not_grow(void **state)
+{
+	long rec_small, rec_big;
+	long small = claim_cost(100, 10, &rec_small);
+	long big = claim_cost(2000, 10, &rec_big);
+
+	(void)state;
+	print_message("claim: %ld vs %ld, record: %ld vs %ld (x10 VM steps)\n", small, big,
+	    rec_small, rec_big);
+	assert_true(small > 0 && rec_small > 0);
+	assert_true(big < 2 * small);
+	assert_true(rec_big < 2 * rec_small);
+}
+
 /* The serialized status is the JSON document, kept current across changes. */
 static void
 assert_text_is_status(struct store *st, double now)
@@ -375,6 +452,7 @@ main(void)
 		cmocka_unit_test(test_push_cost_does_not_grow),
 		cmocka_unit_test(test_planned_module_stays_dropped),
 		cmocka_unit_test(test_status_text_follows_changes),
+		cmocka_unit_test(test_claim_cost_does_not_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
