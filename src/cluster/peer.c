@@ -17,12 +17,33 @@
 #include "core/util.h"
 #include "http/http_client.h"
 
+#define PEER_STR(x) #x
+#define PEER_XSTR(x) PEER_STR(x)
+
+int
+peer_protocol_check(const char *value, char *why, size_t whylen)
+{
+	char *end;
+	long v = 1;
+
+	if (value != NULL) {
+		v = strtol(value, &end, 10);
+		if (end == value || *end != '\0')
+			v = -1;
+	}
+	if (v >= PEER_PROTOCOL_MIN && v <= PEER_PROTOCOL)
+		return 0;
+	snprintf(why, whylen, "node protocol version %s is not one this node speaks (%d to %d):"
+	    " upgrade the nodes one release at a time", value, PEER_PROTOCOL_MIN, PEER_PROTOCOL);
+	return -EPROTO;
+}
+
 int
 peer_request_raw(const char *addr, const char *method, const char *path,
     const void *body, size_t len, const char *content_type, double timeout,
     size_t max_answer, struct http_response *resp)
 {
-	const char *headers[5] = { NULL, NULL, NULL, NULL, NULL };
+	const char *headers[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
 	char err[256] = "", t[32], nonce[AUTH_NONCE_HEX], mac[AUTH_MAC_HEX];
 	char *url, *ct = NULL, *h_time = NULL, *h_nonce = NULL, *h_mac = NULL;
 	int r, k = 0, signed_req = 0;
@@ -31,6 +52,7 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 	if (addr == NULL || *addr == '\0' || strchr(addr, '/') != NULL || path[0] != '/')
 		return -EINVAL;
 	url = xasprintf("http://%s%s", addr, path);
+	headers[k++] = PEER_PROTOCOL_HEADER ": " PEER_XSTR(PEER_PROTOCOL);
 	if (content_type != NULL) {
 		ct = xasprintf("Content-Type: %s", content_type);
 		headers[k++] = ct;
@@ -47,6 +69,9 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 	}
 	r = http_client_request(method, url, k > 0 ? headers : NULL, body, len, timeout,
 	    max_answer, resp, err, sizeof(err));
+	if (r == 0 && resp->status == 409 && resp->body != NULL &&
+	    strstr(resp->body, "node protocol version") != NULL)
+		log_error("peer: %s refused %s %s: %s", addr, method, path, resp->body);
 	if (r < 0) {
 		log_debug("peer: %s %s: %s", method, url, err);
 	} else if (signed_req && !auth_check_answer(resp->status, nonce, resp->body, resp->len,

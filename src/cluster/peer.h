@@ -15,6 +15,19 @@
 #define PEER_MAX_ANSWER (256u << 20)  /* bytes of a peer's answer (replicated documents) */
 
 /*
+ * The node-to-node protocol's version, sent with every internal request
+ * (X-Meshtest-Protocol; a request without it is version 1, the release
+ * before). A node serves peers of PEER_PROTOCOL_MIN..PEER_PROTOCOL, so two
+ * adjacent releases run together; any other is refused with 409 and a log
+ * line, never half-understood. Version 2: replication by change and by bucket.
+ */
+#define PEER_PROTOCOL 2
+#define PEER_PROTOCOL_MIN 1
+#define PEER_PROTOCOL_HEADER "X-Meshtest-Protocol"
+/* 0 when a request's header value (NULL: none) is a version this node serves, else -EPROTO with why. */
+int peer_protocol_check(const char *value, char *why, size_t whylen);
+
+/*
  * Send method path to the node at addr ("host:port") with body (borrowed,
  * may be NULL) as JSON, waiting at most timeout seconds in all. On any HTTP
  * answer returns 0 with *status set and *answer the parsed JSON body (new

@@ -186,16 +186,23 @@ out:
 
 /* --------------------------------------------------------- anti-entropy */
 
-/* GET path from peer as JSON (counted as pulled); NULL unless a 200 with JSON. */
+/*
+ * GET path from peer as JSON (counted as pulled); NULL unless a 200 with JSON.
+ * The status in *status when not NULL (0: no answer).
+ */
 static json_t *
-replica_get(const char *peer, const char *path)
+replica_get(const char *peer, const char *path, long *status)
 {
 	struct http_response resp;
 	json_t *doc = NULL;
 
+	if (status != NULL)
+		*status = 0;
 	if (peer_request_raw(peer, "GET", path, NULL, 0, NULL, REPLICA_TIMEOUT, PEER_MAX_ANSWER,
 	    &resp) < 0)
 		return NULL;
+	if (status != NULL)
+		*status = resp.status;
 	if (resp.status == 200) {
 		doc = json_loadb(resp.body, resp.len, 0, NULL);
 		replica_n[RN_PULLED_DOCS]++;
@@ -212,9 +219,21 @@ replica_pull_eval(struct replica *r, const char *peer, const char *id)
 	uint64_t mine[STORE_SYNC_BUCKETS];
 	int diff[STORE_SYNC_BUCKETS], ndiff = 0, merged = 0;
 	char *path = xasprintf("/sync/evaluation/%s/buckets", id);
-	json_t *theirs = replica_get(peer, path), *b = json_object_get(theirs, "buckets");
+	long status;
+	json_t *theirs = replica_get(peer, path, &status), *b = json_object_get(theirs, "buckets");
 
 	free(path);
+	if (status == 404) {
+		/* A node of the release before (protocol 1) has no buckets: all of it. */
+		int c;
+
+		path = xasprintf("/sync/evaluation/%s", id);
+		theirs = replica_get(peer, path, NULL);
+		free(path);
+		c = theirs != NULL ? store_sync_merge(r->st, theirs) : 0;
+		json_decref(theirs);
+		return c > 0;
+	}
 	if (json_array_size(b) != STORE_SYNC_BUCKETS || store_sync_buckets(r->st, id, mine) < 0) {
 		json_decref(theirs);
 		return 0;
@@ -238,7 +257,7 @@ replica_pull_eval(struct replica *r, const char *peer, const char *id)
 			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d",
 			    k > i ? "," : "", diff[k]);
 		path = xasprintf("/sync/evaluation/%s/part/%s", id, list);
-		doc = replica_get(peer, path);
+		doc = replica_get(peer, path, NULL);
 		free(path);
 		if (doc == NULL)
 			break;
@@ -257,7 +276,7 @@ replica_pull_eval(struct replica *r, const char *peer, const char *id)
 static void
 replica_pull_from(struct replica *r, const char *peer)
 {
-	json_t *theirs = replica_get(peer, "/sync/digests"), *mine = NULL, *v;
+	json_t *theirs = replica_get(peer, "/sync/digests", NULL), *mine = NULL, *v;
 	const char *id;
 	int pulls = 0, merged = 0;
 

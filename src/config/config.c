@@ -75,6 +75,8 @@ static const struct config_option config_options[] = {
 	{ "github-api", "MESHTEST_GITHUB_API", OPT_STR, OFF(github_api), "https://api.github.com",
 	  0, 0, "base URL of the GitHub REST API, for organization submissions (GitHub"
 	  " Enterprise: https://HOST/api/v3)" },
+	{ "fetchers", "MESHTEST_FETCHERS", OPT_LONG, OFF(fetchers), "8", 1, 256,
+	  "projects fetched at once (clones, unpacking, set-up, environments)" },
 	{ "isolation", "MESHTEST_ISOLATION", OPT_STR, OFF(isolation), "project", 0, 0,
 	  "project (modules of a project may share a pytest session) or module (each"
 	  " module alone), for evaluations that do not choose" },

@@ -17,6 +17,7 @@ struct config {
 	char *data_dir;
 	char *work_dir;         /* environments and run folders; NULL: see engine */
 	long slots;             /* modules run in parallel */
+	long fetchers;          /* projects fetched in parallel */
 	char *python;           /* interpreter for environments */
 	double module_timeout;  /* seconds, default per module */
 	char *log_level;

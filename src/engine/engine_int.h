@@ -21,7 +21,6 @@
 #include "fetch/fetch_zip.h"
 #include "store/store.h"
 
-#define ENGINE_FETCHERS 2
 #define ENGINE_MAX_INFLIGHT 4096
 #define ENGINE_WARMUP 3.0           /* seconds for membership to settle after start */
 #define ENGINE_BATCH_MAX 64         /* modules in one claim */
@@ -55,7 +54,8 @@ struct engine {
 	struct fetch_item *fetch_head, *fetch_tail;
 	char (*inflight)[48];         /* "<eval>/<idx>" queued or being fetched */
 	size_t ninflight;
-	pthread_t fetchers[ENGINE_FETCHERS];
+	pthread_t *fetchers;                   /* cfg->fetchers of them */
+	size_t nfetchers;                      /* started */
 
 	pthread_mutex_t work_lock;
 	pthread_cond_t work_cond;

@@ -1,6 +1,6 @@
 /*
  * fetchq.c - the fetch queue: projects of accepted evaluations waiting to be
- * unpacked from their upload or cloned, and the ENGINE_FETCHERS threads that
+ * unpacked from their upload or cloned, and the --fetchers threads that
  * fetch them.
  *
  * A fetcher unpacks or clones a project into <data>/projects, installs the
@@ -573,8 +573,11 @@ fetchq_enqueue_job(struct engine *eng, const struct store_fetch_job *job)
 int
 fetchq_start(struct engine *eng)
 {
-	for (int i = 0; i < ENGINE_FETCHERS; i++)
-		if (pthread_create(&eng->fetchers[i], NULL, fetchq_main, eng) != 0)
+	size_t n = eng->cfg->fetchers > 0 ? (size_t)eng->cfg->fetchers : 1;
+
+	eng->fetchers = xcalloc(n, sizeof(*eng->fetchers));
+	for (eng->nfetchers = 0; eng->nfetchers < n; eng->nfetchers++)
+		if (pthread_create(&eng->fetchers[eng->nfetchers], NULL, fetchq_main, eng) != 0)
 			return -EAGAIN;
 	return 0;
 }
@@ -582,8 +585,11 @@ fetchq_start(struct engine *eng)
 void
 fetchq_join(struct engine *eng)
 {
-	for (int i = 0; i < ENGINE_FETCHERS; i++)
+	for (size_t i = 0; i < eng->nfetchers; i++)
 		pthread_join(eng->fetchers[i], NULL);
+	eng->nfetchers = 0;
+	free(eng->fetchers);
+	eng->fetchers = NULL;
 }
 
 void

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "cluster/auth.h"
+#include "cluster/peer.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -645,6 +646,16 @@ request_finish(struct http_request *req)
 		form_finish(req);
 		if (req->upload_error)
 			set_early(req, 500, "cannot store the upload");
+	}
+	if (req->early_status == 0 && req->route != NULL &&
+	    (req->route->flags & HTTP_ROUTE_INTERNAL)) {
+		char why[200];
+
+		if (peer_protocol_check(http_request_header(req, PEER_PROTOCOL_HEADER), why,
+		    sizeof(why)) < 0) {
+			log_warn("http: %s %s refused: %s", req->method, req->path, why);
+			set_early(req, 409, "%s", why);
+		}
 	}
 	if (req->early_status == 0 && auth_enabled())
 		request_check_mac(req);

@@ -33,7 +33,7 @@ import time
 import pytest
 
 import corpus
-from conftest import (encode_multipart, eval_paths, loop_nodes, running,
+from conftest import (encode_multipart, eval_paths, http_request, loop_nodes, running,
                       wait_converged, wait_done)
 from expect import approx, check_results_doc, check_status_doc
 from netns import ns_cluster
@@ -471,3 +471,25 @@ def test_ns_identical_everywhere_and_cut_off_node_catches_up(
                  eid2: docs[f"/evaluation/{eid2}/results"]})
     assert docs["/stats"]["all"] == {"failed": 12, "passed": 29,
                                      "projects": 4, "evaluations": 2}
+
+
+def test_node_protocol_versions(node):
+    """Internal requests carry the node protocol's version: the release before
+    (no header) is served, an unknown version is refused with 409 and a log
+    line that says what to do."""
+    st, js, _ = http_request(node.port, "GET", "/sync/digests")
+    assert st == 200 and js == {}, js
+    st, js, _ = http_request(node.port, "GET", "/sync/digests",
+                             headers={"X-Meshtest-Protocol": "2"})
+    assert st == 200 and js == {}, js
+    for bad in ("99", "0", "two"):
+        st, js, _ = http_request(node.port, "GET", "/sync/digests",
+                                 headers={"X-Meshtest-Protocol": bad})
+        assert st == 409, (bad, st, js)
+        assert js["error"] == (f"node protocol version {bad} is not one this node "
+                               "speaks (1 to 2): upgrade the nodes one release at a time")
+    # public routes do not care
+    st, _, _ = http_request(node.port, "GET", "/evaluation",
+                            headers={"X-Meshtest-Protocol": "99"})
+    assert st == 200
+    assert "refused: node protocol version 99" in node.log_text()

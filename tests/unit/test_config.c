@@ -55,6 +55,7 @@ test_defaults(void **state)
 	assert_true(c.module_timeout == 300.0);
 	assert_true(c.slots >= 1);
 	assert_int_equal(c.listen_all, 0);
+	assert_int_equal(c.fetchers, 8);
 	assert_null(c.cluster_key);
 	config_free(&c);
 }
@@ -80,6 +81,11 @@ test_flags_and_env(void **state)
 	assert_int_equal(load(&c, err, "--slots", "1", NULL, NULL), 0);
 	assert_int_equal(c.slots, 1);
 	config_free(&c);
+	setenv("MESHTEST_FETCHERS", "32", 1);
+	assert_int_equal(load(&c, err, NULL, NULL, NULL, NULL), 0);
+	assert_int_equal(c.fetchers, 32);
+	config_free(&c);
+	unsetenv("MESHTEST_FETCHERS");
 }
 
 static void
@@ -89,7 +95,7 @@ test_bad_values(void **state)
 		{ "--slots", "-1" }, { "--slots", "abc" }, { "--module-timeout", "0" },
 		{ "--listen", "nohost" }, { "--listen", "h:70000" }, { "--log-level", "loud" },
 		{ "--nosuch", "1" }, { "--allow-file-urls=maybe", NULL }, { "--sandbox", "docker" },
-		{ "--isolation", "per-test" },
+		{ "--isolation", "per-test" }, { "--fetchers", "0" }, { "--fetchers", "257" },
 	};
 	struct config c;
 	char err[512];

@@ -443,6 +443,93 @@ test_status_text_follows_changes(void **state)
 	fresh_close(&a);
 }
 
+/*
+ * A database the previous release wrote (schema 4, tests/fixtures/store-v4.db:
+ * one evaluation done, 16 modules, 14 passed and 2 failed tests; a second one
+ * cut off by kill -9 with 1 module done, 4 running and 1 pending) opens,
+ * migrates, and reads and counts exactly as it did.
+ */
+#define V4_NODE "127.0.0.1:47999"
+#define V4_DONE "4da16286-7b36-4dd0-bf3e-74ef1d43c2c9"
+#define V4_CUT "3f5e7046-2571-4175-9faf-9c3a03902648"
+
+static long
+json_int(json_t *o, const char *key)
+{
+	return (long)json_integer_value(json_object_get(o, key));
+}
+
+static void
+test_previous_release_database(void **state)
+{
+	struct fresh a;
+	FILE *in = fopen("tests/fixtures/store-v4.db", "rb"), *out;
+	char buf[8192];
+	size_t n;
+	json_t *doc, *want;
+	struct store_work *w = NULL;
+	size_t nw = 0;
+	struct store_claim c;
+
+	(void)state;
+	assert_non_null(in);   /* run from the repository's root, as make unit does */
+	snprintf(a.dir, sizeof(a.dir), "/tmp/meshtest-v4-XXXXXX");
+	assert_non_null(mkdtemp(a.dir));
+	a.path = xasprintf("%s/meshtest.db", a.dir);
+	out = fopen(a.path, "wb");
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	fclose(out);
+	assert_int_equal(store_open(a.path, &a.st), 0);
+
+	doc = store_eval_status(a.st, V4_DONE, 0.0);
+	assert_string_equal(json_string_value(json_object_get(doc, "status")), "done");
+	assert_int_equal(json_int(doc, "passed"), 14);
+	assert_int_equal(json_int(doc, "failed"), 2);
+	assert_int_equal(json_int(doc, "executed"), 16);
+	json_decref(doc);
+	doc = store_eval_status(a.st, V4_CUT, 0.0);
+	assert_int_equal(json_int(doc, "executed"), 1);
+	assert_int_equal(json_int(doc, "in_progress"), 4);
+	assert_int_equal(json_int(doc, "pending"), 1);
+	json_decref(doc);
+
+	/* the counters the migration filled in: statistics and the work left */
+	doc = store_stats_all(a.st);
+	want = json_pack("{s:i, s:i, s:i, s:i}", "evaluations", 2, "failed", 2, "passed", 15,
+	    "projects", 3);
+	assert_true(json_equal(doc, want));
+	json_decref(doc);
+	json_decref(want);
+	doc = store_stats_node(a.st, V4_NODE);
+	want = json_pack("{s:s, s:i, s:i, s:i, s:i, s:[s, s]}", "address", V4_NODE, "failed", 2,
+	    "passed", 15, "projects", 3, "modules", 17, "evaluations", V4_DONE, V4_CUT);
+	assert_true(json_equal(doc, want));
+	json_decref(doc);
+	json_decref(want);
+	assert_int_equal(store_work_list(a.st, &w, &nw), 0);
+	assert_int_equal(nw, 1);
+	assert_string_equal(w[0].id, V4_CUT);
+	assert_int_equal(w[0].pending, 1);
+	assert_int_equal(w[0].running, 4);
+	free(w);
+	assert_int_equal(digest_mismatches(a.path), 0);
+
+	/* and the node carries on: the cut-off modules run again */
+	assert_int_equal(store_requeue_running(a.st, V4_NODE), 0);
+	assert_int_equal(store_work_list(a.st, &w, &nw), 0);
+	assert_int_equal(w[0].pending, 5);
+	free(w);
+	run_one(a.st, V4_NODE, &c, 1);
+	doc = store_stats_all(a.st);
+	assert_int_equal(json_int(doc, "passed"), 16);
+	json_decref(doc);
+	assert_int_equal(digest_mismatches(a.path), 0);
+	fresh_close(&a);
+}
+
 int
 main(void)
 {
@@ -453,6 +540,7 @@ main(void)
 		cmocka_unit_test(test_planned_module_stays_dropped),
 		cmocka_unit_test(test_status_text_follows_changes),
 		cmocka_unit_test(test_claim_cost_does_not_grow),
+		cmocka_unit_test(test_previous_release_database),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
