@@ -119,7 +119,7 @@ check: deps
 	$(MAKE) e2e
 	$(MAKE) e2e-module
 	$(MAKE) e2e-asan
-	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) fuzz FUZZ_SECONDS=5
 
 # libFuzzer targets (clang): one per decoder of outside input. Each runs
 # FUZZ_SECONDS from its committed seed corpus; new inputs go to a scratch dir.

@@ -355,6 +355,11 @@ store_db(struct store *st)
 	 * evaluation, the 201's promise, is synced at once (store_eval_create).
 	 */
 	sqlite3_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
+	/*
+	 * Every thread has a connection: a small page cache each (512 KiB, not
+	 * SQLite's 2 MiB) bounds the node's memory; the OS caches the file.
+	 */
+	sqlite3_exec(db, "PRAGMA cache_size=-512;", NULL, NULL, NULL);
 	pthread_setspecific(st->key, db);
 	if (store_tl_stmts == NULL) {
 		store_tl_stmts = xcalloc(1, sizeof(*store_tl_stmts));

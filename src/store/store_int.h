@@ -21,13 +21,19 @@
  * evaluation's version (bumped by every change of its rows) and time of its
  * last event are the ones it was built at. The elapsed time, which moves
  * with the clock while the evaluation runs, is spliced between head and tail.
+ * While one thread builds a newer one, and for STORE_DOC_MIN_AGE after a
+ * build while the evaluation runs, readers get the one there is: rebuilds of
+ * a running evaluation are bounded in time, not driven by every change.
  */
+#define STORE_DOC_MIN_AGE 0.05
 #define STORE_DOC_CACHE 16
 struct store_cached_doc {
 	char id[37];
 	long long ver;
 	double last_event, created;
 	int active;
+	int building;                 /* a thread is building a newer one */
+	double built_at;              /* util_mono() */
 	char *head, *tail;
 	size_t head_len, tail_len;
 	unsigned long long used;

@@ -267,19 +267,30 @@ cached_doc_text(const struct store_cached_doc *c, double now, size_t *len)
 	return text;
 }
 
-/* The cached entry for (id, ver, last_event) under cache_lock, or NULL. */
+/* The cached entry of evaluation id under cache_lock, or NULL. */
 static struct store_cached_doc *
-cached_doc_find(struct store *st, const char *id, long long ver, double last_event)
+cached_doc_find(struct store *st, const char *id)
 {
 	for (int i = 0; i < STORE_DOC_CACHE; i++) {
 		struct store_cached_doc *c = &st->cache[i];
-		if (c->head != NULL && strcmp(c->id, id) == 0 && c->ver == ver &&
-		    c->last_event == last_event) {
+		if (c->head != NULL && strcmp(c->id, id) == 0) {
 			c->used = ++st->cache_tick;
 			return c;
 		}
 	}
 	return NULL;
+}
+
+/* A build of id's document that did not happen: the next reader tries. */
+static void
+cached_doc_unbuild(struct store *st, const char *id)
+{
+	struct store_cached_doc *c;
+
+	pthread_mutex_lock(&st->cache_lock);
+	if ((c = cached_doc_find(st, id)) != NULL)
+		c->building = 0;
+	pthread_mutex_unlock(&st->cache_lock);
 }
 
 char *
@@ -306,23 +317,32 @@ store_eval_status_text(struct store *st, const char *id, double now, size_t *len
 	if (ver < 0)
 		return NULL;
 	pthread_mutex_lock(&st->cache_lock);
-	c = cached_doc_find(st, id, ver, last_event);
-	text = c ? cached_doc_text(c, now, len) : NULL;
+	c = cached_doc_find(st, id);
+	text = NULL;
+	if (c != NULL && ((c->ver == ver && c->last_event == last_event) || c->building ||
+	    (c->active && util_mono() - c->built_at < STORE_DOC_MIN_AGE)))
+		text = cached_doc_text(c, now, len);
+	else if (c != NULL)
+		c->building = 1;
 	pthread_mutex_unlock(&st->cache_lock);
 	if (text != NULL)
 		return text;
 
 	/* Build it (outside the lock: readers of other documents go on). */
 	memset(&key, 0, sizeof(key));
+	key.built_at = util_mono();
 	doc = eval_doc(st, id, now, 0, &key);
-	if (doc == NULL)
+	if (doc == NULL) {
+		cached_doc_unbuild(st, id);
 		return NULL;
+	}
 	json_object_set_new(doc, "elapsed_seconds", json_string("\001elapsed\001"));
 	text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(doc);
 	mark = text ? strstr(text, "\"" STORE_ELAPSED_MARK "\"") : NULL;
 	if (mark == NULL) {
 		free(text);
+		cached_doc_unbuild(st, id);
 		return NULL;
 	}
 	snprintf(key.id, sizeof(key.id), "%s", id);

@@ -435,9 +435,12 @@ test_status_text_follows_changes(void **state)
 	assert_text_is_status(a.st, 10.0);
 	assert_text_is_status(a.st, 12.5);      /* cached: only the elapsed time moved */
 	run_one(a.st, "n1:1", &c, 2);
+	/* a running evaluation's document is rebuilt at most every STORE_DOC_MIN_AGE */
+	usleep((useconds_t)(STORE_DOC_MIN_AGE * 1e6) + 20000);
 	assert_text_is_status(a.st, 13.0);
 	run_one(a.st, "n1:1", &c, 1);
 	run_one(a.st, "n1:1", &c, 0);
+	usleep((useconds_t)(STORE_DOC_MIN_AGE * 1e6) + 20000);
 	assert_text_is_status(a.st, 14.0);      /* done: elapsed is the last event's */
 	assert_text_is_status(a.st, 99.0);
 	fresh_close(&a);
