@@ -394,7 +394,7 @@ test_claim_cost_does_not_grow(void **state)
 {
 	long rec_small, rec_big;
 	long small = claim_cost(100, 10, &rec_small);
-	long big = claim_cost(2000, 10, &rec_big);
+	long big = claim_cost(1000, 10, &rec_big);
 
 	(void)state;
 	print_message("claim: %ld vs %ld, record: %ld vs %ld (x10 VM steps)\n", small, big,
