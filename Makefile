@@ -38,7 +38,7 @@ PYTHON  ?= /usr/bin/python3
 
 LIB_SRC := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/embedded.o
-EMBED   := $(sort $(wildcard src/runner/py/*.py))
+EMBED   := $(sort $(wildcard src/runner/py/*.py)) $(sort $(wildcard src/web/*.html src/web/*.js src/web/*.css src/web/*.svg))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
@@ -63,10 +63,16 @@ $(BUILD)/obj/%.o: src/%.c $(BUILD)/gen/embedded.h | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-# The Python files the node hands to pytest are compiled into the binary.
-$(BUILD)/gen/embedded.h $(BUILD)/gen/embedded.c &: $(EMBED) scripts/embed.sh
+# The Python files the node hands to pytest, and the dashboard's files, are
+# compiled into the binary. embed.sh leaves a generated file that would not
+# change untouched (every object depends on embedded.h); the stamp says when
+# it last ran.
+$(BUILD)/gen/embedded.stamp: $(EMBED) scripts/embed.sh
 	@mkdir -p $(BUILD)/gen
 	sh scripts/embed.sh $(BUILD)/gen $(EMBED)
+	@touch $@
+
+$(BUILD)/gen/embedded.h $(BUILD)/gen/embedded.c: $(BUILD)/gen/embedded.stamp ;
 
 $(BUILD)/obj/gen/embedded.o: $(BUILD)/gen/embedded.c
 	@mkdir -p $(dir $@)
@@ -97,20 +103,19 @@ unit-asan:
 
 E2E_ARGS ?=
 e2e: all
-	MESHTEST_BIN=$(CURDIR)/$(BUILD)/meshtest timeout 900 $(PYTHON) -m pytest -q \
-	  -p no:cacheprovider tests/e2e $(E2E_ARGS)
+	PYTHON=$(PYTHON) sh scripts/run-e2e.sh $(CURDIR)/$(BUILD)/meshtest "" tests/e2e $(E2E_ARGS)
 
 # The tests of how projects run, with each module alone (the default shares
 # sessions); test_isolation.py covers both settings on its own.
 E2E_MODULE_TESTS := tests/e2e/test_zip.py tests/e2e/test_real.py tests/e2e/test_cli.py \
 	tests/e2e/test_concurrency.py
 e2e-module: all
-	MESHTEST_BIN=$(CURDIR)/$(BUILD)/meshtest MESHTEST_E2E_ISOLATION=module timeout 600 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_MODULE_TESTS) $(E2E_ARGS)
+	MESHTEST_E2E_ISOLATION=module PYTHON=$(PYTHON) sh scripts/run-e2e.sh \
+	  $(CURDIR)/$(BUILD)/meshtest "" $(E2E_MODULE_TESTS) $(E2E_ARGS)
 
 e2e-asan: asan
-	MESHTEST_BIN=$(CURDIR)/build-asan/meshtest MESHTEST_ASAN=1 timeout 900 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider -m asan tests/e2e $(E2E_ARGS)
+	MESHTEST_ASAN=1 PYTHON=$(PYTHON) sh scripts/run-e2e.sh $(CURDIR)/build-asan/meshtest asan \
+	  tests/e2e $(E2E_ARGS)
 
 check: deps
 	$(MAKE) all

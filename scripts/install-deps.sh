@@ -7,7 +7,8 @@ runtime="ca-certificates git bubblewrap python3 python3-venv python3-pytest \
  libmicrohttpd12 libcurl4 libjansson4 libarchive13 libsqlite3-0 libssl3 procps iproute2"
 build="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev \
  libjansson-dev libarchive-dev libsqlite3-dev libssl-dev libcmocka-dev \
- python3-pytest-xdist python3-pytest-timeout clang libclang-rt-14-dev wrk"
+ python3-pytest-xdist python3-pytest-timeout python3-prometheus-client clang libclang-rt-14-dev wrk \
+ chromium chromium-driver python3-selenium"
 pkgs="$runtime"
 [ "${1:-}" = "--runtime" ] || pkgs="$runtime $build"
 

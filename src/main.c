@@ -4,6 +4,9 @@
  *   meshtest serve [options]     run a node
  *   meshtest submit ...          client: submit an evaluation
  *   meshtest status [ID]         client: show evaluations
+ *   meshtest results ID          client: what failed
+ *   meshtest export ID           client: CSV, JUnit XML, Gradescope JSON
+ *   meshtest cancel|delete ID    client: stop, or remove, an evaluation
  *   meshtest keygen              print a fresh random key
  *
  * Only this file knows every module. "serve" wires the store, the engine and
@@ -24,6 +27,7 @@
 #include "cluster/replica.h"
 #include "cluster/gossip.h"
 #include "config/config.h"
+#include "core/diskuse.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/engine.h"
@@ -77,15 +81,16 @@ serve_main(int argc, char **argv)
 	struct http_server *srv = NULL;
 	struct gossip *gossip = NULL;
 	struct replica *replica = NULL;
-	struct node_ctx nctx = { NULL, NULL };
+	struct node_ctx nctx = { NULL, NULL, NULL };
 	struct http_server_config hc;
 	char err[1024] = "";
 	char *db_path = NULL, *upload_dir = NULL;
 	sigset_t set;
 	int r, sig = 0, rc = 1;
 	static const struct http_route *const routes[] = {
-		api_sync_routes, api_task_routes, api_evaluation_routes, api_stats_routes,
-		api_network_routes, NULL,
+		api_sync_routes, api_task_routes, api_evaluation_routes, api_cancel_routes,
+		api_events_routes, api_stats_routes,
+		api_export_routes, api_network_routes, api_web_routes, api_metrics_routes, NULL,
 	};
 
 	r = config_load(&cfg, argc - 1, argv + 1, err, sizeof(err));
@@ -139,6 +144,9 @@ serve_main(int argc, char **argv)
 	/* Gossip handlers (a ping-req waits for its probe) must not starve the rest. */
 	hc.threads = 16;
 	nctx.eng = eng;
+	/* GET /metrics reports the data folder's size: walked on demand, off the request. */
+	if (diskuse_start(cfg.data_dir, API_DISK_PERIOD, &nctx.disk) < 0)
+		log_warn("cannot measure the data folder: GET /metrics leaves its size out");
 	if (http_server_start(&hc, routes, &nctx, &srv, err, sizeof(err)) < 0) {
 		log_error("cannot start: %s", err);
 		goto out;
@@ -166,6 +174,7 @@ out:
 	/* Goodbye first, while we still answer; then no handler can be running. */
 	gossip_stop(gossip);
 	http_server_stop(srv);
+	diskuse_stop(nctx.disk);
 	engine_stop(eng);
 	replica_stop(replica);
 	gossip_free(gossip);
@@ -185,6 +194,10 @@ usage(FILE *fp)
 	    "  serve      run a node (meshtest serve --help for its options)\n"
 	    "  submit     submit PROJECTS.zip, a folder, or git URLs to a node\n"
 	    "  status     list evaluations, or show one\n"
+	    "  results    list what failed in an evaluation\n"
+	    "  export     an evaluation as CSV, JUnit XML or Gradescope JSON\n"
+	    "  cancel     stop an evaluation everywhere (finished results are kept)\n"
+	    "  delete     remove an evaluation and its files from every node\n"
 	    "  keygen     print a fresh random key (cluster key, API token)\n"
 	    "  version    print the version\n");
 }
@@ -199,6 +212,10 @@ main(int argc, char **argv)
 		{ "serve", serve_main },
 		{ "submit", cli_submit_main },
 		{ "status", cli_status_main },
+		{ "results", cli_results_main },
+		{ "export", cli_export_main },
+		{ "cancel", cli_cancel_main },
+		{ "delete", cli_delete_main },
 		{ "keygen", cli_keygen_main },
 	};
 

@@ -231,9 +231,9 @@ get_results(struct http_request *req, void *ctx, int *status)
 }
 
 const struct http_route api_evaluation_routes[] = {
-	{ "POST", "/evaluation", HTTP_BODY_SUBMIT, HTTP_ROUTE_SUBMIT, post_evaluation },
-	{ "GET", "/evaluation", HTTP_BODY_NONE, 0, list_evaluations },
-	{ "GET", "/evaluation/*", HTTP_BODY_NONE, 0, get_evaluation },
-	{ "GET", "/evaluation/*/results", HTTP_BODY_NONE, 0, get_results },
+	{ "POST", "/evaluation", HTTP_BODY_SUBMIT, HTTP_ROUTE_ACT, post_evaluation },
+	{ "GET", "/evaluation", HTTP_BODY_NONE, HTTP_ROUTE_TOKEN, list_evaluations },
+	{ "GET", "/evaluation/*", HTTP_BODY_NONE, HTTP_ROUTE_TOKEN, get_evaluation },
+	{ "GET", "/evaluation/*/results", HTTP_BODY_NONE, HTTP_ROUTE_TOKEN, get_results },
 	{ NULL, NULL, 0, 0, NULL },
 };

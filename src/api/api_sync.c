@@ -43,6 +43,10 @@ post_sync_result(struct http_request *req, void *ctx, int *status)
 	}
 	replica_note_received(len);
 	changed = store_sync_merge(st, doc);
+	/* a cancel or a delete that came with it stops this node's runs of it now */
+	if (changed > 0 && (json_object_get(doc, "cancelled_at") != NULL ||
+	    json_object_get(doc, "deleted_at") != NULL))
+		engine_eval_stop(api_engine(ctx), id);
 	json_decref(doc);
 	if (changed < 0)
 		return http_error(status, changed == -EINVAL ? 400 : 500, "cannot merge the evaluation");
@@ -50,14 +54,30 @@ post_sync_result(struct http_request *req, void *ctx, int *status)
 	return json_pack("{s:i}", "changed", changed);
 }
 
+/*
+ * Answer an anti-entropy pull with doc (taken), serialized here as the
+ * server would, so that its bytes count as replication sent.
+ */
+static json_t *
+sync_answer(struct http_request *req, json_t *doc, int *status)
+{
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+
+	json_decref(doc);
+	if (text == NULL)
+		return http_error(status, 500, "cannot encode the answer");
+	replica_note_served(strlen(text));
+	http_request_respond_text(req, text, strlen(text), "application/json");
+	*status = 200;
+	return NULL;
+}
+
 static json_t *
 get_digests(struct http_request *req, void *ctx, int *status)
 {
 	struct store *st = engine_store(api_engine(ctx));
 
-	(void)req;
-	*status = 200;
-	return store_sync_digests(st);
+	return sync_answer(req, store_sync_digests(st), status);
 }
 
 static json_t *
@@ -76,8 +96,7 @@ get_buckets(struct http_request *req, void *ctx, int *status)
 		snprintf(hex, sizeof(hex), "%016" PRIx64, dig[i]);
 		json_array_append_new(arr, json_string(hex));
 	}
-	*status = 200;
-	return json_pack("{s:s, s:o}", "id", id, "buckets", arr);
+	return sync_answer(req, json_pack("{s:s, s:o}", "id", id, "buckets", arr), status);
 }
 
 /* "b1,b2,..." into out (at most STORE_SYNC_BUCKETS); -EINVAL on anything else. */
@@ -107,8 +126,7 @@ get_sync_evaluation(struct http_request *req, void *ctx, int *status)
 
 	if (doc == NULL)
 		return http_error(status, 404, "not found");
-	*status = 200;
-	return doc;
+	return sync_answer(req, doc, status);
 }
 
 static json_t *
@@ -128,8 +146,7 @@ get_sync_part(struct http_request *req, void *ctx, int *status)
 	doc = store_sync_export_buckets(st, id, buckets, n);
 	if (doc == NULL)
 		return http_error(status, 404, "not found");
-	*status = 200;
-	return doc;
+	return sync_answer(req, doc, status);
 }
 
 static json_t *
@@ -141,11 +158,12 @@ get_counters(struct http_request *req, void *ctx, int *status)
 	(void)ctx;
 	replica_counters(&c);
 	*status = 200;
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "pushed_docs",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "pushed_docs",
 	    (json_int_t)c.pushed_docs, "pushed_bytes", (json_int_t)c.pushed_bytes,
 	    "received_docs", (json_int_t)c.received_docs, "received_bytes",
 	    (json_int_t)c.received_bytes, "pulled_docs", (json_int_t)c.pulled_docs,
-	    "pulled_bytes", (json_int_t)c.pulled_bytes);
+	    "pulled_bytes", (json_int_t)c.pulled_bytes, "served_docs",
+	    (json_int_t)c.served_docs, "served_bytes", (json_int_t)c.served_bytes);
 }
 
 const struct http_route api_sync_routes[] = {

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/metrics.h"
 #include "core/util.h"
 #include "engine/blob.h"
 #include "engine/engine.h"
@@ -98,6 +100,7 @@ get_blob(struct http_request *req, void *ctx, int *status)
 {
 	struct engine *eng = api_engine(ctx);
 	const char *digest = http_request_param(req, 0);
+	struct stat sb;
 	char *path;
 	int r;
 
@@ -105,6 +108,8 @@ get_blob(struct http_request *req, void *ctx, int *status)
 		return http_error(status, 404, "not found");
 	path = blob_path(engine_blobs_dir(eng), digest);
 	r = http_request_respond_file(req, path, "application/zip");
+	if (r == 0 && stat(path, &sb) == 0)
+		metrics_add(METRICS_BLOB_SENT_BYTES, (uint64_t)sb.st_size);
 	free(path);
 	if (r < 0)
 		return http_error(status, 404, "not found");
@@ -118,8 +123,11 @@ put_blob(struct http_request *req, void *ctx, int *status)
 	struct engine *eng = api_engine(ctx);
 	const char *digest = http_request_param(req, 0);
 	const char *path = http_request_upload(req, "");
+	struct stat sb;
 	int r;
 
+	if (path != NULL && stat(path, &sb) == 0)
+		metrics_add(METRICS_BLOB_RECEIVED_BYTES, (uint64_t)sb.st_size);
 	if (!blob_digest_valid(digest))
 		return http_error(status, 404, "not found");
 	if (blob_has(engine_blobs_dir(eng), digest)) {

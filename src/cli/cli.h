@@ -1,5 +1,6 @@
 /*
- * cli.h - the command-line client: meshtest submit, status and keygen.
+ * cli.h - the command-line client: meshtest submit, status, results,
+ * export and keygen.
  *
  * The *_main functions are called by src/main.c with argv[0] set to the
  * subcommand name ("submit", "status", "keygen") and return the process exit
@@ -20,7 +21,7 @@ enum cli_exit {
 	CLI_EXIT_OK = 0,          /* every test passed, no project error */
 	CLI_EXIT_TESTS_FAILED = 1,/* a test failed or a project has an error */
 	CLI_EXIT_USAGE = 2,       /* usage, connection or request error */
-	CLI_EXIT_EVAL_FAILED = 3, /* the evaluation has status "failed" */
+	CLI_EXIT_EVAL_FAILED = 3, /* the evaluation has status "failed" or "cancelled" */
 };
 
 #define CLI_DEFAULT_NODE "127.0.0.1:7000"
@@ -29,10 +30,16 @@ enum cli_exit {
 #define CLI_STATUS_MAX (64u << 20) /* cap on a GET /evaluation/<id> answer */
 #define CLI_RESULTS_MAX (512u << 20) /* cap on a /results answer */
 #define CLI_BAR_WIDTH 10
+#define CLI_FAILURES_DEFAULT 20   /* failed tests listed after the table */
 
 int cli_submit_main(int argc, char **argv);
 int cli_status_main(int argc, char **argv);
 int cli_keygen_main(int argc, char **argv);
+int cli_export_main(int argc, char **argv);
+int cli_results_main(int argc, char **argv);
+/* cli_act.c: meshtest cancel ID, meshtest delete ID */
+int cli_cancel_main(int argc, char **argv);
+int cli_delete_main(int argc, char **argv);
 
 /* Where the client talks to: base URL and request headers. */
 struct cli_conn {
@@ -88,8 +95,10 @@ void cli_table_print(FILE *f, const char *id, const json_t *st);
 int cli_exit_code(const json_t *st);
 
 /*
- * Poll GET /evaluation/<id> every CLI_POLL_INTERVAL until status is not
- * "running"; draws the progress line on stderr when progress is set.
+ * Wait for the evaluation's end: follow its event stream (redrawing the
+ * progress line on stderr at an event when progress is set), or, from a
+ * node without one, poll GET /evaluation/<id> every CLI_POLL_INTERVAL until
+ * status is not "running"; then read the final status.
  * Failed polls are retried for CLI_RETRY_WINDOW seconds. 0 with *final set,
  * or negative errno with err filled (-ENOENT: no such evaluation).
  */
@@ -97,11 +106,51 @@ int cli_wait(const struct cli_conn *c, const char *id, int progress,
 	     json_t **final, char *err, size_t errlen);
 
 /*
+ * Follow GET /evaluation/<id>/events until evaluation_done (cli_events.c),
+ * calling on_event for each event; a cut stream is resumed for
+ * CLI_RETRY_WINDOW seconds. 0 at the end, -ENOTSUP when the node has no
+ * stream (404: an older node, or no such evaluation), -EPROTO on another
+ * 4xx, -EIO when it stays unreachable.
+ */
+int cli_events_follow(const struct cli_conn *c, const char *id,
+    void (*on_event)(void *arg, const char *kind), void *arg, char *err, size_t errlen);
+
+/*
  * The shared tail of submit --wait and status ID: optionally wait, then
- * print the table (or the /results JSON when json is set) on stdout.
+ * print the table and what failed (cli_report_failures, at most failures
+ * tests), or the /results JSON when json is set, on stdout.
  * Returns the exit status; errors are printed on stderr.
  */
-int cli_report(const struct cli_conn *c, const char *id, int wait, int json);
+int cli_report(const struct cli_conn *c, const char *id, int wait, int json,
+	       long failures);
+
+/*
+ * The short summary of what failed in a /results document, in its order:
+ * "FAILED <project>/<node id> - <line>" for a failed test, "ERROR ..." for
+ * an errored one (the line is export_message_line's), at most cap of them
+ * (cap < 0: all), then "... and N more failed or errored tests (meshtest
+ * results <id> lists them all)" when some were left out; then "PROJECT
+ * ERROR <project> - <line>" for each project error. project: only that
+ * project (NULL: all). Returns how many tests and project errors there
+ * are, shown or not.
+ */
+long cli_failures_print(FILE *f, const json_t *results, const char *project, long cap,
+			const char *id);
+
+/*
+ * After the table of a GET /evaluation/<id> answer st: when a test failed
+ * (and cap is not 0) or a project has an error, fetch /results and print
+ * cli_failures_print's lines on stdout. A failed fetch is reported on
+ * stderr and changes nothing else.
+ */
+void cli_report_failures(const struct cli_conn *c, const char *id, const json_t *st,
+			 long cap);
+
+/*
+ * --failures N of submit and status: 0 with *out set, or -EINVAL with a
+ * message on stderr.
+ */
+int cli_failures_parse(const char *value, long *out);
 
 /* Print a JSON value on stdout, indented by 2, with a newline. */
 void cli_print_json(const json_t *j);

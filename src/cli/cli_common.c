@@ -281,7 +281,8 @@ cli_exit_code(const json_t *st)
 	const char *key;
 	json_t *p;
 
-	if (status != NULL && strcmp(status, "failed") == 0)
+	/* a cancelled evaluation did not grade everything: not a success */
+	if (status != NULL && (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0))
 		return CLI_EXIT_EVAL_FAILED;
 	json_object_foreach((json_t *)projects, key, p) {
 		if (json_is_string(json_object_get(p, "error")))
@@ -296,11 +297,48 @@ cli_exit_code(const json_t *st)
 
 /* ---- waiting --------------------------------------------------------- */
 
+static void
+cli_wait_quiet(void *arg, const char *kind)
+{
+	(void)arg;
+	(void)kind;
+}
+
+/* What an event of the stream does while waiting: redraw the progress line. */
+struct cli_waiting {
+	const struct cli_conn *c;
+	const char *id;
+	double start, drawn;
+};
+
+static void
+cli_wait_event(void *arg, const char *kind)
+{
+	struct cli_waiting *w = arg;
+	char path[128], line[256], err[256];
+	json_t *st = NULL;
+	long code;
+
+	(void)kind;
+	if (util_mono() - w->drawn < CLI_POLL_INTERVAL / 2)
+		return;
+	w->drawn = util_mono();
+	snprintf(path, sizeof(path), "/evaluation/%s", w->id);
+	if (cli_get_json(w->c, path, CLI_STATUS_MAX, &st, &code, err, sizeof(err)) == 0 &&
+	    code == 200) {
+		cli_progress_format(st, util_mono() - w->start, line, sizeof(line));
+		fprintf(stderr, "\r%s\033[K", line);
+		fflush(stderr);
+	}
+	json_decref(st);
+}
+
 int
 cli_wait(const struct cli_conn *c, const char *id, int progress,
 	 json_t **final, char *err, size_t errlen)
 {
 	double start = util_mono(), last_ok = start;
+	struct cli_waiting w = { c, id, start, 0 };
 	char path[128], line[256];
 	const char *status;
 	json_t *st = NULL;
@@ -309,6 +347,10 @@ cli_wait(const struct cli_conn *c, const char *id, int progress,
 
 	*final = NULL;
 	snprintf(path, sizeof(path), "/evaluation/%s", id);
+	/* the event stream, when the node has one; else, or if it fails, polls */
+	r = cli_events_follow(c, id, progress ? cli_wait_event : cli_wait_quiet, &w, err, errlen);
+	if (r < 0 && r != -ENOTSUP && r != -EIO)
+		goto out;
 	for (;;) {
 		r = cli_get_json(c, path, CLI_STATUS_MAX, &st, &code, err,
 				 errlen);
@@ -361,7 +403,8 @@ out:
 }
 
 int
-cli_report(const struct cli_conn *c, const char *id, int wait, int json)
+cli_report(const struct cli_conn *c, const char *id, int wait, int json,
+	   long failures)
 {
 	char err[512], path[128];
 	json_t *st = NULL, *res = NULL;
@@ -410,6 +453,7 @@ cli_report(const struct cli_conn *c, const char *id, int wait, int json)
 		cli_print_json(res);
 	} else {
 		cli_table_print(stdout, id, st);
+		cli_report_failures(c, id, st, failures);
 		fflush(stdout);
 	}
 	rc = cli_exit_code(st);

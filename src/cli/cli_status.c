@@ -1,7 +1,7 @@
 /*
  * cli_status.c - meshtest status: list evaluations, or show one.
  *
- *   meshtest status [ID] [--node host:port] [--json] [--wait]
+ *   meshtest status [ID] [--node host:port] [--json] [--wait] [--failures N]
  *
  * Without ID: GET /evaluation, then one line per evaluation with its
  * status, executed/total modules and nota_final (fetched per id when the
@@ -24,12 +24,14 @@ cli_status_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: meshtest status [ID] [--node host:port] [--json] "
-		"[--wait]\n"
+		"[--wait] [--failures N]\n"
 		"  without ID: list the evaluations the node knows\n"
 		"  --node  node to talk to (env MESHTEST_NODE, default "
 		CLI_DEFAULT_NODE ")\n"
 		"  --wait  wait until the evaluation is no longer running\n"
-		"  --json  print JSON (the /results answer for one evaluation)\n");
+		"  --json  print JSON (the /results answer for one evaluation)\n"
+		"  --failures N  list at most N failed or errored tests after the\n"
+		"          table (default 20, 0 for none; meshtest results lists all)\n");
 }
 
 /* One list line: "<id>  <status>  <executed>/<total> modules  nota_final x". */
@@ -39,7 +41,7 @@ cli_status_line(FILE *f, const char *id, const json_t *st)
 	const char *status = json_string_value(json_object_get(st, "status"));
 	long long done = cli_json_int(st, "executed");
 	long long total = done + cli_json_int(st, "in_progress") +
-			  cli_json_int(st, "pending");
+			  cli_json_int(st, "pending") + cli_json_int(st, "cancelled");
 
 	fprintf(f, "%s  %-7s  %lld/%lld modules  nota_final %.1f\n", id,
 		status != NULL ? status : "unknown", done, total,
@@ -121,6 +123,7 @@ cli_status_main(int argc, char **argv)
 	const char *node = NULL, *id = NULL;
 	struct cli_conn c;
 	int wait = 0, json = 0;
+	long failures = CLI_FAILURES_DEFAULT;
 	char err[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -133,6 +136,12 @@ cli_status_main(int argc, char **argv)
 			wait = 1;
 		} else if (strcmp(a, "--json") == 0) {
 			json = 1;
+		} else if (strcmp(a, "--failures") == 0 || util_starts_with(a, "--failures=")) {
+			const char *v = a[strlen("--failures")] == '=' ?
+			    a + strlen("--failures=") : i + 1 < argc ? argv[++i] : NULL;
+
+			if (cli_failures_parse(v, &failures) < 0)
+				return CLI_EXIT_USAGE;
 		} else if (strcmp(a, "--node") == 0 && i + 1 < argc) {
 			node = argv[++i];
 		} else if (util_starts_with(a, "--node=")) {
@@ -160,5 +169,5 @@ cli_status_main(int argc, char **argv)
 	}
 	if (id == NULL)
 		return cli_status_list(&c, json);
-	return cli_report(&c, id, wait, json);
+	return cli_report(&c, id, wait, json, failures);
 }

@@ -3,6 +3,7 @@
  *
  *   meshtest submit PROJECTS.zip|DIR|GIT_URL... [--node host:port] [--wait]
  *                   [--json] [--module-timeout S] [--deadline TIME] [--reuse]
+ *                   [--failures N]
  *   meshtest submit --org ORG [--prefix P] [--include-archived]
  *                   [--include-templates] [--deadline TIME] [...]
  *
@@ -38,6 +39,7 @@ struct cli_submit_opts {
 	double module_timeout; /* 0: not given */
 	const char *deadline;  /* NULL: not given */
 	int reuse;             /* take results of an identical earlier run */
+	long failures;         /* failed tests listed after the table */
 	const char *org, *prefix;
 	int include_archived, include_templates;
 	const char **sources;
@@ -51,7 +53,7 @@ cli_submit_usage(FILE *f)
 	fprintf(f,
 		"usage: meshtest submit PROJECTS.zip|DIR|GIT_URL... "
 		"[--node host:port] [--wait] [--json] [--module-timeout S]\n"
-		"                       [--deadline TIME] [--reuse]\n"
+		"                       [--deadline TIME] [--reuse] [--failures N]\n"
 		"       meshtest submit --org ORG [--prefix PREFIX] "
 		"[--include-archived] [--include-templates] [...]\n"
 		"  one ZIP or folder per submission, or any number of git URLs,\n"
@@ -59,6 +61,8 @@ cli_submit_usage(FILE *f)
 		"  --node            node to talk to (env MESHTEST_NODE, "
 		"default " CLI_DEFAULT_NODE ")\n"
 		"  --wait            wait for the results and print a table\n"
+		"  --failures N      list at most N failed or errored tests after\n"
+		"                    the table (default 20, 0 for none)\n"
 		"  --json            print JSON (the /results answer with --wait)\n"
 		"  --module-timeout  time limit per test module, in seconds\n"
 		"  --deadline        grade each repository at its last commit at or\n"
@@ -119,6 +123,7 @@ cli_submit_parse(int argc, char **argv, struct cli_submit_opts *o)
 	int only_args = 0;
 
 	memset(o, 0, sizeof(*o));
+	o->failures = CLI_FAILURES_DEFAULT;
 	o->sources = xcalloc((size_t)argc + 1, sizeof(*o->sources));
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -164,6 +169,9 @@ cli_submit_parse(int argc, char **argv, struct cli_submit_opts *o)
 				return -EINVAL;
 			}
 			o->deadline = v;
+		} else if (cli_submit_opt_value(argc, argv, &i, "--failures", &v)) {
+			if (cli_failures_parse(v, &o->failures) < 0)
+				return -EINVAL;
 		} else if (cli_submit_opt_value(argc, argv, &i, "--node", &v)) {
 			if (v == NULL || v[0] == '\0') {
 				fprintf(stderr, "meshtest: --node needs "
@@ -415,7 +423,7 @@ cli_submit_main(int argc, char **argv)
 		rc = CLI_EXIT_OK;
 		goto out;
 	}
-	rc = cli_report(&c, id, 1, o.json);
+	rc = cli_report(&c, id, 1, o.json, o.failures);
 out:
 	json_decref(answer);
 	http_response_free(&resp);

@@ -425,6 +425,15 @@ gossip_addrs_free(char **addrs, size_t n)
 	membership_addrs_free(addrs, n);
 }
 
+void
+gossip_counts(struct gossip *g, size_t counts[4])
+{
+	pthread_mutex_lock(&g->mu);
+	for (int s = MEMBERSHIP_ALIVE; s <= MEMBERSHIP_LEFT; s++)
+		counts[s] = membership_count(g->m, (enum membership_state)s);
+	pthread_mutex_unlock(&g->mu);
+}
+
 /* Alive peers, self excluded, as a JSON array; call with g->mu held. */
 static json_t *
 gossip_peers_locked(struct gossip *g)

@@ -38,6 +38,8 @@ int gossip_handle_message(struct gossip *g, json_t *body, json_t **reply);
 /* Alive (and suspect) members, self included, sorted: gossip_addrs_free. */
 int gossip_alive(struct gossip *g, char ***addrs, size_t *n);
 void gossip_addrs_free(char **addrs, size_t n);
+/* Members by state, self included: counts[s] for each enum membership_state (4). */
+void gossip_counts(struct gossip *g, size_t counts[4]);
 
 /*
  * GET /network/peers: {"address": self, "incarnation": N, "lhm": N,

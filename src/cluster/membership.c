@@ -1113,6 +1113,16 @@ membership_alive(const struct membership *m, char ***addrs, size_t *n)
 	return 0;
 }
 
+size_t
+membership_count(const struct membership *m, enum membership_state s)
+{
+	enum membership_state self = m->leaving ? MEMBERSHIP_LEFT : MEMBERSHIP_ALIVE;
+
+	if ((unsigned)s >= sizeof(m->nstate) / sizeof(m->nstate[0]))
+		return 0;
+	return m->nstate[s] + (s == self);
+}
+
 void
 membership_addrs_free(char **addrs, size_t n)
 {

@@ -149,6 +149,8 @@ int membership_get(const struct membership *m, const char *addr, struct membersh
  */
 int membership_alive(const struct membership *m, char ***addrs, size_t *n);
 void membership_addrs_free(char **addrs, size_t n);
+/* Members in state s, self included (alive, or left once it said goodbye). */
+size_t membership_count(const struct membership *m, enum membership_state s);
 
 /* Leave: self becomes left; returns the goodbye message to send to every alive member. */
 json_t *membership_leave(struct membership *m);

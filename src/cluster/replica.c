@@ -3,14 +3,13 @@
  * replica.h).
  *
  * Threads: one replica thread does both jobs; replica_wake only signals it.
- * The counters are process-wide atomics, read by the API. Network calls never
- * run under the lock.
+ * The counters are process-wide atomics (core/metrics.h), read by the API.
+ * Network calls never run under the lock.
  */
 #include "cluster/replica.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 
 #include "cluster/peer.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "http/http_client.h"
 #include "store/store.h"
@@ -43,26 +43,32 @@ struct replica {
 	pthread_t thread;
 };
 
-static _Atomic uint64_t replica_n[6];
-enum { RN_PUSHED_DOCS, RN_PUSHED_BYTES, RN_RECV_DOCS, RN_RECV_BYTES, RN_PULLED_DOCS,
-	RN_PULLED_BYTES };
-
+/* The counters live in the metrics registry, which GET /metrics renders too. */
 void
 replica_counters(struct replica_counters *out)
 {
-	out->pushed_docs = replica_n[RN_PUSHED_DOCS];
-	out->pushed_bytes = replica_n[RN_PUSHED_BYTES];
-	out->received_docs = replica_n[RN_RECV_DOCS];
-	out->received_bytes = replica_n[RN_RECV_BYTES];
-	out->pulled_docs = replica_n[RN_PULLED_DOCS];
-	out->pulled_bytes = replica_n[RN_PULLED_BYTES];
+	out->pushed_docs = metrics_get(METRICS_REPL_PUSHED_DOCS);
+	out->pushed_bytes = metrics_get(METRICS_REPL_PUSHED_BYTES);
+	out->received_docs = metrics_get(METRICS_REPL_RECEIVED_DOCS);
+	out->received_bytes = metrics_get(METRICS_REPL_RECEIVED_BYTES);
+	out->pulled_docs = metrics_get(METRICS_REPL_PULLED_DOCS);
+	out->pulled_bytes = metrics_get(METRICS_REPL_PULLED_BYTES);
+	out->served_docs = metrics_get(METRICS_REPL_SERVED_DOCS);
+	out->served_bytes = metrics_get(METRICS_REPL_SERVED_BYTES);
 }
 
 void
 replica_note_received(size_t len)
 {
-	replica_n[RN_RECV_DOCS]++;
-	replica_n[RN_RECV_BYTES] += len;
+	metrics_add(METRICS_REPL_RECEIVED_DOCS, 1);
+	metrics_add(METRICS_REPL_RECEIVED_BYTES, len);
+}
+
+void
+replica_note_served(size_t len)
+{
+	metrics_add(METRICS_REPL_SERVED_DOCS, 1);
+	metrics_add(METRICS_REPL_SERVED_BYTES, len);
 }
 
 void
@@ -111,6 +117,39 @@ replica_change_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* POST a serialized document to one peer, counted as pushed when it got there. */
+static int
+replica_post_text(const char *peer, const char *path, const char *text, size_t len,
+    double timeout, long *status)
+{
+	struct http_response resp;
+	int r = peer_request_raw(peer, "POST", path, text, len, "application/json", timeout,
+	    1 << 16, &resp);
+
+	*status = r == 0 ? resp.status : 0;
+	if (r == 0) {
+		metrics_add(METRICS_REPL_PUSHED_DOCS, 1);
+		metrics_add(METRICS_REPL_PUSHED_BYTES, len);
+	}
+	http_response_free(&resp);
+	return r;
+}
+
+int
+replica_post(const char *node, const char *eval_id, json_t *doc, double timeout, long *status)
+{
+	char *text = json_dumps(doc, JSON_COMPACT);
+	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
+	int r = -ENOMEM;
+
+	*status = 0;
+	if (text != NULL)
+		r = replica_post_text(node, path, text, strlen(text), timeout, status);
+	free(path);
+	free(text);
+	return r;
+}
+
 /* Send one document, serialized once, to every peer. */
 static void
 replica_send(const char *eval_id, json_t *doc, char **peers, size_t npeers)
@@ -120,18 +159,12 @@ replica_send(const char *eval_id, json_t *doc, char **peers, size_t npeers)
 	size_t len = text ? strlen(text) : 0;
 
 	for (size_t k = 0; text != NULL && k < npeers; k++) {
-		struct http_response resp;
-		int r = peer_request_raw(peers[k], "POST", path, text, len, "application/json",
-		    REPLICA_TIMEOUT, 1 << 16, &resp);
+		long status = 0;
+		int r = replica_post_text(peers[k], path, text, len, REPLICA_TIMEOUT, &status);
 
-		if (r < 0 || resp.status != 200)
+		if (r < 0 || status != 200)
 			log_debug("replica: push of %s to %s failed (status %ld); anti-entropy"
-			    " will carry it", eval_id, peers[k], r < 0 ? 0L : resp.status);
-		if (r == 0) {
-			replica_n[RN_PUSHED_DOCS]++;
-			replica_n[RN_PUSHED_BYTES] += len;
-		}
-		http_response_free(&resp);
+			    " will carry it", eval_id, peers[k], status);
 	}
 	free(path);
 	free(text);
@@ -205,8 +238,8 @@ replica_get(const char *peer, const char *path, long *status)
 		*status = resp.status;
 	if (resp.status == 200) {
 		doc = json_loadb(resp.body, resp.len, 0, NULL);
-		replica_n[RN_PULLED_DOCS]++;
-		replica_n[RN_PULLED_BYTES] += resp.len;
+		metrics_add(METRICS_REPL_PULLED_DOCS, 1);
+		metrics_add(METRICS_REPL_PULLED_BYTES, resp.len);
 	}
 	http_response_free(&resp);
 	return doc;
@@ -272,6 +305,33 @@ replica_pull_eval(struct replica *r, const char *peer, const char *id)
 	return merged > 0;
 }
 
+/*
+ * A deleted evaluation on one side: the tombstone goes to the side that
+ * still has rows of it (pulled from the peer, or pushed to it), never the
+ * rows back. 1 when this node took the peer's tombstone.
+ */
+static int
+replica_tomb(struct replica *r, const char *peer, const char *id, int theirs_deleted)
+{
+	char *path = xasprintf("/sync/evaluation/%s", id);
+	json_t *doc;
+	int c = 0;
+
+	if (theirs_deleted) {
+		doc = replica_get(peer, path, NULL);
+		c = doc != NULL ? store_sync_merge(r->st, doc) : 0;
+	} else {
+		char *peers[1] = { (char *)peer };
+
+		doc = store_sync_export(r->st, id);
+		if (doc != NULL)
+			replica_send(id, doc, peers, 1);
+	}
+	json_decref(doc);
+	free(path);
+	return c > 0;
+}
+
 /* Compare evaluation digests with one peer and pull what differs. */
 static void
 replica_pull_from(struct replica *r, const char *peer)
@@ -285,6 +345,7 @@ replica_pull_from(struct replica *r, const char *peer)
 	mine = store_sync_digests(r->st);
 	json_object_foreach(theirs, id, v) {
 		json_t *mv = json_object_get(mine, id);
+		int td, md;
 
 		if (!json_is_string(v) || !util_is_uuid(id))
 			continue;
@@ -292,7 +353,12 @@ replica_pull_from(struct replica *r, const char *peer)
 			continue;
 		if (pulls++ >= REPLICA_MAX_PULLS)
 			break;
-		merged += replica_pull_eval(r, peer, id);
+		td = strcmp(json_string_value(v), STORE_SYNC_DELETED) == 0;
+		md = mv != NULL && strcmp(json_string_value(mv), STORE_SYNC_DELETED) == 0;
+		if (td || md)
+			merged += replica_tomb(r, peer, id, td);
+		else
+			merged += replica_pull_eval(r, peer, id);
 	}
 	if (merged > 0)
 		log_info("replica: caught up on %d evaluations from %s", merged, peer);

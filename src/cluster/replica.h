@@ -42,9 +42,21 @@ struct replica_counters {
 	uint64_t pushed_docs, pushed_bytes;       /* sent, per peer */
 	uint64_t received_docs, received_bytes;   /* pushes taken in (POST sync_result) */
 	uint64_t pulled_docs, pulled_bytes;       /* anti-entropy answers taken in */
+	uint64_t served_docs, served_bytes;       /* anti-entropy answers given to peers */
 };
 void replica_counters(struct replica_counters *out);
 /* A pushed document of len bytes arrived (api_sync.c). */
 void replica_note_received(size_t len);
+/* An anti-entropy answer of len bytes went to a peer (api_sync.c). */
+void replica_note_served(size_t len);
+
+/*
+ * POST one evaluation document to node now (POST /evaluation/sync_result/<id>),
+ * outside the push rounds: the engine's hand-overs (a new evaluation, a
+ * remote batch's results). Counted as pushed. 0 with *status (the answer's),
+ * or a negative errno as peer_request.
+ */
+int replica_post(const char *node, const char *eval_id, json_t *doc, double timeout,
+    long *status);
 
 #endif

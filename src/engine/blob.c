@@ -1,8 +1,9 @@
 /*
  * blob.c - content-addressed project archives (see blob.h).
  *
- * Stateless; the file system is the state. Each write goes to a unique
- * temporary name first, so readers see whole blobs or none.
+ * Stateless; the file system is the state (and the byte counters of
+ * core/metrics.h). Each write goes to a unique temporary name first, so
+ * readers see whole blobs or none.
  */
 #include "engine/blob.h"
 
@@ -18,6 +19,7 @@
 
 #include "cluster/peer.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "fetch/fetch_zip.h"
 #include "fetch/layout.h"
 #include "http/http_client.h"
@@ -290,6 +292,7 @@ blob_fetch(const char *blobs_dir, const char *digest, char *const *peers, size_t
 			http_response_free(&resp);
 			continue;
 		}
+		metrics_add(METRICS_BLOB_RECEIVED_BYTES, resp.len);
 		tmp = tmp_name(blobs_dir);
 		r = util_write_file(tmp, resp.body, resp.len, 0600);
 		http_response_free(&resp);
@@ -320,6 +323,8 @@ blob_push(const char *blobs_dir, const char *digest, const char *peer, size_t ma
 	if (r == 0) {
 		r = peer_request_raw(peer, "PUT", path, data, len, "application/zip",
 		    BLOB_TIMEOUT, 4096, &resp);
+		if (r == 0)
+			metrics_add(METRICS_BLOB_SENT_BYTES, len);
 		if (r == 0 && resp.status != 200 && resp.status != 201)
 			r = -EIO;
 		http_response_free(&resp);

@@ -3,8 +3,11 @@
  * for (sched_coordinator: the accepting node while it lives, else a
  * deterministic successor), it hands out batches of modules to the slots
  * that ask (its own and other nodes', POST /task/claim), queues the projects
- * still to fetch (also after a takeover) and gives back to pending the
- * modules of workers that died or no longer run them.
+ * still to fetch (also after a takeover), gives back to pending the
+ * modules of workers that died or no longer run them, and settles a cancel
+ * (pending modules cancelled, running ones once their node stopped them).
+ * Each round also stops this node's batches of evaluations cancelled or
+ * deleted elsewhere and removes deleted evaluations' files (gc.c).
  *
  * The policy (which evaluation, which modules together) is src/sched's; this
  * file feeds it from the store and carries out its answer. Threads: claims
@@ -248,6 +251,8 @@ coord_reclaim(struct engine *eng, const struct store_id *mine, size_t nmine,
 	size_t n = 0, nviews = 0;
 	double now = util_now();
 	json_t *local = NULL;
+	char last[37] = "";
+	int stopped = 0;
 
 	if (store_running_modules(eng->st, mine, nmine, &run, &nodes, &n) < 0 || n == 0)
 		goto out;
@@ -256,9 +261,19 @@ coord_reclaim(struct engine *eng, const struct store_id *mine, size_t nmine,
 		json_t *running = NULL;
 		const char *why = NULL;
 
+		/* rows come by evaluation: ask the store once per evaluation */
+		if (strcmp(last, run[i].eval_id) != 0) {
+			snprintf(last, sizeof(last), "%s", run[i].eval_id);
+			stopped = store_eval_stopped(eng->st, last);
+		}
 		if (!engine_strv_has(alive, nalive, nodes[i])) {
 			why = "its node is gone";
-		} else if (now - run[i].started_at > COORD_STALE_CLAIM) {
+		} else if (stopped || now - run[i].started_at > COORD_STALE_CLAIM) {
+			/*
+			 * A cancelled evaluation's module is given back (cancelled) as
+			 * soon as its node no longer runs it: a claim still on its way
+			 * finds the cancel there first and never starts.
+			 */
 			if (strcmp(nodes[i], eng->address) == 0) {
 				if (local == NULL)
 					local = engine_running_json(eng);
@@ -288,8 +303,12 @@ coord_reclaim(struct engine *eng, const struct store_id *mine, size_t nmine,
 			continue;
 		if (store_release_module(eng->st, &run[i]) != 1)
 			continue;   /* finished or claimed again meanwhile */
-		log_warn("engine: %s/%s (evaluation %s, attempt %d) goes back to pending: %s",
-		    run[i].project_id, run[i].path, run[i].eval_id, run[i].attempt, why);
+		if (stopped)
+			log_info("engine: %s/%s (evaluation %s, attempt %d) is cancelled: %s",
+			    run[i].project_id, run[i].path, run[i].eval_id, run[i].attempt, why);
+		else
+			log_warn("engine: %s/%s (evaluation %s, attempt %d) goes back to pending: %s",
+			    run[i].project_id, run[i].path, run[i].eval_id, run[i].attempt, why);
 		engine_changed(eng, run[i].eval_id);
 		engine_wake_slots(eng);
 	}
@@ -300,6 +319,32 @@ out:
 	json_decref(local);
 	free(run);
 	free(nodes);
+}
+
+/*
+ * The coordinator's part of a cancel: pending modules of the cancelled
+ * evaluations it coordinates never start, projects still to fetch never
+ * will be (store_cancel_settle).
+ */
+static void
+coord_cancel(struct engine *eng, const struct store_work *work, size_t nwork,
+    const struct store_id *mine, size_t nmine)
+{
+	for (size_t i = 0; i < nwork; i++) {
+		int n;
+
+		if (!work[i].cancelled)
+			continue;
+		for (size_t j = 0; j < nmine; j++) {
+			if (strcmp(work[i].id, mine[j].id) != 0)
+				continue;
+			if ((n = store_cancel_settle(eng->st, work[i].id, util_now())) > 0) {
+				log_info("engine: evaluation %s is cancelled: %d pending modules and"
+				    " projects stopped", work[i].id, n);
+				engine_changed(eng, work[i].id);
+			}
+		}
+	}
 }
 
 /* Queue the projects still to fetch of the evaluations we coordinate. */
@@ -327,15 +372,19 @@ coord_main(void *arg)
 		char **alive = NULL;
 		size_t nwork = 0, nalive = 0, nmine = 0;
 
+		/* what a cancel or delete that came by replication stops here */
+		slot_stop_halted(eng);
 		engine_alive(eng, &alive, &nalive);
 		if (store_work_list(eng->st, &work, &nwork) == 0 && nwork > 0) {
 			coord_mine(eng, work, nwork, alive, nalive, &mine, &nmine);
 			if (nmine > 0) {
+				coord_cancel(eng, work, nwork, mine, nmine);
 				coord_fetch(eng, mine, nmine);
 				if (engine_warm(eng))
 					coord_reclaim(eng, mine, nmine, alive, nalive);
 			}
 		}
+		gc_run(eng);
 		free(mine);
 		free(work);
 		engine_strv_free(alive, nalive);

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cluster/peer.h"
+#include "cluster/replica.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -181,16 +181,41 @@ void
 engine_push_to(struct engine *eng, const char *eval_id, const struct store_sync_key *keys,
     size_t n, const char *node)
 {
-	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
 	json_t *doc = store_sync_export_keys(eng->st, eval_id, keys, n);
 	long status = 0;
 
-	if (doc != NULL && (peer_request(node, "POST", path, doc, 5.0, NULL, &status) < 0 ||
+	if (doc != NULL && (replica_post(node, eval_id, doc, 5.0, &status) < 0 ||
 	    status != 200))
 		log_warn("engine: cannot hand evaluation %s's result to %s (status %ld)", eval_id,
 		    node, status);
 	json_decref(doc);
-	free(path);
+}
+
+/* ------------------------------------------------------ cancel, delete */
+
+void
+engine_eval_stop(struct engine *eng, const char *eval_id)
+{
+	slot_stop_eval(eng, eval_id);
+	/* the coordinator round settles the rest now, not in half a second */
+	engine_wake_slots(eng);
+}
+
+void
+engine_eval_stopped_here(struct engine *eng, const char *eval_id)
+{
+	/* (-1, ""): no row, so the document is the header (with the cancel) or the tombstone */
+	struct store_sync_key key = { -1, "" };
+	char **alive = NULL;
+	size_t n = 0;
+
+	engine_eval_stop(eng, eval_id);
+	engine_alive(eng, &alive, &n);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(alive[i], eng->address) != 0)
+			engine_push_to(eng, eval_id, &key, 1, alive[i]);
+	engine_strv_free(alive, n);
+	engine_changed(eng, eval_id);
 }
 
 /* --------------------------------------------------------------- set-up */
@@ -372,6 +397,13 @@ engine_running_json(struct engine *eng)
 	return slot_running_json(eng);
 }
 
+void
+engine_slots(struct engine *eng, long *busy, long *total)
+{
+	*busy = slot_busy_count(eng);
+	*total = eng->nslots;
+}
+
 const char *
 engine_address(const struct engine *eng)
 {
@@ -397,10 +429,11 @@ engine_health(struct engine *eng)
 
 	for (long i = 0; i < eng->nslots; i++)
 		warm += warm_count((int)i);
-	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:f, s:s}", "status", "ok", "address",
-	    eng->address, "isolated",
+	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:f, s:s}", "status", "ok",
+	    "address", eng->address, "isolated",
 	    runner_isolated() && strcmp(runner_sandbox_name(), "bwrap") == 0,
 	    "sandbox", runner_sandbox_name(), "slots", (json_int_t)eng->nslots,
+	    "slots_busy", (json_int_t)slot_busy_count(eng),
 	    "warm_workers", (json_int_t)warm, "slot_busy_seconds",
 	    slot_busy_seconds(eng), "version", "0.2.0");
 }

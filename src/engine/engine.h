@@ -45,6 +45,16 @@ json_t *engine_claim_for(struct engine *eng, const char *node, int slots);
 json_t *engine_running_json(struct engine *eng);
 /* POST /task: work may be waiting; slots look now. */
 void engine_wake(struct engine *eng);
+/*
+ * The evaluation was cancelled or deleted on this node (its store says so
+ * already): this node's batches of it stop, every live peer is told now
+ * (the evaluation's header with its cancel, or its tombstone; best effort:
+ * one that misses it learns it by anti-entropy) and the coordinator round
+ * settles it. Blocks for the pushes (5 s per peer at most).
+ */
+void engine_eval_stopped_here(struct engine *eng, const char *eval_id);
+/* A cancel or delete of the evaluation came from another node: stop its batches here. */
+void engine_eval_stop(struct engine *eng, const char *eval_id);
 /* Where blobs live (for GET/PUT /blob/<digest>). */
 const char *engine_blobs_dir(const struct engine *eng);
 
@@ -52,5 +62,7 @@ const char *engine_address(const struct engine *eng);
 struct store *engine_store(const struct engine *eng);
 /* Facts for GET /health (new reference). */
 json_t *engine_health(struct engine *eng);
+/* The node's slots, and how many run a batch now (GET /metrics). */
+void engine_slots(struct engine *eng, long *busy, long *total);
 
 #endif

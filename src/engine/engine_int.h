@@ -2,13 +2,14 @@
  * engine_int.h - the engine's shared state, for its own files only: intake.c
  * (accepting evaluations), fetchq.c (the fetch queue and its threads),
  * slot.c (one thread per slot, running claimed modules), coord.c (the
- * coordinator: claims, reclaims, fetch scheduling) and engine.c (start, stop
- * and the helpers they share).
+ * coordinator: claims, reclaims, fetch scheduling), gc.c (the files of
+ * deleted evaluations) and engine.c (start, stop and the helpers they share).
  *
  * Locks, and what each guards:
  *  - fetch_lock: the fetch queue and its in-flight set (fetchq.c);
  *  - work_lock: work_seq and stopping (every thread waits on work_cond);
- *  - run_lock: what each slot runs now (slots.c);
+ *  - run_lock: what each slot runs now (slots.c); gc.c holds it while it
+ *    removes a project's files, so no slot starts on them meanwhile;
  *  - coord_lock: the slots each node reported (coord.c).
  * Everything else lives in the store.
  */
@@ -121,6 +122,17 @@ json_t *slot_claims_json(const struct store_claim *c, size_t n);
 json_t *slot_running_json(struct engine *eng);
 /* Seconds the slots have been busy since the node started. */
 double slot_busy_seconds(struct engine *eng);
+/* Slots running a batch now. */
+long slot_busy_count(struct engine *eng);
+/* Stop this node's batches of a cancelled or deleted evaluation (any thread). */
+void slot_stop_eval(struct engine *eng, const char *eval_id);
+/* Stop every batch whose evaluation the store says is cancelled or deleted. */
+void slot_stop_halted(struct engine *eng);
+/* 1 while a slot runs a batch of the project with this blob digest (hold run_lock). */
+int slot_runs_digest(struct engine *eng, const char *digest);
+
+/* gc.c: remove the files of deleted evaluations that nothing uses any more */
+void gc_run(struct engine *eng);
 
 /* coord.c */
 int coord_start(struct engine *eng);

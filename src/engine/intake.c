@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/peer.h"
+#include "cluster/replica.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -149,7 +149,7 @@ intake_root_name(const char *filename)
 static void
 intake_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 {
-	char **alive = NULL, *path = xasprintf("/evaluation/sync_result/%s", id);
+	char **alive = NULL;
 	size_t n = 0;
 	json_t *doc = store_sync_export(eng->st, id);
 	const char *tests_digest = json_string_value(json_object_get(json_object_get(doc,
@@ -168,14 +168,12 @@ intake_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 		if (tests_digest != NULL && blob_push(eng->blobs_dir, tests_digest, alive[i],
 		    (size_t)eng->cfg->max_upload_mb << 20) < 0)
 			continue;
-		if (peer_request(alive[i], "POST", path, doc, 10.0, NULL, &status) == 0 &&
-		    status == 200)
+		if (replica_post(alive[i], id, doc, 10.0, &status) == 0 && status == 200)
 			done = 1;
 	}
 	if (peers > 0 && !done)
 		log_warn("engine: evaluation %s is on this node only: no live peer took it", id);
 	json_decref(doc);
-	free(path);
 	engine_strv_free(alive, n);
 }
 

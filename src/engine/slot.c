@@ -7,7 +7,9 @@
  * hears of the batch before the slot stops listing it as running).
  *
  * Threads: slot threads, and HTTP threads reading what the slots run now
- * (slot_running_json, under run_lock).
+ * (slot_running_json, under run_lock) or stopping the batches of a
+ * cancelled or deleted evaluation (slot_stop_eval: the runner kills them,
+ * the slot records what finished and gives the rest back).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +21,7 @@
 #include "cluster/peer.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "engine/blob.h"
 #include "engine/engine_int.h"
@@ -93,10 +96,13 @@ static void
 slot_set_running(struct engine *eng, int slot, const struct slot_run *run, double busy)
 {
 	pthread_mutex_lock(&eng->run_lock);
-	if (run != NULL)
+	if (run != NULL) {
+		/* a stop asked for the batch before this one is over (slot_stop_eval) */
+		runner_slot_reset(slot);
 		eng->running[slot] = *run;
-	else
+	} else {
 		eng->running[slot].n = 0;
+	}
 	eng->busy_seconds += busy;
 	pthread_mutex_unlock(&eng->run_lock);
 }
@@ -110,6 +116,18 @@ slot_busy_seconds(struct engine *eng)
 	s = eng->busy_seconds;
 	pthread_mutex_unlock(&eng->run_lock);
 	return s;
+}
+
+long
+slot_busy_count(struct engine *eng)
+{
+	long n = 0;
+
+	pthread_mutex_lock(&eng->run_lock);
+	for (long i = 0; i < eng->nslots; i++)
+		n += eng->running[i].n > 0;
+	pthread_mutex_unlock(&eng->run_lock);
+	return n;
 }
 
 json_t *
@@ -129,6 +147,46 @@ slot_running_json(struct engine *eng)
 	}
 	pthread_mutex_unlock(&eng->run_lock);
 	return json_pack("{s:s, s:o}", "node", eng->address, "running", a);
+}
+
+void
+slot_stop_eval(struct engine *eng, const char *eval_id)
+{
+	pthread_mutex_lock(&eng->run_lock);
+	for (long i = 0; i < eng->nslots; i++) {
+		const struct slot_run *r = &eng->running[i];
+		/* a batch is of one evaluation */
+		if (r->n > 0 && strcmp(r->claims[0].eval_id, eval_id) == 0)
+			runner_stop_slot((int)i);
+	}
+	pthread_mutex_unlock(&eng->run_lock);
+}
+
+void
+slot_stop_halted(struct engine *eng)
+{
+	struct store_id *ids = xcalloc((size_t)eng->nslots + 1, sizeof(*ids));
+	size_t n = 0;
+
+	pthread_mutex_lock(&eng->run_lock);
+	for (long i = 0; i < eng->nslots; i++)
+		if (eng->running[i].n > 0)
+			snprintf(ids[n++].id, sizeof(ids[0].id), "%s", eng->running[i].claims[0].eval_id);
+	pthread_mutex_unlock(&eng->run_lock);
+	/* outside the lock: the store may wait; slot_stop_eval looks again */
+	for (size_t i = 0; i < n; i++)
+		if (store_eval_stopped(eng->st, ids[i].id))
+			slot_stop_eval(eng, ids[i].id);
+	free(ids);
+}
+
+int
+slot_runs_digest(struct engine *eng, const char *digest)
+{
+	for (long i = 0; i < eng->nslots; i++)
+		if (eng->running[i].n > 0 && strcmp(eng->running[i].claims[0].digest, digest) == 0)
+			return 1;
+	return 0;
 }
 
 /*
@@ -230,6 +288,11 @@ slot_on_result(void *ctx, size_t i, json_t *result)
 	int r;
 
 	json_object_set_new(result, "project_id", json_string(c->project_id));
+	metrics_module_done(json_string_value(json_object_get(result, "outcome")),
+	    (long)json_integer_value(json_object_get(result, "passed")),
+	    (long)json_integer_value(json_object_get(result, "failed")),
+	    (long)json_integer_value(json_object_get(result, "skipped")),
+	    json_number_value(json_object_get(result, "duration")));
 	r = store_record_result(eng->st, c, eng->address, result, util_now());
 	if (r < 0)
 		log_error("engine: cannot record the result of %s/%s", c->project_id, c->path);
@@ -250,6 +313,20 @@ slot_on_result(void *ctx, size_t i, json_t *result)
 	}
 }
 
+/* A batch of an evaluation cancelled or deleted here: given back, not run (1). */
+static int
+slot_drop_stopped(struct engine *eng, int slot, const struct slot_run *run)
+{
+	const struct store_claim *c0 = &run->claims[0];
+
+	if (!store_eval_stopped(eng->st, c0->eval_id))
+		return 0;
+	log_info("engine: slot %d drops %zu module%s of %s (evaluation %s): cancelled", slot,
+	    run->n, run->n == 1 ? "" : "s", c0->project_id, c0->eval_id);
+	slot_release(eng, run, NULL);
+	return 1;
+}
+
 static void
 slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 {
@@ -261,10 +338,16 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 	struct runner_batch b;
 	struct slot_ctx sc = { eng, slot, run, done };
 	double start = run->claimed_at;
-	int r;
+	int r, stopped;
 
 	memset(done, 0, sizeof(done));
 	slot_set_running(eng, slot, run, 0);
+	/*
+	 * A cancel or delete that reached this node first: nothing of it starts
+	 * (one that comes later finds the batch listed and stops it).
+	 */
+	if (slot_drop_stopped(eng, slot, run))
+		goto out;
 	/* The project's files, once per node. */
 	r = engine_get_blob(eng, c0->digest, run->from[0] ? run->from : NULL, err, sizeof(err));
 	if (r == 0)
@@ -312,17 +395,27 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 	b.isolation = c0->isolation ? RUNNER_ISOLATION_MODULE : RUNNER_ISOLATION_PROJECT;
 	b.on_result = slot_on_result;
 	b.ctx = &sc;
+	/* cancelled while its files and environment were prepared: it never starts */
+	if (slot_drop_stopped(eng, slot, run))
+		goto out;
 	log_info("engine: slot %d runs %zu module%s of %s (evaluation %s%s%s)", slot, run->n,
 	    run->n == 1 ? "" : "s", c0->project_id, c0->eval_id, run->from[0] ? ", for " : "",
 	    run->from);
 	r = runner_run_batch(&b);
-	if (r < 0) {
+	stopped = r == -ECANCELED && !engine_is_stopping(eng);
+	if (r < 0 && !stopped) {
 		/* Killed by our own shutdown (or refused): not the modules' results. */
 		if (r != -ECANCELED)
 			log_error("engine: slot %d cannot run the batch of %s: %s", slot,
 			    c0->project_id, strerror(-r));
 		slot_release(eng, run, done);
 		goto out;
+	}
+	if (stopped) {
+		/* Its evaluation was cancelled or deleted: what finished is recorded. */
+		log_info("engine: slot %d stopped %s (evaluation %s): cancelled", slot,
+		    c0->project_id, c0->eval_id);
+		slot_release(eng, run, done);
 	}
 	/*
 	 * The coordinator hears of the results before this slot stops listing the

@@ -12,6 +12,9 @@
  * handler kept them. Bodies over the cap are read and thrown away (so the
  * client can read the 413), up to a hard limit past which the connection is
  * closed.
+ *
+ * Answers: every one is queued through request_queue, which counts it for
+ * GET /metrics by route pattern (never the raw path) and status.
  */
 #include "http/http_server.h"
 
@@ -22,12 +25,14 @@
 #include <netdb.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster/auth.h"
@@ -35,6 +40,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 
 #define HTTP_MAX_PARAMS 4
@@ -43,13 +49,36 @@
 #define HTTP_PUBLIC_JSON_MAX (8u << 20)  /* a public JSON body (a list of URLs) */
 #define HTTP_MAX_UPLOADS 4               /* file fields kept per request */
 
+/*
+ * A streamed answer (http_request_respond_stream). A stream with nothing to
+ * send parks its connection (MHD_suspend_connection) on the server's list;
+ * the waker thread resumes every parked one each HTTP_STREAM_WAKE seconds,
+ * so a stream costs a thread only while it has something to send.
+ */
+#define HTTP_STREAM_WAKE 0.2
+struct http_stream {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	http_stream_fill fill;
+	void (*done)(void *);
+	void *ctx;
+	int parked;
+	struct http_stream *next_parked;
+};
+
 struct http_server {
 	struct MHD_Daemon *daemon;
+	pthread_mutex_t streams_lock;
+	pthread_cond_t streams_cond;
+	struct http_stream *parked;
+	pthread_t waker;
+	int waker_started, stopping;
 	const struct http_route *const *routes;
 	void *ctx;
 	char *api_token;
 	char *upload_dir;
 	uint64_t max_body;
+	int route_metric[METRICS_ROUTES_MAX]; /* per route, in table order: its metrics id */
 };
 
 struct http_request {
@@ -58,6 +87,7 @@ struct http_request {
 	char *method;
 	char *path;
 	const struct http_route *route;
+	int metric;              /* metrics id of the route (or of "unmatched") */
 	char *params[HTTP_MAX_PARAMS];
 	char media[128];
 
@@ -80,6 +110,8 @@ struct http_request {
 	int answer_fd;           /* http_request_respond_file */
 	char *answer_type;
 	char *answer_text;       /* http_request_respond_text */
+	const char *const *answer_headers; /* http_request_answer_headers */
+	struct http_stream *answer_stream; /* http_request_respond_stream */
 	size_t answer_len;
 	EVP_MD_CTX *body_sha;    /* over every body byte, for the cluster MAC */
 	char nonce[AUTH_NONCE_HEX]; /* of a request with a good MAC: sign the answer */
@@ -173,6 +205,150 @@ http_request_respond_text(struct http_request *req, char *text, size_t len,
 	req->answer_type = xstrdup(content_type);
 }
 
+void
+http_request_answer_headers(struct http_request *req, const char *const *headers)
+{
+	req->answer_headers = headers;
+}
+
+void
+http_request_respond_stream(struct http_request *req, const char *content_type,
+    http_stream_fill fill, void (*done)(void *), void *ctx)
+{
+	struct http_stream *hs = xcalloc(1, sizeof(*hs));
+
+	hs->srv = req->srv;
+	hs->conn = req->conn;
+	hs->fill = fill;
+	hs->done = done;
+	hs->ctx = ctx;
+	req->answer_stream = hs;
+	free(req->answer_type);
+	req->answer_type = xstrdup(content_type);
+}
+
+static void
+stream_unpark(struct http_stream *hs)
+{
+	struct http_stream **pp = &hs->srv->parked;
+
+	while (*pp != NULL && *pp != hs)
+		pp = &(*pp)->next_parked;
+	if (*pp == hs)
+		*pp = hs->next_parked;
+	hs->parked = 0;
+}
+
+/* MHD asks for more of a streamed answer. */
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct http_stream *hs = cls;
+	struct http_server *srv = hs->srv;
+	long n;
+
+	(void)pos;
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	n = hs->fill(hs->ctx, buf, max);
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n > 0)
+		return (ssize_t)n;
+	pthread_mutex_lock(&srv->streams_lock);
+	if (srv->stopping) {
+		pthread_mutex_unlock(&srv->streams_lock);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	hs->parked = 1;
+	hs->next_parked = srv->parked;
+	srv->parked = hs;
+	MHD_suspend_connection(hs->conn);
+	pthread_mutex_unlock(&srv->streams_lock);
+	return 0;
+}
+
+static void
+stream_free(void *cls)
+{
+	struct http_stream *hs = cls;
+
+	pthread_mutex_lock(&hs->srv->streams_lock);
+	if (hs->parked)
+		stream_unpark(hs);
+	pthread_mutex_unlock(&hs->srv->streams_lock);
+	if (hs->done != NULL)
+		hs->done(hs->ctx);
+	free(hs);
+}
+
+/* Resume every parked stream; all of them, for good, when stopping. */
+static void
+stream_wake_all(struct http_server *srv)
+{
+	while (srv->parked != NULL) {
+		struct http_stream *hs = srv->parked;
+
+		srv->parked = hs->next_parked;
+		hs->parked = 0;
+		MHD_resume_connection(hs->conn);
+	}
+}
+
+static void *
+stream_waker(void *arg)
+{
+	struct http_server *srv = arg;
+
+	pthread_mutex_lock(&srv->streams_lock);
+	while (!srv->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(HTTP_STREAM_WAKE * 1e9);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&srv->streams_cond, &srv->streams_lock, &ts);
+		stream_wake_all(srv);
+	}
+	pthread_mutex_unlock(&srv->streams_lock);
+	return NULL;
+}
+
+/* Every answer goes out here: counted by route and status, then queued. */
+static enum MHD_Result
+request_queue(struct http_request *req, unsigned int status, struct MHD_Response *resp)
+{
+	metrics_http_count(req->metric, (int)status);
+	return MHD_queue_response(req->conn, status, resp);
+}
+
+static enum MHD_Result
+respond_stream(struct http_request *req)
+{
+	struct http_stream *hs = req->answer_stream;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	req->answer_stream = NULL;
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, hs,
+	    stream_free);
+	if (resp == NULL) {
+		if (hs->done != NULL)
+			hs->done(hs->ctx);
+		free(hs);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = request_queue(req, 200, resp);
+	MHD_destroy_response(resp);
+	log_debug("http: %s %s -> 200 (stream)", req->method, req->path);
+	return ret;
+}
+
 int
 http_request_respond_file(struct http_request *req, const char *path,
     const char *content_type)
@@ -244,25 +420,41 @@ params_free(char **params)
 	}
 }
 
-/* Find the route; *method_ok tells a 405 from a 404. */
+/* Find the route (*index: its place in table order); *path_known tells a 405 from a 404. */
 static const struct http_route *
 route_find(struct http_server *srv, const char *method, const char *path, char **params,
-    int *path_known)
+    int *path_known, size_t *index)
 {
+	size_t k = 0;
+
 	*path_known = 0;
 	for (const struct http_route *const *t = srv->routes; *t != NULL; t++) {
-		for (const struct http_route *r = *t; r->pattern != NULL; r++) {
+		for (const struct http_route *r = *t; r->pattern != NULL; r++, k++) {
 			if (!route_match(r->pattern, path, params)) {
 				params_free(params);
 				continue;
 			}
 			*path_known = 1;
-			if (strcmp(r->method, method) == 0)
+			if (strcmp(r->method, method) == 0) {
+				*index = k;
 				return r;
+			}
 			params_free(params);
 		}
 	}
 	return NULL;
+}
+
+/* Give every route its metrics id once, so that counting a request is an atomic add. */
+static void
+routes_register(struct http_server *srv)
+{
+	size_t k = 0;
+
+	for (const struct http_route *const *t = srv->routes; *t != NULL; t++)
+		for (const struct http_route *r = *t; r->pattern != NULL; r++, k++)
+			if (k < METRICS_ROUTES_MAX)
+				srv->route_metric[k] = metrics_http_route(r->method, r->pattern);
 }
 
 /* ------------------------------------------------------------- answers */
@@ -313,7 +505,6 @@ sign_answer(struct http_request *req, struct MHD_Response *resp, int status,
 static enum MHD_Result
 respond_json(struct http_request *req, int status, json_t *body)
 {
-	struct MHD_Connection *conn = req->conn;
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	char *text = NULL;
@@ -340,7 +531,7 @@ respond_json(struct http_request *req, int status, json_t *body)
 	if (text != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	sign_answer(req, resp, status, text ? text : "", len);
-	ret = MHD_queue_response(conn, (unsigned)status, resp);
+	ret = request_queue(req, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	return ret;
 }
@@ -468,6 +659,37 @@ token_ok(const struct http_server *srv, const char *auth)
 	return strlen(auth) == n && CRYPTO_memcmp(auth, srv->api_token, n) == 0;
 }
 
+/*
+ * Did another web site make the browser send this request? Sec-Fetch-Site
+ * (sent by every current browser) must say the request came from a page of
+ * this node or from no page at all: "same-site" is refused too, since a page
+ * on another port of the same host is same-site. Without it, an Origin must
+ * name this very host and port. Requests with neither (curl, the CLI, other
+ * programs) are not a browser's and pass.
+ */
+static int
+cross_site(struct MHD_Connection *conn, const char **why)
+{
+	const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+	const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+	const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+
+	if (site != NULL) {
+		*why = "Sec-Fetch-Site";
+		return strcasecmp(site, "same-origin") != 0 && strcasecmp(site, "none") != 0;
+	}
+	if (origin == NULL)
+		return 0;
+	*why = "Origin";
+	if (strncasecmp(origin, "http://", 7) == 0)
+		origin += 7;
+	else if (strncasecmp(origin, "https://", 8) == 0)
+		origin += 8;
+	else
+		return 1;               /* "null" (a sandboxed or file page) or unknown */
+	return host == NULL || strcasecmp(origin, host) != 0;
+}
+
 /* First call for a request: route it and check what can be checked now. */
 static void
 request_begin(struct http_request *req)
@@ -478,14 +700,17 @@ request_begin(struct http_request *req)
 	const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_CONTENT_LENGTH);
 	int known = 0;
-	size_t i;
+	size_t i, index = 0;
 
 	if (ct != NULL) {
 		for (i = 0; ct[i] && ct[i] != ';' && ct[i] != ' ' && i + 1 < sizeof(req->media); i++)
 			req->media[i] = (char)(ct[i] >= 'A' && ct[i] <= 'Z' ? ct[i] + 32 : ct[i]);
 		req->media[i] = '\0';
 	}
-	req->route = route_find(srv, req->method, req->path, req->params, &known);
+	req->route = route_find(srv, req->method, req->path, req->params, &known, &index);
+	/* Labelled by the pattern, never the path: the label set stays bounded. */
+	req->metric = req->route != NULL && index < METRICS_ROUTES_MAX ? srv->route_metric[index] :
+	    metrics_http_unmatched(req->method);
 	if (req->route == NULL) {
 		if (known)
 			set_early(req, 405, "method %s is not allowed on %s", req->method, req->path);
@@ -500,7 +725,17 @@ request_begin(struct http_request *req)
 		set_early(req, 401, "refused: no cluster MAC");
 		return;
 	}
-	if ((req->route->flags & HTTP_ROUTE_SUBMIT) && srv->api_token != NULL &&
+	if (req->route->flags & HTTP_ROUTE_CHANGE) {
+		const char *why = "";
+		if (cross_site(req->conn, &why)) {
+			log_warn("http: %s %s refused: sent from another site (%s)", req->method,
+				 req->path, why);
+			set_early(req, 403, "refused: a request that changes state must not come from"
+			    " another web site (%s)", why);
+			return;
+		}
+	}
+	if ((req->route->flags & HTTP_ROUTE_TOKEN) && srv->api_token != NULL &&
 	    !token_ok(srv, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_AUTHORIZATION))) {
 		log_warn("http: %s %s refused: missing or wrong API token", req->method, req->path);
@@ -666,6 +901,8 @@ request_finish(struct http_request *req)
 		    json_pack("{s:s}", "error", req->early_error));
 	}
 	body = req->route->fn(req, req->srv->ctx, &status);
+	if (req->answer_stream != NULL && body == NULL && status == 200)
+		return respond_stream(req);
 	if (req->answer_text != NULL && body == NULL && status == 200) {
 		struct MHD_Response *resp;
 		enum MHD_Result ret;
@@ -677,7 +914,9 @@ request_finish(struct http_request *req)
 		sign_answer(req, resp, 200, req->answer_text, req->answer_len);
 		req->answer_text = NULL;   /* the response owns it now */
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
-		ret = MHD_queue_response(req->conn, 200, resp);
+		for (const char *const *h = req->answer_headers; h != NULL && h[0] != NULL; h += 2)
+			MHD_add_response_header(resp, h[0], h[1]);
+		ret = request_queue(req, 200, resp);
 		MHD_destroy_response(resp);
 		return ret;
 	}
@@ -697,7 +936,7 @@ request_finish(struct http_request *req)
 			sign_file_answer(req, resp, fd_for_mac);
 		req->answer_fd = -1; /* the response owns it now */
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
-		ret = MHD_queue_response(req->conn, 200, resp);
+		ret = request_queue(req, 200, resp);
 		MHD_destroy_response(resp);
 		log_debug("http: %s %s -> 200 (file)", req->method, req->path);
 		return ret;
@@ -773,6 +1012,11 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		close(req->answer_fd);
 	free(req->answer_type);
 	free(req->answer_text);
+	if (req->answer_stream != NULL) {        /* never answered */
+		if (req->answer_stream->done != NULL)
+			req->answer_stream->done(req->answer_stream->ctx);
+		free(req->answer_stream);
+	}
 	EVP_MD_CTX_free(req->body_sha);
 	for (size_t i = 0; i < req->nuploads; i++) {
 		/* What a handler kept, it moved away (rename); the rest goes. */
@@ -833,12 +1077,15 @@ http_server_start(const struct http_server_config *cfg,
 	}
 	srv = xcalloc(1, sizeof(*srv));
 	srv->routes = routes;
+	routes_register(srv);
 	srv->ctx = ctx;
 	srv->max_body = cfg->max_body;
 	srv->api_token = cfg->api_token ? xstrdup(cfg->api_token) : NULL;
 	srv->upload_dir = xstrdup(cfg->upload_dir);
+	pthread_mutex_init(&srv->streams_lock, NULL);
+	pthread_cond_init(&srv->streams_cond, NULL);
 	srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, srv,
+	    MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, (uint16_t)port, NULL, NULL, on_request, srv,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4,
@@ -850,11 +1097,14 @@ http_server_start(const struct http_server_config *cfg,
 	if (srv->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)",
 		    cfg->listen);
+		pthread_mutex_destroy(&srv->streams_lock);
+		pthread_cond_destroy(&srv->streams_cond);
 		free(srv->api_token);
 		free(srv->upload_dir);
 		free(srv);
 		return -EADDRINUSE;
 	}
+	srv->waker_started = pthread_create(&srv->waker, NULL, stream_waker, srv) == 0;
 	*out = srv;
 	return 0;
 }
@@ -864,7 +1114,16 @@ http_server_stop(struct http_server *srv)
 {
 	if (srv == NULL)
 		return;
+	pthread_mutex_lock(&srv->streams_lock);
+	srv->stopping = 1;
+	stream_wake_all(srv);
+	pthread_cond_broadcast(&srv->streams_cond);
+	pthread_mutex_unlock(&srv->streams_lock);
+	if (srv->waker_started)
+		pthread_join(srv->waker, NULL);
 	MHD_stop_daemon(srv->daemon);
+	pthread_mutex_destroy(&srv->streams_lock);
+	pthread_cond_destroy(&srv->streams_cond);
 	if (srv->api_token != NULL)
 		OPENSSL_cleanse(srv->api_token, strlen(srv->api_token));
 	free(srv->api_token);

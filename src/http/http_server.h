@@ -26,8 +26,11 @@ enum http_body {
 };
 
 /* Route flags. */
-#define HTTP_ROUTE_SUBMIT 0x1    /* needs the API token when the node has one */
+#define HTTP_ROUTE_TOKEN 0x1     /* evaluation data: needs the API token when the node has one */
 #define HTTP_ROUTE_INTERNAL 0x2  /* node to node: needs the cluster MAC when there is a key */
+#define HTTP_ROUTE_CHANGE 0x4    /* changes state: refused from another site (Origin, Sec-Fetch-Site) */
+/* A submission, a cancel, a delete: token and same site. */
+#define HTTP_ROUTE_ACT (HTTP_ROUTE_TOKEN | HTTP_ROUTE_CHANGE)
 
 /*
  * A handler fills *status and returns a JSON body (new reference) or NULL for
@@ -90,6 +93,22 @@ const char *http_request_query(const struct http_request *req, const char *key);
  */
 void http_request_respond_text(struct http_request *req, char *text, size_t len,
     const char *content_type);
+/*
+ * Extra headers of a text answer: name, value, name, value, ..., NULL; the
+ * list must outlive the request (a static table).
+ */
+void http_request_answer_headers(struct http_request *req, const char *const *headers);
+
+/*
+ * A streamed answer (Server-Sent Events): fill writes up to max bytes into
+ * buf and returns how many, 0 when it has nothing now (the connection then
+ * waits, without a thread, and fill is asked again within 0.2 s), or -1 at
+ * the end. done(ctx) runs once when the answer is over (sent, cut off, or
+ * never sent). The handler then returns NULL with *status 200.
+ */
+typedef long (*http_stream_fill)(void *ctx, char *buf, size_t max);
+void http_request_respond_stream(struct http_request *req, const char *content_type,
+    http_stream_fill fill, void (*done)(void *), void *ctx);
 
 /*
  * Answer with the file at path instead of JSON (the handler then returns

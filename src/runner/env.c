@@ -31,6 +31,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "runner/launch.h"
 #include "runner/reqs.h"
@@ -468,6 +469,7 @@ env_build_finish(struct env_build *b, const char *key, char *err, size_t errlen)
 	b->tmp = NULL;
 	/* one run must not be able to change what another sees */
 	(void)nftw(final, env_nftw_ro, 32, FTW_PHYS);
+	metrics_add(METRICS_ENVS_BUILT, 1);
 out:
 	if (r < 0)
 		util_seterr(err, errlen, "cannot build the virtual environment: %s", strerror(-r));

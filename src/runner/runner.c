@@ -45,6 +45,7 @@
 
 struct runner_state runner;
 int runner_cancel;
+int runner_slot_cancel[RUNNER_SLOTS_MAX];
 static pthread_mutex_t runner_setup_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 void
@@ -80,8 +81,36 @@ runner_aborted(void)
 void
 runner_abort_all(void)
 {
+	/* the global flag first: runner_slot_reset looks at it after clearing its own */
 	__atomic_store_n(&runner_cancel, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < RUNNER_SLOTS_MAX; i++)
+		__atomic_store_n(&runner_slot_cancel[i], 1, __ATOMIC_SEQ_CST);
 	env_abort_wake();
+}
+
+int
+runner_stopped(int slot)
+{
+	return runner_aborted() || (slot >= 0 && slot < RUNNER_SLOTS_MAX &&
+	    __atomic_load_n(&runner_slot_cancel[slot], __ATOMIC_SEQ_CST));
+}
+
+void
+runner_stop_slot(int slot)
+{
+	if (slot >= 0 && slot < RUNNER_SLOTS_MAX)
+		__atomic_store_n(&runner_slot_cancel[slot], 1, __ATOMIC_SEQ_CST);
+}
+
+void
+runner_slot_reset(int slot)
+{
+	if (slot < 0 || slot >= RUNNER_SLOTS_MAX)
+		return;
+	__atomic_store_n(&runner_slot_cancel[slot], 0, __ATOMIC_SEQ_CST);
+	/* a shutdown that came meanwhile stays */
+	if (runner_aborted())
+		__atomic_store_n(&runner_slot_cancel[slot], 1, __ATOMIC_SEQ_CST);
 }
 
 int
@@ -334,7 +363,13 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	runner.output_cap = cfg->output_cap ? cfg->output_cap : 65536;
 	runner.isolated = geteuid() == 0;
 	runner.sandboxed = 0;
+	if (cfg->slots < 1 || cfg->slots > RUNNER_SLOTS_MAX) {
+		util_seterr(err, errlen, "slots must be 1 to %d", RUNNER_SLOTS_MAX);
+		return -EINVAL;
+	}
 	__atomic_store_n(&runner_cancel, 0, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < RUNNER_SLOTS_MAX; i++)
+		__atomic_store_n(&runner_slot_cancel[i], 0, __ATOMIC_SEQ_CST);
 	warm_init(cfg->slots);
 	env_init();
 
@@ -757,7 +792,7 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	int r, have_res = 0;
 
 	*result = NULL;
-	if (runner_aborted())
+	if (runner_stopped(req->slot))
 		return -ECANCELED;
 	if (req->slot < 0 || req->slot >= runner.slots || runner.data_dir == NULL ||
 	    req->python == NULL || req->project_dir == NULL || !runner_module_ok(req->module_path))
@@ -816,7 +851,7 @@ runner_run_module(const struct runner_module_req *req, json_t **result)
 	spec.timeout = req->timeout;
 	spec.out_cap = runner.output_cap;
 	spec.report_cap = RUNNER_REPORT_CAP;
-	spec.cancel = &runner_cancel;
+	spec.cancel = &runner_slot_cancel[req->slot];
 	launch_limits_default(&spec.lim);
 
 	/* the slot folder holds the copy, HOME and TMPDIR; its tmp is also /tmp */
@@ -946,7 +981,7 @@ runner_rerun(int slot, const struct runner_batch *b, const char *lower, const ch
 		json_t *again = NULL;
 		log_info("runner: slot %d reruns %s (rerun %d of %d)", slot, module, k + 1, reruns);
 		r = runner_alone(slot, b, lower, module, &again);
-		if (r == -ECANCELED || runner_aborted()) {
+		if (r == -ECANCELED || runner_stopped(slot)) {
 			json_decref(again);
 			json_decref(runs);
 			return -ECANCELED;
@@ -979,7 +1014,7 @@ runner_alone_counted(int slot, const struct runner_batch *b, const char *lower,
 		json_decref(j);
 		j = NULL;
 		r = runner_alone(slot, b, lower, module, &j);
-		if (r == -ECANCELED || runner_aborted()) {
+		if (r == -ECANCELED || runner_stopped(slot)) {
 			json_decref(j);
 			return -ECANCELED;
 		}
@@ -1007,7 +1042,7 @@ runner_run_batch(const struct runner_batch *b)
 	char *lower = NULL;
 	int r = 0, reruns;
 
-	if (runner_aborted())
+	if (runner_stopped(b->slot))
 		return -ECANCELED;
 	if (b->slot < 0 || b->slot >= runner.slots || runner.data_dir == NULL ||
 	    b->python == NULL || b->project_dir == NULL || b->n == 0 || b->on_result == NULL)
@@ -1022,8 +1057,13 @@ runner_run_batch(const struct runner_batch *b)
 		struct worker *w = warm_worker(b->slot, b->python, setup_project_trusted(b->project_dir));
 		if (w != NULL) {
 			r = warm_run(b->slot, &w, b, lower, b->modules, b->n, results);
-			if (r == -ECANCELED)
+			if (r == -ECANCELED) {
+				/* stopped (its evaluation was cancelled): what finished counts */
+				for (size_t i = 0; i < b->n && !runner_aborted(); i++)
+					if (results[i] != NULL)
+						b->on_result(b->ctx, i, results[i]);
 				goto out;
+			}
 			if (r == -EAGAIN)
 				warm_cold_for(b->slot);
 			r = 0;

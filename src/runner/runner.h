@@ -124,7 +124,8 @@ struct runner_batch {
  * start is tried again (3 times in all); a failed module is rerun as the
  * project's reruns setting says. Without the sandbox, or when no worker can
  * start, each module runs cold (runner_run_module). Returns 0, -ECANCELED at
- * shutdown (results not yet handed over are dropped) or -EINVAL.
+ * shutdown (results not yet handed over are dropped) or after
+ * runner_stop_slot, or -EINVAL.
  */
 int runner_run_batch(const struct runner_batch *b);
 
@@ -134,5 +135,16 @@ int runner_run_batch(const struct runner_batch *b);
  * with -ECANCELED. Any thread; runner_init clears it.
  */
 void runner_abort_all(void);
+
+/*
+ * Stop what slot runs now (its evaluation was cancelled or deleted): its
+ * pytest processes are killed within about 100 ms and runner_run_batch
+ * returns -ECANCELED, after handing over the modules that had finished (in
+ * a shared session too). Any thread. The slot's thread calls
+ * runner_slot_reset before it publishes its next batch, so a stop always
+ * meets the batch that was visible when it was asked for.
+ */
+void runner_stop_slot(int slot);
+void runner_slot_reset(int slot);
 
 #endif

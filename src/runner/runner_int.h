@@ -4,8 +4,8 @@
  * setupcmd.c (set-up commands) and warm.c (warm workers).
  *
  * The state is written by runner_init on the main thread before any other
- * runner call and only read afterwards; runner_cancel is read and written
- * atomically.
+ * runner call and only read afterwards; runner_cancel and runner_slot_cancel
+ * are read and written atomically.
  */
 #ifndef MESHTEST_RUNNER_INT_H
 #define MESHTEST_RUNNER_INT_H
@@ -41,6 +41,9 @@ struct runner_state {
 };
 extern struct runner_state runner;
 extern int runner_cancel;          /* set by runner_abort_all */
+/* Per slot: what the slot runs now is killed (runner_stop_slot, runner_abort_all). */
+#define RUNNER_SLOTS_MAX 256
+extern int runner_slot_cancel[RUNNER_SLOTS_MAX];
 
 /*
  * The set-up uid's lock: set-up commands, and without the sandbox every
@@ -50,6 +53,8 @@ void runner_setup_lock(void);
 void runner_setup_unlock(void);
 /* 1 once runner_abort_all was called. */
 int runner_aborted(void);
+/* 1 when the slot's runs must stop: shutdown, or runner_stop_slot since its batch began. */
+int runner_stopped(int slot);
 /* Kill what a run of uid left behind; only without the sandbox. */
 void runner_sweep(uid_t uid);
 /* Slot i's uid, or (uid_t)-1 when runs are not isolated. */
@@ -135,8 +140,9 @@ struct worker *warm_worker(int slot, const char *python, int trusted);
 void warm_cold_for(int slot);
 /*
  * One pytest process over mods[0..n) in worker *wp: a result for each module
- * that counts from it into results[] (the others NULL). 0, -ECANCELED, or
- * -EAGAIN when the worker could not run it. *wp becomes NULL when the run
+ * that counts from it into results[] (the others NULL). 0, -ECANCELED (a
+ * stop of the slot keeps what finished in results[]), or -EAGAIN when the
+ * worker could not run it. *wp becomes NULL when the run
  * cost the worker.
  */
 int warm_run(int slot, struct worker **wp, const struct runner_batch *b, const char *lower,

@@ -249,7 +249,7 @@ warm_worker(int slot, const char *python, int trusted)
 	ws.uid = uid;
 	ws.sandbox = &sb;
 	ws.start_timeout = WARM_WORKER_START;
-	ws.cancel = &runner_cancel;
+	ws.cancel = &runner_slot_cancel[slot];
 	r = worker_start(&ws, key, &w, err, sizeof(err));
 	if (r == 0 && !worker_has_ns(w)) {
 		snprintf(err, sizeof(err), "runs cannot have their own namespaces here (%s)",
@@ -258,10 +258,11 @@ warm_worker(int slot, const char *python, int trusted)
 		w = NULL;
 		r = -EPERM;
 	}
-	if (r < 0) {
-		if (r != -ECANCELED)
-			log_warn("runner: slot %d runs modules cold (one interpreter each) for "
-				 "%g s: %s", slot, WARM_RETRY, err);
+	if (r == -ECANCELED) {
+		/* stopped (shutdown, or the batch's evaluation was cancelled): not the worker's fault */
+	} else if (r < 0) {
+		log_warn("runner: slot %d runs modules cold (one interpreter each) for "
+			 "%g s: %s", slot, WARM_RETRY, err);
 		rs->cold_until = util_mono() + WARM_RETRY;
 		warm_publish(rs);
 	} else {
@@ -318,6 +319,19 @@ warm_slot_close(int slot)
 		rs->workers[i] = NULL;
 	}
 	warm_publish(rs);
+}
+
+void
+warm_drop_copies(const char *digest)
+{
+	for (int i = 0; runner.work_dir != NULL && i < runner.slots; i++) {
+		char *path = xasprintf("%s/slot-%d/projects/%s", runner.work_dir, i, digest);
+		int r = util_rm_rf(path);
+
+		if (r < 0 && r != -ENOENT)
+			log_warn("runner: cannot remove %s: %s", path, strerror(-r));
+		free(path);
+	}
 }
 
 int
@@ -456,7 +470,9 @@ warm_request(int slot, const struct runner_batch *b, const char *lower,
  * supervise it: per-module deadlines, then a result for each module that
  * counts from this run (all of them for one module; in a session those that
  * finished in it) into results[], the others left NULL. Returns 0,
- * -ECANCELED at shutdown, or -EAGAIN when the worker could not run it. A run
+ * -ECANCELED at shutdown (nothing in results[]) or when the slot was stopped
+ * (results[] holds the modules that finished in the session before it), or
+ * -EAGAIN when the worker could not run it. A run
  * that timed out, crashed or left processes behind costs the worker (*wp
  * becomes NULL): the next run starts a fresh one.
  */
@@ -473,7 +489,7 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot), *msg = NULL;
 	char *report = NULL;
 	size_t rlen = 0;
-	int r, normal;
+	int r, normal, stopped;
 
 	sess = session_new(mods, n, b->timeout, util_mono());
 	wctx.sess = sess;
@@ -482,19 +498,25 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 	watch.on_line = warm_watch_line;
 	watch.deadline = warm_watch_deadline;
 	r = worker_run(w, req, &watch, runner.output_cap, RUNNER_REPORT_CAP, &res);
-	if (res.cancelled || runner_aborted()) {
+	/*
+	 * A shutdown drops everything; a stop of the slot (its evaluation was
+	 * cancelled) keeps the modules that finished in a session before it.
+	 */
+	if (runner_aborted() || (res.cancelled && n == 1)) {
 		r = -ECANCELED;
 		goto out;
 	}
+	stopped = res.cancelled;
 	/* from here on, only what the plugin wrote */
 	report = report_keep_keyed(res.report.data, res.report.len, wctx.key, &rlen);
-	if (r < 0 || !res.started || (msg = warm_worker_error(report, rlen)) != NULL) {
+	if (!stopped && (r < 0 || !res.started ||
+			 (msg = warm_worker_error(report, rlen)) != NULL)) {
 		log_warn("runner: slot %d: the worker could not run %s: %s", slot, mods[0],
 			 msg ? msg : res.error[0] ? res.error : strerror(-r));
 		r = -EAGAIN;
 		goto out;
 	}
-	normal = !res.timed_out && !res.worker_died && res.term_signal == 0 &&
+	normal = !stopped && !res.timed_out && !res.worker_died && res.term_signal == 0 &&
 		 (res.exit_code == 0 || res.exit_code == 1 || res.exit_code == 5);
 	session_end(sess, normal, util_mono());
 	if (n == 1) {
@@ -544,6 +566,8 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 	}
 	if (res.report.dropped > 0)
 		log_warn("runner: report of %s cut at %u bytes", mods[0], RUNNER_REPORT_CAP);
+	if (stopped)
+		r = -ECANCELED;
 out:
 	if (worker_alive(w) && (res.term_signal != 0 || res.rss_kb > WARM_WORKER_RSS_KB ||
 				r == -EAGAIN)) {

@@ -11,5 +11,10 @@ void warm_slot_idle(int slot);
 void warm_slot_close(int slot);
 /* Warm workers the slot has now (any thread). */
 int warm_count(int slot);
+/*
+ * Remove every slot's pristine copy of the project with this digest (a
+ * deleted evaluation's). Any thread, but only while no slot runs it.
+ */
+void warm_drop_copies(const char *digest);
 
 #endif

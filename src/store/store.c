@@ -210,6 +210,64 @@ static const char store_schema[] =
 	STORE_STAT_REF_ADD("NEW.accepted_by", "eval", "NEW.id", "NEW.created_at") " END;"
 
 /*
+ * What GET /evaluation/<id>/events streams, logged by triggers as rows
+ * change here (locally or by a merge): a module starting to run, a module's
+ * result recorded (again, when a better one replaces it), a project failing.
+ * seq numbers one evaluation's events on this node; a module's tests are
+ * read from its result when the event is sent (store_events.c).
+ */
+#define STORE_EVENT(kind, r, idx, path) \
+	"INSERT INTO eval_event(eval_id, seq, kind, project_idx, path) VALUES (" r \
+	".eval_id, coalesce((SELECT max(seq) FROM eval_event WHERE eval_id = " r \
+	".eval_id), 0) + 1, '" kind "', " r "." idx ", " path ");"
+#define STORE_EVENT_TRIGGERS \
+	"CREATE TABLE eval_event (eval_id TEXT NOT NULL, seq INTEGER NOT NULL," \
+	"  kind TEXT NOT NULL, project_idx INTEGER NOT NULL, path TEXT NOT NULL," \
+	"  PRIMARY KEY (eval_id, seq)) WITHOUT ROWID;" \
+	"CREATE TRIGGER module_event_ins AFTER INSERT ON module WHEN NEW.state = 'running'" \
+	" BEGIN " STORE_EVENT("module_claimed", "NEW", "project_idx", "NEW.path") " END;" \
+	"CREATE TRIGGER module_event_upd AFTER UPDATE OF state, node ON module" \
+	" WHEN NEW.state = 'running' AND (OLD.state IS NOT 'running' OR OLD.node IS NOT" \
+	" NEW.node) BEGIN " STORE_EVENT("module_claimed", "NEW", "project_idx", "NEW.path") \
+	" END;" \
+	"CREATE TRIGGER result_event_ins AFTER INSERT ON result BEGIN " \
+	STORE_EVENT("module_done", "NEW", "project_idx", "NEW.path") " END;" \
+	"CREATE TRIGGER result_event_upd AFTER UPDATE OF node, attempt, outcome, body ON result" \
+	" BEGIN " STORE_EVENT("module_done", "NEW", "project_idx", "NEW.path") " END;" \
+	"CREATE TRIGGER project_event_upd AFTER UPDATE OF state ON project" \
+	" WHEN NEW.state = 'error' AND OLD.state IS NOT 'error' BEGIN " \
+	STORE_EVENT("project_error", "NEW", "idx", "''") " END;" \
+	"CREATE TRIGGER project_event_ins AFTER INSERT ON project WHEN NEW.state = 'error'" \
+	" BEGIN " STORE_EVENT("project_error", "NEW", "idx", "''") " END;"
+
+/*
+ * Cancel and delete (store_cancel.c). An evaluation's cancel is its time
+ * (the earliest wins everywhere), replicated like a row of its own in bucket
+ * mt_bucket(-1, ''): its digest joins that bucket and the evaluation's, and a
+ * local cancel is logged for the push as the change (-1, ''). A deleted
+ * evaluation leaves a tombstone (id, time, its share of GET /stats "all")
+ * that replicates and keeps its rows from coming back; the blobs and folders
+ * of its digests wait in file_gc until no evaluation uses them (the engine
+ * removes them, src/engine/gc.c).
+ */
+#define STORE_C_HASH(v) "(CASE WHEN " v " IS NULL THEN 0 ELSE mt_hash('c', " v ") END)"
+#define STORE_CANCEL_TABLES \
+	"ALTER TABLE evaluation ADD COLUMN cancelled_at REAL;" \
+	"CREATE TABLE eval_tomb (id TEXT PRIMARY KEY, deleted_at REAL NOT NULL," \
+	"  share TEXT NOT NULL) WITHOUT ROWID;" \
+	"CREATE TABLE file_gc (digest TEXT PRIMARY KEY, since REAL NOT NULL) WITHOUT ROWID;"
+#define STORE_CANCEL_TRIGGER \
+	"CREATE TRIGGER evaluation_cancel_sync AFTER UPDATE OF cancelled_at ON evaluation" \
+	" WHEN OLD.cancelled_at IS NOT NEW.cancelled_at BEGIN" \
+	" INSERT INTO sync_bucket(eval_id, b, dig) VALUES (NEW.id, mt_bucket(-1, ''), mt_xor(" \
+	STORE_C_HASH("OLD.cancelled_at") ", " STORE_C_HASH("NEW.cancelled_at") "))" \
+	" ON CONFLICT DO UPDATE SET dig = mt_xor(dig, excluded.dig);" \
+	" UPDATE evaluation SET dig = mt_xor(dig, mt_xor(" STORE_C_HASH("OLD.cancelled_at") ", " \
+	STORE_C_HASH("NEW.cancelled_at") ")), ver = ver + 1 WHERE id = NEW.id;" \
+	" INSERT INTO sync_change(eval_id, project_idx, path) SELECT NEW.id, -1, ''" \
+	" WHERE mt_local(); END;"
+
+/*
  * Migrations, one per schema version after the first (PRAGMA user_version
  * says which ran). A database written by an older release gains what the
  * newer code needs; each step runs once, in a transaction with the version.
@@ -278,6 +336,10 @@ static const char *const store_migrations[][8] = {
 	  " done_dur = (SELECT coalesce(sum(duration), 0) FROM result r WHERE"
 	  "  r.eval_id = evaluation.id);",
 	  STORE_STAT_TABLES, STORE_STAT_BACKFILL, STORE_STAT_TRIGGERS },
+	/* 7: the event log of GET /evaluation/<id>/events (from now on; none backfilled) */
+	{ STORE_EVENT_TRIGGERS },
+	/* 8: cancel (replicated), tombstones of deleted evaluations, files to remove */
+	{ STORE_CANCEL_TABLES, STORE_CANCEL_TRIGGER },
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -736,7 +798,7 @@ store_fetch_jobs(struct store *st, const struct store_id *ids, size_t nids,
 		return -EIO;
 	s = store_prep(db, "SELECT p.eval_id, p.idx, e.kind, p.project_id, p.source, p.prefix,"
 	    " e.upload_digest, e.has_token FROM project p JOIN evaluation e ON e.id = p.eval_id"
-	    " WHERE p.state = 'fetching' AND e.id = ? ORDER BY p.idx");
+	    " WHERE p.state = 'fetching' AND e.id = ? AND e.cancelled_at IS NULL ORDER BY p.idx");
 	if (s == NULL)
 		return -EIO;
 	for (size_t k = 0; k < nids; k++) {
@@ -1002,6 +1064,10 @@ fail:
 
 /* ----------------------------------------------------------- scheduling */
 
+/* The state of a module given back (not finished): pending, or cancelled with its evaluation. */
+#define STORE_GIVEN_BACK(id) "(CASE WHEN (SELECT cancelled_at FROM evaluation WHERE id = " \
+	id ") IS NULL THEN 'pending' ELSE 'cancelled' END)"
+
 int
 store_work_list(struct store *st, struct store_work **out, size_t *n)
 {
@@ -1015,9 +1081,9 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 	if (db == NULL)
 		return -EIO;
 	/* Evaluations with something left to do: fetching, pending or running. */
-	s = store_prep(db, "SELECT id, accepted_by, created_at, pend_ready, fetching, running"
-	    " FROM evaluation WHERE pend_ready + pend_unready + running + fetching > 0"
-	    " ORDER BY created_at, id");
+	s = store_prep(db, "SELECT id, accepted_by, created_at, pend_ready, fetching, running,"
+	    " cancelled_at IS NOT NULL FROM evaluation WHERE pend_ready + pend_unready + running"
+	    " + fetching > 0 ORDER BY created_at, id");
 	if (s == NULL)
 		return -EIO;
 	while (sqlite3_step(s) == SQLITE_ROW) {
@@ -1034,6 +1100,7 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 		w->pending = (long)sqlite3_column_int64(s, 3);
 		w->fetching = (long)sqlite3_column_int64(s, 4);
 		w->running = (long)sqlite3_column_int64(s, 5);
+		w->cancelled = sqlite3_column_int(s, 6);
 	}
 	store_finish(s);
 	*out = v;
@@ -1185,7 +1252,7 @@ store_claim_modules(struct store *st, const char *eval_id, const char *node,
 	    " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
 	    " JOIN evaluation e ON e.id = m.eval_id WHERE m.eval_id = ? AND m.project_idx = ?"
 	    " AND m.path = ? AND m.state = 'pending' AND p.state = 'ready' AND"
-	    " p.digest IS NOT NULL");
+	    " p.digest IS NOT NULL AND e.cancelled_at IS NULL");
 	u = store_prep(db, "UPDATE module SET state = 'running', node = ?, attempts = ?,"
 	    " started_at = ?, version = version + 1 WHERE eval_id = ? AND project_idx = ?"
 	    " AND path = ?");
@@ -1301,10 +1368,10 @@ store_release_module(struct store *st, const struct store_claim *c)
 	/*
 	 * Only the claim that was looked at, and only while nothing is recorded
 	 * for the module: a result that arrived meanwhile is final, and a newer
-	 * claim is not this one.
+	 * claim is not this one. In a cancelled evaluation it is cancelled.
 	 */
-	s = store_prep(db, "UPDATE module SET state = 'pending', version = version + 1"
-	    " WHERE eval_id = ?1 AND project_idx = ?2 AND path = ?3 AND state = 'running' AND"
+	s = store_prep(db, "UPDATE module SET state = " STORE_GIVEN_BACK("?1") ","
+	    " version = version + 1 WHERE eval_id = ?1 AND project_idx = ?2 AND path = ?3 AND state = 'running' AND"
 	    " attempts = ?4 AND NOT EXISTS (SELECT 1 FROM result r WHERE r.eval_id = ?1 AND"
 	    " r.project_idx = ?2 AND r.path = ?3)");
 	if (s == NULL)
@@ -1366,8 +1433,8 @@ store_requeue_running(struct store *st, const char *node)
 
 	if (db == NULL)
 		return -EIO;
-	s = store_prep(db, "UPDATE module SET state = 'pending', version = version + 1"
-	    " WHERE state = 'running' AND node = ?");
+	s = store_prep(db, "UPDATE module SET state = " STORE_GIVEN_BACK("module.eval_id") ","
+	    " version = version + 1 WHERE state = 'running' AND node = ?");
 	if (s == NULL)
 		return -EIO;
 	store_bind_text(s, 1, node);

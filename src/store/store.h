@@ -74,9 +74,30 @@ json_t *store_eval_status(struct store *st, const char *id, double now);
 char *store_eval_status_text(struct store *st, const char *id, double now, size_t *len);
 /* The GET /evaluation/<id>/results document, or NULL. */
 json_t *store_eval_results(struct store *st, const char *id, double now);
+/*
+ * Up to limit of an evaluation's events after event "<after>" (with after_k
+ * > 0: after test after_k of module_done event <after>), oldest first, as
+ * [{"id", "event", "data"}] (store_events.c); NULL when SQLite fails.
+ */
+json_t *store_events_after(struct store *st, const char *eval_id, long long after,
+    int after_k, int limit);
+/* 1 while the evaluation has work left (fetching, pending, running), 0 when
+ * not, -ENOENT when unknown, -EIO. From its counters: no scan. */
+int store_eval_active(struct store *st, const char *eval_id);
 /* The "all" part of GET /stats and one "nodes" entry for address. */
 json_t *store_stats_all(struct store *st);
 json_t *store_stats_node(struct store *st, const char *address);
+
+/* The work left in the store, from the evaluations' running counters (GET /metrics). */
+struct store_queue {
+	long pending;       /* modules waiting for a slot (of ready projects or not) */
+	long running;       /* modules claimed and not finished */
+	long fetching;      /* projects whose files are still to fetch */
+};
+/* Sums the counters of the evaluations with work left only (an index); 0 or -EIO. */
+int store_queue(struct store *st, struct store_queue *out);
+/* Bytes of the database files (main and write-ahead log); 0 or -errno. */
+int store_disk_bytes(struct store *st, uint64_t *bytes);
 
 /* A project still to fetch, for the fetcher (after acceptance or a restart). */
 struct store_fetch_job {
@@ -143,6 +164,7 @@ struct store_work {
 	long pending;            /* pending modules of ready projects */
 	long fetching;           /* projects still to fetch */
 	long running;            /* modules running */
+	int cancelled;           /* a cancel reached this node (store_cancel_settle) */
 };
 /* Evaluations with work left, oldest first (free *out). */
 int store_work_list(struct store *st, struct store_work **out, size_t *n);
@@ -240,7 +262,11 @@ json_t *store_sync_export_buckets(struct store *st, const char *id, const int *b
  * (-EINVAL: malformed). What a merge changes is not logged as a change.
  */
 int store_sync_merge(struct store *st, json_t *doc);
-/* {"<id>": "<16 hex digits>", ...}: each evaluation's digest (new reference). */
+/*
+ * {"<id>": "<16 hex digits>", ...}: each evaluation's digest, and
+ * STORE_SYNC_DELETED for each deleted one (new reference).
+ */
+#define STORE_SYNC_DELETED "deleted"
 json_t *store_sync_digests(struct store *st);
 /* The evaluation's bucket digests (all 0 when it has no rows here). */
 int store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUCKETS]);
@@ -260,5 +286,49 @@ void store_sync_changes_free(struct store_sync_change *c, size_t n);
  * beats (cur_attempt, cur_node). Pure.
  */
 int store_result_wins(int attempt, const char *node, int cur_attempt, const char *cur_node);
+
+/*
+ * Cancel and delete (store_cancel.c). The rule a cancel and a finish settle
+ * by, on every node: per module, a recorded result wins over a cancel; a
+ * module without a result in a cancelled evaluation is "cancelled" and counts
+ * nowhere (not executed, pending or in progress, in no percentage or grade);
+ * the evaluation's status is "cancelled" once none of its modules runs.
+ *
+ * store_eval_cancel marks the evaluation cancelled now (replicated; the
+ * earliest time wins): 0, -ENOENT (no such evaluation), -EALREADY (already
+ * cancelled) or -EPERM (nothing left to stop: done or failed).
+ */
+int store_eval_cancel(struct store *st, const char *id, double now);
+/*
+ * The coordinator's part of a cancel (only once the evaluation is cancelled):
+ * pending modules become "cancelled", projects still to fetch get an error.
+ * Returns how many rows changed, or <0. Running modules go to "cancelled"
+ * when they are given back (store_release_module, store_requeue_running).
+ */
+int store_cancel_settle(struct store *st, const char *id, double now);
+/* Modules of the evaluation running now (one row, no scan), or -1 when it is unknown. */
+long store_eval_running(struct store *st, const char *id);
+/* 1 when nothing of the evaluation may start or run here: cancelled or deleted. */
+int store_eval_stopped(struct store *st, const char *id);
+/* 1 when the evaluation was deleted (its tombstone is here). */
+int store_eval_tombstoned(struct store *st, const char *id);
+/*
+ * Delete the evaluation here: its rows go, a tombstone (id, time, its share
+ * of GET /stats "all") stays and replicates, and its digests are queued for
+ * the engine to remove their files. GET /stats totals do not change.
+ * 0 or -ENOENT (unknown, or deleted already).
+ */
+int store_eval_delete(struct store *st, const char *id, double now);
+
+/* A blob's digest (64 hex digits), for lists of them. */
+struct store_digest {
+	char d[65];
+};
+/* Digests of deleted evaluations whose files may go, oldest first (free *out). */
+int store_gc_list(struct store *st, size_t max, struct store_digest **out, size_t *n);
+/* The files of digest are gone (or in use again): forget it. */
+int store_gc_done(struct store *st, const char *digest);
+/* 1 when an evaluation here uses digest (a project's files, an upload, tests). */
+int store_digest_used(struct store *st, const char *digest);
 
 #endif

@@ -5,7 +5,8 @@
  *
  * store.c owns the schema, the connections and the writes of this node's own
  * work; store_read.c the documents the API answers; store_sync.c what
- * replicates (row digests, the change log, exports and merges).
+ * replicates (row digests, the change log, exports and merges);
+ * store_cancel.c cancels, tombstones and the files deleted evaluations leave.
  */
 #ifndef MESHTEST_STORE_INT_H
 #define MESHTEST_STORE_INT_H
@@ -92,5 +93,18 @@ int store_sync_merge_result(sqlite3 *db, const char *eval_id, json_t *r);
  * change log's switch), registered on every new connection. store_sync.c.
  */
 int store_sync_register(sqlite3 *db);
+
+/* Cancel and delete, for the merge (store_cancel.c): 1 when id was deleted here. */
+int store_tomb_has(sqlite3 *db, const char *id);
+/* The tombstone of id as a replicated document ({"id", "deleted_at", "share"}) or NULL. */
+json_t *store_tomb_doc(struct store *st, const char *id);
+/*
+ * A tombstone from another node, inside the caller's transaction: the
+ * evaluation's rows go (its share of /stats is counted when this node never
+ * counted any of it). 1 when it was new here, 0 when not, or -EIO.
+ */
+int store_tomb_merge(sqlite3 *db, const char *id, json_t *doc);
+/* A replicated cancel time (a number, else nothing): the earliest wins. Rows changed or -EIO. */
+int store_cancel_merge(sqlite3 *db, const char *id, json_t *at);
 
 #endif

@@ -1,12 +1,13 @@
 /*
  * store_read.c - the documents the API answers from the store: the list of
- * evaluations, an evaluation's status and results, and the counters of
- * GET /stats.
+ * evaluations, an evaluation's status and results, the counters of
+ * GET /stats, and the queue and file sizes of GET /metrics.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/score.h"
 #include "core/util.h"
@@ -42,14 +43,16 @@ eval_doc(struct store *st, const char *id, double now, int details,
 	double created, last_event;
 	long passed = 0, failed = 0, skipped = 0;
 	long executed = 0, running = 0, pending = 0, fetching = 0, nproj = 0, nerror = 0;
+	long cancelled_mods = 0;
 	double grade_sum = 0;
+	json_t *cancelled_at = NULL;
 
 	if (db == NULL)
 		return NULL;
 	if (store_exec(db, "BEGIN") < 0)
 		return NULL;
-	s = store_prep(db, "SELECT created_at, last_event_at, accepted_by, kind, ver FROM"
-	    " evaluation WHERE id = ?");
+	s = store_prep(db, "SELECT created_at, last_event_at, accepted_by, kind, ver,"
+	    " cancelled_at FROM evaluation WHERE id = ?");
 	if (s == NULL)
 		goto out;
 	store_bind_text(s, 1, id);
@@ -62,8 +65,12 @@ eval_doc(struct store *st, const char *id, double now, int details,
 		ck->created = created;
 		ck->last_event = last_event;
 	}
-	doc = json_pack("{s:s, s:s, s:s, s:f}", "id", id, "accepted_by", store_col_text(s, 2),
-	    "kind", store_col_text(s, 3), "created_at", created);
+	/* cancelled: what is not finished counts nowhere (store_cancel.c) */
+	cancelled_at = sqlite3_column_type(s, 5) == SQLITE_NULL ? json_null() :
+	    json_real(sqlite3_column_double(s, 5));
+	doc = json_pack("{s:s, s:s, s:s, s:f, s:o}", "id", id, "accepted_by",
+	    store_col_text(s, 2), "kind", store_col_text(s, 3), "created_at", created,
+	    "cancelled_at", cancelled_at);
 	store_finish(s);
 
 	pp = json_object();
@@ -144,6 +151,10 @@ eval_doc(struct store *st, const char *id, double now, int details,
 			json_object_set_new(mf, key, json_real(score_percent(f, p + f)));
 		} else if (strcmp(state, "running") == 0) {
 			running++;
+		} else if (strcmp(state, "cancelled") == 0 || !json_is_null(cancelled_at)) {
+			/* a pending module of a cancelled evaluation never starts */
+			state = "cancelled";
+			cancelled_mods++;
 		} else {
 			pending++;
 		}
@@ -167,8 +178,10 @@ eval_doc(struct store *st, const char *id, double now, int details,
 	s = NULL;
 
 	{
-		int active = fetching > 0 || running > 0 || pending > 0;
-		const char *status = active ? "running" :
+		int cancelled = !json_is_null(cancelled_at);
+		/* a cancelled evaluation fetches nothing more: only what runs keeps it going */
+		int active = running > 0 || (!cancelled && (fetching > 0 || pending > 0));
+		const char *status = active ? "running" : cancelled ? "cancelled" :
 		    (nproj == 0 || nerror == nproj || executed == 0) ? "failed" : "done";
 		double elapsed = (active ? now : last_event) - created;
 
@@ -185,6 +198,7 @@ eval_doc(struct store *st, const char *id, double now, int details,
 		json_object_set_new(doc, "executed", json_integer(executed));
 		json_object_set_new(doc, "in_progress", json_integer(running));
 		json_object_set_new(doc, "pending", json_integer(pending));
+		json_object_set_new(doc, "cancelled", json_integer(cancelled_mods));
 		json_object_set_new(doc, "nota_final",
 		    json_real(nproj > 0 ? grade_sum / (double)nproj : 0.0));
 		json_object_set_new(doc, "nota_final_per_project", np);
@@ -415,7 +429,9 @@ store_stats_node(struct store *st, const char *address)
 				v[i] = sqlite3_column_int64(s, i);
 		store_finish(s);
 	}
+	/* a deleted evaluation's share stays in the totals, its id is not listed */
 	if ((s = store_prep(db, "SELECT key FROM stat_ref WHERE node = ? AND kind = 'eval'"
+	    " AND NOT EXISTS (SELECT 1 FROM eval_tomb t WHERE t.id = stat_ref.key)"
 	    " ORDER BY created, key")) != NULL) {
 		store_bind_text(s, 1, address);
 		while (sqlite3_step(s) == SQLITE_ROW)
@@ -426,4 +442,48 @@ store_stats_node(struct store *st, const char *address)
 out:
 	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "address", address, "failed", v[0],
 	    "passed", v[1], "projects", v[2], "modules", v[3], "evaluations", evals);
+}
+
+int
+store_queue(struct store *st, struct store_queue *out)
+{
+	sqlite3 *db = store_db(st);
+	sqlite3_stmt *s;
+
+	memset(out, 0, sizeof(*out));
+	if (db == NULL)
+		return -EIO;
+	/* The WHERE is evaluation_active's: finished evaluations are never read. */
+	s = store_prep(db, "SELECT coalesce(sum(pend_ready + pend_unready), 0),"
+	    " coalesce(sum(running), 0), coalesce(sum(fetching), 0) FROM evaluation"
+	    " WHERE pend_ready + pend_unready + running + fetching > 0");
+	if (s == NULL)
+		return -EIO;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		out->pending = (long)sqlite3_column_int64(s, 0);
+		out->running = (long)sqlite3_column_int64(s, 1);
+		out->fetching = (long)sqlite3_column_int64(s, 2);
+	}
+	store_finish(s);
+	return 0;
+}
+
+int
+store_disk_bytes(struct store *st, uint64_t *bytes)
+{
+	static const char *const suffix[] = { "", "-wal" };
+	struct stat sb;
+
+	*bytes = 0;
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		char *p = xasprintf("%s%s", st->path, suffix[i]);
+		int r = stat(p, &sb) < 0 ? -errno : 0;
+
+		free(p);
+		if (r == 0)
+			*bytes += (uint64_t)sb.st_blocks * 512;
+		else if (i == 0)
+			return r;
+	}
+	return 0;
 }

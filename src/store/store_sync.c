@@ -11,7 +11,11 @@
  *  - a module's state has one writer (the node that schedules it), which
  *    bumps its version on every change: the higher version wins; a module
  *    with a result is done;
- *  - results: store_result_wins() below.
+ *  - results: store_result_wins() below;
+ *  - a cancel (the header's cancelled_at) is kept, the earliest time wins;
+ *    between two module rows of one version, "cancelled" wins;
+ *  - a tombstone ({"id", "deleted_at", "share"}) deletes the evaluation's
+ *    rows, and no row of it is taken afterwards (store_cancel.c).
  *
  * Cost by change, not by evaluation: every replicated row has a digest
  * (mt_hash of what merges), and the schema's triggers keep, per evaluation
@@ -290,7 +294,7 @@ sync_begin(struct store *st, const char *id, struct sync_doc *d)
 	if (d->db == NULL || store_exec(d->db, "BEGIN") < 0)
 		return -EIO;
 	s = store_prep(d->db, "SELECT created_at, kind, accepted_by, settings, has_token,"
-	    " last_event_at, upload_digest FROM evaluation WHERE id = ?");
+	    " last_event_at, upload_digest, cancelled_at FROM evaluation WHERE id = ?");
 	if (s == NULL || (store_bind_text(s, 1, id), sqlite3_step(s)) != SQLITE_ROW) {
 		store_finish(s);
 		store_exec(d->db, "COMMIT");
@@ -302,6 +306,8 @@ sync_begin(struct store *st, const char *id, struct sync_doc *d)
 	    "accepted_by", store_col_text(s, 2), "settings", settings ? settings : json_object(),
 	    "has_token", sqlite3_column_int(s, 4), "last_event_at",
 	    sqlite3_column_double(s, 5), "upload_digest", sync_text_or_null(s, 6));
+	if (sqlite3_column_type(s, 7) != SQLITE_NULL)
+		json_object_set_new(d->doc, "cancelled_at", json_real(sqlite3_column_double(s, 7)));
 	store_finish(s);
 	d->projects = json_array();
 	d->modules = json_array();
@@ -341,8 +347,8 @@ store_sync_export(struct store *st, const char *id)
 	struct sync_doc d;
 	int r;
 
-	if (sync_begin(st, id, &d) < 0)
-		return NULL;
+	if ((r = sync_begin(st, id, &d)) < 0)
+		return r == -ENOENT ? store_tomb_doc(st, id) : NULL;
 	r = sync_query(&d, SYNC_PROJECTS, " ORDER BY idx", 0, NULL);
 	if (r == 0)
 		r = sync_query(&d, SYNC_MODULES, " ORDER BY project_idx, path", 0, NULL);
@@ -358,8 +364,8 @@ store_sync_export_keys(struct store *st, const char *id, const struct store_sync
 	struct sync_doc d;
 	int r = 0;
 
-	if (sync_begin(st, id, &d) < 0)
-		return NULL;
+	if ((r = sync_begin(st, id, &d)) < 0)
+		return r == -ENOENT ? store_tomb_doc(st, id) : NULL;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if (keys[i].path[0] == '\0') {
 			r = sync_query(&d, SYNC_PROJECTS, " AND idx = ?2", keys[i].project_idx, NULL);
@@ -382,8 +388,8 @@ store_sync_export_buckets(struct store *st, const char *id, const int *buckets, 
 	struct sync_doc d;
 	int r = 0;
 
-	if (sync_begin(st, id, &d) < 0)
-		return NULL;
+	if ((r = sync_begin(st, id, &d)) < 0)
+		return r == -ENOENT ? store_tomb_doc(st, id) : NULL;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		r = sync_query(&d, SYNC_PROJECTS, " AND mt_bucket(idx, '') = ?2", buckets[i], NULL);
 		if (r == 0)
@@ -411,6 +417,9 @@ store_sync_merge_result(sqlite3 *db, const char *id, json_t *r)
 	char *text;
 
 	if (path == NULL || node == NULL || !json_is_object(body))
+		return 0;
+	/* A deleted evaluation's late result (a worker that finished it) is dropped. */
+	if (store_tomb_has(db, id))
 		return 0;
 	s = store_prep(db, "SELECT attempt, node FROM result WHERE eval_id = ? AND"
 	    " project_idx = ? AND path = ?");
@@ -471,6 +480,24 @@ store_sync_merge_result(sqlite3 *db, const char *id, json_t *r)
 	return changed;
 }
 
+/* A tombstone ({"id", "deleted_at", "share"}): the evaluation goes here too. */
+static int
+sync_merge_tomb(sqlite3 *db, const char *id, json_t *doc)
+{
+	int r;
+
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	sync_merging = 1;
+	r = store_tomb_merge(db, id, doc);
+	sync_merging = 0;
+	if (r < 0 || store_exec(db, "COMMIT") < 0) {
+		store_exec(db, "ROLLBACK");
+		return -EIO;
+	}
+	return r;
+}
+
 int
 store_sync_merge(struct store *st, json_t *doc)
 {
@@ -482,12 +509,19 @@ store_sync_merge(struct store *st, json_t *doc)
 	size_t i;
 	int changed = 0, r;
 
+	if (id != NULL && util_is_uuid(id) && json_is_number(json_object_get(doc, "deleted_at")))
+		return sync_merge_tomb(db, id, doc);
 	if (id == NULL || !util_is_uuid(id) || !json_is_object(settings) ||
 	    json_string_value(json_object_get(doc, "kind")) == NULL ||
 	    json_string_value(json_object_get(doc, "accepted_by")) == NULL)
 		return -EINVAL;
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
+	/* A deleted evaluation never comes back: not by a push, a pull or a late node. */
+	if (store_tomb_has(db, id)) {
+		store_exec(db, "COMMIT");
+		return 0;
+	}
 	sync_merging = 1;
 	sender_rank = json_object();
 	settings_text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
@@ -509,6 +543,9 @@ store_sync_merge(struct store *st, json_t *doc)
 	changed += sqlite3_changes(db);
 	store_finish(s);
 	s = NULL;
+	if ((r = store_cancel_merge(db, id, json_object_get(doc, "cancelled_at"))) < 0)
+		goto fail;
+	changed += r;
 
 	json_array_foreach(json_object_get(doc, "projects"), i, v) {
 		const char *state = json_string_value(json_object_get(v, "state"));
@@ -596,7 +633,8 @@ store_sync_merge(struct store *st, json_t *doc)
 		    " node = ?5, attempts = ?6, version = ?7,"
 		    " est = CASE WHEN ?11 THEN ?8 ELSE coalesce(est, ?8) END,"
 		    " known = max(known, ?11), iname = coalesce(iname, ?9)"
-		    " WHERE state != 'done' AND version < ?7");
+		    " WHERE state != 'done' AND (version < ?7 OR (version = ?7 AND"
+		    " ?4 = 'cancelled' AND state != 'cancelled'))");
 		if (s == NULL)
 			goto fail;
 		store_bind_text(s, 1, id);
@@ -653,6 +691,12 @@ store_sync_digests(struct store *st)
 		snprintf(hex, sizeof(hex), "%016" PRIx64, (uint64_t)sqlite3_column_int64(s, 1));
 		json_object_set_new(out, store_col_text(s, 0), json_string(hex));
 	}
+	store_finish(s);
+	/* A deleted evaluation is "deleted" (its tombstone), so that it spreads. */
+	if ((s = store_prep(db, "SELECT id FROM eval_tomb")) == NULL)
+		return out;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		json_object_set_new(out, store_col_text(s, 0), json_string(STORE_SYNC_DELETED));
 	store_finish(s);
 	return out;
 }

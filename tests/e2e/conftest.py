@@ -263,8 +263,23 @@ class Node:
                          + "\n".join(bad[:20]) + "\n" + self.log_tail(150))
 
     # ---- HTTP -----------------------------------------------------------
+    def api_token(self):
+        """The API token the node was started with (its environment), if any."""
+        env = dict(os.environ)
+        env.update(self.env_extra())
+        return env.get("MESHTEST_API_TOKEN") or None
+
+    def auth(self, headers):
+        """headers plus the node's API token, as a client that holds it
+        sends; a test that sets Authorization itself (or None: no token)
+        keeps its own."""
+        hdrs = dict(headers or {})
+        if "Authorization" not in hdrs and self.api_token():
+            hdrs["Authorization"] = "Bearer " + self.api_token()
+        return {k: v for k, v in hdrs.items() if v is not None}
+
     def request(self, method, path, body=None, headers=None, timeout=30):
-        return http_request(self.port, method, path, body, headers, timeout)
+        return http_request(self.port, method, path, body, self.auth(headers), timeout)
 
     def get(self, path, timeout=30):
         st, js, _ = self.request("GET", path, timeout=timeout)

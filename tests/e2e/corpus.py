@@ -348,6 +348,13 @@ def zip_dir(src, dest, prefix=""):
     return dest
 
 
+def gamma_zip(tmp):
+    """<tmp>/gamma.zip: project gamma alone (5 passing tests)."""
+    src = os.path.join(tmp, "gamma-src")
+    write_gamma(src)
+    return zip_dir(src, os.path.join(tmp, "gamma.zip"))
+
+
 def zip_add_symlink(zip_path, member, target):
     """Append a symlink member (unix mode 0120777) pointing at target."""
     info = zipfile.ZipInfo(member)

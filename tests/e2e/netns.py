@@ -153,7 +153,7 @@ class NsNode(Node):
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         return ns_http(self.ns, self.ip, self.port, method, path, body,
-                       headers, timeout)
+                       self.auth(headers), timeout)
 
     def env_extra(self):
         return self.secrets_env

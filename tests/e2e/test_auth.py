@@ -1,5 +1,6 @@
 """Authentication: the cluster MAC on internal requests and their answers,
-the API token on submissions, and secrets that never leave memory.
+the API token on submissions and on every read of evaluation data,
+requests from other web sites, and secrets that never leave memory.
 
 Every node here runs with a random cluster key and API token in its
 environment (never on its command line)."""
@@ -141,7 +142,7 @@ def test_api_token_and_secrets_stay_in_memory(keyed_node, tmp_path):
     corpus.zip_dir(str(tmp_path / "src"), str(zip_path))
     data = zip_path.read_bytes()
     body, ctype = encode_multipart({}, {"file": ("g.zip", data, "application/zip")})
-    # Submitting needs the token; reads stay open.
+    # Submitting needs the token.
     st, _, out = raw(n.port, "POST", "/evaluation", body, {"Content-Type": ctype})
     assert st == 401 and b"API token" in out
     st, _, _ = raw(n.port, "POST", "/evaluation", body,
@@ -173,3 +174,78 @@ def test_api_token_and_secrets_stay_in_memory(keyed_node, tmp_path):
     for s in needles:
         assert s not in log
         assert s not in cmdline
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(120)
+def test_reads_of_evaluation_data_need_the_token(keyed_node, tmp_path):
+    """Grades and failure messages are personal data: with an API token,
+    the list, the status and the results need it (401 without, or with a
+    wrong one); /stats, /network and /health stay open."""
+    n = keyed_node
+    eid = n.submit_zip(corpus.gamma_zip(str(tmp_path)))
+    wait_done(n, eid, timeout=90)
+    for path in ("/evaluation", f"/evaluation/{eid}", f"/evaluation/{eid}/results"):
+        for auth in (None, "Bearer " + "y" * 64, "Basic " + TOKEN, TOKEN):
+            hdrs = {"Authorization": auth} if auth else {}
+            st, _, out = raw(n.port, "GET", path, headers=hdrs)
+            assert st == 401, (path, auth, st, out)
+            assert b"API token" in out
+        st, _, out = raw(n.port, "GET", path, headers={"Authorization": "Bearer " + TOKEN})
+        assert st == 200, (path, out)
+        assert eid.encode() in out
+    for path in ("/stats", "/network", "/health"):
+        st, _, out = raw(n.port, "GET", path)
+        assert st == 200, (path, out)
+    st, _, out = raw(n.port, "GET", "/stats")
+    assert json.loads(out)["all"]["passed"] == 5
+
+
+CROSS_SITE = [
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+    {"Origin": "http://127.0.0.1:1"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},          # another port of the same host
+    {"Sec-Fetch-Site": "cross-site", "Origin": "http://127.0.0.1:{port}"},
+]
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(120)
+def test_cross_site_submissions_are_refused(make_node, tmp_path):
+    """A web page in the user's browser cannot submit code to a loopback
+    node without a token: its multipart POST carries the page's Origin and
+    Sec-Fetch-Site, and the node answers 403 before reading the upload.
+    The node's own pages (same-origin), a typed URL (none) and programs
+    (neither header) may."""
+    n = make_node(name="site")
+    data = open(corpus.gamma_zip(str(tmp_path)), "rb").read()
+    body, ctype = encode_multipart({}, {"file": ("g.zip", data, "application/zip")})
+    for extra in CROSS_SITE:
+        hdrs = {"Content-Type": ctype}
+        hdrs.update({k: v.format(port=n.port) for k, v in extra.items()})
+        st, _, out = raw(n.port, "POST", "/evaluation", body, hdrs)
+        assert st == 403, (extra, st, out)
+        assert b"another web site" in out
+    st, evals = n.get("/evaluation")
+    assert st == 200 and evals["evaluations"] == []
+    assert "refused: sent from another site" in n.log_text()
+    accepted = []
+    for extra in ({"Sec-Fetch-Site": "same-origin", "Origin": f"http://127.0.0.1:{n.port}"},
+                  {"Sec-Fetch-Site": "none"},
+                  {"Origin": f"http://127.0.0.1:{n.port}"},
+                  {}):
+        hdrs = {"Content-Type": ctype}
+        hdrs.update(extra)
+        st, _, out = raw(n.port, "POST", "/evaluation", body, hdrs)
+        assert st == 201, (extra, st, out)
+        accepted.append(json.loads(out)["id"])
+    for eid in accepted:
+        doc = wait_done(n, eid, timeout=90)
+        assert doc["passed"] == 5
+    # a JSON submission from another site is refused as well
+    st, _, out = raw(n.port, "POST", "/evaluation",
+                     json.dumps({"projects": ["https://example.invalid/x.git"]}).encode(),
+                     {"Content-Type": "application/json", "Origin": "http://evil.example"})
+    assert st == 403, out

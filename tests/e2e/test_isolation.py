@@ -342,6 +342,7 @@ def slot_uid(node):
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("isolation", ["module", "project"])
+@pytest.mark.serial
 def test_worker_killed_mid_module_loses_nothing(make_node, tmp_path, isolation):
     """Twelve modules of equal size on one slot: claims of four, the slow
     one first. The worker dies (SIGKILL) during its slow test."""

@@ -20,6 +20,9 @@ import conftest
 from conftest import loop_nodes, peers_view as view_of, running, wait_for
 from netns import Busy, ns_cluster
 
+# failure detection within seconds: measured alone
+pytestmark = pytest.mark.serial
+
 
 # --------------------------------------------------------------------------
 # helpers

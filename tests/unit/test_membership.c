@@ -826,10 +826,38 @@ test_sim_goodbye(void **state)
 	sim_free(&s);
 }
 
+/* Members by state for GET /metrics: self counts as alive, then as left. */
+static void
+test_count_by_state(void **state)
+{
+	struct membership *m = mk(A, 1);
+	json_t *bye;
+
+	(void)state;
+	assert_int_equal(membership_count(m, MEMBERSHIP_ALIVE), 1);
+	feed(m, msg_with("ack", D, 1, NULL, NULL, 0, NULL), 0.0);
+	feed(m, msg_with("ack", E, 1, NULL, NULL, 0, NULL), 0.0);
+	feed(m, msg_with("ack", B, 1, C, "suspect", 1, B), 0.0);
+	feed(m, msg_with("ack", B, 1, D, "dead", 1, B), 0.0);
+	feed(m, msg_with("leave", E, 1, NULL, NULL, 0, NULL), 0.0);
+	assert_int_equal(state_of(m, C), MEMBERSHIP_SUSPECT);
+	assert_int_equal(membership_count(m, MEMBERSHIP_ALIVE), 2);
+	assert_int_equal(membership_count(m, MEMBERSHIP_SUSPECT), 1);
+	assert_int_equal(membership_count(m, MEMBERSHIP_DEAD), 1);
+	assert_int_equal(membership_count(m, MEMBERSHIP_LEFT), 1);
+	assert_int_equal(membership_count(m, (enum membership_state)7), 0);
+	bye = membership_leave(m);
+	json_decref(bye);
+	assert_int_equal(membership_count(m, MEMBERSHIP_ALIVE), 1);
+	assert_int_equal(membership_count(m, MEMBERSHIP_LEFT), 2);
+	membership_free(m);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_count_by_state),
 		cmocka_unit_test(test_join_via_seed),
 		cmocka_unit_test(test_miss_pingreq_suspect_dead),
 		cmocka_unit_test(test_indirect_ack_saves),

@@ -1,0 +1,177 @@
+/*
+ * api_events.c - GET /evaluation/<id>/events: an evaluation's events as
+ * Server-Sent Events, from any node, until it is over.
+ *
+ *   id: 12            event: module_claimed   data: {"project", "module", "node"}
+ *   id: 13:1 ... 13:n event: test_finished    data: {"project", "module", "nodeid",
+ *                                                    "outcome", "duration", "message"}
+ *   id: 13            event: module_done      data: {"project", "module", "node",
+ *                                                    "outcome", "passed", ...}
+ *   id: 14            event: project_error    data: {"project", "error"}
+ *   id: end           event: evaluation_done  data: {"status", "passed", ...}
+ *
+ * A client that reconnects with Last-Event-ID (or ?last_event_id=, for
+ * clients that cannot set headers) gets what follows that event and nothing
+ * twice; after "end" the answer is 204, which tells an EventSource to stop.
+ * The events are this node's log of the rows as they reached it (store.c),
+ * so ids are per node: resume on the node that sent them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "core/buf.h"
+#include "core/util.h"
+#include "engine/engine.h"
+#include "store/store.h"
+
+#define EVENTS_PAGE 200            /* events read from the store at once */
+#define EVENTS_KEEPALIVE 15.0      /* seconds between comments on a quiet stream */
+#define EVENTS_BUF_MAX (64u << 20) /* one page of events, formatted */
+
+struct events_stream {
+	struct store *st;
+	char id[37];
+	long long after;           /* the last event sent ... */
+	int after_k;               /* ... and the last test of it (module_done) */
+	int ended;                 /* evaluation_done is in out */
+	struct buf out;            /* formatted, not yet sent */
+	size_t sent;
+	double last_out;           /* util_mono() of the last bytes */
+};
+
+static void
+events_put(struct events_stream *es, const char *id, const char *kind, json_t *data)
+{
+	char *text = json_dumps(data, JSON_COMPACT);
+
+	buf_printf(&es->out, "id: %s\nevent: %s\ndata: %s\n\n", id, kind, text ? text : "{}");
+	free(text);
+}
+
+/* Remember where a sent event leaves the client: "<seq>" or "<seq>:<k>". */
+static void
+events_mark(struct events_stream *es, const char *id)
+{
+	char *end = NULL;
+
+	es->after = strtoll(id, &end, 10);
+	es->after_k = (end != NULL && *end == ':') ? atoi(end + 1) : 0;
+}
+
+/* Queue what the store has after the mark; how many events. */
+static size_t
+events_fetch(struct events_stream *es)
+{
+	json_t *evs = store_events_after(es->st, es->id, es->after, es->after_k, EVENTS_PAGE);
+	json_t *ev;
+	size_t i;
+
+	json_array_foreach(evs, i, ev) {
+		const char *id = json_string_value(json_object_get(ev, "id"));
+
+		events_put(es, id, json_string_value(json_object_get(ev, "event")),
+		    json_object_get(ev, "data"));
+		events_mark(es, id);
+	}
+	i = json_array_size(evs);
+	json_decref(evs);
+	return i;
+}
+
+/* The evaluation's end: its summary from the status document. */
+static void
+events_end(struct events_stream *es)
+{
+	static const char *const keep[] = { "status", "passed", "failed", "skipped",
+		"executed", "percent_passed", "percent_failed", "nota_final", "elapsed_seconds" };
+	size_t len = 0;
+	char *text = store_eval_status_text(es->st, es->id, util_now(), &len);
+	json_t *doc = text ? json_loadb(text, len, 0, NULL) : NULL, *sum = json_object();
+
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		json_t *v = json_object_get(doc, keep[i]);
+		if (v != NULL)
+			json_object_set(sum, keep[i], v);
+	}
+	events_put(es, "end", "evaluation_done", sum);
+	json_decref(sum);
+	json_decref(doc);
+	free(text);
+	es->ended = 1;
+}
+
+static long
+events_fill(void *ctx, char *out, size_t max)
+{
+	struct events_stream *es = ctx;
+	size_t n;
+
+	if (es->sent == es->out.len) {
+		if (es->ended)
+			return -1;
+		es->sent = 0;
+		buf_reset(&es->out);
+		if (events_fetch(es) == 0) {
+			int active = store_eval_active(es->st, es->id);
+			/* once idle, what came before the counters said so is logged: look again */
+			if (active <= 0 && events_fetch(es) == 0)
+				events_end(es);
+			else if (active > 0 && util_mono() - es->last_out >= EVENTS_KEEPALIVE)
+				buf_printf(&es->out, ": keepalive\n\n");
+		}
+		if (es->out.len == 0)
+			return 0;
+	}
+	n = es->out.len - es->sent;
+	if (n > max)
+		n = max;
+	memcpy(out, es->out.data + es->sent, n);
+	es->sent += n;
+	es->last_out = util_mono();
+	return (long)n;
+}
+
+static void
+events_done(void *ctx)
+{
+	struct events_stream *es = ctx;
+
+	buf_free(&es->out);
+	free(es);
+}
+
+static json_t *
+get_events(struct http_request *req, void *ctx, int *status)
+{
+	const char *id = http_request_param(req, 0);
+	const char *last = http_request_header(req, "Last-Event-ID");
+	struct store *st = engine_store(api_engine(ctx));
+	struct events_stream *es;
+
+	if (last == NULL)
+		last = http_request_query(req, "last_event_id");
+	if (!util_is_uuid(id) || store_eval_active(st, id) < 0)
+		return http_error(status, 404, "not found");
+	if (last != NULL && strcmp(last, "end") == 0) {
+		*status = 204;
+		return NULL;
+	}
+	es = xcalloc(1, sizeof(*es));
+	es->st = st;
+	buf_init(&es->out, EVENTS_BUF_MAX);
+	snprintf(es->id, sizeof(es->id), "%s", id);
+	if (last != NULL)
+		events_mark(es, last);
+	buf_printf(&es->out, "retry: 1000\n\n");
+	es->last_out = util_mono();
+	http_request_respond_stream(req, "text/event-stream", events_fill, events_done, es);
+	*status = 200;
+	return NULL;
+}
+
+const struct http_route api_events_routes[] = {
+	{ "GET", "/evaluation/*/events", HTTP_BODY_NONE, HTTP_ROUTE_TOKEN, get_events },
+	{ NULL, NULL, 0, 0, NULL },
+};
