@@ -14,7 +14,8 @@
 
 SHELL   := /bin/bash
 CC      ?= cc
-PKGS    := libmicrohttpd libcurl jansson libarchive sqlite3 libcrypto
+# gnutls: libmicrohttpd's TLS library, for checking a peer's client certificate
+PKGS    := libmicrohttpd libcurl jansson libarchive sqlite3 libcrypto gnutls
 # Asked once per make, when the Makefile is read. On a fresh machine the
 # libraries arrive only with `deps`, so every target that installs them first
 # (run, check) builds in a second make, which reads pkg-config afterwards.

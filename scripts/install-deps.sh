@@ -4,9 +4,9 @@
 # .ci/run and the Dockerfile (with --runtime: only what a node needs to run).
 set -eu
 runtime="ca-certificates git bubblewrap python3 python3-venv python3-pytest \
- libmicrohttpd12 libcurl4 libjansson4 libarchive13 libsqlite3-0 libssl3 procps iproute2"
+ libmicrohttpd12 libcurl4 libjansson4 libarchive13 libsqlite3-0 libssl3 libgnutls30 procps iproute2"
 build="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev \
- libjansson-dev libarchive-dev libsqlite3-dev libssl-dev libcmocka-dev \
+ libjansson-dev libarchive-dev libsqlite3-dev libssl-dev libgnutls28-dev libcmocka-dev \
  python3-pytest-xdist python3-pytest-timeout python3-prometheus-client clang libclang-rt-14-dev wrk \
  chromium chromium-driver python3-selenium"
 pkgs="$runtime"

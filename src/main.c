@@ -8,6 +8,7 @@
  *   meshtest export ID           client: CSV, JUnit XML, Gradescope JSON
  *   meshtest cancel|delete ID    client: stop, or remove, an evaluation
  *   meshtest keygen              print a fresh random key
+ *   meshtest certs               make a cluster CA and node certificates (TLS)
  *
  * Only this file knows every module. "serve" wires the store, the engine and
  * the HTTP server together on the main thread, then waits for SIGINT or
@@ -32,6 +33,7 @@
 #include "core/util.h"
 #include "engine/engine.h"
 #include "http/http_server.h"
+#include "http/http_tls.h"
 #include "store/store.h"
 
 #define MESHTEST_VERSION "0.1.0"
@@ -106,6 +108,14 @@ serve_main(int argc, char **argv)
 	log_set_level((enum log_level)log_level_parse(cfg.log_level));
 	/* Node-to-node requests and answers are signed with the cluster key. */
 	auth_set_key(cfg.cluster_key);
+	/* With TLS: https only, and peers are nodes with a certificate of the cluster CA. */
+	if (http_tls_init(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.advertise, err,
+	    sizeof(err)) < 0) {
+		fprintf(stderr, "meshtest: %s\n", err);
+		auth_set_key(NULL);
+		config_free(&cfg);
+		return 2;
+	}
 	if (cfg.cluster_key == NULL)
 		log_warn("no cluster key: node-to-node requests are not authenticated (fine on"
 		    " loopback; set MESHTEST_CLUSTER_KEY for a real network)");
@@ -164,8 +174,8 @@ serve_main(int argc, char **argv)
 	}
 	engine_set_change_hook(eng, replica_on_change, replica);
 	engine_set_alive_fn(eng, engine_alive_nodes, gossip);
-	log_info("meshtest %s serving on %s as %s, data in %s", MESHTEST_VERSION, cfg.listen,
-	    cfg.advertise, cfg.data_dir);
+	log_info("meshtest %s serving %s on %s as %s, data in %s", MESHTEST_VERSION,
+	    http_tls_scheme(), cfg.listen, cfg.advertise, cfg.data_dir);
 	while (sigwait(&set, &sig) != 0)
 		;
 	log_info("stopping on signal %d", sig);
@@ -182,6 +192,7 @@ out:
 	free(db_path);
 	free(upload_dir);
 	auth_set_key(NULL);
+	http_tls_free();
 	config_free(&cfg);
 	return rc;
 }
@@ -199,6 +210,7 @@ usage(FILE *fp)
 	    "  cancel     stop an evaluation everywhere (finished results are kept)\n"
 	    "  delete     remove an evaluation and its files from every node\n"
 	    "  keygen     print a fresh random key (cluster key, API token)\n"
+	    "  certs      make a cluster CA and node certificates for TLS\n"
 	    "  version    print the version\n");
 }
 
@@ -217,6 +229,7 @@ main(int argc, char **argv)
 		{ "cancel", cli_cancel_main },
 		{ "delete", cli_delete_main },
 		{ "keygen", cli_keygen_main },
+		{ "certs", cli_certs_main },
 	};
 
 	if (argc < 2) {

@@ -35,6 +35,15 @@ enum cli_exit {
 int cli_submit_main(int argc, char **argv);
 int cli_status_main(int argc, char **argv);
 int cli_keygen_main(int argc, char **argv);
+/* cli_certs.c: meshtest certs --out DIR --node ADDR ... */
+int cli_certs_main(int argc, char **argv);
+/*
+ * The host of a node address "host:port", "host", "[v6]:port" or "[v6]"
+ * into host (brackets removed), *is_ip when it is an IP address. A name
+ * must be a DNS name (letters, digits, '-', '.'), and not "ca" (the CA's
+ * file name). 0 or -EINVAL.
+ */
+int cli_certs_host(const char *addr, char *host, size_t hostlen, int *is_ip);
 int cli_export_main(int argc, char **argv);
 int cli_results_main(int argc, char **argv);
 /* cli_act.c: meshtest cancel ID, meshtest delete ID */
@@ -43,7 +52,7 @@ int cli_delete_main(int argc, char **argv);
 
 /* Where the client talks to: base URL and request headers. */
 struct cli_conn {
-	char base[512];             /* "http://host:port", no trailing slash */
+	char base[512];             /* "http(s)://host:port", no trailing slash */
 	char auth[1024];            /* "Authorization: Bearer ..." or "" */
 	const char *headers[3];     /* NULL-terminated, points into auth */
 	const char *json_headers[3];/* the same plus a JSON Content-Type */
@@ -52,7 +61,9 @@ struct cli_conn {
 /*
  * Fill c for node ("host:port" or an http(s):// URL); NULL means env
  * MESHTEST_NODE, else CLI_DEFAULT_NODE. The API token comes from env
- * MESHTEST_API_TOKEN. -EINVAL with err filled on a bad node or token.
+ * MESHTEST_API_TOKEN; an https:// node's certificate is checked against the
+ * CA file of env MESHTEST_CA (else the system's CAs). -EINVAL with err
+ * filled on a bad node, token or CA file.
  */
 int cli_conn_init(struct cli_conn *c, const char *node, char *err,
 		  size_t errlen);

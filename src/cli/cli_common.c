@@ -27,6 +27,7 @@ int
 cli_conn_init(struct cli_conn *c, const char *node, char *err, size_t errlen)
 {
 	const char *token = getenv("MESHTEST_API_TOKEN");
+	const char *ca = getenv("MESHTEST_CA");
 	size_t n;
 	int w;
 
@@ -56,6 +57,14 @@ cli_conn_init(struct cli_conn *c, const char *node, char *err, size_t errlen)
 	n = strlen(c->base);
 	while (n > 0 && c->base[n - 1] == '/')
 		c->base[--n] = '\0';
+	/* https://: a node's certificate is checked against MESHTEST_CA, else the system's CAs */
+	if (ca != NULL && ca[0] != '\0') {
+		if (access(ca, R_OK) < 0) {
+			snprintf(err, errlen, "cannot read MESHTEST_CA %s: %s", ca, strerror(errno));
+			return -EINVAL;
+		}
+		http_client_set_default_ca(ca);
+	}
 
 	if (token != NULL && token[0] != '\0') {
 		if (strpbrk(token, "\r\n") != NULL) {

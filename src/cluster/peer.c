@@ -4,7 +4,9 @@
  * Stateless and thread-safe: any thread may call peer_request at any time
  * (http_client uses one curl handle per call). Failures are logged at debug
  * level only: the callers decide what a missing answer means (a missed
- * probe is routine, not an error).
+ * probe is routine, not an error). A failed TLS handshake is not routine
+ * (a peer without TLS or of another CA) and is a warning. With TLS
+ * (http_tls.h) every request is https with this node's certificate.
  */
 #include "cluster/peer.h"
 
@@ -16,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "http/http_client.h"
+#include "http/http_tls.h"
 
 #define PEER_STR(x) #x
 #define PEER_XSTR(x) PEER_STR(x)
@@ -51,7 +54,7 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 	memset(resp, 0, sizeof(*resp));
 	if (addr == NULL || *addr == '\0' || strchr(addr, '/') != NULL || path[0] != '/')
 		return -EINVAL;
-	url = xasprintf("http://%s%s", addr, path);
+	url = xasprintf("%s://%s%s", http_tls_scheme(), addr, path);
 	headers[k++] = PEER_PROTOCOL_HEADER ": " PEER_XSTR(PEER_PROTOCOL);
 	if (content_type != NULL) {
 		ct = xasprintf("Content-Type: %s", content_type);
@@ -67,12 +70,15 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 		headers[k++] = h_mac;
 		signed_req = 1;
 	}
-	r = http_client_request(method, url, k > 0 ? headers : NULL, body, len, timeout,
-	    max_answer, resp, err, sizeof(err));
+	r = http_client_request_tls(http_tls_client(), method, url, k > 0 ? headers : NULL, body,
+	    len, timeout, max_answer, resp, err, sizeof(err));
 	if (r == 0 && resp->status == 409 && resp->body != NULL &&
 	    strstr(resp->body, "node protocol version") != NULL)
 		log_error("peer: %s refused %s %s: %s", addr, method, path, resp->body);
-	if (r < 0) {
+	if (r == -EKEYREJECTED) {
+		/* not a routine miss: a peer without TLS, or of another CA */
+		http_tls_peer_failed(err);
+	} else if (r < 0) {
 		log_debug("peer: %s %s: %s", method, url, err);
 	} else if (signed_req && !auth_check_answer(resp->status, nonce, resp->body, resp->len,
 	    resp->mac)) {

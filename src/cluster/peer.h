@@ -33,7 +33,8 @@ int peer_protocol_check(const char *value, char *why, size_t whylen);
  * answer returns 0 with *status set and *answer the parsed JSON body (new
  * reference; NULL when the body is empty or not JSON). answer and status may
  * be NULL. Otherwise a negative errno: -ECONNREFUSED, -ETIMEDOUT,
- * -EHOSTUNREACH, -EINVAL (bad address), -EFBIG, -EIO.
+ * -EHOSTUNREACH, -EINVAL (bad address), -EFBIG, -EKEYREJECTED (TLS: the peer's
+ * certificate is not one of the cluster CA's, or it speaks no TLS), -EIO.
  */
 int peer_request(const char *addr, const char *method, const char *path, json_t *body,
     double timeout, json_t **answer, long *status);

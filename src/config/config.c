@@ -58,6 +58,13 @@ static const struct config_option config_options[] = {
 	  "file holding the cluster key (or set MESHTEST_CLUSTER_KEY)" },
 	{ "api-token-file", "MESHTEST_API_TOKEN_FILE", OPT_STR, OFF(api_token_file), NULL, 0, 0,
 	  "file holding the API token (or set MESHTEST_API_TOKEN)" },
+	{ "tls-cert", "MESHTEST_TLS_CERT", OPT_STR, OFF(tls_cert), NULL, 0, 0,
+	  "PEM certificate of this node, naming its advertised address (with --tls-key and"
+	  " --tls-ca: serve https only, mutual TLS between nodes)" },
+	{ "tls-key", "MESHTEST_TLS_KEY", OPT_STR, OFF(tls_key), NULL, 0, 0,
+	  "PEM private key of --tls-cert" },
+	{ "tls-ca", "MESHTEST_TLS_CA", OPT_STR, OFF(tls_ca), NULL, 0, 0,
+	  "PEM certificate of the cluster CA: peers must present one it signed" },
 	{ "max-upload-mb", "MESHTEST_MAX_UPLOAD_MB", OPT_LONG, OFF(max_upload_mb), "512", 1, 65536,
 	  "largest request body accepted, in MiB" },
 	{ "max-projects", "MESHTEST_MAX_PROJECTS", OPT_LONG, OFF(max_projects), "1000", 1, 100000,
@@ -314,6 +321,21 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 	/* one form: no trailing slash, so "<api>/orgs/..." and the Link check agree */
 	for (size_t n = strlen(cfg->github_api); n > 8 && cfg->github_api[n - 1] == '/'; n--)
 		cfg->github_api[n - 1] = '\0';
+	/* "" (an empty variable) is not given: TLS is all three files or none. */
+	char **tls[] = { &cfg->tls_cert, &cfg->tls_key, &cfg->tls_ca };
+	for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+		if (*tls[i] != NULL && **tls[i] == '\0') {
+			free(*tls[i]);
+			*tls[i] = NULL;
+		}
+	}
+	if ((cfg->tls_cert != NULL || cfg->tls_key != NULL || cfg->tls_ca != NULL) &&
+	    (cfg->tls_cert == NULL || cfg->tls_key == NULL || cfg->tls_ca == NULL)) {
+		snprintf(err, errlen, "TLS needs all of --tls-cert, --tls-key and --tls-ca, or"
+		    " none; missing:%s%s%s", cfg->tls_cert == NULL ? " --tls-cert" : "",
+		    cfg->tls_key == NULL ? " --tls-key" : "", cfg->tls_ca == NULL ? " --tls-ca" : "");
+		return -EINVAL;
+	}
 	if (cfg->slots == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->slots = n > 0 ? n : 1;

@@ -32,6 +32,10 @@ struct config {
 	char *sandbox;          /* auto, bwrap or none (checked by runner_init) */
 	char *isolation;        /* project or module: for evaluations that do not say */
 	char *github_api;       /* base URL of the GitHub REST API, without a trailing / */
+	/* TLS: all three PEM files or none (NULL) */
+	char *tls_cert;
+	char *tls_key;
+	char *tls_ca;
 
 	/* Derived at load time, not options. */
 	char *cluster_key;      /* from the file or MESHTEST_CLUSTER_KEY */

@@ -186,7 +186,7 @@ engine_push_to(struct engine *eng, const char *eval_id, const struct store_sync_
 
 	if (doc != NULL && (replica_post(node, eval_id, doc, 5.0, &status) < 0 ||
 	    status != 200))
-		log_warn("engine: cannot hand evaluation %s's result to %s (status %ld)", eval_id,
+		log_warn("engine: cannot hand evaluation %s's rows to %s (status %ld)", eval_id,
 		    node, status);
 	json_decref(doc);
 }

@@ -1,8 +1,9 @@
 /*
  * http_client.c - blocking HTTP requests over libcurl (see http_client.h).
  *
- * Owns nothing between calls: each request creates, uses and frees its own
- * easy handle, so any thread may call in. curl_global_init runs once through
+ * Owns nothing between calls but the default CA file (set once at start-up):
+ * each request creates, uses and frees its own easy handle, so any thread
+ * may call in. curl_global_init runs once through
  * pthread_once. The answer body is collected in a capped struct buf; going
  * past the cap aborts the transfer with -EFBIG. CURLOPT_NOSIGNAL keeps curl
  * away from signals (it is used from worker threads).
@@ -22,6 +23,14 @@
 
 static pthread_once_t http_client_once = PTHREAD_ONCE_INIT;
 static int http_client_init_result;
+static char *http_client_default_ca;  /* set once before any request */
+
+void
+http_client_set_default_ca(const char *path)
+{
+	free(http_client_default_ca);
+	http_client_default_ca = path != NULL ? xstrdup(path) : NULL;
+}
 
 static void
 http_client_global_init(void)
@@ -118,6 +127,14 @@ http_client_error(CURL *c, CURLcode rc, const char *url, double timeout,
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		snprintf(err, errlen, "bad url %s", url);
 		return -EINVAL;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+		snprintf(err, errlen, "TLS with %s failed: %s", hp,
+			 curl_err[0] ? curl_err : curl_easy_strerror(rc));
+		return -EKEYREJECTED;
 	case CURLE_READ_ERROR:
 		snprintf(err, errlen, "cannot read the request body for %s: %s",
 			 hp, curl_err[0] ? curl_err : curl_easy_strerror(rc));
@@ -142,12 +159,35 @@ http_client_header(CURL *c, const char *name)
 }
 
 /*
+ * Verify every server (its certificate and that it names the host asked),
+ * TLS 1.2 at least. A CA file given replaces the system's store: a peer
+ * must be one of the cluster CA's, not any certificate a public CA signed.
+ */
+static void
+http_client_tls_apply(CURL *c, const struct http_client_tls *tls)
+{
+	const char *ca = tls != NULL && tls->ca != NULL ? tls->ca : http_client_default_ca;
+
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (ca != NULL) {
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+		curl_easy_setopt(c, CURLOPT_CAPATH, (char *)NULL);
+	}
+	if (tls != NULL && tls->cert != NULL) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, tls->cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, tls->key);
+	}
+}
+
+/*
  * Set the options every request shares, run the transfer and fill resp.
  * c and list belong to the caller; list may be NULL.
  */
 static int
 http_client_perform(CURL *c, const char *url, struct curl_slist *list,
-		    double timeout, size_t max_answer,
+		    const struct http_client_tls *tls, double timeout, size_t max_answer,
 		    struct http_response *resp, char *err, size_t errlen)
 {
 	struct http_client_sink sink;
@@ -175,6 +215,7 @@ http_client_perform(CURL *c, const char *url, struct curl_slist *list,
 	curl_easy_setopt(c, CURLOPT_PROXY, "");
 	if (list != NULL)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+	http_client_tls_apply(c, tls);
 
 	rc = curl_easy_perform(c);
 	if (rc != CURLE_OK) {
@@ -227,6 +268,16 @@ http_client_request(const char *method, const char *url,
 		    double timeout, size_t max_answer,
 		    struct http_response *resp, char *err, size_t errlen)
 {
+	return http_client_request_tls(NULL, method, url, headers, body, len, timeout,
+				       max_answer, resp, err, errlen);
+}
+
+int
+http_client_request_tls(const struct http_client_tls *tls, const char *method,
+			const char *url, const char *const *headers, const void *body,
+			size_t len, double timeout, size_t max_answer,
+			struct http_response *resp, char *err, size_t errlen)
+{
 	struct curl_slist *list = NULL;
 	CURL *c = NULL;
 	int r;
@@ -263,7 +314,7 @@ http_client_request(const char *method, const char *url,
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
 				 (curl_off_t)(body != NULL ? len : 0));
 	}
-	r = http_client_perform(c, url, list, timeout, max_answer, resp, err,
+	r = http_client_perform(c, url, list, tls, timeout, max_answer, resp, err,
 				errlen);
 out:
 	curl_slist_free_all(list);
@@ -337,7 +388,7 @@ http_client_post_file(const char *url, const char *const *headers,
 		curl_mime_data(part, fields[i + 1], CURL_ZERO_TERMINATED);
 	}
 	curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
-	r = http_client_perform(c, url, list, timeout, max_answer, resp, err,
+	r = http_client_perform(c, url, list, NULL, timeout, max_answer, resp, err,
 				errlen);
 out:
 	curl_slist_free_all(list);

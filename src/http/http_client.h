@@ -25,6 +25,22 @@ struct http_response {
 };
 
 /*
+ * TLS settings of a request to an https:// URL. The server's certificate is
+ * always verified, and must name the host of the URL.
+ */
+struct http_client_tls {
+	const char *ca;    /* PEM file of the only CAs trusted; NULL: the default */
+	const char *cert;  /* PEM client certificate presented (mutual TLS), or NULL */
+	const char *key;   /* its private key */
+};
+
+/*
+ * The CA file of requests that name none (the CLI's MESHTEST_CA), copied;
+ * NULL: the system's store. Call before any request, on the main thread.
+ */
+void http_client_set_default_ca(const char *path);
+
+/*
  * GET/POST (or any other method) with a cap on the answer body: an answer
  * longer than max_answer bytes fails with -EFBIG. timeout is the total time
  * in seconds (<= 0: 30 s). headers is a NULL-terminated array of
@@ -34,13 +50,19 @@ struct http_response {
  * Returns 0 on any HTTP answer (check resp->status), or a negative errno
  * with err filled, e.g. "cannot connect to 127.0.0.1:7000: Connection
  * refused": -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH (name not resolved),
- * -EINVAL (bad URL or method), -EFBIG, -EIO (anything else). On failure resp
+ * -EINVAL (bad URL or method), -EFBIG, -EKEYREJECTED (the TLS handshake or
+ * the check of a certificate failed), -EIO (anything else). On failure resp
  * holds nothing to free. resp belongs to the caller: http_response_free.
  */
 int http_client_request(const char *method, const char *url,
 			const char *const *headers, const void *body, size_t len,
 			double timeout, size_t max_answer,
 			struct http_response *resp, char *err, size_t errlen);
+/* The same with TLS settings (NULL: the defaults), for requests to peers. */
+int http_client_request_tls(const struct http_client_tls *tls, const char *method,
+			    const char *url, const char *const *headers, const void *body,
+			    size_t len, double timeout, size_t max_answer,
+			    struct http_response *resp, char *err, size_t errlen);
 
 /*
  * multipart/form-data POST of one file field "file" (streamed from disk,

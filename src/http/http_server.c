@@ -42,6 +42,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "http/http_tls.h"
 
 #define HTTP_MAX_PARAMS 4
 #define HTTP_FORM_FIELD_MAX 4096
@@ -718,6 +719,16 @@ request_begin(struct http_request *req)
 			set_early(req, 404, "not found");
 		return;
 	}
+	/* With TLS an internal route answers only a peer: a client certificate of the CA. */
+	if ((req->route->flags & HTTP_ROUTE_INTERNAL) && http_tls_enabled()) {
+		char why[300];
+
+		if (http_tls_peer_check(req->conn, why, sizeof(why)) < 0) {
+			log_warn("http: %s %s refused: %s", req->method, req->path, why);
+			set_early(req, 403, "refused: %s", why);
+			return;
+		}
+	}
 	/* An internal request without a MAC is refused before its body is read. */
 	if ((req->route->flags & HTTP_ROUTE_INTERNAL) && auth_enabled() &&
 	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Meshtest-Mac") == NULL) {
@@ -1044,7 +1055,8 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 	(void)cls;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	log_warn("http: %s", msg);
+	if (!http_tls_server_log(msg))
+		log_warn("http: %s", msg);
 }
 
 int
@@ -1054,6 +1066,7 @@ http_server_start(const struct http_server_config *cfg,
 {
 	struct http_server *srv;
 	struct sockaddr_in sa;
+	struct MHD_OptionItem tls_opts[HTTP_TLS_MHD_OPTIONS + 1];
 	char host[256];
 	int port;
 
@@ -1084,8 +1097,10 @@ http_server_start(const struct http_server_config *cfg,
 	srv->upload_dir = xstrdup(cfg->upload_dir);
 	pthread_mutex_init(&srv->streams_lock, NULL);
 	pthread_cond_init(&srv->streams_cond, NULL);
+	http_tls_server_options(tls_opts);
 	srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, (uint16_t)port, NULL, NULL, on_request, srv,
+	    MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | http_tls_server_flags(),
+	    (uint16_t)port, NULL, NULL, on_request, srv,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4,
@@ -1093,6 +1108,7 @@ http_server_start(const struct http_server_config *cfg,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 60,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+	    MHD_OPTION_ARRAY, tls_opts,
 	    MHD_OPTION_END);
 	if (srv->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)",

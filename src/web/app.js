@@ -163,11 +163,12 @@
 		return s;
 	}
 
-	function progressBar(d) {
+	/* A <progress> of the modules executed (the words beside it say the same). */
+	function setProgress(bar, d) {
 		const total = (d.executed || 0) + (d.in_progress || 0) + (d.pending || 0);
-		const p = el("progress", { max: String(total || 1), "aria-hidden": "true" });
-		p.value = total ? d.executed || 0 : (d.status === "running" ? 0 : 1);
-		return p;
+		bar.max = total || 1;
+		bar.value = total ? d.executed || 0 : (d.status === "running" ? 0 : 1);
+		return bar;
 	}
 
 	/* ------------------------------------------------------------ API */
@@ -234,8 +235,11 @@
 			form.onsubmit = function (ev) {
 				ev.preventDefault();
 				const t = input.value.trim();
-				if (!t)
+				if (!/^[\x21-\x7e]+$/.test(t)) {
+					/* fetch() refuses such a header; the node would too */
+					setText($("login-error"), "A token is printable ASCII without spaces.");
 					return;
+				}
 				token = t;
 				sessionStorage.setItem(TOKEN_KEY, t);
 				input.value = "";
@@ -553,7 +557,8 @@
 		clear(c.status);
 		c.status.append(badge("status", d.status));
 		clear(c.progress);
-		c.progress.append(progressBar(d), el("span", null, modulesLine(d)));
+		c.progress.append(setProgress(el("progress", { "aria-hidden": "true" }), d),
+		    el("span", null, modulesLine(d)));
 		setText(c.projects, num(Object.keys(d.projects || {}).length));
 		setText(c.passed, num(d.passed));
 		setFailed(c.failed, d.failed);
@@ -676,10 +681,7 @@
 	function renderEvalSummary(d) {
 		const box = $("eval-summary");
 		clear(box);
-		const total = (d.executed || 0) + (d.in_progress || 0) + (d.pending || 0);
-		const bar = $("eval-bar");
-		bar.max = total || 1;
-		bar.value = total ? d.executed || 0 : (d.status === "running" ? 0 : 1);
+		setProgress($("eval-bar"), d);
 		setText($("eval-progress"), modulesLine(d));
 		box.append(facts([
 			["Status", badge("status", d.status)],

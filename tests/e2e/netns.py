@@ -136,8 +136,9 @@ class NsNode(Node):
     are passed in its environment (never on the command line)."""
 
     def __init__(self, base_dir, ns, ip, port=7000, extra_args=(),
-                 name="nsnode", secrets_env=None):
+                 name="nsnode", secrets_env=None, slots=SLOTS):
         super().__init__(base_dir, extra_args, port=port, name=name)
+        self.slots = slots
         self.ns = ns
         self.ip = ip
         self.addr = f"{ip}:{port}"
@@ -147,7 +148,7 @@ class NsNode(Node):
         # `ip netns exec` execs the node: the pid is the node's own
         return ["ip", "netns", "exec", self.ns, MESHTEST_BIN, "serve",
                 "--listen", self.addr, "--advertise", self.addr,
-                "--data-dir", self.data_dir, "--slots", str(SLOTS),
+                "--data-dir", self.data_dir, "--slots", str(self.slots),
                 "--module-timeout", str(self.module_timeout),
                 "--log-level", "debug", "--isolation", ISOLATION, *self.extra_args]
 
@@ -166,12 +167,13 @@ def cluster_secrets():
 
 
 @contextlib.contextmanager
-def ns_cluster(base, prefix, n=3, converge=False):
+def ns_cluster(base, prefix, n=3, converge=False, slots=SLOTS):
     """n NsNodes in the n namespaces of a fresh NetnsCluster, listening on
     port 7000, all seeded with the first's address and sharing fresh
-    cluster_secrets(); named prefix + a, b, .... Yields (cluster, nodes,
-    secrets) once every node is healthy (and, with converge, once they see
-    each other); then closes the nodes and deletes the namespaces."""
+    cluster_secrets(), each with `slots` slots; named prefix + a, b, ....
+    Yields (cluster, nodes, secrets) once every node is healthy (and, with
+    converge, once they see each other); then closes the nodes and deletes
+    the namespaces."""
     assert os.geteuid() == 0, "the namespace tests must run as root"
     cl = NetnsCluster(n)
     nodes = []
@@ -182,7 +184,7 @@ def ns_cluster(base, prefix, n=3, converge=False):
         for i, (ns, ip) in enumerate(zip(cl.names, cl.ips)):
             nodes.append(NsNode(base, ns, ip, 7000, ["--seeds", seed],
                                 name=f"{prefix}{chr(ord('a') + i)}",
-                                secrets_env=sec))
+                                secrets_env=sec, slots=slots))
         for node in nodes:
             node.start()
         if converge:

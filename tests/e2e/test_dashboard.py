@@ -411,6 +411,11 @@ def test_dashboard_asks_for_the_token_once(tmp_path, make_node, monkeypatch, bro
     assert field.get_attribute("type") == "password"
     assert css(drv, 'label[for="login-token"]').text == "API token"
 
+    field.send_keys("naïve token")
+    css(drv, "#login-form button").click()
+    wait_dom(drv, lambda d: text_of(d, css(d, "#login-error")) ==
+             "A token is printable ASCII without spaces.", 10, "a token no header can carry")
+    field.clear()
     field.send_keys("not-the-token")
     css(drv, "#login-form button").click()
     wait_dom(drv, lambda d: text_of(d, css(d, "#login-error")) ==

@@ -18,7 +18,7 @@
 static const char *const env_names[] = {
 	"PORT", "HOST_IP", "NODE_ADDRESS", "SEED_NODES", "MESHTEST_SLOTS",
 	"MESHTEST_CLUSTER_KEY", "MESHTEST_API_TOKEN", "MESHTEST_DATA_DIR",
-	"MESHTEST_MODULE_TIMEOUT",
+	"MESHTEST_MODULE_TIMEOUT", "MESHTEST_TLS_CERT", "MESHTEST_TLS_KEY", "MESHTEST_TLS_CA",
 };
 
 static int
@@ -143,6 +143,39 @@ test_seed_container_env(void **state)
 	config_free(&c);
 }
 
+/* TLS is the three files or none; an empty variable is none. */
+static void
+test_tls_all_or_none(void **state)
+{
+	struct config c;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(load(&c, err, "--tls-cert", "n.pem", NULL, NULL), -EINVAL);
+	assert_string_equal(err, "TLS needs all of --tls-cert, --tls-key and --tls-ca, or none;"
+	    " missing: --tls-key --tls-ca");
+	config_free(&c);
+	setenv("MESHTEST_TLS_KEY", "n.key", 1);
+	setenv("MESHTEST_TLS_CA", "", 1);
+	assert_int_equal(load(&c, err, "--tls-cert", "n.pem", NULL, NULL), -EINVAL);
+	assert_string_equal(err, "TLS needs all of --tls-cert, --tls-key and --tls-ca, or none;"
+	    " missing: --tls-ca");
+	config_free(&c);
+	setenv("MESHTEST_TLS_CA", "ca.pem", 1);
+	assert_int_equal(load(&c, err, "--tls-cert", "n.pem", NULL, NULL), 0);
+	assert_string_equal(c.tls_cert, "n.pem");
+	assert_string_equal(c.tls_key, "n.key");
+	assert_string_equal(c.tls_ca, "ca.pem");
+	config_free(&c);
+	setenv("MESHTEST_TLS_KEY", "", 1);
+	setenv("MESHTEST_TLS_CA", "", 1);
+	assert_int_equal(load(&c, err, NULL, NULL, NULL, NULL), 0);
+	assert_null(c.tls_cert);
+	assert_null(c.tls_key);
+	assert_null(c.tls_ca);
+	config_free(&c);
+}
+
 static void
 test_split_hostport(void **state)
 {
@@ -166,6 +199,7 @@ main(void)
 		cmocka_unit_test_setup(test_flags_and_env, clear_env),
 		cmocka_unit_test_setup(test_bad_values, clear_env),
 		cmocka_unit_test_setup(test_seed_container_env, clear_env),
+		cmocka_unit_test_setup(test_tls_all_or_none, clear_env),
 		cmocka_unit_test(test_split_hostport),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
