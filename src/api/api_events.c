@@ -13,6 +13,7 @@
  * A client that reconnects with Last-Event-ID (or ?last_event_id=, for
  * clients that cannot set headers) gets what follows that event and nothing
  * twice; after "end" the answer is 204, which tells an EventSource to stop.
+ * A deleted evaluation's stream is 410.
  * The events are this node's log of the rows as they reached it (store.c),
  * so ids are per node: resume on the node that sent them.
  */
@@ -152,6 +153,8 @@ get_events(struct http_request *req, void *ctx, int *status)
 
 	if (last == NULL)
 		last = http_request_query(req, "last_event_id");
+	if (util_is_uuid(id) && store_eval_tombstoned(st, id) == 1)
+		return http_error(status, 410, "evaluation %s was deleted", id);
 	if (!util_is_uuid(id) || store_eval_active(st, id) < 0)
 		return http_error(status, 404, "not found");
 	if (last != NULL && strcmp(last, "end") == 0) {

@@ -101,6 +101,7 @@ http_tls_sock_peer(int fd, char *out, size_t outlen)
 	socklen_t sl = sizeof(ss);
 	char ip[INET6_ADDRSTRLEN] = "";
 
+	memset(&ss, 0, sizeof(ss));
 	snprintf(out, outlen, "an unknown address");
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
 		return;

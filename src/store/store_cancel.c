@@ -467,7 +467,14 @@ store_tomb_merge(sqlite3 *db, const char *id, json_t *doc)
 		return -EIO;
 	if (counted == 0 && share != NULL && store_tomb_share_apply(db, id, share) < 0)
 		return -EIO;
-	if (store_tomb_insert(db, id, at, share != NULL ? share : json_object()) < 0)
+	if (share == NULL) {
+		json_t *none = json_object();
+		r = store_tomb_insert(db, id, at, none);
+		json_decref(none);
+	} else {
+		r = store_tomb_insert(db, id, at, share);
+	}
+	if (r < 0)
 		return -EIO;
 	log_info("store: evaluation %s was deleted elsewhere: forgotten here", id);
 	return 1;

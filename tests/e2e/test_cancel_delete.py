@@ -283,8 +283,8 @@ def test_delete_with_a_node_down_stays_deleted(tmp_path):
             assert n.get(f"/evaluation/{e1}") == (404, {"error": "not found"})
             assert n.get(f"/evaluation/{e1}/results") == (404, {"error": "not found"})
             assert n.get("/evaluation")[1] == {"evaluations": [e2]}
-            st, _, _ = n.request("GET", f"/evaluation/{e1}/events")
-            assert st in (404, 410), st
+            st, js, _ = n.request("GET", f"/evaluation/{e1}/events")
+            assert (st, js) == (410, {"error": f"evaluation {e1} was deleted"})
             assert n.get("/stats")[1]["all"] == stats["all"]
         st, js, _ = nodes[1].request("DELETE", f"/evaluation/{e1}")
         assert (st, js) == (404, {"error": "not found"})

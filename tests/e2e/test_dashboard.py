@@ -9,7 +9,8 @@ real browser (Debian's chromium driven by chromedriver through selenium).
    page shows a failure message exactly as /results has it; a test named
    with markup is shown as text (no element made of it, no alert); node B
    killed -9 shows as dead in the network view. The test saves a screenshot
-   of the evaluation's page to docs/dashboard.png.
+   of the evaluation's page to $MESHTEST_SCREENSHOT (default: the test's
+   tmp folder; `MESHTEST_SCREENSHOT=docs/dashboard.png` renews the README's).
 3. A node with an API token: the page asks for it (a wrong one is refused
    with a message), then shows the evaluations, and keeps it for the tab.
 """
@@ -31,7 +32,7 @@ MARKUP_NODEID = f"tests/test_markup.py::test_x[{MARKUP_ID}]"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none';"
        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 WEB = os.path.join(REPO, "src", "web")
-SCREENSHOT = os.path.join(REPO, "docs", "dashboard.png")
+SCREENSHOT = os.environ.get("MESHTEST_SCREENSHOT")
 
 
 def raw(port, method, path, headers=None):
@@ -277,8 +278,10 @@ def test_dashboard_follows_an_evaluation_and_the_network(tmp_path, browser):
         wait_dom(drv, lambda d: text_of(d, css(d, "#live")) == "Finished", 15,
                  "the page stops updating a finished evaluation")
         assert not css(drv, "#eval-cancel").is_displayed(), "no cancel once done"
-        os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-        assert drv.save_screenshot(SCREENSHOT)
+        shot = SCREENSHOT or os.path.join(str(tmp_path), "dashboard.png")
+        os.makedirs(os.path.dirname(os.path.abspath(shot)), exist_ok=True)
+        assert drv.save_screenshot(shot)
+        assert os.path.getsize(shot) > 10000
 
         # A project: its modules and a failure message, exactly as /results.
         st, res = a.get(f"/evaluation/{eid}/results")

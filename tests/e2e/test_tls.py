@@ -13,13 +13,14 @@ Loopback (cheap, also under ASan):
      each other; public routes answer a client without a certificate; an
      internal route refuses a client without one (403) or with one of
      another CA (403) and answers one of the cluster CA; a plain-HTTP GET of
-     /stats gets no answer at all, and the node's log says why.
+     /stats gets no answer at all, and the node's log says why. Two nodes
+     with certificates made by the README's openssl commands join as well.
 
 Network namespaces (3 TLS nodes with their own addresses, a cluster key and
 an API token, as on a real network):
   4. the corpus submitted over https to b ends with its exact numbers, read
      identically on a, b and c; the CLI over https works with MESHTEST_CA
-     (status and a submission) and fails clearly without it;
+     (a submission, and status) and fails clearly without it;
   5. a node started without TLS, and a node with a certificate of another
      CA, both seeded with a, never join: a, b and c keep exactly each
      other, the newcomers see nobody, and the logs say why.
@@ -30,6 +31,7 @@ import os
 import socket
 import ssl
 import subprocess
+import uuid
 
 import pytest
 
@@ -320,6 +322,47 @@ def test_loopback_tls_pair(tmp_path):
         close_all([n1, n2])
 
 
+def openssl_certs(d, host):
+    """The README's openssl commands: a CA and host's certificate in d."""
+    d.mkdir()
+    ext = d / "node.ext"
+    ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   f"extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:{host}\n")
+    steps = [
+        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-days", "3650", "-subj", "/O=meshtest/CN=meshtest cluster CA", "-keyout",
+         f"{d}/ca.key", "-out", f"{d}/ca.pem", "-addext",
+         "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext",
+         "keyUsage=critical,keyCertSign,cRLSign"],
+        ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+         f"/O=meshtest/CN={host}", "-keyout", f"{d}/{host}.key", "-out", f"{d}/{host}.csr"],
+        ["x509", "-req", "-in", f"{d}/{host}.csr", "-CA", f"{d}/ca.pem", "-CAkey",
+         f"{d}/ca.key", "-CAcreateserial", "-days", "3650", "-out", f"{d}/{host}.pem",
+         "-extfile", str(ext)],
+    ]
+    for args in steps:
+        rc, _, err = openssl(*args)
+        assert rc == 0, (args, err)
+    return str(d)
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(60)
+def test_openssl_made_certs_work(tmp_path):
+    """Certificates made with the README's openssl commands, not meshtest's."""
+    c = openssl_certs(tmp_path / "osl", "127.0.0.1")
+    n1 = TlsNode(tmp_path, c, name="osl1")
+    n2 = TlsNode(tmp_path, c, ["--seeds", n1.addr], name="osl2")
+    try:
+        n1.start()
+        n2.start()
+        wait_converged([n1, n2], timeout=15)
+        st, js, _ = n2.request("GET", "/sync/digests", ctx=tls_context(c, "127.0.0.1"))
+        assert (st, js) == (200, {}), js
+    finally:
+        close_all([n1, n2])
+
+
 # --------------------------------------------------------------------------
 # network namespaces
 # --------------------------------------------------------------------------
@@ -372,13 +415,14 @@ def test_ns_corpus_over_https_exact_everywhere_and_cli(tls_ns, tmp_path):
     z = corpus.zip_dir(str(tmp_path / "src"), str(tmp_path / "corpus.zip"))
     eid = ns_submit(b, z, token, corpus.CORPUS_MODULE_TIMEOUT)
 
-    # meanwhile, the CLI over https: a submission (multipart upload) and its wait
+    # meanwhile, the CLI over https: a submission (a multipart upload)
     gamma = corpus.write_gamma(str(tmp_path / "gsrc"))
     env = {"MESHTEST_CA": f"{certs}/ca.pem", "MESHTEST_API_TOKEN": token}
     url = f"https://{a.ip}:7000"
-    r = ns_cli(a.ns, "submit", gamma, "--node", url, "--wait", env=env, timeout=80)
+    r = ns_cli(a.ns, "submit", gamma, "--node", url, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "overall: 5 passed, 0 failed, 0 skipped" in r.stdout, r.stdout
+    gid = r.stdout.strip()
+    uuid.UUID(gid)
     # without the CA the node's certificate is not trusted: exit 2, and why
     r = ns_cli(a.ns, "status", "--node", url, env={"MESHTEST_API_TOKEN": token})
     assert r.returncode == 2, r.stdout + r.stderr
@@ -393,10 +437,14 @@ def test_ns_corpus_over_https_exact_everywhere_and_cli(tls_ns, tmp_path):
     assert {m["node"] for p in res["projects"] for m in p["modules"]} <= \
         {n.addr for n in nodes}
 
-    # status of the corpus through c, over https: the exact totals, exit 1
+    # status of both through c, over https: the exact totals, exit 1 and 0
+    wait_done(a, gid, timeout=30)
     r = ns_cli(c.ns, "status", eid, "--node", f"https://{c.ip}:7000", env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "overall: 21 passed, 8 failed, 1 skipped" in r.stdout, r.stdout
+    r = ns_cli(c.ns, "status", gid, "--node", f"https://{c.ip}:7000", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "overall: 5 passed, 0 failed, 0 skipped" in r.stdout, r.stdout
     # every node knows both evaluations, and /stats adds them up
     _, docs = wait_identical(nodes, ["/evaluation", "/stats"], 5.0, "lists and stats")
     assert len(docs["/evaluation"]["evaluations"]) == 2
