@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "core/buf.h"
 #include "core/util.h"
+#include "http/http_client.h"
 
 #define CLI_EVENTS_LINE_MAX (1u << 20)   /* one line of an event */
 #define CLI_EVENTS_QUIET 60L             /* seconds without a byte: the stream is dead */
@@ -95,6 +96,7 @@ cli_events_once(const struct cli_conn *c, const char *url, struct cli_follow *f,
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, CLI_EVENTS_QUIET);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	http_client_tls_defaults(h);               /* MESHTEST_CA, as every request */
 	buf_reset(&f->line);
 	f->kind[0] = f->id[0] = '\0';
 	cr = curl_easy_perform(h);

@@ -181,6 +181,12 @@ http_client_tls_apply(CURL *c, const struct http_client_tls *tls)
 	}
 }
 
+void
+http_client_tls_defaults(void *curl)
+{
+	http_client_tls_apply(curl, NULL);
+}
+
 /*
  * Set the options every request shares, run the transfer and fill resp.
  * c and list belong to the caller; list may be NULL.

@@ -41,6 +41,12 @@ struct http_client_tls {
 void http_client_set_default_ca(const char *path);
 
 /*
+ * The TLS settings of http_client_request (verification, the default CA)
+ * on a libcurl handle made elsewhere (a long-lived stream, cli_events.c).
+ */
+void http_client_tls_defaults(void *curl);
+
+/*
  * GET/POST (or any other method) with a cap on the answer body: an answer
  * longer than max_answer bytes fails with -EFBIG. timeout is the total time
  * in seconds (<= 0: 30 s). headers is a NULL-terminated array of

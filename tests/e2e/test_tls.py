@@ -445,6 +445,10 @@ def test_ns_corpus_over_https_exact_everywhere_and_cli(tls_ns, tmp_path):
     r = ns_cli(c.ns, "status", gid, "--node", f"https://{c.ip}:7000", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "overall: 5 passed, 0 failed, 0 skipped" in r.stdout, r.stdout
+    # --wait follows the event stream over https too (MESHTEST_CA), not polls
+    r = ns_cli(c.ns, "status", gid, "--wait", "--node", f"https://{c.ip}:7000", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"GET /evaluation/{gid}/events -> 200 (stream)" in c.log_text()
     # every node knows both evaluations, and /stats adds them up
     _, docs = wait_identical(nodes, ["/evaluation", "/stats"], 5.0, "lists and stats")
     assert len(docs["/evaluation"]["evaluations"]) == 2
