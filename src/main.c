@@ -88,7 +88,7 @@ serve_main(int argc, char **argv)
 	char err[1024] = "";
 	char *db_path = NULL, *upload_dir = NULL;
 	sigset_t set;
-	int r, sig = 0, rc = 1;
+	int r, sig = 0, rc = 1, keyed_by_token;
 	static const struct http_route *const routes[] = {
 		api_sync_routes, api_task_routes, api_evaluation_routes, api_cancel_routes,
 		api_events_routes, api_stats_routes,
@@ -106,8 +106,8 @@ serve_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)log_level_parse(cfg.log_level));
-	/* Node-to-node requests and answers are signed with the cluster key. */
-	auth_set_key(cfg.cluster_key);
+	/* Node-to-node requests and answers are signed with the cluster key (or the token's). */
+	keyed_by_token = auth_set_keys(cfg.cluster_key, cfg.api_token);
 	/* With TLS: https only, and peers are nodes with a certificate of the cluster CA. */
 	if (http_tls_init(cfg.tls_cert, cfg.tls_key, cfg.tls_ca, cfg.advertise, err,
 	    sizeof(err)) < 0) {
@@ -116,7 +116,10 @@ serve_main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
-	if (cfg.cluster_key == NULL)
+	if (keyed_by_token)
+		log_info("no cluster key: node-to-node requests are signed with a key derived from"
+		    " the API token (every node of the network needs the same token)");
+	else if (cfg.cluster_key == NULL)
 		log_warn("no cluster key: node-to-node requests are not authenticated (fine on"
 		    " loopback; set MESHTEST_CLUSTER_KEY for a real network)");
 
@@ -149,6 +152,8 @@ serve_main(int argc, char **argv)
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = cfg.listen;
 	hc.api_token = cfg.api_token;
+	hc.advertise = cfg.advertise;
+	hc.allowed_hosts = cfg.allowed_hosts;
 	hc.max_body = (uint64_t)cfg.max_upload_mb << 20;
 	hc.upload_dir = upload_dir;
 	/* Gossip handlers (a ping-req waits for its probe) must not starve the rest. */

@@ -17,6 +17,7 @@
  * The events are this node's log of the rows as they reached it (store.c),
  * so ids are per node: resume on the node that sent them.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,13 @@
 #include "core/buf.h"
 #include "core/util.h"
 #include "engine/engine.h"
+#include "export/export.h"
 #include "store/store.h"
 
-#define EVENTS_PAGE 200            /* events read from the store at once */
+#define EVENTS_PAGE 16             /* rows of the event log read at once */
 #define EVENTS_KEEPALIVE 15.0      /* seconds between comments on a quiet stream */
 #define EVENTS_BUF_MAX (64u << 20) /* one page of events, formatted */
+#define EVENTS_ID_MAX 9007199254740991LL /* ids stay exact in a JSON number */
 
 struct events_stream {
 	struct store *st;
@@ -42,43 +45,87 @@ struct events_stream {
 	double last_out;           /* util_mono() of the last bytes */
 };
 
-static void
+/* Queue one event; -ENOSPC when the page is full (nothing queued). */
+static int
 events_put(struct events_stream *es, const char *id, const char *kind, json_t *data)
 {
 	char *text = json_dumps(data, JSON_COMPACT);
+	int r = buf_printf(&es->out, "id: %s\nevent: %s\ndata: %s\n\n", id, kind,
+	    text ? text : "{}");
 
-	buf_printf(&es->out, "id: %s\nevent: %s\ndata: %s\n\n", id, kind, text ? text : "{}");
 	free(text);
+	return r;
 }
 
-/* Remember where a sent event leaves the client: "<seq>" or "<seq>:<k>". */
-static void
-events_mark(struct events_stream *es, const char *id)
+/*
+ * An event id, "<seq>" or "<seq>:<k>", into *seq and *k (0 without one);
+ * -EINVAL for anything else (a client's Last-Event-ID is outside input).
+ */
+static int
+events_parse_id(const char *id, long long *seq, int *k)
 {
 	char *end = NULL;
+	long long v;
+	long t = 0;
 
-	es->after = strtoll(id, &end, 10);
-	es->after_k = (end != NULL && *end == ':') ? atoi(end + 1) : 0;
+	errno = 0;
+	v = strtoll(id, &end, 10);
+	if (errno != 0 || end == id || v < 0 || v > EVENTS_ID_MAX)
+		return -EINVAL;
+	if (*end == ':') {
+		const char *p = end + 1;
+		t = strtol(p, &end, 10);
+		if (errno != 0 || end == p || t < 1 || t > 1000000000L)
+			return -EINVAL;
+	}
+	if (*end != '\0')
+		return -EINVAL;
+	*seq = v;
+	*k = (int)t;
+	return 0;
 }
 
-/* Queue what the store has after the mark; how many events. */
+/* What a client sees of a test's failure message: the line that says what failed. */
+static void
+events_shape(json_t *ev)
+{
+	json_t *data = json_object_get(ev, "data");
+	const char *msg = json_string_value(json_object_get(data, "message"));
+	char line[EXPORT_LINE_MAX + 1];
+
+	if (strcmp(json_string_value(json_object_get(ev, "event")), "test_finished") != 0)
+		return;
+	if (msg == NULL || *msg == '\0') {
+		json_object_set_new(data, "message", json_null());
+		return;
+	}
+	export_message_line(msg, line, sizeof(line));
+	json_object_set_new(data, "message", json_string(line));
+}
+
+/*
+ * Queue what the store has after the mark, as far as the page holds; the
+ * mark moves past what was queued only. How many events were queued.
+ */
 static size_t
 events_fetch(struct events_stream *es)
 {
 	json_t *evs = store_events_after(es->st, es->id, es->after, es->after_k, EVENTS_PAGE);
 	json_t *ev;
-	size_t i;
+	size_t i, n = 0;
 
 	json_array_foreach(evs, i, ev) {
 		const char *id = json_string_value(json_object_get(ev, "id"));
 
-		events_put(es, id, json_string_value(json_object_get(ev, "event")),
-		    json_object_get(ev, "data"));
-		events_mark(es, id);
+		events_shape(ev);
+		if (events_put(es, id, json_string_value(json_object_get(ev, "event")),
+		    json_object_get(ev, "data")) < 0)
+			break;                /* the rest comes with the next page */
+		(void)events_parse_id(id, &es->after, &es->after_k);
+		n++;
 	}
-	i = json_array_size(evs);
 	json_decref(evs);
-	return i;
+	return n;
 }
 
 /* The evaluation's end: its summary from the status document. */
@@ -150,6 +197,8 @@ get_events(struct http_request *req, void *ctx, int *status)
 	const char *last = http_request_header(req, "Last-Event-ID");
 	struct store *st = engine_store(api_engine(ctx));
 	struct events_stream *es;
+	long long after = 0;
+	int after_k = 0;
 
 	if (last == NULL)
 		last = http_request_query(req, "last_event_id");
@@ -161,12 +210,14 @@ get_events(struct http_request *req, void *ctx, int *status)
 		*status = 204;
 		return NULL;
 	}
+	if (last != NULL && events_parse_id(last, &after, &after_k) < 0)
+		return http_error(status, 400, "bad Last-Event-ID: want an id this stream sent");
 	es = xcalloc(1, sizeof(*es));
 	es->st = st;
 	buf_init(&es->out, EVENTS_BUF_MAX);
 	snprintf(es->id, sizeof(es->id), "%s", id);
-	if (last != NULL)
-		events_mark(es, last);
+	es->after = after;
+	es->after_k = after_k;
 	buf_printf(&es->out, "retry: 1000\n\n");
 	es->last_out = util_mono();
 	http_request_respond_stream(req, "text/event-stream", events_fill, events_done, es);

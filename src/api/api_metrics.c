@@ -76,6 +76,10 @@ api_metrics_gauges(struct buf *out, void *ctx)
 	if (r == 0 && store_disk_bytes(engine_store(eng), &bytes) == 0)
 		r = metrics_render_one(out, "meshtest_store_bytes", "gauge",
 		    "Bytes of the SQLite store's files (database and write-ahead log).", bytes);
+	if (r == 0)
+		r = metrics_render_one(out, "meshtest_disk_budget_bytes", "gauge",
+		    "Disk budget for blobs, projects, work folders and environments (--max-disk"
+		    " or its default).", engine_disk_budget(eng));
 	return r;
 }
 

@@ -87,16 +87,13 @@ cli_events_once(const struct cli_conn *c, const char *url, struct cli_follow *f,
 		snprintf(last, sizeof(last), "Last-Event-ID: %s", f->last);
 		hdrs = curl_slist_append(hdrs, last);
 	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
+	http_client_defaults(h, url);              /* MESHTEST_CA, no proxy, as every request */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_events_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, CLI_EVENTS_QUIET);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	http_client_tls_defaults(h);               /* MESHTEST_CA, as every request */
 	buf_reset(&f->line);
 	f->kind[0] = f->id[0] = '\0';
 	cr = curl_easy_perform(h);

@@ -43,6 +43,29 @@ auth_set_key(const char *key)
 }
 
 int
+auth_set_keys(const char *cluster_key, const char *api_token)
+{
+	static const char label[] = "meshtest: the cluster key of nodes that share an API token";
+	unsigned char md[32];
+	unsigned int n = 0;
+	char hex[2 * sizeof(md) + 1];
+
+	if ((cluster_key != NULL && *cluster_key != '\0') || api_token == NULL ||
+	    *api_token == '\0') {
+		auth_set_key(cluster_key);
+		return 0;
+	}
+	HMAC(EVP_sha256(), api_token, (int)strlen(api_token), (const unsigned char *)label,
+	    sizeof(label) - 1, md, &n);
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	auth_set_key(hex);
+	OPENSSL_cleanse(md, sizeof(md));
+	OPENSSL_cleanse(hex, sizeof(hex));
+	return 1;
+}
+
+int
 auth_enabled(void)
 {
 	return auth_key != NULL;

@@ -24,6 +24,13 @@
 
 /* Use key (copied) from now on; NULL or "" turns authentication off. */
 void auth_set_key(const char *key);
+/*
+ * The node's key: the cluster key; without one, a key derived from the API
+ * token (HMAC-SHA256(token, a fixed label), hex), so that a node that guards
+ * its data with a token never serves it unsigned on its internal routes;
+ * without either, none. Returns 1 when the key came from the token.
+ */
+int auth_set_keys(const char *cluster_key, const char *api_token);
 /* 1 when a cluster key is set. */
 int auth_enabled(void);
 

@@ -31,6 +31,7 @@ struct config_option {
 };
 
 #define OFF(f) offsetof(struct config, f)
+#define CONFIG_MAX_DISK_MIN (1ULL << 20)   /* a smaller budget holds no project */
 
 static const struct config_option config_options[] = {
 	{ "listen", NULL, OPT_STR, OFF(listen), NULL, 0, 0,
@@ -75,6 +76,9 @@ static const struct config_option config_options[] = {
 	  "first uid of the unprivileged slot users (default: derived from the data folder)" },
 	{ "allow-file-urls", "MESHTEST_ALLOW_FILE_URLS", OPT_BOOL, OFF(allow_file_urls), "0", 0, 1,
 	  "accept file:// git URLs (for tests only)" },
+	{ "allowed-hosts", "MESHTEST_ALLOWED_HOSTS", OPT_STR, OFF(allowed_hosts), "", 0, 0,
+	  "comma-separated names a browser may reach this node by, beside IP addresses,"
+	  " localhost and the advertised name (against DNS rebinding)" },
 	{ "git-hosts", "MESHTEST_GIT_HOSTS", OPT_STR, OFF(git_hosts), "", 0, 0,
 	  "comma-separated git hosts allowed (default: any)" },
 	{ "sandbox", "MESHTEST_SANDBOX", OPT_STR, OFF(sandbox), "auto", 0, 0,
@@ -87,6 +91,13 @@ static const struct config_option config_options[] = {
 	{ "isolation", "MESHTEST_ISOLATION", OPT_STR, OFF(isolation), "project", 0, 0,
 	  "project (modules of a project may share a pytest session) or module (each"
 	  " module alone), for evaluations that do not choose" },
+	{ "max-disk", "MESHTEST_MAX_DISK", OPT_STR, OFF(max_disk), NULL, 0, 0,
+	  "disk budget for blobs, projects, work folders and environments, e.g. 500M or 20G"
+	  " (default: the smaller of 20G and 80% of what the data folder's file system"
+	  " holds free for it at start)" },
+	{ "retention-days", "MESHTEST_RETENTION_DAYS", OPT_LONG, OFF(retention_days), "0", 0,
+	  36500, "remove the files of evaluations finished more than N days ago (their"
+	  " results stay); 0 keeps them" },
 };
 
 #define NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
@@ -156,6 +167,39 @@ config_set(struct config *cfg, const struct config_option *o, const char *val,
 	}
 	}
 	return -EINVAL;
+}
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "kmgt";
+	const char *u, *p;
+	char *end = NULL;
+	double v, mul = 1;
+
+	/* strtod would take hex, inf and nan: only digits and one point here */
+	if (s == NULL || strspn(s, "0123456789.") == 0 || *s == '.')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end != s + strspn(s, "0123456789.") || !(v >= 0))
+		return -EINVAL;
+	p = end;
+	if (*p != '\0' && (u = strchr(units, (char)(*p | 0x20))) != NULL) {
+		for (long i = 0; i <= u - units; i++)
+			mul *= 1024;
+		p++;
+		if ((*p | 0x20) == 'i' && (p[1] | 0x20) == 'b')
+			p += 2;
+		else if ((*p | 0x20) == 'b')
+			p++;
+	} else if ((*p | 0x20) == 'b') {
+		p++;
+	}
+	if (*p != '\0' || v * mul >= 9223372036854775808.0)
+		return -EINVAL;
+	*out = (uint64_t)(v * mul);
+	return 0;
 }
 
 int
@@ -316,6 +360,14 @@ config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 	    !util_starts_with(cfg->github_api, "https://")) {
 		snprintf(err, errlen, "--github-api takes an http:// or https:// URL, not '%s'",
 		    cfg->github_api);
+		return -EINVAL;
+	}
+	/* "" (an empty variable) is not given: the default budget */
+	if (cfg->max_disk != NULL && *cfg->max_disk != '\0' &&
+	    (config_parse_size(cfg->max_disk, &cfg->max_disk_bytes) < 0 ||
+	    cfg->max_disk_bytes < CONFIG_MAX_DISK_MIN)) {
+		snprintf(err, errlen, "--max-disk takes a size of at least 1M, such as 500M or"
+		    " 20G, not '%s'", cfg->max_disk);
 		return -EINVAL;
 	}
 	/* one form: no trailing slash, so "<api>/orgs/..." and the Link check agree */

@@ -53,6 +53,16 @@ blob_has(const char *blobs_dir, const char *digest)
 	return r;
 }
 
+int
+blob_touch(const char *blobs_dir, const char *digest)
+{
+	char *p = blob_path(blobs_dir, digest);
+	int r = utimensat(AT_FDCWD, p, NULL, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+
+	free(p);
+	return r;
+}
+
 /* SHA-256 of a file, streamed. */
 /* Feed the file at path (opened without following a link) into ctx. */
 static int

@@ -29,6 +29,12 @@ int blob_tree_digest(const char *dir, char digest[SHA256_HEX_LEN]);
 char *blob_path(const char *blobs_dir, const char *digest);
 /* 1 if the blob is here. */
 int blob_has(const char *blobs_dir, const char *digest);
+/*
+ * Stamp the blob as just written (a peer counts on this copy: the disk
+ * budget keeps what changed since it last looked). 0, or -ENOENT when it
+ * is not here.
+ */
+int blob_touch(const char *blobs_dir, const char *digest);
 /* 1 if s is 64 lowercase hex characters. */
 int blob_digest_valid(const char *s);
 /*

@@ -7,7 +7,8 @@
  * modules of workers that died or no longer run them, and settles a cancel
  * (pending modules cancelled, running ones once their node stopped them).
  * Each round also stops this node's batches of evaluations cancelled or
- * deleted elsewhere and removes deleted evaluations' files (gc.c).
+ * deleted elsewhere, removes deleted evaluations' files (gc.c) and keeps
+ * the node within its disk budget and retention (gc_budget.c).
  *
  * The policy (which evaluation, which modules together) is src/sched's; this
  * file feeds it from the store and carries out its answer. Threads: claims
@@ -385,6 +386,7 @@ coord_main(void *arg)
 			}
 		}
 		gc_run(eng);
+		gc_budget_run(eng);
 		free(mine);
 		free(work);
 		engine_strv_free(alive, nalive);

@@ -296,6 +296,8 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 	util_mkdir_p(eng->blobs_dir, 0700);
 	/* Fetches cut off by a crash (a clone may hold credentials in .git/config). */
 	util_rm_matching(eng->projects_dir, ".fetch-", NULL);
+	/* Blobs half written or half removed by a crash. */
+	util_rm_matching(eng->blobs_dir, ".tmp-", NULL);
 	pthread_mutex_init(&eng->fetch_lock, NULL);
 	pthread_cond_init(&eng->fetch_cond, NULL);
 	pthread_mutex_init(&eng->run_lock, NULL);
@@ -330,6 +332,7 @@ engine_start(const struct config *cfg, struct store *st, struct engine **out,
 		return r;
 	}
 	engine_recover(eng);
+	gc_budget_start(eng);
 	if ((r = fetchq_start(eng)) < 0 || (r = slot_start(eng)) < 0 ||
 	    (r = coord_start(eng)) < 0) {
 		util_seterr(err, errlen, "cannot start the engine's threads");
@@ -366,6 +369,7 @@ engine_stop(struct engine *eng)
 	fetchq_free(eng);
 	slot_free(eng);
 	coord_free(eng);
+	gc_budget_free(eng);
 	if (eng->git_hosts != NULL) {
 		for (char **p = eng->git_hosts; *p; p++)
 			free(*p);
@@ -425,15 +429,26 @@ engine_store(const struct engine *eng)
 json_t *
 engine_health(struct engine *eng)
 {
+	json_t *disk = gc_budget_json(eng);
+	uint64_t store = 0;
 	int warm = 0;
 
 	for (long i = 0; i < eng->nslots; i++)
 		warm += warm_count((int)i);
-	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:f, s:s}", "status", "ok",
+	/* the store beside the budget: never counted, never removed */
+	if (store_disk_bytes(eng->st, &store) == 0)
+		json_object_set_new(disk, "store", json_integer((json_int_t)store));
+	return json_pack("{s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:f, s:s, s:o}", "status", "ok",
 	    "address", eng->address, "isolated",
 	    runner_isolated() && strcmp(runner_sandbox_name(), "bwrap") == 0,
 	    "sandbox", runner_sandbox_name(), "slots", (json_int_t)eng->nslots,
 	    "slots_busy", (json_int_t)slot_busy_count(eng),
 	    "warm_workers", (json_int_t)warm, "slot_busy_seconds",
-	    slot_busy_seconds(eng), "version", "0.2.0");
+	    slot_busy_seconds(eng), "version", "0.2.0", "disk", disk);
+}
+
+uint64_t
+engine_disk_budget(struct engine *eng)
+{
+	return gc_budget_bytes(eng);
 }

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct engine;
@@ -64,5 +65,7 @@ struct store *engine_store(const struct engine *eng);
 json_t *engine_health(struct engine *eng);
 /* The node's slots, and how many run a batch now (GET /metrics). */
 void engine_slots(struct engine *eng, long *busy, long *total);
+/* The disk budget in bytes (--max-disk or its default; 0 before the first measure). */
+uint64_t engine_disk_budget(struct engine *eng);
 
 #endif

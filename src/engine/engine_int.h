@@ -3,7 +3,8 @@
  * (accepting evaluations), fetchq.c (the fetch queue and its threads),
  * slot.c (one thread per slot, running claimed modules), coord.c (the
  * coordinator: claims, reclaims, fetch scheduling), gc.c (the files of
- * deleted evaluations) and engine.c (start, stop and the helpers they share).
+ * deleted evaluations), gc_budget.c (the disk budget and retention) and
+ * engine.c (start, stop and the helpers they share).
  *
  * Locks, and what each guards:
  *  - fetch_lock: the fetch queue and its in-flight set (fetchq.c);
@@ -17,6 +18,7 @@
 #define MESHTEST_ENGINE_INT_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #include "engine/engine.h"
 #include "fetch/fetch_zip.h"
@@ -28,6 +30,7 @@
 #define ENGINE_NODES_MAX 1024       /* nodes whose slot counts the coordinator keeps */
 
 struct fetch_item;
+struct gc_budget;
 struct slot_run;
 
 /* A node's slot count, as its claims said. */
@@ -82,6 +85,9 @@ struct engine {
 	pthread_mutex_t coord_lock;
 	struct engine_node_slots *node_slots;
 	size_t nnode_slots;
+
+	/* gc_budget.c (its own locks) */
+	struct gc_budget *budget;
 };
 
 /* engine.c: helpers the engine's files share */
@@ -133,6 +139,48 @@ int slot_runs_digest(struct engine *eng, const char *digest);
 
 /* gc.c: remove the files of deleted evaluations that nothing uses any more */
 void gc_run(struct engine *eng);
+#define GC_GRACE 15.0      /* seconds: a file no evaluation names yet may be a new one's */
+#define GC_BLOB 1u         /* the blob <data>/blobs/<digest>.zip */
+#define GC_PROJECT 2u      /* the unpacked <data>/projects/<digest> */
+#define GC_COPIES 4u       /* every slot's pristine copy of it */
+#define GC_ALL (GC_BLOB | GC_PROJECT | GC_COPIES)
+/*
+ * Remove what of the digest's files unless they are in use: a slot runs the
+ * project, a fetch holds it (gc_budget_hold), or the blob or the folder
+ * changed (written, renamed into place, touched) at or after since
+ * (util_now() time). 1 when they went (or were not there), 0 when they stay.
+ * Takes run_lock. Any thread.
+ */
+int gc_files_remove(struct engine *eng, const char *digest, unsigned what, double since);
+
+/*
+ * gc_budget.c: the disk budget (--max-disk) and retention (--retention-days):
+ * what the node's files take, by category, and the removal of what no
+ * running or unfinished work uses, least recently used first.
+ */
+int gc_budget_start(struct engine *eng);
+void gc_budget_free(struct engine *eng);
+/* The coordinator round's part: keep within the budget, apply retention. */
+void gc_budget_run(struct engine *eng);
+/*
+ * Make room for need more bytes before accepting a submission: 0, or
+ * -ENOSPC with the reason (how much is used, the budget, what could not be
+ * freed) in err. Any thread.
+ */
+int gc_budget_make_room(struct engine *eng, uint64_t need, char *err, size_t errlen);
+/* A fetch made the digest's files and no evaluation names them yet: keep them. */
+void gc_budget_hold(struct engine *eng, const char *digest);
+void gc_budget_unhold(struct engine *eng, const char *digest);
+/* 1 while a hold is on digest. */
+int gc_budget_held(struct engine *eng, const char *digest);
+/* GET /health's "disk" object (new reference); the store's size is the caller's. */
+json_t *gc_budget_json(struct engine *eng);
+/* The budget in bytes (0 before the first measure). */
+uint64_t gc_budget_bytes(struct engine *eng);
+/* Pure, for the unit tests: the default budget for what meshtest holds and what is free. */
+uint64_t gc_budget_default(uint64_t used, uint64_t avail);
+/* bytes as people read them ("1.5 MiB", "512 B") into out. */
+void gc_budget_format(uint64_t bytes, char *out, size_t len);
 
 /* coord.c */
 int coord_start(struct engine *eng);

@@ -276,7 +276,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	struct store_module_info *infos = NULL;
 	size_t nwarnings = 0, nmodules = 0;
 	json_t *wj = NULL, *settings = NULL;
-	int r;
+	int r, held = 0;
 
 	/*
 	 * A coordinator round may queue a project again from a snapshot taken
@@ -479,6 +479,9 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 		goto out;
 	}
+	/* no evaluation names the files until the project is ready: the disk budget keeps them */
+	gc_budget_hold(eng, digest);
+	held = 1;
 	final = engine_project_dir(eng, digest);
 	if (rename(tmp, final) < 0)
 		util_rm_rf(tmp);   /* the same files are there already */
@@ -507,6 +510,8 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		engine_changed(eng, it->eval_id);
 	}
 out:
+	if (held)
+		gc_budget_unhold(eng, digest);
 	util_rm_rf(tmp);
 	free(pins);
 	json_decref(wj);

@@ -12,8 +12,12 @@
  * submitted again). A blob removed here that turns out to be needed after
  * all is fetched again from a peer, as any missing blob is.
  *
- * Threads: the coordinator's thread; run_lock is held while the files go,
- * so that no slot starts a batch of that project meanwhile.
+ * gc_files_remove, the removal with those checks, is shared with the disk
+ * budget and retention (gc_budget.c).
+ *
+ * Threads: the coordinator's thread (and, for gc_files_remove, an HTTP
+ * thread making room for a submission); run_lock is held while the files
+ * go, so that no slot starts a batch of that project meanwhile.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,44 +34,86 @@
 #include "runner/warm.h"
 #include "store/store.h"
 
-#define GC_GRACE 15.0      /* seconds: files younger than this stay for now */
 #define GC_BATCH 32        /* digests looked at per round */
 
-/* 1 when path exists and changed less than GC_GRACE seconds ago. */
+/* 1 when st changed (written, renamed into place, touched) at or after since. */
 static int
-gc_young(const char *path, double now)
+gc_changed_since(const struct stat *st, double since)
+{
+	return (double)st->st_ctim.tv_sec + st->st_ctim.tv_nsec / 1e9 >= since;
+}
+
+/* 1 when path exists and changed at or after since. */
+static int
+gc_path_changed(const char *path, double since)
 {
 	struct stat st;
 
-	if (lstat(path, &st) < 0)
-		return 0;
-	return now - ((double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9) < GC_GRACE;
+	return lstat(path, &st) == 0 && gc_changed_since(&st, since);
 }
 
-/* 1 when the digest's files went (or there were none), 0 when they wait. */
+/*
+ * Remove the digest's blob unless it changed at or after since: 1 gone (or
+ * not there), 0 kept. It is taken out of place first and looked at again:
+ * a copy renamed into place meanwhile (an upload of the very same bytes) is
+ * another file, put back rather than removed.
+ */
 static int
-gc_one(struct engine *eng, const char *digest, double now)
+gc_blob_remove(struct engine *eng, const char *digest, double since)
 {
-	char *blob = blob_path(eng->blobs_dir, digest);
+	char *blob = blob_path(eng->blobs_dir, digest), *away = NULL, rnd[17];
+	struct stat before, after;
+	int gone = 0;
+
+	if (lstat(blob, &before) < 0) {
+		gone = errno == ENOENT;
+		goto out;
+	}
+	if (gc_changed_since(&before, since))
+		goto out;
+	util_random_hex(rnd, 8);
+	away = xasprintf("%s/.tmp-gc-%s", eng->blobs_dir, rnd);
+	if (rename(blob, away) < 0) {
+		gone = errno == ENOENT;
+		goto out;
+	}
+	if (lstat(away, &after) == 0 && after.st_ino != before.st_ino) {
+		if (rename(away, blob) < 0)
+			log_warn("engine: cannot put %s back: %s", blob, strerror(errno));
+		goto out;
+	}
+	if (unlink(away) < 0 && errno != ENOENT)
+		log_warn("engine: cannot remove %s: %s", away, strerror(errno));
+	gone = 1;
+out:
+	free(away);
+	free(blob);
+	return gone;
+}
+
+int
+gc_files_remove(struct engine *eng, const char *digest, unsigned what, double since)
+{
 	char *dir = engine_project_dir(eng, digest);
 	int gone = 0;
 
-	if (gc_young(blob, now) || gc_young(dir, now))
-		goto out;
 	pthread_mutex_lock(&eng->run_lock);
-	if (!slot_runs_digest(eng, digest)) {
-		if (unlink(blob) < 0 && errno != ENOENT)
-			log_warn("engine: cannot remove %s: %s", blob, strerror(errno));
-		util_rm_rf(dir);
-		warm_drop_copies(digest);
-		gone = 1;
+	if (slot_runs_digest(eng, digest) || gc_budget_held(eng, digest))
+		goto out;
+	if ((what & GC_PROJECT) && gc_path_changed(dir, since))
+		goto out;
+	if ((what & GC_BLOB) && !gc_blob_remove(eng, digest, since))
+		goto out;
+	if (what & GC_PROJECT) {
+		int r = util_rm_rf(dir);
+		if (r < 0)
+			log_warn("engine: cannot remove %s: %s", dir, strerror(-r));
 	}
-	pthread_mutex_unlock(&eng->run_lock);
-	if (gone)
-		log_info("engine: removed the files of %.12s (a deleted evaluation's, unused)",
-		    digest);
+	if (what & GC_COPIES)
+		warm_drop_copies(digest);
+	gone = 1;
 out:
-	free(blob);
+	pthread_mutex_unlock(&eng->run_lock);
 	free(dir);
 	return gone;
 }
@@ -92,8 +138,13 @@ gc_run(struct engine *eng)
 		used = store_digest_used(eng->st, d[i].d);
 		if (used < 0)
 			continue;
-		if (used > 0 || gc_one(eng, d[i].d, now))
+		if (used > 0) {
 			store_gc_done(eng->st, d[i].d);
+		} else if (gc_files_remove(eng, d[i].d, GC_ALL, now - GC_GRACE)) {
+			log_info("engine: removed the files of %.12s (a deleted evaluation's, unused)",
+			    d[i].d);
+			store_gc_done(eng->st, d[i].d);
+		}
 	}
 	free(d);
 }

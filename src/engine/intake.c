@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cluster/replica.h"
 #include "config/config.h"
@@ -177,6 +178,15 @@ intake_share_eval(struct engine *eng, const char *id, const char *upload_digest)
 	engine_strv_free(alive, n);
 }
 
+/* The size of the file at path (0 for NULL or a file that is not there). */
+static uint64_t
+intake_file_bytes(const char *path)
+{
+	struct stat st;
+
+	return path != NULL && stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 /* trust "instructor" grades on the instructor's tests: without them it means nothing. */
 static int
 intake_trust_check(json_t *settings, int has_archive, char *err, size_t errlen)
@@ -219,6 +229,12 @@ intake_submit_zip(struct engine *eng, const char *upload_path, const char *filen
 		snprintf(err, errlen, "the upload holds %zu projects, more than the limit of %ld",
 		    plan->nprojects, eng->cfg->max_projects);
 		status = 413;
+		goto out;
+	}
+	/* Room in the disk budget for what the upload becomes, before any of it is kept. */
+	if (gc_budget_make_room(eng, intake_file_bytes(upload_path) +
+	    intake_file_bytes(instructor_zip), err, errlen) < 0) {
+		status = 507;
 		goto out;
 	}
 	projects = xcalloc(plan->nprojects, sizeof(*projects));
@@ -339,6 +355,11 @@ intake_submit_git(struct engine *eng, const char *const *urls, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		projects[i].project_id = ids[i];
 		projects[i].source = sources[i];
+	}
+	/* Clones are sized only once fetched: a node already past its budget refuses. */
+	if (gc_budget_make_room(eng, 0, err, errlen) < 0) {
+		status = 507;
+		goto out;
 	}
 	util_uuid4(id);
 	fetchq_reserve(eng, id, n);

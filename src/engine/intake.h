@@ -25,11 +25,12 @@ json_t *intake_settings_parse(json_t *in, char *err, size_t errlen);
  * instructor_zip, when not NULL, is a ZIP of the instructor's tests (moved
  * into the data folder too) that replace each project's tests/.
  * On success returns 0 and writes the id; on refusal returns the HTTP status
- * (4xx/5xx) with a message in err.
+ * (4xx/5xx) with a message in err: 507 when the upload does not fit in the
+ * node's disk budget even after removing what nothing uses (gc_budget.c).
  */
 int intake_submit_zip(struct engine *eng, const char *upload_path, const char *filename,
     const char *instructor_zip, json_t *settings, char id[37], char *err, size_t errlen);
-/* Accept git URLs; token may be NULL and is kept in memory only. */
+/* Accept git URLs; token may be NULL and is kept in memory only (507: over the disk budget). */
 int intake_submit_git(struct engine *eng, const char *const *urls, size_t n,
     const char *token, json_t *settings, char id[37], char *err, size_t errlen);
 

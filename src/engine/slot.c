@@ -431,6 +431,9 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 		free(keys);
 	}
 out:
+	/* the environment may go once no batch and no warm worker uses it (gc_budget.c) */
+	if (python != NULL)
+		env_release(python);
 	slot_set_running(eng, slot, NULL, util_mono() - start);
 	free(pins);
 	free(python);

@@ -181,9 +181,22 @@ http_client_tls_apply(CURL *c, const struct http_client_tls *tls)
 	}
 }
 
-void
-http_client_tls_defaults(void *curl)
+/* What every request of this client is, whoever made the handle. */
+static void
+http_client_base(CURL *c, const char *url)
 {
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "meshtest");
+	/* loopback and cluster peers only: never pick up a proxy from env */
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+}
+
+void
+http_client_defaults(void *curl, const char *url)
+{
+	http_client_base(curl, url);
 	http_client_tls_apply(curl, NULL);
 }
 
@@ -208,17 +221,12 @@ http_client_perform(CURL *c, const char *url, struct curl_slist *list,
 	sink.too_big = 0;
 	curl_err[0] = '\0';
 
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	http_client_base(c, url);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000.0));
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_client_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_answer);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "meshtest");
-	/* loopback and cluster peers only: never pick up a proxy from env */
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
 	if (list != NULL)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
 	http_client_tls_apply(c, tls);

@@ -41,10 +41,11 @@ struct http_client_tls {
 void http_client_set_default_ca(const char *path);
 
 /*
- * The TLS settings of http_client_request (verification, the default CA)
- * on a libcurl handle made elsewhere (a long-lived stream, cli_events.c).
+ * What every request of http_client_request is (url, protocols, no proxy,
+ * no signals, TLS verification and the default CA) on a libcurl handle
+ * made elsewhere (a long-lived stream, cli_events.c).
  */
-void http_client_tls_defaults(void *curl);
+void http_client_defaults(void *curl, const char *url);
 
 /*
  * GET/POST (or any other method) with a cap on the answer body: an answer

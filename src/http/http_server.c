@@ -77,6 +77,7 @@ struct http_server {
 	const struct http_route *const *routes;
 	void *ctx;
 	char *api_token;
+	char *host_names;        /* ",name,name," browsers may reach us by, beside IPs */
 	char *upload_dir;
 	uint64_t max_body;
 	int route_metric[METRICS_ROUTES_MAX]; /* per route, in table order: its metrics id */
@@ -691,6 +692,57 @@ cross_site(struct MHD_Connection *conn, const char **why)
 	return host == NULL || strcasecmp(origin, host) != 0;
 }
 
+/*
+ * May a browser reach this node by the name in Host? A page whose name was
+ * made to resolve to this node (DNS rebinding) would otherwise pass as
+ * same-origin: its requests name the page's host. IP addresses (v4, or v6 in
+ * brackets), localhost and the names the node was told (its advertised
+ * address, --allowed-hosts) are fine.
+ */
+static int
+host_allowed(const struct http_server *srv, const char *host)
+{
+	char name[256], *colon;
+	size_t n;
+	int dotted = 1;
+
+	if (host == NULL || *host == '\0')
+		return 0;
+	if (host[0] == '[')
+		return strchr(host, ']') != NULL;
+	snprintf(name, sizeof(name), "%s", host);
+	if ((colon = strrchr(name, ':')) != NULL)
+		*colon = '\0';
+	if (name[0] == '\0')
+		return 0;
+	for (const char *p = name; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || *p == '.'))
+			dotted = 0;
+	if (dotted || strcasecmp(name, "localhost") == 0)
+		return 1;
+	n = strlen(name);
+	for (const char *p = srv->host_names; p != NULL && (p = strcasestr(p, name)) != NULL; p++)
+		if (p > srv->host_names && p[-1] == ',' && p[n] == ',')
+			return 1;
+	return 0;
+}
+
+/* ",a,b," from the advertised address's host and a comma-separated list. */
+static char *
+host_names_of(const char *advertise, const char *more)
+{
+	char *adv = xstrdup(advertise ? advertise : ""), *colon = strrchr(adv, ':'), *out;
+
+	if (colon != NULL && adv[0] != '[')
+		*colon = '\0';
+	out = xasprintf(",%s,%s,", adv, more ? more : "");
+	for (char *p = out; *p; p++)
+		if (*p == ' ')
+			*p = ',';
+	free(adv);
+	return out;
+}
+
 /* First call for a request: route it and check what can be checked now. */
 static void
 request_begin(struct http_request *req)
@@ -734,6 +786,17 @@ request_begin(struct http_request *req)
 	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Meshtest-Mac") == NULL) {
 		log_warn("http: %s %s refused: no cluster MAC", req->method, req->path);
 		set_early(req, 401, "refused: no cluster MAC");
+		return;
+	}
+	if ((MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Sec-Fetch-Site") != NULL ||
+	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin") != NULL) &&
+	    !host_allowed(srv, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_HOST))) {
+		log_warn("http: %s %s refused: a browser reached this node by a name it does not"
+		    " have (%s)", req->method, req->path, MHD_lookup_connection_value(req->conn,
+		    MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST));
+		set_early(req, 421, "this node is not known by that name: use its address, or"
+		    " add the name to --allowed-hosts");
 		return;
 	}
 	if (req->route->flags & HTTP_ROUTE_CHANGE) {
@@ -1095,6 +1158,7 @@ http_server_start(const struct http_server_config *cfg,
 	srv->max_body = cfg->max_body;
 	srv->api_token = cfg->api_token ? xstrdup(cfg->api_token) : NULL;
 	srv->upload_dir = xstrdup(cfg->upload_dir);
+	srv->host_names = host_names_of(cfg->advertise, cfg->allowed_hosts);
 	pthread_mutex_init(&srv->streams_lock, NULL);
 	pthread_cond_init(&srv->streams_cond, NULL);
 	http_tls_server_options(tls_opts);
@@ -1117,6 +1181,7 @@ http_server_start(const struct http_server_config *cfg,
 		pthread_cond_destroy(&srv->streams_cond);
 		free(srv->api_token);
 		free(srv->upload_dir);
+		free(srv->host_names);
 		free(srv);
 		return -EADDRINUSE;
 	}
@@ -1144,5 +1209,6 @@ http_server_stop(struct http_server *srv)
 		OPENSSL_cleanse(srv->api_token, strlen(srv->api_token));
 	free(srv->api_token);
 	free(srv->upload_dir);
+	free(srv->host_names);
 	free(srv);
 }

@@ -49,6 +49,8 @@ struct http_route {
 struct http_server_config {
 	const char *listen;          /* host:port */
 	const char *api_token;       /* NULL: submitting needs no token */
+	const char *advertise;       /* host:port: its host is a name browsers may use */
+	const char *allowed_hosts;   /* more such names, comma-separated (or NULL) */
 	uint64_t max_body;           /* bytes: JSON bodies and uploads */
 	const char *upload_dir;      /* where multipart file fields are written */
 	unsigned threads;            /* worker threads */

@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t env_cond = PTHREAD_COND_INITIALIZER;
 static json_t *env_building;  /* key -> true while one thread builds it */
 static json_t *env_failures;  /* key -> [message, util_mono() of the failure] */
+static json_t *env_holds;     /* key -> callers of env_prepare that have not released it */
 
 void
 env_init(void)
@@ -59,6 +61,8 @@ env_init(void)
 		env_building = json_object();
 	if (env_failures == NULL)
 		env_failures = json_object();
+	if (env_holds == NULL)
+		env_holds = json_object();
 	json_object_clear(env_failures);
 	pthread_mutex_unlock(&env_lock);
 }
@@ -479,6 +483,121 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------------------ in use */
+
+/*
+ * Count a user of the environment key in (delta 1) or out (-1). Taking it
+ * also stamps the folder's time: its last use, which the disk budget's
+ * least-recently-used order and retention read, also after a restart.
+ */
+static void
+env_hold(const char *key, int delta)
+{
+	json_int_t n;
+
+	pthread_mutex_lock(&env_lock);
+	n = json_integer_value(json_object_get(env_holds, key)) + delta;
+	if (n > 0)
+		json_object_set_new(env_holds, key, json_integer(n));
+	else
+		json_object_del(env_holds, key);
+	pthread_mutex_unlock(&env_lock);
+	if (delta > 0) {
+		char *dir = xasprintf("%s/%s", runner.venv_dir, key);
+		(void)utimensat(AT_FDCWD, dir, NULL, AT_SYMLINK_NOFOLLOW);
+		free(dir);
+	}
+}
+
+/* The key of an environment's python (<venv_dir>/<key>/bin/python) into key; 0 or -EINVAL. */
+static int
+env_key_of(const char *python, char key[SHA256_HEX_LEN])
+{
+	size_t n = strlen(runner.venv_dir != NULL ? runner.venv_dir : "");
+
+	/* the 64 digits first: past them the string is long enough to compare */
+	if (python == NULL || n == 0 || strncmp(python, runner.venv_dir, n) != 0 ||
+	    python[n] != '/' || strspn(python + n + 1, "0123456789abcdef") != 64 ||
+	    strcmp(python + n + 1 + 64, "/bin/python") != 0)
+		return -EINVAL;
+	memcpy(key, python + n + 1, 64);
+	key[64] = '\0';
+	return 0;
+}
+
+void
+env_release(const char *python)
+{
+	char key[SHA256_HEX_LEN];
+
+	if (env_key_of(python, key) == 0)
+		env_hold(key, -1);
+}
+
+/* 1 while key is built, held or a warm worker runs in it; env_lock held. */
+static int
+env_busy_locked(const char *key, const char *venv)
+{
+	return json_object_get(env_building, key) != NULL ||
+	    json_object_get(env_holds, key) != NULL || warm_env_busy(venv);
+}
+
+static int
+env_key_valid(const char *key)
+{
+	return strlen(key) == 64 && strspn(key, "0123456789abcdef") == 64;
+}
+
+int
+env_busy(const char *key)
+{
+	int busy;
+
+	pthread_mutex_lock(&env_lock);
+	busy = json_object_get(env_building, key) != NULL ||
+	    json_object_get(env_holds, key) != NULL;
+	pthread_mutex_unlock(&env_lock);
+	return busy;
+}
+
+int
+env_evict(const char *key)
+{
+	char *venv, *gone = NULL, hex[17];
+	int r = 0;
+
+	if (!env_key_valid(key) || runner.venv_dir == NULL)
+		return -EINVAL;
+	venv = xasprintf("%s/%s", runner.venv_dir, key);
+	pthread_mutex_lock(&env_lock);
+	if (env_busy_locked(key, venv)) {
+		/* idle warm workers alone keep it: their slots stop them when idle */
+		if (json_object_get(env_building, key) == NULL &&
+		    json_object_get(env_holds, key) == NULL)
+			warm_drop_env(venv);
+		r = -EBUSY;
+	} else {
+		/*
+		 * Out of the way under the lock (the ready marker goes with it), so
+		 * that the next env_prepare builds it afresh; removed outside.
+		 */
+		util_random_hex(hex, 8);
+		gone = xasprintf("%s.tmp-gone-%s", venv, hex);
+		if (rename(venv, gone) < 0)
+			r = -errno;
+	}
+	pthread_mutex_unlock(&env_lock);
+	if (r == 0) {
+		int e = util_rm_rf(gone);
+		if (e < 0)
+			log_warn("runner: cannot remove %s: %s", gone, strerror(-e));
+		log_info("runner: removed environment %.12s (unused)", key);
+	}
+	free(gone);
+	free(venv);
+	return r;
+}
+
 /* ------------------------------------------------------------ environments */
 
 static char *
@@ -555,8 +674,10 @@ env_prepare_as(const char *pins, uid_t uid, char **python_out, char *err, size_t
 		if (r < 0 && r != -ECANCELED)
 			log_warn("runner: environment %.12s failed: %s", key, err);
 	}
-	if (r >= 0)
+	if (r >= 0) {
 		*python_out = xasprintf("%s/%s/bin/python", runner.venv_dir, key);
+		env_hold(key, 1);
+	}
 	if (locked)
 		runner_setup_unlock();
 	free(ready);

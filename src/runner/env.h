@@ -42,4 +42,24 @@ int env_resolve(const char *project_dir, char **pins, json_t **warnings, char *e
  */
 int env_prepare(const char *pins, int slot, char **python_out, char *err, size_t errlen);
 
+/*
+ * Done with an environment env_prepare gave (its python): one user less.
+ * An environment with users, one being built and one a warm worker runs in
+ * are in use; env_evict never removes those.
+ */
+void env_release(const char *python);
+/*
+ * 1 while a batch uses the environment key (its folder's name in
+ * <work>/venvs) or it is being built; warm workers idle in it do not count
+ * (env_evict has them stopped).
+ */
+int env_busy(const char *key);
+/*
+ * Remove the environment key unless it is in use (-EBUSY; when only idle
+ * warm workers keep it, their slots are asked to stop them, so a later call
+ * may succeed). The next env_prepare of its pins builds it again. 0,
+ * -EBUSY, -ENOENT, or -EINVAL for a key that is not 64 hex digits.
+ */
+int env_evict(const char *key);
+
 #endif

@@ -138,6 +138,10 @@ char *warm_copy(int slot, const char *digest, const char *project_dir);
 struct worker *warm_worker(int slot, const char *python, int trusted);
 /* No worker starts on the slot for a while (one could not run). */
 void warm_cold_for(int slot);
+/* 1 while a warm worker of any slot runs in the environment at venv (any thread). */
+int warm_env_busy(const char *venv);
+/* Ask the slots whose workers run in venv to stop them when idle (any thread). */
+void warm_drop_env(const char *venv);
 /*
  * One pytest process over mods[0..n) in worker *wp: a result for each module
  * that counts from it into results[] (the others NULL). 0, -ECANCELED (a

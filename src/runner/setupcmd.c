@@ -222,6 +222,8 @@ out:
 	free(copy);
 	free(home);
 	free(tmpd);
+	if (python != NULL)
+		env_release(python);
 	free(python);
 	free(venv);
 	free(supervisor);

@@ -7,13 +7,17 @@
  * Owns <work>/slot-<n>/projects (pristine copies, owned by the slot uid,
  * read-only in the sandbox) and /run (one scratch folder per run). The slot
  * state is touched only by that slot's thread, except nwarm, which other
- * threads read atomically (GET /health).
+ * threads read atomically (GET /health), and what warm_publish copies for
+ * them under warm_pub_lock: each worker's environment (env.c asks before it
+ * removes one) and the environments the disk budget asked the slot to stop
+ * its idle workers of (warm_drop_env).
  */
 #include "runner/warm.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,13 +50,23 @@ struct warm_slot {
 	unsigned seq;
 	double cold_until;            /* no worker starts before (a start failed) */
 	int nwarm;                    /* live workers, for other threads (atomic) */
+	/* under warm_pub_lock, for other threads: */
+	char *keys[WARM_WORKERS_PER_SLOT];  /* each worker's key, as published */
+	json_t *drops;                /* environments (venv -> true) to let go of when idle */
 };
 static struct warm_slot *warm_slots;
 static int warm_nslots;
+/* The slots' published keys and drop requests (env.c and the disk budget read them). */
+static pthread_mutex_t warm_pub_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
 warm_init(int slots)
 {
+	for (int i = 0; warm_slots != NULL && i < warm_nslots; i++) {
+		for (int k = 0; k < WARM_WORKERS_PER_SLOT; k++)
+			free(warm_slots[i].keys[k]);
+		json_decref(warm_slots[i].drops);
+	}
 	free(warm_slots);
 	warm_slots = xcalloc((size_t)slots, sizeof(*warm_slots));
 	warm_nslots = slots;
@@ -137,15 +151,82 @@ warm_copy(int slot, const char *digest, const char *project_dir)
 	return path;
 }
 
-/* Publish how many workers the slot keeps (read by GET /health's thread). */
+/*
+ * Publish how many workers the slot keeps (read by GET /health's thread) and
+ * the environment each runs in (read by env.c before it removes one).
+ */
 static void
 warm_publish(struct warm_slot *rs)
 {
 	int n = 0;
 
-	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++)
+	pthread_mutex_lock(&warm_pub_lock);
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
 		n += rs->workers[i] != NULL;
+		free(rs->keys[i]);
+		rs->keys[i] = rs->workers[i] != NULL ? xstrdup(worker_key(rs->workers[i])) : NULL;
+	}
+	pthread_mutex_unlock(&warm_pub_lock);
 	__atomic_store_n(&rs->nwarm, n, __ATOMIC_RELAXED);
+}
+
+/* 1 when a worker's key ("<venv>/bin/python", " trusted" after it) is of venv. */
+static int
+warm_key_of(const char *key, const char *venv)
+{
+	size_t n = strlen(venv);
+
+	return key != NULL && strncmp(key, venv, n) == 0 &&
+	    util_starts_with(key + n, "/bin/python") &&
+	    (key[n + 11] == '\0' || key[n + 11] == ' ');
+}
+
+int
+warm_env_busy(const char *venv)
+{
+	int busy = 0;
+
+	pthread_mutex_lock(&warm_pub_lock);
+	for (int i = 0; warm_slots != NULL && i < warm_nslots && !busy; i++)
+		for (int k = 0; k < WARM_WORKERS_PER_SLOT; k++)
+			busy |= warm_key_of(warm_slots[i].keys[k], venv);
+	pthread_mutex_unlock(&warm_pub_lock);
+	return busy;
+}
+
+void
+warm_drop_env(const char *venv)
+{
+	pthread_mutex_lock(&warm_pub_lock);
+	for (int i = 0; warm_slots != NULL && i < warm_nslots; i++) {
+		struct warm_slot *rs = &warm_slots[i];
+		for (int k = 0; k < WARM_WORKERS_PER_SLOT; k++) {
+			if (!warm_key_of(rs->keys[k], venv))
+				continue;
+			if (rs->drops == NULL)
+				rs->drops = json_object();
+			json_object_set_new(rs->drops, venv, json_true());
+			break;
+		}
+	}
+	pthread_mutex_unlock(&warm_pub_lock);
+}
+
+/* In the slot's thread: stop[i] = worker i runs in an environment asked to go; clears the asks. */
+static void
+warm_take_drops(struct warm_slot *rs, int stop[WARM_WORKERS_PER_SLOT])
+{
+	const char *venv;
+	json_t *v;
+
+	pthread_mutex_lock(&warm_pub_lock);
+	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
+		stop[i] = 0;
+		json_object_foreach(rs->drops, venv, v)
+			stop[i] |= warm_key_of(rs->keys[i], venv);
+	}
+	json_object_clear(rs->drops);
+	pthread_mutex_unlock(&warm_pub_lock);
 }
 
 static void
@@ -289,13 +370,17 @@ warm_slot_idle(int slot)
 {
 	struct warm_slot *rs;
 	double now = util_mono();
+	int drop[WARM_WORKERS_PER_SLOT];
 
 	if (warm_slots == NULL || slot < 0 || slot >= runner.slots)
 		return;
 	rs = &warm_slots[slot];
+	/* the disk budget wants an environment gone: its idle workers stop first */
+	warm_take_drops(rs, drop);
 	for (int i = 0; i < WARM_WORKERS_PER_SLOT; i++) {
 		struct worker *w = rs->workers[i];
-		if (w != NULL && (!worker_alive(w) || now - worker_last_used(w) > WARM_WORKER_IDLE)) {
+		if (w != NULL && (drop[i] || !worker_alive(w) ||
+		    now - worker_last_used(w) > WARM_WORKER_IDLE)) {
 			worker_stop(w);
 			rs->workers[i] = NULL;
 		}

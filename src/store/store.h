@@ -75,9 +75,10 @@ char *store_eval_status_text(struct store *st, const char *id, double now, size_
 /* The GET /evaluation/<id>/results document, or NULL. */
 json_t *store_eval_results(struct store *st, const char *id, double now);
 /*
- * Up to limit of an evaluation's events after event "<after>" (with after_k
- * > 0: after test after_k of module_done event <after>), oldest first, as
- * [{"id", "event", "data"}] (store_events.c); NULL when SQLite fails.
+ * The events of up to limit rows of an evaluation's event log after event
+ * "<after>" (with after_k > 0: after test after_k of module_done event
+ * <after>), oldest first, as [{"id", "event", "data"}] (store_events.c); a
+ * module_done row brings its tests first. NULL when SQLite fails.
  */
 json_t *store_events_after(struct store *st, const char *eval_id, long long after,
     int after_k, int limit);
@@ -330,5 +331,17 @@ int store_gc_list(struct store *st, size_t max, struct store_digest **out, size_
 int store_gc_done(struct store *st, const char *digest);
 /* 1 when an evaluation here uses digest (a project's files, an upload, tests). */
 int store_digest_used(struct store *st, const char *digest);
+
+/*
+ * The disk budget's questions (store_disk.c). Digests that an evaluation with
+ * work left (modules pending or running, projects to fetch) names: its
+ * projects' blobs, its upload, its instructor's tests (free *out).
+ */
+int store_disk_pinned(struct store *st, struct store_digest **out, size_t *n);
+/*
+ * Digests named only by evaluations that are finished (no work left) and
+ * whose last event was before cutoff (util_now() time); free *out.
+ */
+int store_disk_expired(struct store *st, double cutoff, struct store_digest **out, size_t *n);
 
 #endif

@@ -3,10 +3,11 @@
  * streams them: the rows of eval_event (logged by triggers, store.c) after a
  * given one, each with what a client shows, read when it is asked for.
  *
- * An event is {"seq", "event", "data"}. A module_done event is preceded by
+ * An event is {"id", "event", "data"}. A module_done event is preceded by
  * one test_finished event per test of the result it announces, numbered
  * "<seq>:<k>" (k from 1), so that a client resuming after any of them gets
- * the rest of that module and nothing twice.
+ * the rest of that module and nothing twice. Failure messages are given
+ * whole: what a client sees of them is the API's to shape.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,20 +17,8 @@
 #include "core/util.h"
 #include "store/store_int.h"
 
-/* The first line of a failure message, as a short summary shows it. */
-static json_t *
-store_first_line(json_t *msg)
-{
-	const char *s = json_string_value(msg), *nl;
-
-	if (s == NULL || *s == '\0')
-		return json_null();
-	nl = strchr(s, '\n');
-	return nl != NULL ? json_stringn(s, (size_t)(nl - s)) : json_string(s);
-}
-
 static void
-store_event_add(json_t *out, const char *id, const char *kind, json_t *data)
+store_events_add(json_t *out, const char *id, const char *kind, json_t *data)
 {
 	json_array_append_new(out, json_pack("{s:s, s:s, s:o}", "id", id, "event", kind,
 	    "data", data));
@@ -37,7 +26,7 @@ store_event_add(json_t *out, const char *id, const char *kind, json_t *data)
 
 /* test_finished for each test of a result (from test after_k), then module_done. */
 static void
-store_event_result(json_t *out, long long seq, int after_k, const char *project,
+store_events_result(json_t *out, long long seq, int after_k, const char *project,
     const char *path, const char *node, const char *body)
 {
 	json_t *r = json_loads(body, 0, NULL), *tests = json_object_get(r, "tests"), *t;
@@ -48,14 +37,14 @@ store_event_result(json_t *out, long long seq, int after_k, const char *project,
 		if ((int)k + 1 <= after_k)
 			continue;
 		snprintf(id, sizeof(id), "%lld:%zu", seq, k + 1);
-		store_event_add(out, id, "test_finished", json_pack("{s:s, s:s, s:O?, s:O?,"
-		    " s:O?, s:o}", "project", project, "module", path, "nodeid",
+		store_events_add(out, id, "test_finished", json_pack("{s:s, s:s, s:O?, s:O?,"
+		    " s:O?, s:O?}", "project", project, "module", path, "nodeid",
 		    json_object_get(t, "nodeid"), "outcome", json_object_get(t, "outcome"),
 		    "duration", json_object_get(t, "duration"), "message",
-		    store_first_line(json_object_get(t, "message"))));
+		    json_object_get(t, "message")));
 	}
 	snprintf(id, sizeof(id), "%lld", seq);
-	store_event_add(out, id, "module_done", json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:O?,"
+	store_events_add(out, id, "module_done", json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:O?,"
 	    " s:O?, s:O?}", "project", project, "module", path, "node", node, "outcome",
 	    json_object_get(r, "outcome"), "passed", json_object_get(r, "passed"), "failed",
 	    json_object_get(r, "failed"), "skipped", json_object_get(r, "skipped"),
@@ -97,15 +86,15 @@ store_events_after(struct store *st, const char *eval_id, long long after, int a
 		if (strcmp(kind, "module_done") == 0) {
 			/* a result replaced since by a better one announces the newer */
 			if (sqlite3_column_type(s, 5) != SQLITE_NULL)
-				store_event_result(out, seq, seq == after ? after_k : 0, project, path,
+				store_events_result(out, seq, seq == after ? after_k : 0, project, path,
 				    node, store_col_text(s, 5));
 		} else if (seq == after) {
 			continue;       /* resumed inside a module_done that is not one */
 		} else if (strcmp(kind, "module_claimed") == 0) {
-			store_event_add(out, id, kind, json_pack("{s:s, s:s, s:s}", "project",
+			store_events_add(out, id, kind, json_pack("{s:s, s:s, s:s}", "project",
 			    project, "module", path, "node", node));
 		} else if (strcmp(kind, "project_error") == 0) {
-			store_event_add(out, id, kind, json_pack("{s:s, s:s}", "project", project,
+			store_events_add(out, id, kind, json_pack("{s:s, s:s}", "project", project,
 			    "error", store_col_text(s, 6)));
 		}
 	}

@@ -249,3 +249,79 @@ def test_cross_site_submissions_are_refused(make_node, tmp_path):
                      json.dumps({"projects": ["https://example.invalid/x.git"]}).encode(),
                      {"Content-Type": "application/json", "Origin": "http://evil.example"})
     assert st == 403, out
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(120)
+def test_token_without_cluster_key_guards_internal_routes(tmp_path, monkeypatch):
+    """A node with an API token but no cluster key signs its node-to-node
+    traffic with a key derived from the token: the internal routes, which
+    hand out grades, messages and students' code, are not a way around the
+    token; two nodes that share the token replicate as usual."""
+    from conftest import loop_nodes, running
+    token = secrets.token_hex(32)
+    monkeypatch.delenv("MESHTEST_CLUSTER_KEY", raising=False)
+    monkeypatch.setenv("MESHTEST_API_TOKEN", token)
+    with running(loop_nodes(tmp_path, 2, "tk")) as (a, b):
+        eid = a.submit_zip(corpus.gamma_zip(str(tmp_path)))
+        doc = wait_done(b, eid, timeout=90)
+        assert doc["passed"] == 5
+        assert "signed with a key derived from the API token" in a.log_text()
+        for method, path, body in (
+                ("GET", f"/sync/evaluation/{eid}", None),
+                ("GET", f"/sync/evaluation/{eid}/buckets", None),
+                ("GET", "/sync/digests", None),
+                ("GET", f"/task/results/{eid}", None),
+                ("GET", "/blob/" + "0" * 64, None),
+                ("POST", f"/evaluation/sync_result/{eid}",
+                 json.dumps({"id": eid, "deleted_at": 1, "share": {}}).encode())):
+            for hdrs in ({}, {"Authorization": "Bearer " + token}):
+                if body is not None:
+                    hdrs = dict(hdrs, **{"Content-Type": "application/json"})
+                st, _, out = raw(a.port, method, path, body, hdrs)
+                assert st == 401, (method, path, st, out[:200])
+        # the forged tombstone changed nothing
+        st, doc = a.get(f"/evaluation/{eid}")
+        assert st == 200 and doc["passed"] == 5
+
+
+@pytest.mark.asan
+@pytest.mark.timeout(120)
+def test_browser_reaching_a_node_by_a_foreign_name_is_refused(make_node, tmp_path):
+    """DNS rebinding: a page whose name was made to resolve to the node
+    sends requests that look same-origin but name the page's host. A
+    browser's request (Origin or Sec-Fetch-Site) for a name the node does
+    not have is refused with 421, reads included; IP addresses, localhost
+    and --allowed-hosts names pass; programs (no such headers) are not
+    concerned."""
+    n = make_node(["--allowed-hosts", "grader.test,other.test"], name="rebind")
+    data = open(corpus.gamma_zip(str(tmp_path)), "rb").read()
+    body, ctype = encode_multipart({}, {"file": ("g.zip", data, "application/zip")})
+
+    def post(host, extra):
+        hdrs = {"Content-Type": ctype, "Host": host}
+        hdrs.update(extra)
+        return raw(n.port, "POST", "/evaluation", body, hdrs)
+
+    evil = f"evil.example:{n.port}"
+    for extra in ({"Origin": f"http://{evil}", "Sec-Fetch-Site": "same-origin"},
+                  {"Origin": f"http://{evil}"}, {"Sec-Fetch-Site": "none"}):
+        st, _, out = post(evil, extra)
+        assert st == 421, (extra, st, out)
+        assert b"not known by that name" in out
+    st, _, out = raw(n.port, "GET", "/evaluation", None,
+                     {"Host": evil, "Sec-Fetch-Site": "same-origin"})
+    assert st == 421, out
+    st, js = n.get("/evaluation")
+    assert js == {"evaluations": []}
+    assert "refused: a browser reached this node by a name it does not have" in n.log_text()
+    ok = []
+    for host in (f"grader.test:{n.port}", f"localhost:{n.port}", f"127.0.0.1:{n.port}",
+                 "OTHER.test"):
+        st, _, out = post(host, {"Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"})
+        assert st == 201, (host, st, out)
+        ok.append(json.loads(out)["id"])
+    st, _, out = post(evil, {})                 # curl: no browser headers
+    assert st == 201, out
+    for eid in ok + [json.loads(out)["id"]]:
+        assert wait_done(n, eid, timeout=90)["passed"] == 5

@@ -175,6 +175,13 @@ def css(drv, sel):
     return drv.find_element("css selector", sel)
 
 
+def click(drv, el):
+    """Click as a user would: the element in the middle of the window first
+    (WebDriver scrolls it to the top, under the page's sticky header)."""
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+    el.click()
+
+
 def text_of(drv, el):
     """The element's exact textContent (WebDriver's .text trims and folds)."""
     return drv.execute_script("return arguments[0].textContent", el)
@@ -256,7 +263,7 @@ def test_dashboard_follows_an_evaluation_and_the_network(tmp_path, browser):
         assert cell("grade") == f"{(20 * 10 / 15 + 20.0 + 0.0 + 0.0) / 4:.2f}" == "8.33"
 
         # One evaluation: its projects with counts and grades.
-        css(drv, row + " th a").click()
+        click(drv, css(drv, row + " th a"))
         wait_dom(drv, lambda d: shown(d, "#view-eval") and
                  len(d.find_elements("css selector", "#eval-body tr")) == 4, 15,
                  "the evaluation's projects")
@@ -290,7 +297,7 @@ def test_dashboard_follows_an_evaluation_and_the_network(tmp_path, browser):
         tests = {t["nodeid"]: t for m in alpha["modules"] for t in m["tests"]}
         fail = tests["tests/test_basic.py::test_fails"]
         assert fail["outcome"] == "failed" and "assert 1 == 2" in fail["message"]
-        css(drv, '#eval-body tr[data-project="alpha"] th a').click()
+        click(drv, css(drv, '#eval-body tr[data-project="alpha"] th a'))
         sel = '#project-modules tr[data-nodeid="tests/test_basic.py::test_fails"]'
         wait_dom(drv, lambda d: shown(d, "#view-project") and css(d, sel), 15,
                  "alpha's tests")
@@ -322,7 +329,7 @@ def test_dashboard_follows_an_evaluation_and_the_network(tmp_path, browser):
         no_alert(drv)
 
         # The network: both alive, then B killed and seen dead.
-        css(drv, "#nav-network").click()
+        click(drv, css(drv, "#nav-network"))
 
         def state_of(addr):
             def pred(d):
@@ -369,15 +376,19 @@ def test_dashboard_cancels_a_running_evaluation(tmp_path, make_node, browser):
     drv.get(f"http://{n.addr}/#/evaluation/{eid}")
     wait_dom(drv, lambda d: css(d, '#eval-summary [data-status="running"]') and
              shown(d, "#eval-cancel"), 30, "a running evaluation with a cancel button")
+    # A running evaluation is followed through its event stream, not polled.
+    wait_dom(drv, lambda d: text_of(d, css(d, "#live")) == "Live: following events", 15,
+             "the page following the event stream")
+    assert f"GET /evaluation/{eid}/events -> 200 (stream)" in n.log_text()
     # The first click asks; "No" leaves it running.
-    css(drv, "#eval-cancel").click()
+    click(drv, css(drv, "#eval-cancel"))
     assert shown(drv, "#eval-confirm")
-    css(drv, "#eval-cancel-no").click()
+    click(drv, css(drv, "#eval-cancel-no"))
     assert not shown(drv, "#eval-confirm")
     st, doc = n.get(f"/evaluation/{eid}")
     assert doc["status"] == "running"
-    css(drv, "#eval-cancel").click()
-    css(drv, "#eval-cancel-yes").click()
+    click(drv, css(drv, "#eval-cancel"))
+    click(drv, css(drv, "#eval-cancel-yes"))
     wait_dom(drv, lambda d: css(d, '#eval-summary [data-status="cancelled"]'), 30,
              "the evaluation cancelled on the page")
     st, doc = n.get(f"/evaluation/{eid}")
@@ -389,7 +400,7 @@ def test_dashboard_cancels_a_running_evaluation(tmp_path, make_node, browser):
     # A cancel that comes too late says why (409).
     drv.execute_script("document.getElementById('eval-actions').hidden = false;"
                        "document.getElementById('eval-confirm').hidden = false;")
-    css(drv, "#eval-cancel-yes").click()
+    click(drv, css(drv, "#eval-cancel-yes"))
     wait_dom(drv, lambda d: shown(d, "#eval-cancel-msg"), 15, "the refusal")
     assert text_of(drv, css(drv, "#eval-cancel-msg")) == \
         f"Cannot cancel it: evaluation {eid} is already cancelled"
@@ -415,19 +426,19 @@ def test_dashboard_asks_for_the_token_once(tmp_path, make_node, monkeypatch, bro
     assert css(drv, 'label[for="login-token"]').text == "API token"
 
     field.send_keys("naïve token")
-    css(drv, "#login-form button").click()
+    click(drv, css(drv, "#login-form button"))
     wait_dom(drv, lambda d: text_of(d, css(d, "#login-error")) ==
              "A token is printable ASCII without spaces.", 10, "a token no header can carry")
     field.clear()
     field.send_keys("not-the-token")
-    css(drv, "#login-form button").click()
+    click(drv, css(drv, "#login-form button"))
     wait_dom(drv, lambda d: text_of(d, css(d, "#login-error")) ==
              "The node refused that token: try again.", 15, "a wrong token refused")
     assert shown(drv, "#login")
     assert drv.execute_script("return sessionStorage.getItem('meshtest.token')") is None
 
     css(drv, "#login-token").send_keys(TOKEN)
-    css(drv, "#login-form button").click()
+    click(drv, css(drv, "#login-form button"))
     row = f'#list-body tr[data-id="{eid}"]'
     wait_dom(drv, lambda d: css(d, row + ' [data-status="done"]'), 15,
              "the evaluation after the token")
@@ -599,7 +610,7 @@ def test_dashboard_thousand_projects_and_the_event_stream(browser):
         css(drv, "#eval-filter").send_keys("p05")
         wait_dom(drv, lambda d: text_of(d, css(d, "#eval-shown")) == "showing 100 of 1000",
                  10, "the name filter")
-        css(drv, "#eval-only-bad").click()
+        click(drv, css(drv, "#eval-only-bad"))
         wait_dom(drv, lambda d: text_of(d, css(d, "#eval-shown")) == "showing 99 of 1000",
                  10, "only projects with failures")
         assert not css(drv, '#eval-body tr[data-project="p0500"]').is_displayed()

@@ -28,7 +28,7 @@ class Stream:
     def events(self):
         ev = {}
         while True:
-            line = self.resp.fp.readline()
+            line = self.resp.readline()      # chunked decoding; b"" at the end
             if not line:
                 return
             line = line.decode().rstrip("\n")
@@ -108,8 +108,10 @@ def test_reconnecting_client_gets_every_event_once(tmp_path):
                 assert len(mine) == 3
                 assert all(x[0].startswith(eid_ + ":") for x in mine)
         failed = [d for _, k, d in seen if k == "test_finished" and d["outcome"] == "failed"]
-        assert len(failed) == 6 and all(d["message"] for d in failed)
-        assert "\n" not in "".join(d["message"] for d in failed)
+        # the line that says what failed (pytest's "E" line), as the CLI shows it
+        assert len(failed) == 6 and {d["message"] for d in failed} == {"assert False"}
+        assert all(d["message"] is None for _, k, d in seen
+                   if k == "test_finished" and d["outcome"] == "passed")
         # the end: last, with the status document's counts
         assert seen[-1][0] == "end" and seen[-1][1] == "evaluation_done"
         end = seen[-1][2]
@@ -137,6 +139,11 @@ def test_events_bad_input_and_token(make_node, tmp_path, monkeypatch):
                  "/evaluation/not-a-uuid/events"):
         st, js, _ = n.request("GET", path)
         assert st == 404 and js == {"error": "not found"}
+    eid0 = n.submit_zip(corpus.gamma_zip(str(tmp_path)))
+    for bad in ("99999999999999999999", "abc", "3:0", "3:", "-1", "3:x", "1 ", "9007199254740992"):
+        st, js, _ = n.request("GET", f"/evaluation/{eid0}/events",
+                              headers={"Last-Event-ID": bad})
+        assert (st, js) == (400, {"error": "bad Last-Event-ID: want an id this stream sent"}), bad
     monkeypatch.setenv("MESHTEST_API_TOKEN", "t" * 64)
     k = make_node(name="evtok")
     eid = k.submit_zip(corpus.gamma_zip(str(tmp_path)))
