@@ -220,7 +220,12 @@ get_events(struct http_request *req, void *ctx, int *status)
 	es->after_k = after_k;
 	buf_printf(&es->out, "retry: 1000\n\n");
 	es->last_out = util_mono();
-	http_request_respond_stream(req, "text/event-stream", events_fill, events_done, es);
+	if (http_request_respond_stream(req, "text/event-stream", events_fill, events_done,
+	    es) < 0) {
+		events_done(es);
+		return http_error(status, 503, "too many event streams open on this node;"
+		    " try again later");
+	}
 	*status = 200;
 	return NULL;
 }

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@
  * so a stream costs a thread only while it has something to send.
  */
 #define HTTP_STREAM_WAKE 0.2
+#define HTTP_STREAMS_MAX 256       /* streamed answers at once; more get 503 */
 struct http_stream {
 	struct http_server *srv;
 	struct MHD_Connection *conn;
@@ -64,6 +66,7 @@ struct http_stream {
 	void (*done)(void *);
 	void *ctx;
 	int parked;
+	int gone;                      /* the client closed its end: stop */
 	struct http_stream *next_parked;
 };
 
@@ -72,6 +75,7 @@ struct http_server {
 	pthread_mutex_t streams_lock;
 	pthread_cond_t streams_cond;
 	struct http_stream *parked;
+	int nstreams;                  /* streamed answers not yet over */
 	pthread_t waker;
 	int waker_started, stopping;
 	const struct http_route *const *routes;
@@ -213,11 +217,20 @@ http_request_answer_headers(struct http_request *req, const char *const *headers
 	req->answer_headers = headers;
 }
 
-void
+int
 http_request_respond_stream(struct http_request *req, const char *content_type,
     http_stream_fill fill, void (*done)(void *), void *ctx)
 {
-	struct http_stream *hs = xcalloc(1, sizeof(*hs));
+	struct http_stream *hs;
+
+	pthread_mutex_lock(&req->srv->streams_lock);
+	if (req->srv->nstreams >= HTTP_STREAMS_MAX) {
+		pthread_mutex_unlock(&req->srv->streams_lock);
+		return -EBUSY;
+	}
+	req->srv->nstreams++;
+	pthread_mutex_unlock(&req->srv->streams_lock);
+	hs = xcalloc(1, sizeof(*hs));
 
 	hs->srv = req->srv;
 	hs->conn = req->conn;
@@ -227,6 +240,21 @@ http_request_respond_stream(struct http_request *req, const char *content_type,
 	req->answer_stream = hs;
 	free(req->answer_type);
 	req->answer_type = xstrdup(content_type);
+	return 0;
+}
+
+/* A streamed answer is over: its context goes, and its place. */
+static void
+stream_over(struct http_stream *hs)
+{
+	struct http_server *srv = hs->srv;
+
+	if (hs->done != NULL)
+		hs->done(hs->ctx);
+	free(hs);
+	pthread_mutex_lock(&srv->streams_lock);
+	srv->nstreams--;
+	pthread_mutex_unlock(&srv->streams_lock);
 }
 
 static void
@@ -250,7 +278,8 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	long n;
 
 	(void)pos;
-	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&hs->gone, __ATOMIC_ACQUIRE))
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	n = hs->fill(hs->ctx, buf, max);
 	if (n < 0)
@@ -279,9 +308,26 @@ stream_free(void *cls)
 	if (hs->parked)
 		stream_unpark(hs);
 	pthread_mutex_unlock(&hs->srv->streams_lock);
-	if (hs->done != NULL)
-		hs->done(hs->ctx);
-	free(hs);
+	stream_over(hs);
+}
+
+/*
+ * Has the client of a parked stream gone? A suspended connection's socket
+ * is not watched, and a stream with nothing to say never writes to it: look
+ * for the end of its input.
+ */
+static int
+stream_client_gone(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char c;
+	ssize_t n;
+
+	if (ci == NULL)
+		return 0;
+	n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* Resume every parked stream; all of them, for good, when stopping. */
@@ -293,6 +339,8 @@ stream_wake_all(struct http_server *srv)
 
 		srv->parked = hs->next_parked;
 		hs->parked = 0;
+		if (stream_client_gone(hs->conn))
+			__atomic_store_n(&hs->gone, 1, __ATOMIC_RELEASE);
 		MHD_resume_connection(hs->conn);
 	}
 }
@@ -338,9 +386,7 @@ respond_stream(struct http_request *req)
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, hs,
 	    stream_free);
 	if (resp == NULL) {
-		if (hs->done != NULL)
-			hs->done(hs->ctx);
-		free(hs);
+		stream_over(hs);
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->answer_type);
@@ -1086,11 +1132,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		close(req->answer_fd);
 	free(req->answer_type);
 	free(req->answer_text);
-	if (req->answer_stream != NULL) {        /* never answered */
-		if (req->answer_stream->done != NULL)
-			req->answer_stream->done(req->answer_stream->ctx);
-		free(req->answer_stream);
-	}
+	if (req->answer_stream != NULL)          /* never answered */
+		stream_over(req->answer_stream);
 	EVP_MD_CTX_free(req->body_sha);
 	for (size_t i = 0; i < req->nuploads; i++) {
 		/* What a handler kept, it moved away (rename); the rest goes. */

@@ -109,7 +109,8 @@ void http_request_answer_headers(struct http_request *req, const char *const *he
  * never sent). The handler then returns NULL with *status 200.
  */
 typedef long (*http_stream_fill)(void *ctx, char *buf, size_t max);
-void http_request_respond_stream(struct http_request *req, const char *content_type,
+/* -EBUSY (nothing taken: done is not called) when too many are open already. */
+int http_request_respond_stream(struct http_request *req, const char *content_type,
     http_stream_fill fill, void (*done)(void *), void *ctx);
 
 /*

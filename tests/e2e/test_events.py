@@ -190,3 +190,40 @@ def test_cli_wait_follows_the_stream(make_node, tmp_path):
     doc = wait_done(n, eid)
     assert (doc["passed"], doc["failed"]) == (12, 6)
     assert "p1" in r.stdout and "p2" in r.stdout
+
+
+@pytest.mark.timeout(120)
+def test_event_streams_are_capped(make_node, tmp_path):
+    """Open streams cost a connection each: past 256 at once a node answers
+    503 instead of letting followers crowd out its other traffic; a place
+    freed is taken again."""
+    n = make_node(name="evcap")
+    src = os.path.join(str(tmp_path), "long-src")
+    corpus.write_simple(src, "long", 1, 0, sleep=60, modules=1)
+    eid = n.submit_zip(corpus.zip_dir(src, os.path.join(str(tmp_path), "long.zip")))
+    streams = []
+    try:
+        for _ in range(256):
+            s = Stream(n, eid)
+            assert s.status == 200
+            streams.append(s)
+        st, js, _ = n.request("GET", f"/evaluation/{eid}/events")
+        assert (st, js) == (503, {"error": "too many event streams open on this node;"
+                                           " try again later"})
+        st, doc = n.get(f"/evaluation/{eid}")
+        assert st == 200 and doc["status"] == "running"
+        streams.pop().close()
+
+        def reopened():
+            s = Stream(n, eid)
+            if s.status == 200:
+                streams.append(s)
+                return True
+            s.close()
+            return False
+        from conftest import wait_for
+        # a follower that went away is noticed within a wake-up (0.2 s)
+        wait_for(reopened, 5, "a freed place taken again")
+    finally:
+        for s in streams:
+            s.close()
