@@ -93,8 +93,8 @@ static const struct config_option config_options[] = {
 	  " module alone), for evaluations that do not choose" },
 	{ "max-disk", "MESHTEST_MAX_DISK", OPT_STR, OFF(max_disk), NULL, 0, 0,
 	  "disk budget for blobs, projects, work folders and environments, e.g. 500M or 20G"
-	  " (default: the smaller of 20G and 80% of what the data folder's file system"
-	  " holds free for it at start)" },
+	  " (default: the smaller of 20G and 80% of what those folders hold plus the free"
+	  " space of the data folder's file system, at start)" },
 	{ "retention-days", "MESHTEST_RETENTION_DAYS", OPT_LONG, OFF(retention_days), "0", 0,
 	  36500, "remove the files of evaluations finished more than N days ago (their"
 	  " results stay); 0 keeps them" },

@@ -318,60 +318,63 @@ gc_budget_classify(int cat, const char *name, char key[65])
 	return 1;
 }
 
+/* Open a folder of category cat and count its own blocks; NULL when it is not there. */
+static DIR *
+gc_budget_opendir(struct gc_budget_scan *sc, const char *dir, int cat)
+{
+	DIR *d = opendir(dir);
+	struct stat st;
+
+	if (d != NULL && fstat(dirfd(d), &st) == 0)
+		sc->b->dirs[cat] += (uint64_t)st.st_blocks * 512;
+	return d;
+}
+
+/* The next entry of d but "." and "..", or NULL. */
+static struct dirent *
+gc_budget_next(DIR *d)
+{
+	struct dirent *de;
+
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			break;
+	return de;
+}
+
 /* Add the entries of dir (of category cat) and the folder's own blocks. */
 static void
 gc_budget_scan_dir(struct gc_budget_scan *sc, const char *dir, int cat)
 {
-	DIR *d = opendir(dir);
+	DIR *d = gc_budget_opendir(sc, dir, cat);
 	struct dirent *de;
-	struct stat st;
 
-	if (d == NULL)
-		return;
-	if (fstat(dirfd(d), &st) == 0)
-		sc->b->dirs[cat] += (uint64_t)st.st_blocks * 512;
-	while ((de = readdir(d)) != NULL) {
+	while (d != NULL && (de = gc_budget_next(d)) != NULL) {
 		char key[65];
-		int k;
+		int k = gc_budget_classify(cat, de->d_name, key);
 
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		k = gc_budget_classify(cat, de->d_name, key);
 		gc_budget_add(sc, dirfd(d), dir, de->d_name, cat, key, k < 0);
 	}
-	closedir(d);
+	if (d != NULL)
+		closedir(d);
 }
 
 /* <work>/work: each slot's pristine copies by digest, the rest (runs) as scratch. */
 static void
 gc_budget_scan_work(struct gc_budget_scan *sc)
 {
-	DIR *d = opendir(sc->b->work_dir), *sd;
+	const char *work = sc->b->work_dir;
+	DIR *d = gc_budget_opendir(sc, work, GC_BUDGET_WORK), *sd;
 	struct dirent *de, *se;
-	struct stat st;
 
-	if (d == NULL)
-		return;
-	if (fstat(dirfd(d), &st) == 0)
-		sc->b->dirs[GC_BUDGET_WORK] += (uint64_t)st.st_blocks * 512;
-	while ((de = readdir(d)) != NULL) {
-		char *slot;
+	while (d != NULL && (de = gc_budget_next(d)) != NULL) {
+		char *slot = xasprintf("%s/%s", work, de->d_name), *copies;
 
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		slot = xasprintf("%s/%s", sc->b->work_dir, de->d_name);
-		if (!util_starts_with(de->d_name, "slot-") || (sd = opendir(slot)) == NULL) {
-			gc_budget_add(sc, dirfd(d), sc->b->work_dir, de->d_name, GC_BUDGET_WORK, "", 1);
-			free(slot);
-			continue;
-		}
-		if (fstat(dirfd(sd), &st) == 0)
-			sc->b->dirs[GC_BUDGET_WORK] += (uint64_t)st.st_blocks * 512;
-		while ((se = readdir(sd)) != NULL) {
-			char *copies;
-
-			if (strcmp(se->d_name, ".") == 0 || strcmp(se->d_name, "..") == 0)
-				continue;
+		sd = util_starts_with(de->d_name, "slot-") ?
+		    gc_budget_opendir(sc, slot, GC_BUDGET_WORK) : NULL;
+		if (sd == NULL)
+			gc_budget_add(sc, dirfd(d), work, de->d_name, GC_BUDGET_WORK, "", 1);
+		while (sd != NULL && (se = gc_budget_next(sd)) != NULL) {
 			if (strcmp(se->d_name, "projects") != 0) {
 				gc_budget_add(sc, dirfd(sd), slot, se->d_name, GC_BUDGET_WORK, "", 1);
 				continue;
@@ -380,10 +383,12 @@ gc_budget_scan_work(struct gc_budget_scan *sc)
 			gc_budget_scan_dir(sc, copies, GC_BUDGET_WORK);
 			free(copies);
 		}
-		closedir(sd);
+		if (sd != NULL)
+			closedir(sd);
 		free(slot);
 	}
-	closedir(d);
+	if (d != NULL)
+		closedir(d);
 }
 
 static void
@@ -426,7 +431,8 @@ gc_budget_show(struct gc_budget *b, uint64_t freed)
 /*
  * What is in use now: the digests unfinished evaluations name (read at
  * b->snap), those a slot runs or a fetch holds, the environments a batch
- * or a warm worker uses. Their last use is now.
+ * runs in or that are being built. Their last use is now. (An environment
+ * only idle warm workers keep is not in use: env_evict stops them.)
  */
 static void
 gc_budget_mark(struct engine *eng, struct gc_budget *b)
