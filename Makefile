@@ -23,6 +23,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # What `deps` runs and what `run` passes to `meshtest serve` (tests override both).
 DEPS_CMD ?= sh scripts/install-deps.sh
+DEPS_TEST_CMD ?= sh scripts/install-deps.sh --test
 RUN_ARGS ?=
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -43,7 +44,7 @@ EMBED   := $(sort $(wildcard src/runner/py/*.py)) $(sort $(wildcard src/web/*.ht
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run check deps pkgcheck install asan unit unit-asan e2e e2e-module e2e-asan lint fuzz fuzz-build clean bench
+.PHONY: all run check deps deps-test pkgcheck install asan unit unit-asan e2e e2e-module e2e-asan lint fuzz fuzz-build clean bench
 
 all: $(BUILD)/meshtest
 
@@ -88,6 +89,10 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libmeshtest.a
 deps:
 	@$(DEPS_CMD)
 
+# what the tests need beside: cmocka, pytest plugins, clang, wrk, chromium
+deps-test:
+	@$(DEPS_TEST_CMD)
+
 # deps first, then a new make that sees the installed libraries (also with -j).
 run: deps
 	$(MAKE) all
@@ -118,7 +123,7 @@ e2e-asan: asan
 	MESHTEST_ASAN=1 PYTHON=$(PYTHON) sh scripts/run-e2e.sh $(CURDIR)/build-asan/meshtest asan \
 	  tests/e2e $(E2E_ARGS)
 
-check: deps
+check: deps-test
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) unit-asan

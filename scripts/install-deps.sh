@@ -1,16 +1,22 @@
 #!/bin/sh
-# install-deps.sh - install the Debian packages meshtest needs to build, run
-# and test, and only those that are missing. Used by `make run`, `make check`,
-# .ci/run and the Dockerfile (with --runtime: only what a node needs to run).
+# install-deps.sh [--runtime | --test] - install the Debian packages meshtest
+# needs, and only those that are missing: to run and build it (no flag: `make
+# run`), only to run it (--runtime: the Dockerfile), or to run, build and test
+# it (--test: `make check`, .ci/run; adds the sanitizer and fuzzing compiler,
+# pytest plugins, wrk and the browser the dashboard's tests drive).
 set -eu
 runtime="ca-certificates git bubblewrap python3 python3-venv python3-pytest \
  libmicrohttpd12 libcurl4 libjansson4 libarchive13 libsqlite3-0 libssl3 libgnutls30 procps iproute2"
 build="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev \
- libjansson-dev libarchive-dev libsqlite3-dev libssl-dev libgnutls28-dev libcmocka-dev \
- python3-pytest-xdist python3-pytest-timeout python3-prometheus-client clang libclang-rt-14-dev wrk \
- chromium chromium-driver python3-selenium"
-pkgs="$runtime"
-[ "${1:-}" = "--runtime" ] || pkgs="$runtime $build"
+ libjansson-dev libarchive-dev libsqlite3-dev libssl-dev libgnutls28-dev"
+test="libcmocka-dev python3-pytest-xdist python3-pytest-timeout python3-prometheus-client \
+ clang libclang-rt-14-dev wrk chromium chromium-driver python3-selenium"
+case "${1:-}" in
+  --runtime) pkgs="$runtime" ;;
+  --test) pkgs="$runtime $build $test" ;;
+  "") pkgs="$runtime $build" ;;
+  *) echo "usage: install-deps.sh [--runtime | --test]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $pkgs; do
