@@ -31,12 +31,12 @@
 #include "core/diskuse.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "core/version.h"
 #include "engine/engine.h"
 #include "http/http_server.h"
 #include "http/http_tls.h"
 #include "store/store.h"
 
-#define MESHTEST_VERSION "0.1.0"
 
 /* The live peers for replication: every alive or suspect member but us. */
 static int

@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "core/version.h"
 #include "engine/blob.h"
 #include "engine/engine_int.h"
 #include "runner/runner.h"
@@ -444,7 +445,7 @@ engine_health(struct engine *eng)
 	    "sandbox", runner_sandbox_name(), "slots", (json_int_t)eng->nslots,
 	    "slots_busy", (json_int_t)slot_busy_count(eng),
 	    "warm_workers", (json_int_t)warm, "slot_busy_seconds",
-	    slot_busy_seconds(eng), "version", "0.2.0", "disk", disk);
+	    slot_busy_seconds(eng), "version", MESHTEST_VERSION, "disk", disk);
 }
 
 uint64_t
