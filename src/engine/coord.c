@@ -105,7 +105,7 @@ coord_sched_modules(const struct store_pending *p, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
-		    p[i].known || p[i].measured };
+		    p[i].known || p[i].measured, p[i].project_pending };
 	return m;
 }
 
@@ -125,6 +125,7 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 	struct sched_module *m = NULL;
 	const struct store_pending **chosen = NULL;
 	size_t n = 0, *idx = NULL, k, lead = 0, others;
+	long total;
 	int r = 0;
 
 	if (store_pending_summary(eng->st, eval_id, &sum) < 0 || sum.nlead == 0)
@@ -142,7 +143,13 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 		goto out;
 	m = coord_sched_modules(p, n);
 	idx = xcalloc(n, sizeof(*idx));
-	others = (size_t)(sum.ready + sum.unready) > n ? (size_t)(sum.ready + sum.unready) - n : 0;
+	/*
+	 * The work the slots share is what is not finished: pending and running
+	 * alike (when all slots claim at once, the first claims do not leave the
+	 * later ones ever smaller batches, and so more sessions to start).
+	 */
+	total = sum.ready + sum.unready + sum.running;
+	others = (size_t)total > n ? (size_t)total - n : 0;
 	/*
 	 * With isolation "module" a slot runs one module at a time: it takes one,
 	 * so that a module is "in progress" only while it runs.

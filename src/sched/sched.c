@@ -86,6 +86,8 @@ sched_cmp(const void *a, const void *b)
 
 	if (ex != ey)
 		return ex < ey ? 1 : -1;
+	if (x->m->pending != y->m->pending)
+		return x->m->pending < y->m->pending ? 1 : -1;
 	if (x->m->project != y->m->project)
 		return x->m->project < y->m->project ? -1 : 1;
 	k = strcmp(x->m->key ? x->m->key : "", y->m->key ? y->m->key : "");
@@ -148,15 +150,16 @@ sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, s
 	head = &m[idx[0]];
 	out[k++] = idx[0];
 	sum = sched_est(head);
-	if (share < sum)
-		share = sum;
-	/* then the shortest of the same project, from the end of the order */
-	for (size_t j = n; j-- > 1 && k < max;) {
+	/*
+	 * then the shortest of the same project, from the end of the order, until
+	 * the batch reaches its share: rounded up, as guided self-scheduling
+	 * does (ceil(pending / slots)), since every batch pays a session's
+	 * start-up and fewer, fuller batches finish together just as well
+	 */
+	for (size_t j = n; j-- > 1 && k < max && sum < share * (1 - 1e-9);) {
 		const struct sched_module *c = &m[idx[j]];
 		if (c->project != head->project || sched_clash(m, out, k, c->iname))
 			continue;
-		if (sum + sched_est(c) > share * (1 + 1e-9))   /* equal estimates add up inexactly */
-			break;
 		sum += sched_est(c);
 		out[k++] = idx[j];
 	}

@@ -47,6 +47,7 @@ struct sched_module {
 	const char *iname;      /* the name pytest imports it under; NULL: unique */
 	int measured;           /* est was measured (this module earlier, or this
 				 * evaluation's modules so far), not guessed */
+	long pending;           /* its project's pending modules (0: unknown) */
 };
 
 /* Seconds assumed for a module without an estimate. */
@@ -65,7 +66,9 @@ struct sched_module {
 
 /*
  * Longest first: by estimate, decreasing (unknown as SCHED_DEFAULT_EST), then
- * project, then key. Writes the order as indexes into idx (n of them). Stable
+ * the project with the most pending modules (the longest project: its
+ * batches go out first, so that the small rest of one project does not take
+ * a slot while whole projects wait), then project, then key. Writes the order as indexes into idx (n of them). Stable
  * and total, so every coordinator orders alike.
  */
 void sched_order(const struct sched_module *m, size_t n, size_t *idx);
@@ -73,16 +76,17 @@ void sched_order(const struct sched_module *m, size_t n, size_t *idx);
 /*
  * The modules of one claim, for a slot that will run them one after the
  * other (or in one pytest session): the longest pending module first; then,
- * while the batch stays within its share of the work (the whole pending
- * estimate, with the `unready` modules of projects still being fetched at the
- * mean estimate of the others, divided by slots * SCHED_ROUNDS, and at least
- * the first module's
- * own estimate; when every estimate was measured, at least SCHED_MIN_BATCH
- * seconds, so short modules gather in one session however little work is
- * left), the shortest modules of the same project, which is where a shared
- * session saves the most start-up. Never two modules with the same import
- * name (pytest would refuse the second), never more than max. Writes indexes
- * into out and returns how many (1 or more when n > 0).
+ * until the batch reaches its share of the work (the whole pending estimate,
+ * with the `unready` modules of projects still being fetched at the mean
+ * estimate of the others, divided by slots * SCHED_ROUNDS; when every
+ * estimate was measured, at least SCHED_MIN_BATCH seconds, so short modules
+ * gather in one session however little work is left), the shortest modules
+ * of the same project, which is where a shared session saves the most
+ * start-up. The last one added may take the batch past its share (the share
+ * is rounded up, as guided self-scheduling's ceil(pending / slots)). Never
+ * two modules with the same import name (pytest would refuse the second),
+ * never more than max. Writes indexes into out and returns how many (1 or
+ * more when n > 0).
  */
 size_t sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots,
     size_t max, size_t *out);

@@ -340,6 +340,8 @@ static const char *const store_migrations[][8] = {
 	{ STORE_EVENT_TRIGGERS },
 	/* 8: cancel (replicated), tombstones of deleted evaluations, files to remove */
 	{ STORE_CANCEL_TABLES, STORE_CANCEL_TRIGGER },
+	/* 9: the ready project with the most pending modules, for the scheduler's lead */
+	{ "CREATE INDEX project_pending ON project(eval_id, state, n_pending, idx);" },
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -1108,7 +1110,7 @@ store_work_list(struct store *st, struct store_work **out, size_t *n)
 	return 0;
 }
 
-/* Append the rows of s (project_idx, path, iname, est, known) to *v. */
+/* Append the rows of s (project_idx, path, iname, est, known, n_pending) to *v. */
 static void
 pending_rows(sqlite3_stmt *s, double mean, struct store_pending **v, size_t *cnt, size_t *cap)
 {
@@ -1124,6 +1126,7 @@ pending_rows(sqlite3_stmt *s, double mean, struct store_pending **v, size_t *cnt
 		m->path = xstrdup(store_col_text(s, 1));
 		m->iname = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL :
 		    xstrdup(store_col_text(s, 2));
+		m->project_pending = sqlite3_column_int64(s, 5);
 		if (sqlite3_column_int(s, 4)) {
 			m->known = 1;
 			m->est = sqlite3_column_double(s, 3);
@@ -1136,7 +1139,8 @@ pending_rows(sqlite3_stmt *s, double mean, struct store_pending **v, size_t *cnt
 	}
 }
 
-#define PENDING_COLS "SELECT m.project_idx, m.path, m.iname, m.est, m.known FROM module m"
+#define PENDING_COLS "SELECT m.project_idx, m.path, m.iname, m.est, m.known, p.n_pending" \
+	" FROM module m"
 #define PENDING_READY " JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx" \
 	" WHERE m.eval_id = ?1 AND m.state = 'pending' AND p.state = 'ready'"
 
@@ -1151,9 +1155,10 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 	 * first): the longest of those with a recorded duration; of the others,
 	 * which all weigh this evaluation's mean once one module finished, the
 	 * first by project and path, and before that the longest guess and the
-	 * first without one (the scheduler weighs it at its default). Each an
-	 * indexed lookup, whatever the evaluation's size (the guesses are sorted
-	 * only until the first module finishes).
+	 * first without one (the scheduler weighs it at its default); and the
+	 * first of the project with the most pending modules, which leads among
+	 * equals. Each an indexed lookup, whatever the evaluation's size (the
+	 * guesses are sorted only until the first module finishes).
 	 */
 	static const char *const lead_sql[] = {
 		PENDING_COLS PENDING_READY " AND m.known = 1"
@@ -1164,6 +1169,10 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 		" ORDER BY m.est DESC, m.project_idx, m.path LIMIT 1",
 		PENDING_COLS PENDING_READY " AND m.known = 0 AND m.est IS NULL"
 		" ORDER BY m.project_idx, m.path LIMIT 1",
+		PENDING_COLS PENDING_READY " AND m.project_idx = (SELECT idx FROM project"
+		"  WHERE eval_id = ?1 AND state = 'ready' AND n_pending > 0"
+		"  ORDER BY n_pending DESC, idx DESC LIMIT 1)"
+		" ORDER BY m.path LIMIT 1",
 	};
 
 	memset(out, 0, sizeof(*out));
@@ -1171,7 +1180,8 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 	if (db == NULL || store_exec(db, "BEGIN") < 0)
 		return -EIO;
 	s = store_prep(db, "SELECT pend_ready, pend_unready, done_n, done_dur,"
-	    " json_extract(settings, '$.isolation') = 'module' FROM evaluation WHERE id = ?");
+	    " json_extract(settings, '$.isolation') = 'module', running FROM evaluation"
+	    " WHERE id = ?");
 	if (s == NULL) {
 		store_exec(db, "COMMIT");
 		return -EIO;
@@ -1183,10 +1193,11 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 		if (sqlite3_column_int64(s, 2) > 0)
 			out->mean = sqlite3_column_double(s, 3) / (double)sqlite3_column_int64(s, 2);
 		out->alone = sqlite3_column_int(s, 4);
+		out->running = sqlite3_column_int64(s, 5);
 	}
 	store_finish(s);
-	for (int i = 0; out->ready > 0 && i < 4; i++) {
-		if ((i == 1 && out->mean < 0) || (i >= 2 && out->mean >= 0))
+	for (int i = 0; out->ready > 0 && i < (int)(sizeof(lead_sql) / sizeof(lead_sql[0])); i++) {
+		if ((i == 1 && out->mean < 0) || ((i == 2 || i == 3) && out->mean >= 0))
 			continue;
 		if ((s = store_prep(db, lead_sql[i])) == NULL)
 			break;

@@ -181,14 +181,16 @@ struct store_pending {
 				  * from its tests, else 0 */
 	int known;               /* est is a duration recorded for this module and content */
 	int measured;            /* est is this evaluation's mean so far */
+	long project_pending;    /* its project's pending modules */
 };
 /* An evaluation's pending work in brief, for one claim. */
 struct store_pending_summary {
 	long ready;              /* pending modules of ready projects */
 	long unready;            /* pending modules of projects still being fetched */
+	long running;            /* modules running now */
 	double mean;             /* mean duration of its finished modules; < 0: none yet */
 	int alone;               /* isolation "module": each module runs by itself */
-	struct store_pending *lead;  /* the modules one of which comes first (<= 3) */
+	struct store_pending *lead;  /* the modules one of which comes first (<= 4) */
 	size_t nlead;
 };
 /*

@@ -63,7 +63,7 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 		for (size_t i = 0; i < sum.nlead; i++)
 			m[i] = (struct sched_module){ sum.lead[i].project_idx, sum.lead[i].path,
 			    sum.lead[i].est, sum.lead[i].iname,
-			    sum.lead[i].known || sum.lead[i].measured };
+			    sum.lead[i].known || sum.lead[i].measured, sum.lead[i].project_pending };
 		sched_order(m, sum.nlead, lead);
 		free(m);
 		if (store_pending_project(st, w[pick].id, sum.lead[lead[0]].project_idx, sum.mean,
@@ -74,7 +74,7 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 		m = xcalloc(np, sizeof(*m));
 		for (size_t i = 0; i < np; i++)
 			m[i] = (struct sched_module){ p[i].project_idx, p[i].path, p[i].est, p[i].iname,
-			    p[i].known || p[i].measured };
+			    p[i].known || p[i].measured, p[i].project_pending };
 		(void)sched_batch(m, np, 0, 1, 1, &idx);
 		one = &p[idx];
 		r = store_claim_modules(st, w[pick].id, node, &one, 1, c);

@@ -78,9 +78,9 @@ static void
 test_order(void **state)
 {
 	struct sched_module m[] = {
-		{ 0, "tests/test_c.py", 0, NULL, 0 }, { 0, "tests/test_a.py", 2.0, NULL, 0 },
-		{ 0, "tests/test_b.py", -1, NULL, 0 }, { 1, "tests/test_x.py", 9.5, NULL, 0 },
-		{ 1, "tests/test_y.py", 2.0, NULL, 0 },
+		{ 0, "tests/test_c.py", 0, NULL, 0, 0 }, { 0, "tests/test_a.py", 2.0, NULL, 0, 0 },
+		{ 0, "tests/test_b.py", -1, NULL, 0, 0 }, { 1, "tests/test_x.py", 9.5, NULL, 0, 0 },
+		{ 1, "tests/test_y.py", 2.0, NULL, 0, 0 },
 	};
 	const char *want[] = { "tests/test_x.py", "tests/test_a.py", "tests/test_y.py",
 		"tests/test_b.py", "tests/test_c.py" };
@@ -90,6 +90,20 @@ test_order(void **state)
 	sched_order(m, 5, idx);
 	for (size_t i = 0; i < 5; i++)
 		assert_string_equal(m[idx[i]].key, want[i]);
+
+	/*
+	 * Among equal estimates the project with the most pending modules leads:
+	 * the two left of project 0 wait behind project 1's eight, so that they
+	 * do not take a slot while a whole project waits.
+	 */
+	struct sched_module eq[] = {
+		{ 0, "p0/test_a.py", 0.1, NULL, 0, 2 }, { 1, "p1/test_a.py", 0.1, NULL, 0, 8 },
+		{ 2, "p2/test_a.py", 0.1, NULL, 0, 8 }, { 3, "p3/test_a.py", 0.5, NULL, 0, 1 },
+	};
+	const char *want_eq[] = { "p3/test_a.py", "p1/test_a.py", "p2/test_a.py", "p0/test_a.py" };
+	sched_order(eq, 4, idx);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(eq[idx[i]].key, want_eq[i]);
 }
 
 /* Batch of modules as their keys, joined by spaces. */
@@ -117,16 +131,19 @@ test_batch(void **state)
 	(void)state;
 	for (int i = 0; i < 10; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "m%d", i);
-		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL, 0 };
+		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL, 0, 0 };
 	}
 	/* one slot: all the work, but of one project only */
 	batch_keys(eq, 10, 1, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m5 m4 m3 m2 m1");
-	/* four slots: a quarter of the work each */
+	/* four slots: a quarter of the work each, rounded up (2.5: three) */
 	batch_keys(eq, 10, 4, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m5");
-	/* many slots: each module alone */
+	assert_string_equal(got, "m0 m5 m4");
+	/* eight slots: ceil(10 / 8) */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0 m5");
+	/* as many slots as modules: each module alone */
+	batch_keys(eq, 10, 10, 64, got, sizeof(got));
 	assert_string_equal(got, "m0");
 	/* the cap */
 	batch_keys(eq, 10, 1, 2, got, sizeof(got));
@@ -134,8 +151,8 @@ test_batch(void **state)
 
 	/* a long module goes alone; short ones gather behind another head */
 	struct sched_module mix[] = {
-		{ 0, "long", 20.0, NULL, 0 }, { 0, "s1", 0.5, NULL, 0 }, { 0, "s2", 0.5, NULL, 0 },
-		{ 0, "s3", 0.5, NULL, 0 }, { 1, "t1", 0.5, NULL, 0 },
+		{ 0, "long", 20.0, NULL, 0, 0 }, { 0, "s1", 0.5, NULL, 0, 0 }, { 0, "s2", 0.5, NULL, 0, 0 },
+		{ 0, "s3", 0.5, NULL, 0, 0 }, { 1, "t1", 0.5, NULL, 0, 0 },
 	};
 	batch_keys(mix, 5, 2, 64, got, sizeof(got));
 	assert_string_equal(got, "long");
@@ -144,28 +161,28 @@ test_batch(void **state)
 	assert_string_equal(got, "s1 s3");
 	/* the longest leads; the shortest of its project fill up to the share */
 	struct sched_module fill[] = {
-		{ 0, "a", 1.0, NULL, 0 }, { 0, "b", 0.1, NULL, 0 }, { 0, "c", 0.1, NULL, 0 },
-		{ 0, "d", 1.0, NULL, 0 }, { 1, "x", 0.05, NULL, 0 }, { 0, "e", 1.0, NULL, 0 },
-		{ 0, "f", 1.0, NULL, 0 },
+		{ 0, "a", 1.0, NULL, 0, 0 }, { 0, "b", 0.1, NULL, 0, 0 }, { 0, "c", 0.1, NULL, 0, 0 },
+		{ 0, "d", 1.0, NULL, 0, 0 }, { 1, "x", 0.05, NULL, 0, 0 }, { 0, "e", 1.0, NULL, 0, 0 },
+		{ 0, "f", 1.0, NULL, 0, 0 },
 	};
-	batch_keys(fill, 7, 2, 64, got, sizeof(got));   /* share 4.25 / 2 = 2.1 */
-	assert_string_equal(got, "a c b");
-	batch_keys(fill, 7, 4, 64, got, sizeof(got));   /* share 1.06: 1.1 is too much */
-	assert_string_equal(got, "a");
+	batch_keys(fill, 7, 2, 64, got, sizeof(got));   /* share 4.25 / 2 = 2.1: f reaches it */
+	assert_string_equal(got, "a c b f");
+	batch_keys(fill, 7, 4, 64, got, sizeof(got));   /* share 1.06: c reaches it */
+	assert_string_equal(got, "a c");
 
 	/* same import name (test_x.py in two folders without packages): never together */
 	struct sched_module clash[12];
 	char ckeys[12][16];
-	clash[0] = (struct sched_module){ 0, "a/test_x.py", 1.0, "test_x", 0 };
-	clash[1] = (struct sched_module){ 0, "b/test_x.py", 0.1, "test_x", 0 };
-	clash[2] = (struct sched_module){ 0, "m.py", 0.2, "m", 0 };
+	clash[0] = (struct sched_module){ 0, "a/test_x.py", 1.0, "test_x", 0, 0 };
+	clash[1] = (struct sched_module){ 0, "b/test_x.py", 0.1, "test_x", 0, 0 };
+	clash[2] = (struct sched_module){ 0, "m.py", 0.2, "m", 0, 0 };
 	for (int i = 3; i < 12; i++) {
 		snprintf(ckeys[i], sizeof(ckeys[i]), "k%d.py", i);
-		clash[i] = (struct sched_module){ 0, ckeys[i], 1.0, ckeys[i], 0 };
+		clash[i] = (struct sched_module){ 0, ckeys[i], 1.0, ckeys[i], 0, 0 };
 	}
-	/* share 10.3 / 2 = 5.15: the head, then from the short end m and three more (b/test_x.py is skipped) */
+	/* share 10.3 / 2 = 5.15: the head, then from the short end m and four more (b/test_x.py is skipped) */
 	batch_keys(clash, 12, 2, 64, got, sizeof(got));
-	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py k7.py");
+	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py k7.py k6.py");
 
 	/* measured short modules gather up to half a second, whatever the share */
 	for (int i = 0; i < 10; i++) {
@@ -175,9 +192,9 @@ test_batch(void **state)
 	}
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m9 m8 m7 m6 m5 m4 m3 m2 m1");
-	eq[3].measured = 0;     /* one guess among them: balance first */
+	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05) */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
-	assert_string_equal(got, "m0");
+	assert_string_equal(got, "m0 m9");
 
 	/* modules of projects still being fetched count at the others' mean */
 	{
@@ -185,7 +202,7 @@ test_batch(void **state)
 		k = sched_batch(eq, 10, 0, 16, 64, idx);
 		assert_int_equal(k, 1);                     /* 0.4 s / 16 < one module */
 		k = sched_batch(eq, 10, 30, 16, 64, idx);
-		assert_int_equal(k, 2);                     /* 1.6 s / 16: two of 0.04 s */
+		assert_int_equal(k, 3);                     /* 1.6 s / 16: 0.1 s, three of 0.04 s */
 	}
 
 	/* nothing, or nothing allowed */
