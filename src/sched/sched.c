@@ -124,6 +124,37 @@ sched_clash(const struct sched_module *m, const size_t *out, size_t k, const cha
 	return 0;
 }
 
+int
+sched_path_cmp(const char *a, const char *b)
+{
+	for (;;) {
+		const char *sa = strchr(a, '/'), *sb = strchr(b, '/');
+		size_t la = sa ? (size_t)(sa - a) : strlen(a), lb = sb ? (size_t)(sb - b) : strlen(b);
+		int c;
+
+		/* a file of this folder before anything in a folder below it */
+		if ((sa == NULL) != (sb == NULL))
+			return sa == NULL ? -1 : 1;
+		c = strncmp(a, b, la < lb ? la : lb);
+		if (c == 0 && la != lb)
+			c = la < lb ? -1 : 1;
+		if (c != 0 || sa == NULL)
+			return c;
+		a = sa + 1;
+		b = sb + 1;
+	}
+}
+
+/* The batch's run order: sched_path_cmp on module keys (qsort_r, m as arg). */
+static int
+sched_run_cmp(const void *x, const void *y, void *arg)
+{
+	const struct sched_module *m = arg;
+	const struct sched_module *a = &m[*(const size_t *)x], *b = &m[*(const size_t *)y];
+
+	return sched_path_cmp(a->key ? a->key : "", b->key ? b->key : "");
+}
+
 size_t
 sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, size_t max,
     size_t *out)
@@ -151,18 +182,30 @@ sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, s
 	out[k++] = idx[0];
 	sum = sched_est(head);
 	/*
-	 * then the shortest of the same project, from the end of the order, until
-	 * the batch reaches its share: rounded up, as guided self-scheduling
-	 * does (ceil(pending / slots)), since every batch pays a session's
-	 * start-up and fewer, fuller batches finish together just as well
+	 * then the shortest of the same project, from the end of the order, while
+	 * the batch comes nearer its share: rounded to the nearest module, not
+	 * down, since every batch pays a session's start-up and fewer, fuller
+	 * batches finish together just as well (guided self-scheduling's
+	 * ceil(pending / slots) for equal modules); but never past it by more
+	 * than half a module, so two long modules do not queue in one slot
+	 * while another idles
 	 */
-	for (size_t j = n; j-- > 1 && k < max && sum < share * (1 - 1e-9);) {
+	for (size_t j = n; j-- > 1 && k < max;) {
 		const struct sched_module *c = &m[idx[j]];
 		if (c->project != head->project || sched_clash(m, out, k, c->iname))
 			continue;
+		if (sum + sched_est(c) / 2 > share * (1 + 1e-9))   /* equal estimates add up inexactly */
+			break;
 		sum += sched_est(c);
 		out[k++] = idx[j];
 	}
+	/*
+	 * Chosen longest first, run in the order pytest on the project would run
+	 * them: a session's modules meet each other as they do there (a module
+	 * run after another one that it never follows in plain pytest can be
+	 * slower, or fail, for what that one left behind)
+	 */
+	qsort_r(out, k, sizeof(*out), sched_run_cmp, (void *)m);
 	free(idx);
 	return k;
 }

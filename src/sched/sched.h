@@ -82,12 +82,21 @@ void sched_order(const struct sched_module *m, size_t n, size_t *idx);
  * estimate was measured, at least SCHED_MIN_BATCH seconds, so short modules
  * gather in one session however little work is left), the shortest modules
  * of the same project, which is where a shared session saves the most
- * start-up. The last one added may take the batch past its share (the share
- * is rounded up, as guided self-scheduling's ceil(pending / slots)). Never
+ * start-up. The share is rounded to the nearest module: one is added while
+ * half of it still fits (for equal modules guided self-scheduling's
+ * ceil(pending / slots), ties up). Never
  * two modules with the same import name (pytest would refuse the second),
- * never more than max. Writes indexes into out and returns how many (1 or
- * more when n > 0).
+ * never more than max. Writes indexes into out, in the order the slot runs
+ * them (sched_path_cmp: as pytest on the project would), and returns how
+ * many (1 or more when n > 0).
  */
+/*
+ * pytest's order of two test files of one project (paths relative to it):
+ * folder by folder, by name, a folder's own files before those of the
+ * folders below it. Negative, zero or positive, as strcmp.
+ */
+int sched_path_cmp(const char *a, const char *b);
+
 size_t sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots,
     size_t max, size_t *out);
 

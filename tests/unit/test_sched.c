@@ -133,14 +133,18 @@ test_batch(void **state)
 		snprintf(keys[i], sizeof(keys[i]), "m%d", i);
 		eq[i] = (struct sched_module){ i < 6 ? 0 : 1, keys[i], 1.0, NULL, 0, 0 };
 	}
-	/* one slot: all the work, but of one project only */
+	/* one slot: all the work, but of one project only (chosen longest
+	 * first, run in pytest's order of the files) */
 	batch_keys(eq, 10, 1, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m5 m4 m3 m2 m1");
-	/* four slots: a quarter of the work each, rounded up (2.5: three) */
+	assert_string_equal(got, "m0 m1 m2 m3 m4 m5");
+	/* four slots: a quarter of the work each, to the nearest module (2.5: three) */
 	batch_keys(eq, 10, 4, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m5 m4");
-	/* eight slots: ceil(10 / 8) */
+	assert_string_equal(got, "m0 m4 m5");
+	/* eight slots: 1.25 is nearer one module than two */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0");
+	/* six slots: 1.67, two */
+	batch_keys(eq, 10, 6, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m5");
 	/* as many slots as modules: each module alone */
 	batch_keys(eq, 10, 10, 64, got, sizeof(got));
@@ -148,6 +152,14 @@ test_batch(void **state)
 	/* the cap */
 	batch_keys(eq, 10, 1, 2, got, sizeof(got));
 	assert_string_equal(got, "m0 m5");
+
+	/* two long modules of one project, two slots: not queued in one */
+	struct sched_module two[] = {
+		{ 0, "more", 17.0, NULL, 0, 0 }, { 0, "recipes", 7.0, NULL, 0, 0 },
+		{ 1, "i1", 1.0, NULL, 0, 0 },
+	};
+	batch_keys(two, 3, 2, 64, got, sizeof(got));    /* share 12.5: 17 + 3.5 is past it */
+	assert_string_equal(got, "more");
 
 	/* a long module goes alone; short ones gather behind another head */
 	struct sched_module mix[] = {
@@ -166,7 +178,7 @@ test_batch(void **state)
 		{ 0, "f", 1.0, NULL, 0, 0 },
 	};
 	batch_keys(fill, 7, 2, 64, got, sizeof(got));   /* share 4.25 / 2 = 2.1: f reaches it */
-	assert_string_equal(got, "a c b f");
+	assert_string_equal(got, "a b c f");
 	batch_keys(fill, 7, 4, 64, got, sizeof(got));   /* share 1.06: c reaches it */
 	assert_string_equal(got, "a c");
 
@@ -182,7 +194,7 @@ test_batch(void **state)
 	}
 	/* share 10.3 / 2 = 5.15: the head, then from the short end m and four more (b/test_x.py is skipped) */
 	batch_keys(clash, 12, 2, 64, got, sizeof(got));
-	assert_string_equal(got, "a/test_x.py m.py k9.py k8.py k7.py k6.py");
+	assert_string_equal(got, "k6.py k7.py k8.py k9.py m.py a/test_x.py");
 
 	/* measured short modules gather up to half a second, whatever the share */
 	for (int i = 0; i < 10; i++) {
@@ -191,10 +203,10 @@ test_batch(void **state)
 		eq[i].project = 0;
 	}
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m9 m8 m7 m6 m5 m4 m3 m2 m1");
-	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05) */
+	assert_string_equal(got, "m0 m1 m2 m3 m4 m5 m6 m7 m8 m9");
+	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05: one) */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m9");
+	assert_string_equal(got, "m0");
 
 	/* modules of projects still being fetched count at the others' mean */
 	{
@@ -210,6 +222,22 @@ test_batch(void **state)
 	assert_int_equal(sched_batch(eq, 10, 0, 1, 0, NULL), 0);
 }
 
+static void
+test_path_order(void **state)
+{
+	(void)state;
+	/* a folder's own files before those of the folders below it */
+	assert_true(sched_path_cmp("tests/test_z.py", "tests/a/test_b.py") < 0);
+	assert_true(sched_path_cmp("tests/a/test_b.py", "tests/test_z.py") > 0);
+	assert_true(sched_path_cmp("test_z.py", "tests/test_a.py") < 0);
+	/* by name, folder by folder; a shorter name first */
+	assert_true(sched_path_cmp("tests/test_more.py", "tests/test_recipes.py") < 0);
+	assert_true(sched_path_cmp("a/test_x.py", "b/test_x.py") < 0);
+	assert_true(sched_path_cmp("ab/t.py", "a/t.py") > 0);
+	assert_true(sched_path_cmp("tests/t.py", "tests/t.pyx") < 0);
+	assert_int_equal(sched_path_cmp("tests/t.py", "tests/t.py"), 0);
+}
+
 int
 main(void)
 {
@@ -218,6 +246,7 @@ main(void)
 		cmocka_unit_test(test_pick_eval),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_path_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
