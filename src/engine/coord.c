@@ -144,11 +144,11 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 	m = coord_sched_modules(p, n);
 	idx = xcalloc(n, sizeof(*idx));
 	/*
-	 * The work the slots share is what is not finished: pending and running
-	 * alike (when all slots claim at once, the first claims do not leave the
-	 * later ones ever smaller batches, and so more sessions to start).
+	 * The work the slots share is what is still pending (guided
+	 * self-scheduling): a claim leaves the later ones, and a node that joins
+	 * mid-run, their part.
 	 */
-	total = sum.ready + sum.unready + sum.running;
+	total = sum.ready + sum.unready;
 	others = (size_t)total > n ? (size_t)total - n : 0;
 	/*
 	 * With isolation "module" a slot runs one module at a time: it takes one,

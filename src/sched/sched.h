@@ -68,14 +68,22 @@ struct sched_module {
  * Longest first: by estimate, decreasing (unknown as SCHED_DEFAULT_EST), then
  * the project with the most pending modules (the longest project: its
  * batches go out first, so that the small rest of one project does not take
- * a slot while whole projects wait), then project, then key. Writes the order as indexes into idx (n of them). Stable
- * and total, so every coordinator orders alike.
+ * a slot while whole projects wait), then project, then key. Writes the
+ * order as indexes into idx (n of them). Stable and total, so every
+ * coordinator orders alike.
  */
 void sched_order(const struct sched_module *m, size_t n, size_t *idx);
 
 /*
+ * pytest's order of two test files of one project (paths relative to it):
+ * folder by folder, by name, a folder's own files before those of the
+ * folders below it. Negative, zero or positive, as strcmp.
+ */
+int sched_path_cmp(const char *a, const char *b);
+
+/*
  * The modules of one claim, for a slot that will run them one after the
- * other (or in one pytest session): the longest pending module first; then,
+ * other (or in one pytest session), chosen so: the longest pending module; then,
  * until the batch reaches its share of the work (the whole pending estimate,
  * with the `unready` modules of projects still being fetched at the mean
  * estimate of the others, divided by slots * SCHED_ROUNDS; when every
@@ -84,19 +92,11 @@ void sched_order(const struct sched_module *m, size_t n, size_t *idx);
  * of the same project, which is where a shared session saves the most
  * start-up. The share is rounded to the nearest module: one is added while
  * half of it still fits (for equal modules guided self-scheduling's
- * ceil(pending / slots), ties up). Never
- * two modules with the same import name (pytest would refuse the second),
- * never more than max. Writes indexes into out, in the order the slot runs
- * them (sched_path_cmp: as pytest on the project would), and returns how
- * many (1 or more when n > 0).
+ * ceil(pending / slots), ties up). Never two modules with the same import
+ * name (pytest would refuse the second), never more than max. Writes
+ * indexes into out in the order the slot runs them (sched_path_cmp: as
+ * pytest on the project would), and returns how many (1 or more when n > 0).
  */
-/*
- * pytest's order of two test files of one project (paths relative to it):
- * folder by folder, by name, a folder's own files before those of the
- * folders below it. Negative, zero or positive, as strcmp.
- */
-int sched_path_cmp(const char *a, const char *b);
-
 size_t sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots,
     size_t max, size_t *out);
 

@@ -341,7 +341,7 @@ static const char *const store_migrations[][8] = {
 	/* 8: cancel (replicated), tombstones of deleted evaluations, files to remove */
 	{ STORE_CANCEL_TABLES, STORE_CANCEL_TRIGGER },
 	/* 9: the ready project with the most pending modules, for the scheduler's lead */
-	{ "CREATE INDEX project_pending ON project(eval_id, state, n_pending, idx);" },
+	{ "CREATE INDEX project_pending ON project(eval_id, state, n_pending DESC, idx);" },
 };
 #define STORE_VERSION (1 + (int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -1171,7 +1171,7 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 		" ORDER BY m.project_idx, m.path LIMIT 1",
 		PENDING_COLS PENDING_READY " AND m.project_idx = (SELECT idx FROM project"
 		"  WHERE eval_id = ?1 AND state = 'ready' AND n_pending > 0"
-		"  ORDER BY n_pending DESC, idx DESC LIMIT 1)"
+		"  ORDER BY n_pending DESC, idx LIMIT 1)"   /* sched_cmp's order among equals */
 		" ORDER BY m.path LIMIT 1",
 	};
 
@@ -1180,8 +1180,7 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 	if (db == NULL || store_exec(db, "BEGIN") < 0)
 		return -EIO;
 	s = store_prep(db, "SELECT pend_ready, pend_unready, done_n, done_dur,"
-	    " json_extract(settings, '$.isolation') = 'module', running FROM evaluation"
-	    " WHERE id = ?");
+	    " json_extract(settings, '$.isolation') = 'module' FROM evaluation WHERE id = ?");
 	if (s == NULL) {
 		store_exec(db, "COMMIT");
 		return -EIO;
@@ -1193,7 +1192,6 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 		if (sqlite3_column_int64(s, 2) > 0)
 			out->mean = sqlite3_column_double(s, 3) / (double)sqlite3_column_int64(s, 2);
 		out->alone = sqlite3_column_int(s, 4);
-		out->running = sqlite3_column_int64(s, 5);
 	}
 	store_finish(s);
 	for (int i = 0; out->ready > 0 && i < (int)(sizeof(lead_sql) / sizeof(lead_sql[0])); i++) {

@@ -240,8 +240,8 @@ def test_session_crash_and_hang_keep_the_mates_results(make_node, tmp_path):
     node = one_slot(make_node)
     src = tmp_path / "src"
     p = src / "mixed"
-    # the most tests: the scheduler puts it first in the session, before the crash
-    write(p, "tests/test_ok_a.py", SESSION_OK + """
+    # first in pytest's order, which the session keeps: it runs before the crash
+    write(p, "tests/test_a_ok.py", SESSION_OK + """
 
     def test_three():
         assert True
@@ -259,7 +259,7 @@ def test_session_crash_and_hang_keep_the_mates_results(make_node, tmp_path):
     assert js["status"] == "done", js
     mods = modules_of(by_project(get_results(node, eid))["mixed"])
     # each counts as it would alone
-    assert counts(mods["tests/test_ok_a.py"]) == ("finished", 4, 0, 0)
+    assert counts(mods["tests/test_a_ok.py"]) == ("finished", 4, 0, 0)
     assert counts(mods["tests/test_ok_b.py"]) == ("finished", 2, 0, 0)
     assert counts(mods["tests/test_fails.py"]) == ("finished", 1, 1, 0)
     crash = mods["tests/test_crash.py"]
@@ -273,7 +273,7 @@ def test_session_crash_and_hang_keep_the_mates_results(make_node, tmp_path):
     # the crash and the hang ran alone in the end; the module that finished
     # before the crash kept its result from the shared session
     assert "session" not in crash and "session" not in hang
-    assert mods["tests/test_ok_a.py"]["session"]["modules"] == 5, mods
+    assert mods["tests/test_a_ok.py"]["session"]["modules"] == 5, mods
     assert js["nota_final_per_project"]["mixed"] == pytest.approx(20 * 9 / 13)
 
 

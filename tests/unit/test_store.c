@@ -225,6 +225,39 @@ test_fair_claims_and_requeue(void **state)
 	close_fresh(st);
 }
 
+/*
+ * Among modules of equal estimates the project with the most pending modules
+ * leads (the store's lead query finds it by index), the lower index between
+ * equals, as sched_cmp orders them.
+ */
+static void
+test_most_pending_project_leads(void **state)
+{
+	struct store *st = open_fresh();
+	const char *few[] = { "tests/test_1.py", "tests/test_2.py" };
+	const char *many[] = { "tests/test_1.py", "tests/test_2.py", "tests/test_3.py",
+		"tests/test_4.py", "tests/test_5.py" };
+	struct store_project_new p[2] = { { "few", "zip:few", "few/", few, 2 },
+		{ "many", "zip:many", "many/", many, 5 } };
+	const char *e = "11111111-2222-4333-8444-000000000003";
+	/* pending (few, many) before each claim: (2,5) (2,4) (2,3) (2,2) (1,2) (1,1) (0,1) */
+	const int want[] = { 1, 1, 1, 0, 1, 0, 1 };
+	struct store_claim c;
+	json_t *settings = json_object();
+
+	(void)state;
+	assert_int_equal(store_eval_create(st, e, 1.0, "zip", "n", settings, 0, "/1", p, 2), 0);
+	json_decref(settings);
+	assert_int_equal(helper_ready(st, e, 0, "/d1", few, 2), 0);
+	assert_int_equal(helper_ready(st, e, 1, "/d2", many, 5), 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(helper_claim(st, "n", &c), 1);
+		assert_int_equal(c.project_idx, want[i]);
+	}
+	assert_int_equal(helper_claim(st, "n", &c), 0);
+	close_fresh(st);
+}
+
 /* Export from one store, merge into another: same documents, same digests. */
 static void
 test_replication(void **state)
@@ -404,6 +437,7 @@ main(void)
 		cmocka_unit_test(test_counting),
 		cmocka_unit_test(test_failed_when_nothing_ran),
 		cmocka_unit_test(test_fair_claims_and_requeue),
+		cmocka_unit_test(test_most_pending_project_leads),
 		cmocka_unit_test(test_replication),
 		cmocka_unit_test(test_reuse),
 	};
