@@ -194,7 +194,7 @@ def test_cancel_keeps_what_finished_in_a_shared_session(make_node, tmp_path):
     n = make_node(["--slots", "1"], name="one")
     assert n.get("/health")[1]["slots"] == 1
     src = os.path.join(str(tmp_path), "src-sess")
-    for m, sleep in ((1, 0), (2, 120), (3, 0)):
+    for m, sleep in ((1, 0), (2, 0), (3, 120)):   # run in this (pytest's) order
         corpus._write(os.path.join(src, "sess"), f"tests/test_m{m}.py", f"""
             import time
 
@@ -205,15 +205,15 @@ def test_cancel_keeps_what_finished_in_a_shared_session(make_node, tmp_path):
     eid = n.submit_zip(corpus.zip_dir(src, os.path.join(str(tmp_path), "sess.zip")),
                        isolation="project")
     wait_for(lambda: count(n, eid, "in_progress") == 3, 60, "the session running")
-    time.sleep(15)   # its start and m1, m3 (instant) are over: m2 sleeps
+    time.sleep(15)   # its start and m1, m2 (instant) are over: m3 sleeps
     assert status(n, eid)["executed"] == 0
     st, js, _ = n.request("POST", f"/evaluation/{eid}/cancel")
     assert st == 200, js
     assert (js["status"], js["executed"], js["cancelled"]) == ("cancelled", 2, 1), js
     assert (js["passed"], js["failed"]) == (2, 0)
     mods = {m["path"]: m for m in modules_of(get_results_ok(n, eid))}
-    assert mods["tests/test_m2.py"]["state"] == "cancelled"
-    for p in ("tests/test_m1.py", "tests/test_m3.py"):
+    assert mods["tests/test_m3.py"]["state"] == "cancelled"
+    for p in ("tests/test_m1.py", "tests/test_m2.py"):
         assert mods[p]["outcome"] == "finished" and mods[p]["passed"] == 1, mods[p]
         if n.get("/health")[1]["sandbox"] == "bwrap":
             # warm runs: they finished inside the session the cancel killed
