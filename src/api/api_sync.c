@@ -86,9 +86,10 @@ get_buckets(struct http_request *req, void *ctx, int *status)
 	struct store *st = engine_store(api_engine(ctx));
 	const char *id = http_request_param(req, 0);
 	uint64_t dig[STORE_SYNC_BUCKETS];
+	double last;
 	json_t *arr;
 
-	if (!util_is_uuid(id) || store_sync_buckets(st, id, dig) < 0)
+	if (!util_is_uuid(id) || store_sync_buckets(st, id, dig, &last) < 0)
 		return http_error(status, 404, "not found");
 	arr = json_array();
 	for (int i = 0; i < STORE_SYNC_BUCKETS; i++) {
@@ -96,7 +97,8 @@ get_buckets(struct http_request *req, void *ctx, int *status)
 		snprintf(hex, sizeof(hex), "%016" PRIx64, dig[i]);
 		json_array_append_new(arr, json_string(hex));
 	}
-	return sync_answer(req, json_pack("{s:s, s:o}", "id", id, "buckets", arr), status);
+	return sync_answer(req, json_pack("{s:s, s:o, s:f}", "id", id, "buckets", arr,
+	    "last_event_at", last), status);
 }
 
 /* "b1,b2,..." into out (at most STORE_SYNC_BUCKETS); -EINVAL on anything else. */

@@ -250,6 +250,7 @@ static int
 replica_pull_eval(struct replica *r, const char *peer, const char *id)
 {
 	uint64_t mine[STORE_SYNC_BUCKETS];
+	double last;
 	int diff[STORE_SYNC_BUCKETS], ndiff = 0, merged = 0;
 	char *path = xasprintf("/sync/evaluation/%s/buckets", id);
 	long status;
@@ -267,10 +268,16 @@ replica_pull_eval(struct replica *r, const char *peer, const char *id)
 		json_decref(theirs);
 		return c > 0;
 	}
-	if (json_array_size(b) != STORE_SYNC_BUCKETS || store_sync_buckets(r->st, id, mine) < 0) {
+	if (json_array_size(b) != STORE_SYNC_BUCKETS ||
+	    store_sync_buckets(r->st, id, mine, &last) < 0) {
 		json_decref(theirs);
 		return 0;
 	}
+	/* the evaluation's last event, in no bucket: the later one is kept */
+	if (json_number_value(json_object_get(theirs, "last_event_at")) > last &&
+	    store_sync_last_event(r->st, id, json_number_value(json_object_get(theirs,
+	    "last_event_at"))) == 0)
+		merged = 1;
 	for (int i = 0; i < STORE_SYNC_BUCKETS; i++) {
 		const char *t = json_string_value(json_array_get(b, (size_t)i));
 		char hex[17];

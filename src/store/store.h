@@ -265,13 +265,20 @@ json_t *store_sync_export_buckets(struct store *st, const char *id, const int *b
  */
 int store_sync_merge(struct store *st, json_t *doc);
 /*
- * {"<id>": "<16 hex digits>", ...}: each evaluation's digest, and
- * STORE_SYNC_DELETED for each deleted one (new reference).
+ * {"<id>": "<16 hex digits>", ...}: each evaluation's digest (its rows' and
+ * its last event's time), and STORE_SYNC_DELETED for each deleted one (new
+ * reference).
  */
 #define STORE_SYNC_DELETED "deleted"
 json_t *store_sync_digests(struct store *st);
-/* The evaluation's bucket digests (all 0 when it has no rows here). */
-int store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUCKETS]);
+/*
+ * The evaluation's bucket digests (all 0 when it has no rows here) and the
+ * time of its last event (0: none).
+ */
+int store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUCKETS],
+    double *last_event);
+/* A peer's time of the evaluation's last event: kept when later than ours. */
+int store_sync_last_event(struct store *st, const char *id, double t);
 /* A row this node changed itself, not pushed yet. */
 struct store_sync_change {
 	long long seq;

@@ -685,10 +685,18 @@ store_sync_digests(struct store *st)
 	json_t *out = json_object();
 	char hex[17];
 
-	if (db == NULL || (s = store_prep(db, "SELECT id, dig FROM evaluation")) == NULL)
+	if (db == NULL || (s = store_prep(db, "SELECT id, dig, last_event_at FROM evaluation")) == NULL)
 		return out;
 	while (sqlite3_step(s) == SQLITE_ROW) {
-		snprintf(hex, sizeof(hex), "%016" PRIx64, (uint64_t)sqlite3_column_int64(s, 1));
+		/*
+		 * The rows' digest and the time of the last event, which merges by
+		 * max and is in no row: a node that saw a result that was replaced
+		 * later, and so a later last event, must still make the others pull
+		 */
+		double last = sqlite3_column_double(s, 2);
+		uint64_t dig = (uint64_t)sqlite3_column_int64(s, 1) ^ sync_digest64(&last, sizeof(last));
+
+		snprintf(hex, sizeof(hex), "%016" PRIx64, dig);
 		json_object_set_new(out, store_col_text(s, 0), json_string(hex));
 	}
 	store_finish(s);
@@ -702,12 +710,14 @@ store_sync_digests(struct store *st)
 }
 
 int
-store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUCKETS])
+store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUCKETS],
+    double *last_event)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s;
 
 	memset(out, 0, STORE_SYNC_BUCKETS * sizeof(*out));
+	*last_event = 0;
 	if (db == NULL || (s = store_prep(db, "SELECT b, dig FROM sync_bucket WHERE"
 	    " eval_id = ?")) == NULL)
 		return -EIO;
@@ -718,7 +728,21 @@ store_sync_buckets(struct store *st, const char *id, uint64_t out[STORE_SYNC_BUC
 			out[b] = (uint64_t)sqlite3_column_int64(s, 1);
 	}
 	store_finish(s);
+	if ((s = store_prep(db, "SELECT last_event_at FROM evaluation WHERE id = ?")) == NULL)
+		return -EIO;
+	store_bind_text(s, 1, id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		*last_event = sqlite3_column_double(s, 0);
+	store_finish(s);
 	return 0;
+}
+
+int
+store_sync_last_event(struct store *st, const char *id, double t)
+{
+	sqlite3 *db = store_db(st);
+
+	return db == NULL ? -EIO : store_touch_eval(db, id, t);
 }
 
 int

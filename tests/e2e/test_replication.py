@@ -489,10 +489,12 @@ def test_node_protocol_versions(node):
         assert js["error"] == (f"node protocol version {bad} is not one this node "
                                "speaks (1 to 2): upgrade the nodes one release at a time")
     # anti-entropy by bucket: an unknown evaluation has no rows (all zero
-    # digests), a bad bucket list is a 400, a malformed id a 404
+    # digests) and no last event, a bad bucket list is a 400, a malformed id
+    # a 404
     eid = "00000000-0000-4000-8000-000000000000"
     st, js, _ = http_request(node.port, "GET", f"/sync/evaluation/{eid}/buckets")
-    assert st == 200 and js == {"id": eid, "buckets": ["0" * 16] * 256}, js
+    assert st == 200 and js == {"id": eid, "buckets": ["0" * 16] * 256,
+                                "last_event_at": 0.0}, js
     for bad in ("256", "-1", "1,,2", "x", "1;2"):
         st, js, _ = http_request(node.port, "GET", f"/sync/evaluation/{eid}/part/{bad}")
         assert st == 400, (bad, st, js)

@@ -181,12 +181,15 @@ static size_t
 pull_buckets(struct store *from, struct store *to)
 {
 	uint64_t da[STORE_SYNC_BUCKETS], db[STORE_SYNC_BUCKETS];
+	double la, lb;
 	int diff[STORE_SYNC_BUCKETS];
 	size_t n = 0;
 	json_t *doc;
 
-	assert_int_equal(store_sync_buckets(from, EVAL_ID, da), 0);
-	assert_int_equal(store_sync_buckets(to, EVAL_ID, db), 0);
+	assert_int_equal(store_sync_buckets(from, EVAL_ID, da, &la), 0);
+	assert_int_equal(store_sync_buckets(to, EVAL_ID, db, &lb), 0);
+	if (la > lb)    /* as the replica takes the later last event */
+		assert_int_equal(store_sync_last_event(to, EVAL_ID, la), 0);
 	for (int i = 0; i < STORE_SYNC_BUCKETS; i++)
 		if (da[i] != db[i])
 			diff[n++] = i;

@@ -108,10 +108,11 @@ static size_t
 diff_buckets(struct store *a, struct store *b, int *out)
 {
 	uint64_t da[STORE_SYNC_BUCKETS], db[STORE_SYNC_BUCKETS];
+	double la, lb;
 	size_t n = 0;
 
-	assert_int_equal(store_sync_buckets(a, EVAL_ID, da), 0);
-	assert_int_equal(store_sync_buckets(b, EVAL_ID, db), 0);
+	assert_int_equal(store_sync_buckets(a, EVAL_ID, da, &la), 0);
+	assert_int_equal(store_sync_buckets(b, EVAL_ID, db, &lb), 0);
 	for (int i = 0; i < STORE_SYNC_BUCKETS; i++)
 		if (da[i] != db[i])
 			out[n++] = i;
@@ -221,6 +222,35 @@ test_buckets_pull_converges(void **state)
 	/* what b merged is not b's own change: nothing for b to push */
 	assert_int_equal(drain(b.st), 0);
 	assert_int_equal(digest_mismatches(b.path), 0);
+
+	/*
+	 * A later last event on a only (a result it kept a while, replaced
+	 * since): no bucket differs, but the evaluation's digest does, and
+	 * taking a's time (as the buckets answer carries it) evens them
+	 */
+	{
+		uint64_t dig[STORE_SYNC_BUCKETS];
+		double la, lb;
+
+		assert_int_equal(store_sync_buckets(a.st, EVAL_ID, dig, &la), 0);
+		assert_int_equal(store_sync_last_event(a.st, EVAL_ID, la + 2.5), 0);
+		assert_int_equal(diff_buckets(a.st, b.st, diff), 0);
+		da = store_sync_digests(a.st);
+		db = store_sync_digests(b.st);
+		assert_false(json_equal(da, db));
+		json_decref(da);
+		json_decref(db);
+		assert_int_equal(store_sync_buckets(a.st, EVAL_ID, dig, &la), 0);
+		assert_int_equal(store_sync_last_event(b.st, EVAL_ID, la), 0);
+		assert_int_equal(store_sync_last_event(b.st, EVAL_ID, la - 1), 0);  /* earlier: kept */
+		assert_int_equal(store_sync_buckets(b.st, EVAL_ID, dig, &lb), 0);
+		assert_true(lb == la);
+		da = store_sync_digests(a.st);
+		db = store_sync_digests(b.st);
+		assert_true(json_equal(da, db));
+		json_decref(da);
+		json_decref(db);
+	}
 
 	/* one more result on a: exactly its bucket differs */
 	run_one(a.st, "n1:1", &c, 7);
