@@ -103,6 +103,18 @@ drain(struct store *st)
 	return total;
 }
 
+/* 1 when a and b answer the same GET /sync/digests. */
+static int
+same_digests(struct store *a, struct store *b)
+{
+	json_t *da = store_sync_digests(a), *db = store_sync_digests(b);
+	int same = json_equal(da, db);
+
+	json_decref(da);
+	json_decref(db);
+	return same;
+}
+
 /* Buckets whose digests differ between a and b, into out; their number. */
 static size_t
 diff_buckets(struct store *a, struct store *b, int *out)
@@ -188,7 +200,7 @@ test_buckets_pull_converges(void **state)
 	struct store_claim c;
 	int diff[STORE_SYNC_BUCKETS];
 	size_t n;
-	json_t *da, *db, *sa, *sb;
+	json_t *sa, *sb;
 
 	(void)state;
 	fresh_open(&a);
@@ -209,11 +221,7 @@ test_buckets_pull_converges(void **state)
 		json_decref(doc);
 	}
 	assert_int_equal(diff_buckets(a.st, b.st, diff), 0);
-	da = store_sync_digests(a.st);
-	db = store_sync_digests(b.st);
-	assert_true(json_equal(da, db));
-	json_decref(da);
-	json_decref(db);
+	assert_true(same_digests(a.st, b.st));
 	sa = store_eval_status(a.st, EVAL_ID, 20.0);
 	sb = store_eval_status(b.st, EVAL_ID, 20.0);
 	assert_true(json_equal(sa, sb));
@@ -235,21 +243,13 @@ test_buckets_pull_converges(void **state)
 		assert_int_equal(store_sync_buckets(a.st, EVAL_ID, dig, &la), 0);
 		assert_int_equal(store_sync_last_event(a.st, EVAL_ID, la + 2.5), 0);
 		assert_int_equal(diff_buckets(a.st, b.st, diff), 0);
-		da = store_sync_digests(a.st);
-		db = store_sync_digests(b.st);
-		assert_false(json_equal(da, db));
-		json_decref(da);
-		json_decref(db);
+		assert_false(same_digests(a.st, b.st));
 		assert_int_equal(store_sync_buckets(a.st, EVAL_ID, dig, &la), 0);
 		assert_int_equal(store_sync_last_event(b.st, EVAL_ID, la), 0);
 		assert_int_equal(store_sync_last_event(b.st, EVAL_ID, la - 1), 0);  /* earlier: kept */
 		assert_int_equal(store_sync_buckets(b.st, EVAL_ID, dig, &lb), 0);
 		assert_true(lb == la);
-		da = store_sync_digests(a.st);
-		db = store_sync_digests(b.st);
-		assert_true(json_equal(da, db));
-		json_decref(da);
-		json_decref(db);
+		assert_true(same_digests(a.st, b.st));
 	}
 
 	/* one more result on a: exactly its bucket differs */
