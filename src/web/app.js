@@ -368,8 +368,14 @@
 		const my = gen;
 		let mode = "poll", lastId = null, failures = 0, ctl = null, started = false;
 
-		/* Refresh; the first answer that says it is over ends the following. */
+		/*
+		 * Refresh; the first answer that says it is over ends the following,
+		 * and the view it drew is final: a kick that comes later (a trailing
+		 * event, the stream's end) draws nothing more.
+		 */
 		async function check() {
+			if (my !== gen || mode === "over")
+				return;
 			await refresh();
 			if (my !== gen || mode === "over" || running())
 				return;
