@@ -47,6 +47,9 @@ post_sync_result(struct http_request *req, void *ctx, int *status)
 	if (changed > 0 && (json_object_get(doc, "cancelled_at") != NULL ||
 	    json_object_get(doc, "deleted_at") != NULL))
 		engine_eval_stop(api_engine(ctx), id);
+	/* else it may bring work (a new evaluation): idle slots look now, not in a second */
+	else if (changed > 0)
+		engine_wake(api_engine(ctx));
 	json_decref(doc);
 	if (changed < 0)
 		return http_error(status, changed == -EINVAL ? 400 : 500, "cannot merge the evaluation");

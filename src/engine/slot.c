@@ -245,6 +245,9 @@ slot_claim(struct engine *eng, struct slot_run *run)
 			if (run->n > 0) {
 				snprintf(run->from, sizeof(run->from), "%s", coord);
 				run->claimed_at = util_mono();
+				/* there was work out there: the other idle slots ask too */
+				if (work[i].pending > (long)run->n)
+					engine_wake_slots(eng);
 			}
 		}
 		json_decref(body);
