@@ -194,3 +194,100 @@ def test_live_counters_while_running(module_node, tmp_path):
     time.sleep(0.6)
     st, again = module_node.get(f"/evaluation/{eid}")
     assert again["elapsed_seconds"] == approx(final["elapsed_seconds"])
+
+
+# pytest's own fixtures, each used by a test in two modules: the warm worker
+# scans the plugin modules that define them once, and every session (and,
+# with isolation "module", every module) must still find each of them, as an
+# autouse fixture of a conftest and one that overrides a plugin's by name.
+PLUGIN_FIXTURE_TESTS = '''
+import logging
+import warnings
+
+
+def test_tmp_path(tmp_path, tmp_path_factory):
+    (tmp_path / "f").write_text("x")
+    assert (tmp_path / "f").read_text() == "x"
+    assert tmp_path_factory.mktemp("d").is_dir()
+
+
+def test_capsys(capsys):
+    print("hello")
+    assert capsys.readouterr().out == "hello\\n"
+
+
+def test_monkeypatch(monkeypatch):
+    monkeypatch.setenv("MESHTEST_PROBE_VAR", "1")
+    import os
+    assert os.environ["MESHTEST_PROBE_VAR"] == "1"
+
+
+def test_caplog(caplog):
+    logging.getLogger("p").warning("careful")
+    assert "careful" in caplog.text
+
+
+def test_recwarn(recwarn):
+    warnings.warn("w", UserWarning)
+    assert len(recwarn) == 1
+
+
+def test_request_and_config(request, pytestconfig):
+    assert request.node.name == "test_request_and_config"
+    assert pytestconfig is request.config
+
+
+def test_autouse_from_conftest(marked):
+    assert marked == ["conftest"]
+
+
+def test_overridden_by_name(capfd):
+    assert capfd == "the project's own"
+
+
+def test_fails_on_purpose(tmp_path):
+    assert not tmp_path.is_dir()
+'''
+
+PLUGIN_FIXTURE_CONFTEST = '''
+import pytest
+
+SEEN = []
+
+
+@pytest.fixture(autouse=True)
+def _mark():
+    SEEN.append("conftest")
+    yield
+    SEEN.clear()
+
+
+@pytest.fixture
+def marked():
+    return list(SEEN)
+
+
+@pytest.fixture
+def capfd():
+    return "the project's own"
+'''
+
+
+@pytest.mark.timeout(90)
+def test_pytest_fixtures_in_every_module(module_node, tmp_path):
+    src = tmp_path / "src" / "fixt"
+    (src / "tests").mkdir(parents=True)
+    (src / "conftest.py").write_text(PLUGIN_FIXTURE_CONFTEST)
+    for m in ("test_one.py", "test_two.py", "test_three.py"):
+        (src / "tests" / m).write_text(PLUGIN_FIXTURE_TESTS)
+    z = corpus.zip_dir(str(tmp_path / "src"), str(tmp_path / "fixt.zip"))
+    eid = module_node.submit_zip(z)
+    js = wait_done(module_node, eid, timeout=80)
+    assert (js["passed"], js["failed"], js["skipped"]) == (24, 3, 0), js
+    res = get_results(module_node, eid)
+    for m in res["projects"][0]["modules"]:
+        outcomes = {t["nodeid"].split("::")[-1]: t["outcome"] for t in m["tests"]}
+        assert outcomes == {**{n: "passed" for n in (
+            "test_tmp_path", "test_capsys", "test_monkeypatch", "test_caplog",
+            "test_recwarn", "test_request_and_config", "test_autouse_from_conftest",
+            "test_overridden_by_name")}, "test_fails_on_purpose": "failed"}, m

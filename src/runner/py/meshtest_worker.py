@@ -263,6 +263,7 @@ def _prebuild():
             pm.load_setuptools_entrypoints("pytest11")
         pm.import_plugin("meshtest_plugin")
         _memo_argparser(cfg._parser)
+        _memo_fixture_scan(pm.get_plugins())
         _PREBUILT = cfg
     except Exception:  # noqa: BLE001 - then every run builds its own
         _PREBUILT = None
@@ -289,6 +290,96 @@ def _memo_argparser(parser):
 
     getparser()
     parser._getparser = getparser
+
+
+def _memo_fixture_scan(plugins):
+    """Every session's fixture manager scans each registered plugin module
+    for fixtures (FixtureManager.parsefactories: a getattr and a marker test
+    per name, a third of a trivial run's time). The modules loaded here are
+    the same objects in every child: scan them once and let the loop of
+    parsefactories, which asks dir() for the names, see only the names that
+    hold fixtures. Anything else (a project's conftest, a test module, an
+    object) goes through the real dir(). Only where parsefactories is the
+    loop this copies the test of."""
+    import inspect
+    import types
+    import builtins
+    import _pytest.fixtures as fx
+    from _pytest.compat import safe_getattr
+    try:
+        src = inspect.getsource(fx.FixtureManager.parsefactories)
+    except (OSError, TypeError):
+        return
+    if ("dir(holderobj)" not in src or "getfixturemarker(obj)" not in src
+            or not hasattr(fx, "FixtureFunctionMarker")):
+        return
+    memo = {}
+    for plugin in plugins:
+        if not isinstance(plugin, types.ModuleType):
+            continue
+        names = [n for n in builtins.dir(plugin)
+                 if isinstance(fx.getfixturemarker(safe_getattr(plugin, n, None)),
+                               fx.FixtureFunctionMarker)]
+        memo[id(plugin)] = (plugin, names)
+    real_dir = builtins.dir
+
+    def fixture_dir(obj):
+        hit = memo.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return list(hit[1])
+        return real_dir(obj)
+
+    fx.dir = fixture_dir
+
+
+def _memo_hook_varnames():
+    """Each session registers a handful of fresh plugin objects (the session,
+    its fixture manager, the terminal reporter, ...), and pluggy reads the
+    signature of every hook method of each (inspect, for every run anew).
+    Their classes are the same in every child: read each signature once,
+    here, for the hook methods of the classes of every module loaded, and
+    keep pluggy's answer per function."""
+    import inspect
+    import types
+    try:
+        import pluggy._hooks as ph
+        real = ph.varnames
+    except (ImportError, AttributeError):
+        return
+    memo = {}
+
+    def varnames(func):
+        if inspect.ismethod(func) and inspect.isfunction(func.__func__):
+            fn, bound = func.__func__, True
+        elif inspect.isfunction(func):
+            fn, bound = func, False
+        else:
+            return real(func)
+        hit = memo.get((fn, bound))
+        if hit is None or hit[0] is not fn.__code__:
+            hit = memo[(fn, bound)] = (fn.__code__, real(func))
+        return hit[1]
+
+    def warm(fn, bound):
+        try:
+            varnames(types.MethodType(fn, holder) if bound else fn)
+        except Exception:  # noqa: BLE001 - then it is read when used
+            pass
+
+    # hook implementations (bound methods) and specifications (plain
+    # functions, in modules and in classes) alike
+    holder = object()
+    for mod in list(sys.modules.values()):
+        for name, obj in list(getattr(mod, "__dict__", {}).items()):
+            if name.startswith("pytest_") and inspect.isfunction(obj):
+                warm(obj, False)
+            if not isinstance(obj, type) or obj.__module__ != getattr(mod, "__name__", None):
+                continue
+            for name, fn in list(vars(obj).items()):
+                if name.startswith("pytest_") and inspect.isfunction(fn):
+                    warm(fn, True)
+                    warm(fn, False)
+    ph.varnames = varnames
 
 
 def _use_prebuilt(run_path):
@@ -676,6 +767,7 @@ def main():
     caps = _probe()
     if os.environ.get("MESHTEST_PROBE_DIR"):
         _warm_imports(os.environ["MESHTEST_PROBE_DIR"])
+    _memo_hook_varnames()
     _send(sock, {"ev": "ready", "pytest": getattr(pytest, "__version__", "?"),
                  "python": "%d.%d.%d" % sys.version_info[:3],
                  "preloaded": sorted(_preloaded()), "ns": caps["ns"],
