@@ -150,11 +150,7 @@ coord_claim_from(struct engine *eng, const char *eval_id, const char *node, int 
 	 */
 	total = sum.ready + sum.unready;
 	others = (size_t)total > n ? (size_t)total - n : 0;
-	/*
-	 * With isolation "module" a slot runs one module at a time: it takes one,
-	 * so that a module is "in progress" only while it runs.
-	 */
-	k = sched_batch(m, n, others, total_slots, sum.alone ? 1 : max, idx);
+	k = sched_batch(m, n, others, total_slots, max, idx);
 	chosen = xcalloc(k ? k : 1, sizeof(*chosen));
 	for (size_t i = 0; i < k; i++)
 		chosen[i] = &p[idx[i]];

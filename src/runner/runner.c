@@ -5,7 +5,7 @@
  * interpreter per module, runner_run_module) and batches (runner_run_batch:
  * warm runs through warm.c, sessions, runs alone, retries and reruns).
  *
- * Owns <work>/lib (the embedded plugin, helper, supervisor and worker) and
+ * Owns <work>/lib (the embedded Python files: runner_py) and
  * <work>/slot-<n>/cold (a cold run's copy, home and /tmp). Environments are
  * env.c's, set-up commands setupcmd.c's, warm workers warm.c's.
  *
@@ -328,6 +328,19 @@ runner_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
 	return r;
 }
 
+/* The Python side, written to <work>/lib at start (embedded at build time). */
+static const struct {
+	const char *name;
+	const char *text;
+} runner_py[] = {
+	{ "meshtest_plugin.py", embedded_meshtest_plugin },
+	{ "meshtest_helper.py", embedded_meshtest_helper },
+	{ "meshtest_supervisor.py", embedded_meshtest_supervisor },
+	{ "meshtest_sandbox.py", embedded_meshtest_sandbox },
+	{ "meshtest_each.py", embedded_meshtest_each },
+	{ "meshtest_worker.py", embedded_meshtest_worker },
+};
+
 int
 runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 {
@@ -379,25 +392,10 @@ runner_init(const struct runner_config *cfg, char *err, size_t errlen)
 	    (r = runner_mkdir(runner.venv_dir, 0755, err, errlen)) < 0 ||
 	    (r = runner_mkdir(runner.work_dir, 0711, err, errlen)) < 0)
 		goto out;
-	path = xasprintf("%s/meshtest_plugin.py", runner.lib_dir);
-	r = util_write_file(path, embedded_meshtest_plugin, strlen(embedded_meshtest_plugin), 0644);
-	if (r == 0) {
+	for (size_t i = 0; r == 0 && i < sizeof(runner_py) / sizeof(runner_py[0]); i++) {
 		free(path);
-		path = xasprintf("%s/meshtest_helper.py", runner.lib_dir);
-		r = util_write_file(path, embedded_meshtest_helper,
-				    strlen(embedded_meshtest_helper), 0644);
-	}
-	if (r == 0) {
-		free(path);
-		path = xasprintf("%s/meshtest_supervisor.py", runner.lib_dir);
-		r = util_write_file(path, embedded_meshtest_supervisor,
-				    strlen(embedded_meshtest_supervisor), 0644);
-	}
-	if (r == 0) {
-		free(path);
-		path = xasprintf("%s/meshtest_worker.py", runner.lib_dir);
-		r = util_write_file(path, embedded_meshtest_worker,
-				    strlen(embedded_meshtest_worker), 0644);
+		path = xasprintf("%s/%s", runner.lib_dir, runner_py[i].name);
+		r = util_write_file(path, runner_py[i].text, strlen(runner_py[i].text), 0644);
 	}
 	if (r == 0) {
 		/* trust "instructor": the configuration runs take instead of the project's */
@@ -941,7 +939,7 @@ runner_alone(int slot, const struct runner_batch *b, const char *lower, const ch
 	*result = NULL;
 	if (w != NULL) {
 		const char *mods[1] = { module };
-		r = warm_run(slot, &w, b, lower, mods, 1, result);
+		r = warm_run(slot, &w, b, lower, mods, 1, 0, result);
 		if (r != -EAGAIN)
 			return r;
 		warm_cold_for(slot);
@@ -1035,6 +1033,45 @@ runner_alone_counted(int slot, const struct runner_batch *b, const char *lower,
 	return 0;
 }
 
+/* The end of the run of modules from from on that lie in one folder. */
+static size_t
+runner_same_folder(const char *const *modules, size_t from, size_t n)
+{
+	const char *slash = strrchr(modules[from], '/');
+	size_t dlen = slash != NULL ? (size_t)(slash - modules[from]) : 0, to = from + 1;
+
+	for (; to < n; to++) {
+		const char *s = strrchr(modules[to], '/');
+		size_t l = s != NULL ? (size_t)(s - modules[to]) : 0;
+		if (l != dlen || strncmp(modules[to], modules[from], dlen) != 0)
+			break;
+	}
+	return to;
+}
+
+/*
+ * Modules [from, to) of the batch in one warm pytest process (warm_run):
+ * their results into results[] for those that count from it. -ECANCELED
+ * when the slot was stopped, else 0 (the others run alone).
+ */
+static int
+runner_warm_group(const struct runner_batch *b, const char *lower, int each, size_t from,
+		  size_t to, json_t **results)
+{
+	struct worker *w = warm_worker(b->slot, b->python, setup_project_trusted(b->project_dir));
+	int r;
+
+	if (w == NULL || (each && !worker_has_each(w)))
+		return 0;
+	if (each)
+		log_debug("runner: slot %d runs %zu modules, each in a process of its own"
+			  " (pytest started once)", b->slot, to - from);
+	r = warm_run(b->slot, &w, b, lower, b->modules + from, to - from, each, results + from);
+	if (r == -EAGAIN)
+		warm_cold_for(b->slot);
+	return r == -ECANCELED ? r : 0;
+}
+
 int
 runner_run_batch(const struct runner_batch *b)
 {
@@ -1053,10 +1090,21 @@ runner_run_batch(const struct runner_batch *b)
 	results = xcalloc(b->n, sizeof(*results));
 	if (runner.sandboxed && b->digest != NULL)
 		lower = warm_copy(b->slot, b->digest, b->project_dir);
-	if (lower != NULL && b->isolation == RUNNER_ISOLATION_PROJECT && b->n > 1) {
-		struct worker *w = warm_worker(b->slot, b->python, setup_project_trusted(b->project_dir));
-		if (w != NULL) {
-			r = warm_run(b->slot, &w, b, lower, b->modules, b->n, results);
+	if (lower != NULL && b->n > 1) {
+		/*
+		 * Isolation "project": one shared session. "module": pytest
+		 * started once per folder (its conftest files are what each
+		 * module alone would load), each module in a child of its own;
+		 * not for a project with services (each module starts its own).
+		 */
+		int each = b->isolation == RUNNER_ISOLATION_MODULE;
+		size_t from = 0, to;
+
+		for (; from < b->n; from = to) {
+			to = each ? runner_same_folder(b->modules, from, b->n) : b->n;
+			if (to - from < 2 || (each && setup_needed(b->project_dir)))
+				continue;
+			r = runner_warm_group(b, lower, each, from, to, results);
 			if (r == -ECANCELED) {
 				/* stopped (its evaluation was cancelled): what finished counts */
 				for (size_t i = 0; i < b->n && !runner_aborted(); i++)
@@ -1064,9 +1112,6 @@ runner_run_batch(const struct runner_batch *b)
 						b->on_result(b->ctx, i, results[i]);
 				goto out;
 			}
-			if (r == -EAGAIN)
-				warm_cold_for(b->slot);
-			r = 0;
 		}
 		reruns = setup_project_reruns(b->project_dir);
 		for (size_t i = 0; i < b->n; i++) {

@@ -143,13 +143,14 @@ int warm_env_busy(const char *venv);
 /* Ask the slots whose workers run in venv to stop them when idle (any thread). */
 void warm_drop_env(const char *venv);
 /*
- * One pytest process over mods[0..n) in worker *wp: a result for each module
- * that counts from it into results[] (the others NULL). 0, -ECANCELED (a
- * stop of the slot keeps what finished in results[]), or -EAGAIN when the
- * worker could not run it. *wp becomes NULL when the run
- * cost the worker.
+ * One pytest process over mods[0..n) in worker *wp: a shared session, or
+ * with each (isolation "module", n > 1) pytest started once and each module
+ * in a child of its own. A result for each module that counts from it into
+ * results[] (the others NULL). 0, -ECANCELED (a stop of the slot keeps what
+ * finished in results[]), or -EAGAIN when the worker could not run it. *wp
+ * becomes NULL when the run cost the worker.
  */
 int warm_run(int slot, struct worker **wp, const struct runner_batch *b, const char *lower,
-	     const char *const *mods, size_t n, json_t **results);
+	     const char *const *mods, size_t n, int each, json_t **results);
 
 #endif

@@ -24,6 +24,7 @@ struct session_module {
 	size_t ntests;           /* collected tests */
 	size_t nfinished;        /* of which "finish" arrived */
 	double used;             /* seconds it was the current module */
+	json_t *exited;          /* its own process ended: the "module_exit" event */
 };
 
 struct session {
@@ -60,8 +61,10 @@ session_free(struct session *s)
 {
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->n; i++)
+	for (size_t i = 0; i < s->n; i++) {
 		free(s->m[i].path);
+		json_decref(s->m[i].exited);
+	}
 	free(s->m);
 	json_decref(s->tests);
 	free(s);
@@ -80,6 +83,12 @@ session_find(const struct session *s, const char *path, size_t len)
 		if (strlen(s->m[i].path) == len && memcmp(s->m[i].path, path, len) == 0)
 			return (long)i;
 	return -1;
+}
+
+static long
+session_find_path(const struct session *s, const char *path)
+{
+	return path != NULL ? session_find(s, path, strlen(path)) : -1;
 }
 
 long
@@ -157,6 +166,14 @@ session_on_line(struct session *s, const char *line, size_t len, double now)
 		}
 	} else if (strcmp(kind, "end") == 0) {
 		session_switch(s, -1, now);
+	} else if (strcmp(kind, "module_exit") == 0) {
+		i = session_find_path(s, json_string_value(json_object_get(ev, "path")));
+		if (i >= 0 && s->m[i].exited == NULL) {
+			s->m[i].exited = json_incref(ev);
+			/* the next module's clock runs from here: its process starts */
+			if (s->current == i || s->current < 0)
+				session_switch(s, (size_t)i + 1 < s->n ? i + 1 : -1, now);
+		}
 	}
 out:
 	json_decref(ev);
@@ -188,10 +205,15 @@ session_finished(const struct session *s, size_t i)
 {
 	const struct session_module *m;
 
-	/* an error no single module owns may have hidden any module's tests */
-	if (i >= s->n || !s->ended || s->stray_error)
+	if (i >= s->n || !s->ended)
 		return 0;
 	m = &s->m[i];
+	/* in a process of its own, its run ended: its part of the stream is its report */
+	if (m->exited != NULL)
+		return 1;
+	/* an error no single module owns may have hidden any module's tests */
+	if (s->stray_error)
+		return 0;
 	if (m->collect_error)
 		return 1;
 	/*
@@ -220,6 +242,21 @@ session_put(struct buf *b, const char *line, size_t len)
 	(void)buf_append(b, "\n", 1);
 }
 
+/*
+ * The line of stream at *at (its start and length in *line, *n; *at moves
+ * past it) parsed as JSON: a new reference, or NULL when it is not JSON.
+ */
+static json_t *
+session_next(const char *stream, size_t len, size_t *at, const char **line, size_t *n)
+{
+	const char *nl = memchr(stream + *at, '\n', len - *at);
+
+	*line = stream + *at;
+	*n = nl ? (size_t)(nl - *line) : len - *at;
+	*at += *n + 1;
+	return json_loadb(*line, *n, 0, NULL);
+}
+
 char *
 session_stream(const struct session *s, const char *stream, size_t len, size_t i,
 	       size_t *outlen)
@@ -230,20 +267,20 @@ session_stream(const struct session *s, const char *stream, size_t len, size_t i
 
 	buf_init(&b, SESSION_STREAM_CAP);
 	for (size_t at = 0; stream != NULL && at < len && i < s->n;) {
-		const char *nl = memchr(stream + at, '\n', len - at);
-		size_t n = nl ? (size_t)(nl - (stream + at)) : len - at;
-		json_t *ev = json_loadb(stream + at, n, 0, NULL);
+		const char *line;
+		size_t n;
+		json_t *ev = session_next(stream, len, &at, &line, &n);
 		const char *kind = json_string_value(json_object_get(ev, "ev"));
 		const char *nodeid = json_string_value(json_object_get(ev, "nodeid"));
 
 		if (kind == NULL) {
 			/* not an event: nothing to carry */
 		} else if (strcmp(kind, "hello") == 0) {
-			session_put(&b, stream + at, n);
+			session_put(&b, line, n);
 		} else if (strcmp(kind, "collect_start") == 0) {
 			if (session_module_of(s, json_string_value(json_object_get(ev, "path"))) ==
 			    (long)i)
-				session_put(&b, stream + at, n);
+				session_put(&b, line, n);
 		} else if (strcmp(kind, "collected") == 0) {
 			json_t *v;
 			size_t k;
@@ -262,10 +299,9 @@ session_stream(const struct session *s, const char *stream, size_t len, size_t i
 			    (strcmp(kind, "report") == 0 && outcome != NULL &&
 			     strcmp(outcome, "failed") == 0))
 				failed = 1;
-			session_put(&b, stream + at, n);
+			session_put(&b, line, n);
 		}
 		json_decref(ev);
-		at += n + 1;
 	}
 	{
 		/* as pytest on this module alone would end */
@@ -275,6 +311,68 @@ session_stream(const struct session *s, const char *stream, size_t len, size_t i
 		session_put(&b, end, strlen(end));
 	}
 	json_decref(mine);
+	*outlen = b.len;
+	return b.data ? buf_steal(&b) : xstrdup("");
+}
+
+int
+session_exit(const struct session *s, size_t i, int *status, int *signal)
+{
+	json_t *ev = session_exit_event(s, i), *st, *sig;
+
+	if (ev == NULL)
+		return 0;
+	st = json_object_get(ev, "status");
+	sig = json_object_get(ev, "signal");
+	*status = json_is_integer(st) ? (int)json_integer_value(st) : -1;
+	*signal = json_is_integer(sig) ? (int)json_integer_value(sig) : 0;
+	return 1;
+}
+
+json_t *
+session_exit_event(const struct session *s, size_t i)
+{
+	return i < s->n ? s->m[i].exited : NULL;
+}
+
+/*
+ * Module i's part of a stream cut by "module_exit" markers: the lines after
+ * the marker of the module before it (the run's first lines for the first),
+ * up to its own marker or the stream's end, with the run's "hello" first.
+ */
+char *
+session_part(const struct session *s, const char *stream, size_t len, size_t i,
+	     size_t *outlen)
+{
+	struct buf b;
+	long prev = -1;     /* the module whose marker came last */
+	int hello = 0;
+
+	buf_init(&b, SESSION_STREAM_CAP);
+	for (size_t at = 0; stream != NULL && at < len && i < s->n;) {
+		const char *line;
+		size_t n;
+		json_t *ev = session_next(stream, len, &at, &line, &n);
+		const char *kind = json_string_value(json_object_get(ev, "ev"));
+
+		if (kind != NULL && strcmp(kind, "module_exit") == 0) {
+			long k = session_find_path(s, json_string_value(json_object_get(ev, "path")));
+			json_decref(ev);
+			if (k == (long)i)
+				break;
+			if (k >= 0)
+				prev = k;
+		} else if (kind != NULL && strcmp(kind, "hello") == 0 && !hello) {
+			hello = 1;
+			session_put(&b, line, n);
+			json_decref(ev);
+		} else {
+			json_decref(ev);
+			/* the first module's part starts with the run; another's after its predecessor */
+			if ((i == 0 && prev < 0) || (i > 0 && prev == (long)i - 1))
+				session_put(&b, line, n);
+		}
+	}
 	*outlen = b.len;
 	return b.data ? buf_steal(&b) : xstrdup("");
 }

@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 struct session;
 
 /* modules: paths relative to the project root (copied); timeout in seconds. */
@@ -58,6 +60,28 @@ double session_duration(const struct session *s, size_t i);
  */
 char *session_stream(const struct session *s, const char *stream, size_t len, size_t i,
 		     size_t *outlen);
+
+/*
+ * Isolation "module" (meshtest_each.py): each module ran in a process of
+ * its own, and the stream holds {"ev": "module_exit", "path", "status",
+ * "signal"} after each. 1 with its exit status (-1: none) and signal (0:
+ * none) when module i's process ended; such a module counts (finished).
+ */
+int session_exit(const struct session *s, size_t i, int *status, int *signal);
+/*
+ * That "module_exit" event itself (borrowed; NULL when it has none): it also
+ * holds the module's own output, "stdout" and "stderr" (text) with
+ * "stdout_dropped" and "stderr_dropped" (bytes past the cap).
+ */
+json_t *session_exit_event(const struct session *s, size_t i);
+/*
+ * Module i's part of such a stream (malloc'ed, NUL-terminated, length in
+ * *outlen): the run's "hello", then every line between the marker of the
+ * module before it and its own (or the stream's end: the module that was
+ * running when the run ended). Its report, as if it had run alone.
+ */
+char *session_part(const struct session *s, const char *stream, size_t len, size_t i,
+		   size_t *outlen);
 
 /* The module a node id belongs to ("tests/test_a.py::test_x" -> index), or -1. */
 long session_module_of(const struct session *s, const char *nodeid);

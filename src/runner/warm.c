@@ -519,10 +519,14 @@ warm_env(int slot, const struct runner_batch *b, json_t **env_out, json_t **path
 	return scratch;
 }
 
-/* The request for a pytest process over mods[0..n), as meshtest_worker.py takes it. */
+/*
+ * The request for a pytest process over mods[0..n), as meshtest_worker.py
+ * takes it; with each (isolation "module"), each module in a child of its
+ * own ("modules", meshtest_each.py).
+ */
 static json_t *
 warm_request(int slot, const struct runner_batch *b, const char *lower,
-		    const char *const *mods, size_t n)
+	     const char *const *mods, size_t n, int each)
 {
 	char *cwd = xasprintf("%s/slot-%d/project", runner.work_dir, slot), *scratch;
 	char **pargs = runner_pytest_args(b->project_dir, cwd), key[RUNNER_KEY_LEN];
@@ -533,7 +537,7 @@ warm_request(int slot, const struct runner_batch *b, const char *lower,
 		json_array_append_new(argv, json_string(pargs[i]));
 	runner_strv_free(pargs);
 	runner_report_key(key);
-	if (n > 1)   /* one module's collection error stops no other */
+	if (n > 1 && !each)   /* one module's collection error stops no other */
 		json_array_append_new(argv, json_string("--continue-on-collection-errors"));
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(argv, json_string(mods[i]));
@@ -545,9 +549,89 @@ warm_request(int slot, const struct runner_batch *b, const char *lower,
 			"fresh", 0, "key", key);
 	if (runner.py_prefix != NULL)
 		json_array_append_new(json_object_get(req, "keep"), json_string(runner.py_prefix));
+	if (each) {
+		json_t *m = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(m, json_string(mods[i]));
+		json_object_set_new(req, "modules", m);
+		json_object_set_new(req, "output_cap", json_integer((json_int_t)runner.output_cap));
+	}
 	free(scratch);
 	free(cwd);
 	return req;
+}
+
+/*
+ * The results of a run with each module in a process of its own: a module
+ * whose process ended, and the one the deadline (or the worker's death)
+ * stopped, get theirs from
+ * their part of the stream and how their process ended, as if each had
+ * run alone; the others (the zygote stopped before them) stay NULL.
+ */
+/*
+ * A module's own output: what pytest printed before the modules forked (the
+ * zygote's, res_part), then what its process printed (from its module_exit
+ * event: "<name>" and "<name>_dropped"), under the cap.
+ */
+static void
+warm_each_output(struct buf *b, const struct buf *res_part, json_t *exit_ev, const char *name)
+{
+	char dropped[32];
+	const char *text = json_string_value(json_object_get(exit_ev, name));
+	json_t *d;
+
+	buf_init(b, runner.output_cap);
+	(void)buf_append_trunc(b, res_part->data ? res_part->data : "", res_part->len);
+	b->dropped += res_part->dropped;
+	if (text != NULL)
+		(void)buf_append_trunc(b, text, strlen(text));
+	snprintf(dropped, sizeof(dropped), "%s_dropped", name);
+	d = json_object_get(exit_ev, dropped);
+	if (json_is_integer(d) && json_integer_value(d) > 0)
+		b->dropped += (size_t)json_integer_value(d);
+}
+
+static void
+warm_each_results(const struct session *sess, const struct worker_result *res,
+		  const struct runner_batch *b, const char *report, size_t rlen,
+		  const char *const *mods, size_t n, json_t **results)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct report_exit ex = {
+			.started = 1,
+			.duration = session_duration(sess, i),
+			.timeout = b->timeout,
+			.module = mods[i],
+		};
+		json_t *exit_ev = session_exit_event(sess, i);
+		struct buf out, err;
+		int status, sig;
+		size_t len;
+		char *part;
+		json_t *j;
+
+		if (session_exit(sess, i, &status, &sig)) {
+			ex.exit_code = status < 0 ? 0 : status;
+			ex.term_signal = sig;
+		} else if ((res->timed_out || res->worker_died) && session_current(sess) == (long)i) {
+			/* the deadline, or the worker's death, ended it as it would have alone */
+			ex.timed_out = res->timed_out;
+			ex.term_signal = SIGKILL;
+		} else {
+			continue;
+		}
+		warm_each_output(&out, &res->out, exit_ev, "stdout");
+		warm_each_output(&err, &res->err, exit_ev, "stderr");
+		ex.stdout_tail = out.data;
+		ex.stderr_tail = err.data;
+		part = session_part(sess, report, rlen, i, &len);
+		j = report_build(part, len, &ex);
+		free(part);
+		runner_attach_output(j, &out, &err);
+		buf_free(&out);
+		buf_free(&err);
+		results[i] = j;
+	}
 }
 
 /*
@@ -563,7 +647,7 @@ warm_request(int slot, const struct runner_batch *b, const char *lower,
  */
 static int
 warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
-		      json_t *req, const char *const *mods, size_t n, json_t **results)
+	       json_t *req, const char *const *mods, size_t n, int each, json_t **results)
 {
 	struct warm_slot *rs = &warm_slots[slot];
 	struct worker *w = *wp;
@@ -620,6 +704,8 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 		(void)setup_fix_result(j, report, rlen, res.err.data, cwd, mods[0]);
 		runner_attach_output(j, &res.out, &res.err);
 		results[0] = j;
+	} else if (each) {
+		warm_each_results(sess, &res, b, report, rlen, mods, n, results);
 	} else {
 		const char *first = NULL;
 		for (size_t i = 0; i < n; i++) {
@@ -674,11 +760,11 @@ out:
 
 /* One pytest process over mods[0..n) in the slot's worker (see warm_supervise). */
 int
-warm_run(int slot, struct worker **wp, const struct runner_batch *b,
-		const char *lower, const char *const *mods, size_t n, json_t **results)
+warm_run(int slot, struct worker **wp, const struct runner_batch *b, const char *lower,
+	 const char *const *mods, size_t n, int each, json_t **results)
 {
-	json_t *req = warm_request(slot, b, lower, mods, n);
-	int r = warm_supervise(slot, wp, b, req, mods, n, results);
+	json_t *req = warm_request(slot, b, lower, mods, n, each);
+	int r = warm_supervise(slot, wp, b, req, mods, n, each, results);
 
 	json_decref(req);
 	return r;

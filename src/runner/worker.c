@@ -36,7 +36,7 @@ struct worker {
 	struct launch_proc proc;
 	int ctl;                 /* our end of the control socket */
 	char *key;
-	int ns, overlay;
+	int ns, overlay, each;
 	char why[256];
 	double last_used;
 	int dead;
@@ -62,6 +62,12 @@ int
 worker_has_overlay(const struct worker *w)
 {
 	return w->overlay;
+}
+
+int
+worker_has_each(const struct worker *w)
+{
+	return w->each;
 }
 
 const char *
@@ -319,6 +325,7 @@ worker_start(const struct worker_spec *spec, const char *key, struct worker **ou
 				const char *why_not = json_string_value(json_object_get(msg, "why"));
 				w->ns = json_is_true(json_object_get(msg, "ns"));
 				w->overlay = json_is_true(json_object_get(msg, "overlay"));
+				w->each = json_is_true(json_object_get(msg, "each"));
 				snprintf(w->why, sizeof(w->why), "%s", why_not ? why_not : "");
 				json_decref(msg);
 				break;

@@ -44,9 +44,14 @@ void worker_stop(struct worker *w);
 /* Kill the worker's whole sandbox at once and free it. NULL is fine. */
 void worker_kill(struct worker *w);
 
-/* What its start-up probe found: children get their own namespaces / overlays. */
+/*
+ * What its start-up probe found: children get their own namespaces /
+ * overlays; a child can be a zygote, pid 1 of its own pid namespace, that
+ * runs each module in a child of its own (meshtest_each.py).
+ */
 int worker_has_ns(const struct worker *w);
 int worker_has_overlay(const struct worker *w);
+int worker_has_each(const struct worker *w);
 /* Why not, when either is 0 ("" otherwise). */
 const char *worker_why(const struct worker *w);
 const char *worker_key(const struct worker *w);

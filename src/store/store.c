@@ -1179,8 +1179,8 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 	out->mean = -1;
 	if (db == NULL || store_exec(db, "BEGIN") < 0)
 		return -EIO;
-	s = store_prep(db, "SELECT pend_ready, pend_unready, done_n, done_dur,"
-	    " json_extract(settings, '$.isolation') = 'module' FROM evaluation WHERE id = ?");
+	s = store_prep(db, "SELECT pend_ready, pend_unready, done_n, done_dur"
+	    " FROM evaluation WHERE id = ?");
 	if (s == NULL) {
 		store_exec(db, "COMMIT");
 		return -EIO;
@@ -1191,7 +1191,6 @@ store_pending_summary(struct store *st, const char *eval_id, struct store_pendin
 		out->unready = sqlite3_column_int64(s, 1);
 		if (sqlite3_column_int64(s, 2) > 0)
 			out->mean = sqlite3_column_double(s, 3) / (double)sqlite3_column_int64(s, 2);
-		out->alone = sqlite3_column_int(s, 4);
 	}
 	store_finish(s);
 	for (int i = 0; out->ready > 0 && i < (int)(sizeof(lead_sql) / sizeof(lead_sql[0])); i++) {

@@ -188,7 +188,6 @@ struct store_pending_summary {
 	long ready;              /* pending modules of ready projects */
 	long unready;            /* pending modules of projects still being fetched */
 	double mean;             /* mean duration of its finished modules; < 0: none yet */
-	int alone;               /* isolation "module": each module runs by itself */
 	struct store_pending *lead;  /* the modules one of which comes first (<= 4) */
 	size_t nlead;
 };

@@ -9,7 +9,6 @@ session-mates keep their results.
 
 Every project is generated here; every expected number is a literal."""
 
-import json
 import os
 import re
 import signal
@@ -17,9 +16,7 @@ import time
 
 import pytest
 
-import corpus
 from conftest import get_results, wait_done
-
 from test_real import by_project, modules_of, submit, write
 
 
@@ -41,6 +38,19 @@ def worker_starts(node):
 
 
 # ------------------------------------------------------------ module mode
+
+def module_mode(make_node, tmp_path, name, files):
+    """One slot, isolation "module", one project (files: {path: text});
+    the node and its modules' results once it is done."""
+    node = one_slot(make_node)
+    src = tmp_path / "src"
+    for rel, text in files.items():
+        write(src / name, rel, text)
+    eid = submit(node, src, tmp_path, {"isolation": "module"})
+    js = wait_done(node, eid, timeout=150)
+    assert js["status"] == "done", js
+    return node, modules_of(by_project(get_results(node, eid))[name])
+
 
 POLLUTER = """
     import builtins
@@ -86,6 +96,17 @@ POLLUTER = """
         assert True
     """
 
+# The same pollution, but nothing left running: the next module is forked
+# from the same start of pytest (a zygote), and still sees none of it.
+LEAVE_PROCESS = """\
+        # a process left behind, holding the port and nothing else
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                         start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+"""
+assert LEAVE_PROCESS in POLLUTER
+POLLUTER_IN_PROCESS = POLLUTER.replace(LEAVE_PROCESS, "")
+
 CHECKER = """
     import builtins
     import json
@@ -121,22 +142,150 @@ CHECKER = """
 
 @pytest.mark.timeout(180)
 def test_module_isolation_leaves_nothing_for_the_next(make_node, tmp_path):
-    node = one_slot(make_node)
-    src = tmp_path / "src"
-    write(src / "dirty", "tests/test_a_pollute.py", POLLUTER)
-    write(src / "dirty", "tests/test_b_check.py", CHECKER)
-    eid = submit(node, src, tmp_path, {"isolation": "module"})
-    js = wait_done(node, eid, timeout=150)
-    assert js["status"] == "done", js
-    mods = modules_of(by_project(get_results(node, eid))["dirty"])
+    node, mods = module_mode(make_node, tmp_path, "dirty", {
+        "tests/test_a_pollute.py": POLLUTER, "tests/test_b_check.py": CHECKER})
     a, b = mods["tests/test_a_pollute.py"], mods["tests/test_b_check.py"]
     assert counts(a) == ("finished", 4, 0, 0), a
     assert counts(b) == ("finished", 4, 0, 0), b
     # on one slot, the polluter ran first (it has more tests), then the checker
     assert a["finished_at"] <= started_at(b) + 0.01, (a, b)
     assert "session" not in a and "session" not in b
-    # the left-behind process made the node start the worker afresh
-    assert len(worker_starts(node)) == 2, worker_starts(node)
+    # the process it left behind ended with its module's run
+    assert processes_of(slot_uid(node), "time.sleep(600)") == []
+
+
+def each_runs(node):
+    """How many runs of several modules, each in a process of its own."""
+    return len(re.findall(r"runner: slot \d+ runs \d+ modules, each in a process of its own",
+                          node.log_text()))
+
+
+@pytest.mark.timeout(180)
+def test_module_isolation_forked_from_one_start_leaves_nothing(make_node, tmp_path):
+    node, mods = module_mode(make_node, tmp_path, "dirty", {
+        "tests/test_a_pollute.py": POLLUTER_IN_PROCESS, "tests/test_b_check.py": CHECKER})
+    assert counts(mods["tests/test_a_pollute.py"]) == ("finished", 4, 0, 0), mods
+    assert counts(mods["tests/test_b_check.py"]) == ("finished", 4, 0, 0), mods
+    # both in one run of the worker, pytest started once: nothing to recycle
+    assert each_runs(node) == 1, node.log_text()
+    assert len(worker_starts(node)) == 1, worker_starts(node)
+
+
+# A module that dies (SESSION_CRASH), one that stops at its first failure
+# (-x), and one that forges events for another module of the run (the key
+# is in its memory): each counts as it counts alone, and the forged events
+# change nothing.
+FORGER = """
+    import meshtest_plugin
+
+
+    def test_forge():
+        v = "tests/test_d_victim.py"
+        meshtest_plugin.emit({"ev": "module_exit", "path": "tests/test_c_forger.py",
+                              "status": 0, "signal": None})
+        meshtest_plugin.emit({"ev": "collect_start", "path": v})
+        meshtest_plugin.emit({"ev": "collected", "nodeids": [v + "::test_real"]})
+        for when in ("setup", "call", "teardown"):
+            meshtest_plugin.emit({"ev": "report", "nodeid": v + "::test_real", "when": when,
+                                  "outcome": "passed", "duration": 0.0, "wasxfail": False,
+                                  "strict_xpass": False})
+        meshtest_plugin.emit({"ev": "finish", "nodeid": v + "::test_real"})
+        meshtest_plugin.emit({"ev": "module_exit", "path": v, "status": 0, "signal": None})
+        assert True
+    """
+
+VICTIM = """
+    def test_real():
+        assert 1 == 2
+
+
+    def test_other():
+        assert True
+    """
+
+
+@pytest.mark.timeout(240)
+def test_module_isolation_forked_counts_as_alone(make_node, tmp_path):
+    node = one_slot(make_node)
+    files = {"tests/test_a_crash.py": SESSION_CRASH, "tests/test_b_fails.py": SESSION_FAILS,
+             "tests/test_c_forger.py": FORGER, "tests/test_d_victim.py": VICTIM}
+    src = tmp_path / "src"
+    for rel, text in files.items():
+        write(src / "each", rel, text)
+    write(src / "each", "pytest.ini", "[pytest]\naddopts = -x\n")
+    eid = submit(node, src, tmp_path, {"isolation": "module"}, name="each.zip")
+    js = wait_done(node, eid, timeout=200)
+    assert js["status"] == "done", js
+    together = modules_of(by_project(get_results(node, eid))["each"])
+    assert each_runs(node) == 1, node.log_text()
+    # the same modules, one evaluation each: run alone
+    alone = {}
+    for i, (rel, text) in enumerate(files.items()):
+        one = tmp_path / f"one{i}"
+        write(one / "each", rel, text)
+        write(one / "each", "pytest.ini", "[pytest]\naddopts = -x\n")
+        e = submit(node, one, tmp_path, {"isolation": "module"}, name=f"one{i}.zip")
+        assert wait_done(node, e, timeout=120)["status"] == "done"
+        alone[rel] = modules_of(by_project(get_results(node, e))["each"])[rel]
+    for rel in files:
+        assert counts(together[rel]) == counts(alone[rel]), (rel, together[rel], alone[rel])
+        assert [(t["nodeid"], t["outcome"]) for t in together[rel]["tests"]] == \
+            [(t["nodeid"], t["outcome"]) for t in alone[rel]["tests"]], rel
+    assert counts(together["tests/test_a_crash.py"])[:2] == ("crashed", 1)
+    assert counts(together["tests/test_b_fails.py"]) == ("finished", 1, 1, 0)
+    # its first test fails for real, and -x leaves the second unrun (failed)
+    victim = together["tests/test_d_victim.py"]
+    assert counts(victim) == ("finished", 0, 2, 0)
+    # each module has its own output, as alone: pytest's report of its own tests only
+    assert "test_d_victim.py::test_real" in victim["stdout"], victim["stdout"]
+    assert "test_b_fails" not in victim["stdout"], victim["stdout"]
+    assert "test_d_victim" not in together["tests/test_b_fails.py"]["stdout"]
+    assert "output_in" not in victim
+
+
+# A conftest that starts a server for the session: a zygote with a process
+# beside it must not fork (the modules' own network namespaces could not
+# reach it); the modules run alone, each with its own server, and pass.
+SERVER_CONFTEST = """
+    import subprocess
+    import sys
+    import time
+
+
+    def pytest_sessionstart(session):
+        subprocess.Popen([sys.executable, "-c",
+                          "import socket, time\\n"
+                          "s = socket.socket()\\n"
+                          "s.bind(('127.0.0.1', 5050))\\n"
+                          "s.listen(5)\\n"
+                          "while True:\\n"
+                          "    c, _ = s.accept()\\n"
+                          "    c.sendall(b'hi')\\n"
+                          "    c.close()\\n"])
+        time.sleep(0.5)
+    """
+
+SERVER_CLIENT = """
+    import socket
+
+
+    def test_server_answers():
+        s = socket.create_connection(("127.0.0.1", 5050), timeout=5)
+        assert s.recv(2) == b"hi"
+    """
+
+
+@pytest.mark.timeout(180)
+def test_module_isolation_with_a_session_server_runs_alone(make_node, tmp_path):
+    node = one_slot(make_node)
+    src = tmp_path / "src"
+    write(src / "srv", "conftest.py", SERVER_CONFTEST)
+    for m in ("a", "b", "c"):
+        write(src / "srv", f"tests/test_{m}.py", SERVER_CLIENT)
+    eid = submit(node, src, tmp_path, {"isolation": "module"})
+    js = wait_done(node, eid, timeout=150)
+    assert js["status"] == "done", js
+    assert (js["passed"], js["failed"]) == (3, 0), js
 
 
 WORKER_PROBE = """
@@ -172,14 +321,8 @@ AFTER_PROBE = """
 
 @pytest.mark.timeout(180)
 def test_a_module_cannot_reach_its_worker(make_node, tmp_path):
-    node = one_slot(make_node)
-    src = tmp_path / "src"
-    write(src / "probe", "tests/test_a_probe.py", WORKER_PROBE)
-    write(src / "probe", "tests/test_b_after.py", AFTER_PROBE)
-    eid = submit(node, src, tmp_path, {"isolation": "module"})
-    js = wait_done(node, eid, timeout=150)
-    assert js["status"] == "done", js
-    mods = modules_of(by_project(get_results(node, eid))["probe"])
+    node, mods = module_mode(make_node, tmp_path, "probe", {
+        "tests/test_a_probe.py": WORKER_PROBE, "tests/test_b_after.py": AFTER_PROBE})
     assert counts(mods["tests/test_a_probe.py"]) == ("finished", 2, 0, 0), mods
     assert counts(mods["tests/test_b_after.py"]) == ("finished", 1, 0, 0), mods
     # one worker served both: the probe neither killed nor stopped it
@@ -311,6 +454,25 @@ SLOW = """
     def test_slow():
         time.sleep(4)
     """
+
+
+def processes_of(uid, needle):
+    """Host pids of uid's processes whose command line holds needle."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(f"/proc/{pid}/status") as f:
+                st = f.read()
+        except OSError:
+            continue
+        m = re.search(r"^Uid:\t(\d+)", st, re.M)
+        if m and int(m.group(1)) == uid and needle in cmd:
+            out.append(int(pid))
+    return out
 
 
 def worker_pids(uid):

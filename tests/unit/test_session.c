@@ -215,6 +215,71 @@ test_garbage_is_ignored(void **state)
 	session_free(s);
 }
 
+#define EXIT(m, st, sig) "{\"ev\":\"module_exit\",\"path\":\"" m "\",\"status\":" #st \
+	",\"signal\":" #sig "}\n"
+#define COLL(m) "{\"ev\":\"collected\",\"nodeids\":[\"" m "::t1\"]}\n"
+
+/*
+ * Isolation "module" with pytest started once: each module in a process of
+ * its own, one after the other, a module_exit marker after each. A exits
+ * normally, B dies by a signal in its test (its part still says it started
+ * it), C is running when the run ends (killed at its deadline).
+ */
+static void
+test_each_module_in_its_own_process(void **state)
+{
+	const char *st = HELLO CSTART(A) COLL(A) RUN(A "::t1", "passed") END(0) EXIT(A, 0, null)
+		CSTART(B) COLL(B) "{\"ev\":\"start\",\"nodeid\":\"" B "::t1\"}\n"
+		EXIT(B, null, 11)
+		/* a marker for no module of the run changes nothing */
+		EXIT("tests/test_z.py", 0, null)
+		CSTART(C) COLL(C) "{\"ev\":\"start\",\"nodeid\":\"" C "::t1\"}\n";
+	struct session *s = feed(st, 0, 0.5);
+	int status = 7, sig = 7;
+	size_t len;
+	char *part;
+	json_t *r;
+	struct report_exit ex = { .started = 1, .module = B };
+
+	(void)state;
+	/* A and B ended in their processes; C did not: the caller decides (its deadline) */
+	check_finished(s, 1, 1, 0);
+	assert_int_equal(session_exit(s, 0, &status, &sig), 1);
+	assert_int_equal(status, 0);
+	assert_int_equal(sig, 0);
+	assert_int_equal(session_exit(s, 1, &status, &sig), 1);
+	assert_int_equal(status, -1);
+	assert_int_equal(sig, 11);
+	assert_int_equal(session_exit(s, 2, &status, &sig), 0);
+	assert_int_equal(session_current(s), 2);
+	/* B's part: the run's hello, then only what came between A's marker and its own */
+	part = session_part(s, st, strlen(st), 1, &len);
+	assert_int_equal(strncmp(part, HELLO, strlen(HELLO)), 0);
+	assert_null(strstr(part, A));
+	assert_null(strstr(part, C));
+	assert_null(strstr(part, "module_exit"));
+	assert_non_null(strstr(part, "\"start\",\"nodeid\":\"" B "::t1\""));
+	ex.term_signal = sig;
+	r = report_build(part, len, &ex);
+	assert_string_equal(json_string_value(json_object_get(r, "outcome")), "crashed");
+	json_decref(r);
+	free(part);
+	/* A's: its whole run, ending as it ended */
+	part = session_part(s, st, strlen(st), 0, &len);
+	assert_non_null(strstr(part, "\"exitstatus\":0"));
+	assert_null(strstr(part, B));
+	free(part);
+	/* C's: what came after B's marker, up to the end of the stream */
+	part = session_part(s, st, strlen(st), 2, &len);
+	assert_non_null(strstr(part, "\"start\",\"nodeid\":\"" C "::t1\""));
+	assert_null(strstr(part, B));
+	assert_null(strstr(part, A));
+	free(part);
+	/* each module's clock ran from its predecessor's marker */
+	assert_true(session_duration(s, 1) > 0 && session_duration(s, 2) > 0);
+	session_free(s);
+}
+
 int
 main(void)
 {
@@ -226,6 +291,7 @@ main(void)
 		cmocka_unit_test(test_module_without_tests),
 		cmocka_unit_test(test_deadlines),
 		cmocka_unit_test(test_garbage_is_ignored),
+		cmocka_unit_test(test_each_module_in_its_own_process),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,172 +42,20 @@ import sys
 
 _STARTUP = {n.split(".")[0] for n in sys.modules}
 
-import ctypes  # noqa: E402
-import errno  # noqa: E402
-import fcntl  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
-import struct  # noqa: E402
 
+import meshtest_each as each  # noqa: E402
 import meshtest_plugin  # noqa: E402
+import meshtest_sandbox as sandbox  # noqa: E402
 import meshtest_supervisor  # noqa: E402
+from meshtest_sandbox import MS_NODEV, MS_NOSUID, PR_SET_DUMPABLE, SetupFailed  # noqa: E402
 
 CTL_FD = 3
 MSG_MAX = 1 << 20
 EXIT_SETUP = 121          # the child could not set up its sandbox
-PR_SET_DUMPABLE = 4
-PR_CAPBSET_DROP = 24
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class SetupFailed(Exception):
-    pass
-
-
-def _call(fn, *args):
-    if fn(*args) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-
-
-def _b(s):
-    return None if s is None else s.encode()
-
-
-def _mount(src, dst, fstype, flags, data):
-    try:
-        _call(_libc.mount, _b(src), _b(dst), _b(fstype), ctypes.c_ulong(flags),
-              _b(data))
-    except OSError as e:
-        raise SetupFailed("cannot mount %s on %s: %s" % (fstype or src, dst, e.strerror))
-
-
-def _write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _own_namespaces():
-    """Enter fresh user, mount, network, IPC and UTS namespaces, keeping our
-    uid and gid (mapped to themselves)."""
-    uid, gid = os.getuid(), os.getgid()
-    try:
-        _call(_libc.unshare, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
-              CLONE_NEWUTS)
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", "%d %d 1" % (uid, uid))
-        _write("/proc/self/gid_map", "%d %d 1" % (gid, gid))
-    except OSError as e:
-        raise SetupFailed("cannot make the run's namespaces: %s" % e.strerror)
-    _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-
-
-def _loopback_up():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        ifr = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14s", b"lo", 0, b""))
-        flags = struct.unpack("16sH14s", ifr)[1] | IFF_UP
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags, b""))
-    except OSError as e:
-        raise SetupFailed("cannot bring up the run's loopback: %s" % e.strerror)
-    finally:
-        s.close()
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-def _drop_capabilities():
-    """No capabilities left, not even in the run's own user namespace."""
-    for cap in range(64):
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            if ctypes.get_errno() == errno.EINVAL:
-                break
-            raise SetupFailed("cannot drop capability %d" % cap)
-    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    hdr = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
-    try:
-        _call(_libc.capset, ctypes.byref(hdr), data)
-    except OSError as e:
-        raise SetupFailed("cannot drop capabilities: %s" % e.strerror)
-
-
-def _mkdirs(scratch, names):
-    for n in names:
-        os.makedirs(os.path.join(scratch, n), mode=0o700, exist_ok=True)
-
-
-def _project_view(req, use_overlay):
-    """Mount the project at cwd: an overlay over the pristine copy, or (no
-    overlay here) a private copy of it bound there."""
-    cwd, lower, scratch = req["cwd"], req.get("lower"), req["scratch"]
-    if lower is None:
-        return
-    if use_overlay:
-        _mkdirs(scratch, ("upper", "work"))
-        _mount("overlay", cwd, "overlay", MS_NOSUID | MS_NODEV,
-               "lowerdir=%s,upperdir=%s/upper,workdir=%s/work,userxattr" %
-               (lower, scratch, scratch))
-    else:
-        copy = os.path.join(scratch, "copy")
-        try:
-            shutil.copytree(lower, copy, symlinks=True)
-        except (OSError, shutil.Error) as e:
-            raise SetupFailed("cannot copy the project: %s" % e)
-        _mount(copy, cwd, None, MS_BIND | MS_REC, None)
-
-
-def _private_tmp(scratch, keep):
-    """The run's own /tmp (scratch/tmp), with the folders of keep that lie
-    under the old /tmp (the node's work folder, in tests) bound back in."""
-    under = sorted({p.rstrip("/") for p in keep if p.startswith("/tmp/")})
-    under = [p for p in under if not any(p.startswith(q + "/") for q in under)]
-    held = []
-    try:
-        for p in under:     # reachable through these once /tmp is covered
-            held.append((p, os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)))
-    except OSError as e:
-        raise SetupFailed("cannot keep %s in the run's /tmp: %s" % (p, e.strerror))
-    _mount(os.path.join(scratch, "tmp"), "/tmp", None, MS_BIND | MS_REC, None)
-    for p, fd in held:
-        try:
-            os.makedirs(p, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise SetupFailed("cannot keep %s in the run's /tmp: %s" % (p, e.strerror))
-        _mount("/proc/self/fd/%d" % fd, p, None, MS_BIND | MS_REC, None)
-        os.close(fd)
-        # the folders bwrap made for its mount points live in the worker's
-        # /tmp: read-only here, or a run could leave files for the next one
-        keep_flags = os.statvfs(p).f_flag & (MS_NOSUID | MS_NODEV | 8 | 1024 | 2048 | 4096)
-        _mount(None, p, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep_flags, None)
 
 
 def _top_level_names(cwd):
@@ -458,7 +306,7 @@ def _warm_imports(base):
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    _rmtree(proj)
+    sandbox.rmtree(proj)
     try:
         names = json.loads(data.decode() or "[]")
     except ValueError:
@@ -471,16 +319,17 @@ def _warm_imports(base):
             pass
 
 
-def _enter_run(req, fds, caps):
+def _enter_run(req, fds, caps, zygote=False):
     """The start of every child: its own session, default signal
     dispositions, descriptors 0-3 only, its own
     namespaces, /tmp and view of the project, no capabilities, the project
-    as working folder. A failure here is the worker's, not the module's:
-    reported as worker_error, exit EXIT_SETUP."""
+    as working folder. A zygote (meshtest_each.py) goes on as pid 1 of a
+    pid namespace of its own. A failure here is the worker's, not the
+    module's: reported as worker_error, exit EXIT_SETUP."""
     try:
         # dumpable again (the worker is not): our own /proc files, uid_map
         # included, must be ours to write
-        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        sandbox.libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         os.setsid()
         for sig in signal.valid_signals():
             if sig in (signal.SIGKILL, signal.SIGSTOP):
@@ -502,14 +351,11 @@ def _enter_run(req, fds, caps):
         meshtest_plugin.configure(3, req.get("key"))
         meshtest_supervisor.configure_report(req.get("key"))
         scratch = req["scratch"]
-        _mkdirs(scratch, ("tmp", "home"))
+        sandbox.mkdirs(scratch, ("tmp", "home"))
         if caps["ns"]:
-            _own_namespaces()
-            _private_tmp(scratch, req.get("keep", []))
-            _project_view(req, caps["overlay"])
-            _loopback_up()
-            _drop_capabilities()
-        os.chdir(req["cwd"])
+            sandbox.enter(req, caps["overlay"], pid=zygote)
+        else:
+            os.chdir(req["cwd"])
     except SetupFailed as e:
         meshtest_plugin.emit({"ev": "worker_error", "message": str(e)})
         os._exit(EXIT_SETUP)
@@ -563,11 +409,15 @@ def _with_services(req, run):
 def _child(req, fds, caps):
     """In the forked child: build the run's sandbox and run pytest. Never
     returns."""
-    _enter_run(req, fds, caps)
+    modules = [str(m) for m in req.get("modules") or []] if caps.get("each") else []
+    _enter_run(req, fds, caps, zygote=bool(modules))
     env = _set_env(req)
     argv = [str(a) for a in req["argv"]]
     fresh = bool(req.get("fresh")) or bool(_top_level_names(req["cwd"]) & _preloaded())
     if fresh:
+        if modules:   # isolation "module": each in a fresh interpreter of its own
+            module = each.fork_each(req, caps)
+            argv = [a for a in argv if a not in modules] + [module]
         try:
             if req.get("key"):
                 env = dict(env, MESHTEST_REPORT_KEY=str(req["key"]))
@@ -580,7 +430,9 @@ def _child(req, fds, caps):
     sys.argv[:] = [pytest_main_file()] + argv
     if argv[:len(BASE_ARGS)] == BASE_ARGS:
         _use_prebuilt(own)
-    _flush_exit(_with_services(req, lambda: pytest.main(argv)))
+    # isolation "module": pytest starts here once, each module runs in a child of its own
+    plugins = [each.plugin(req, caps)] if modules else []
+    _flush_exit(_with_services(req, lambda: pytest.main(argv, plugins=plugins)))
 
 
 def _flush_exit(rc):
@@ -629,35 +481,6 @@ def _rss_kb():
         return 0
 
 
-def _rmtree(path):
-    """Remove a run's scratch folder, also the overlay's unreadable work/work."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return
-    if not os.path.isdir(path) or os.path.islink(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        return
-    if st.st_mode & 0o700 != 0o700:
-        try:
-            os.chmod(path, 0o700)
-        except OSError:
-            pass
-    try:
-        names = os.listdir(path)
-    except OSError:
-        names = []
-    for n in names:
-        _rmtree(os.path.join(path, n))
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
 def _probe():
     """Can children make their own namespaces and overlays here? Tried in a
     child, as every run does."""
@@ -667,19 +490,19 @@ def _probe():
     if pid == 0:
         os.close(r)
         out = {"ns": False, "overlay": False, "why": ""}
-        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        sandbox.libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         try:
-            _own_namespaces()
+            sandbox.own_namespaces()
             out["ns"] = True
             if base:
                 for d in ("lower", "upper", "work", "merged"):
                     os.makedirs(os.path.join(base, d), exist_ok=True)
-                _mount("overlay", base + "/merged", "overlay", MS_NOSUID | MS_NODEV,
+                sandbox.mount("overlay", base + "/merged", "overlay", MS_NOSUID | MS_NODEV,
                        "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work,userxattr" %
                        (base, base, base))
                 out["overlay"] = True
-            _loopback_up()
-            _drop_capabilities()
+            sandbox.loopback_up()
+            sandbox.drop_capabilities()
         except SetupFailed as e:
             out["why"] = str(e)
         except OSError as e:
@@ -696,7 +519,7 @@ def _probe():
     os.close(r)
     os.waitpid(pid, 0)
     if base:
-        _rmtree(base)
+        sandbox.rmtree(base)
     try:
         return json.loads(data.decode())
     except ValueError:
@@ -707,27 +530,25 @@ def _send(sock, obj):
     sock.send(json.dumps(obj).encode())
 
 
-def _wait(pid):
-    """Wait for a child; its end as the protocol's status fields."""
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    return {"status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}
-
-
 def _finish(sock, req, ended):
-    """Tell the node how a run ended, then clear its scratch folder."""
+    """Tell the node how a run ended, then clear its scratch folder (and
+    those of its modules' children, scratch.<k>, that a zygote left)."""
     msg = {"ev": "exit", "id": req.get("id"), "leftover": _leftovers(),
            "rss_kb": _rss_kb()}
     msg.update(ended)
     _send(sock, msg)
     scratch = req.get("scratch")
-    if scratch and os.path.isdir(scratch):
-        _rmtree(scratch)
+    if not scratch:
+        return
+    sandbox.rmtree(scratch)
+    parent, base = os.path.split(scratch)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        names = []
+    for n in names:
+        if n.startswith(base + "."):
+            sandbox.rmtree(os.path.join(parent, n))
 
 
 def _fork(sock, req, fds):
@@ -752,7 +573,7 @@ def _run(sock, req, fds, caps):
         _child(req, fds, caps)
     for fd in fds:
         os.close(fd)
-    _finish(sock, req, _wait(pid))
+    _finish(sock, req, sandbox.wait_end(pid))
 
 
 def main():
@@ -763,15 +584,16 @@ def main():
     import pytest  # noqa: F401 - the expensive part, done once
     _prebuild()
     _BASE_PATH = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
-    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    sandbox.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     caps = _probe()
+    caps["each"] = caps["ns"] and each.probe()
     if os.environ.get("MESHTEST_PROBE_DIR"):
         _warm_imports(os.environ["MESHTEST_PROBE_DIR"])
     _memo_hook_varnames()
     _send(sock, {"ev": "ready", "pytest": getattr(pytest, "__version__", "?"),
                  "python": "%d.%d.%d" % sys.version_info[:3],
                  "preloaded": sorted(_preloaded()), "ns": caps["ns"],
-                 "overlay": caps["overlay"], "why": caps["why"]})
+                 "overlay": caps["overlay"], "each": caps["each"], "why": caps["why"]})
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(sock, MSG_MAX, 3)
