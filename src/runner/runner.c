@@ -939,7 +939,7 @@ runner_alone(int slot, const struct runner_batch *b, const char *lower, const ch
 	*result = NULL;
 	if (w != NULL) {
 		const char *mods[1] = { module };
-		r = warm_run(slot, &w, b, lower, mods, 1, 0, result);
+		r = warm_run(slot, &w, b, lower, mods, 1, 0, NULL, result);
 		if (r != -EAGAIN)
 			return r;
 		warm_cold_for(slot);
@@ -1049,16 +1049,36 @@ runner_same_folder(const char *const *modules, size_t from, size_t n)
 	return to;
 }
 
+/* A group's modules whose results were recorded as they came (delivered[]). */
+struct runner_live {
+	const struct runner_batch *b;
+	size_t from;
+	unsigned char *delivered;
+};
+
+static void
+runner_deliver(void *ctx, size_t i, json_t *result)
+{
+	struct runner_live *rl = ctx;
+
+	rl->b->on_result(rl->b->ctx, rl->from + i, result);
+	rl->delivered[rl->from + i] = 1;
+}
+
 /*
  * Modules [from, to) of the batch in one warm pytest process (warm_run):
- * their results into results[] for those that count from it. -ECANCELED
- * when the slot was stopped, else 0 (the others run alone).
+ * their results into results[] for those that count from it. With each
+ * (isolation "module") and no reruns, each result is recorded as soon as
+ * its module's process ended (delivered[] says which). -ECANCELED when the
+ * slot was stopped, else 0 (the others run alone).
  */
 static int
 runner_warm_group(const struct runner_batch *b, const char *lower, int each, size_t from,
-		  size_t to, json_t **results)
+		  size_t to, json_t **results, unsigned char *delivered)
 {
 	struct worker *w = warm_worker(b->slot, b->python, setup_project_trusted(b->project_dir));
+	struct runner_live rl = { b, from, delivered };
+	struct warm_live live = { runner_deliver, &rl };
 	int r;
 
 	if (w == NULL || (each && !worker_has_each(w)))
@@ -1066,7 +1086,8 @@ runner_warm_group(const struct runner_batch *b, const char *lower, int each, siz
 	if (each)
 		log_debug("runner: slot %d runs %zu modules, each in a process of its own"
 			  " (pytest started once)", b->slot, to - from);
-	r = warm_run(b->slot, &w, b, lower, b->modules + from, to - from, each, results + from);
+	r = warm_run(b->slot, &w, b, lower, b->modules + from, to - from, each,
+		     setup_project_reruns(b->project_dir) > 0 ? NULL : &live, results + from);
 	if (r == -EAGAIN)
 		warm_cold_for(b->slot);
 	return r == -ECANCELED ? r : 0;
@@ -1076,6 +1097,7 @@ int
 runner_run_batch(const struct runner_batch *b)
 {
 	json_t **results = NULL;
+	unsigned char *delivered = NULL;
 	char *lower = NULL;
 	int r = 0, reruns;
 
@@ -1088,6 +1110,7 @@ runner_run_batch(const struct runner_batch *b)
 		if (!runner_module_ok(b->modules[i]))
 			return -EINVAL;
 	results = xcalloc(b->n, sizeof(*results));
+	delivered = xcalloc(b->n, 1);
 	if (runner.sandboxed && b->digest != NULL)
 		lower = warm_copy(b->slot, b->digest, b->project_dir);
 	if (lower != NULL && b->n > 1) {
@@ -1104,18 +1127,18 @@ runner_run_batch(const struct runner_batch *b)
 			to = each ? runner_same_folder(b->modules, from, b->n) : b->n;
 			if (to - from < 2 || (each && setup_needed(b->project_dir)))
 				continue;
-			r = runner_warm_group(b, lower, each, from, to, results);
+			r = runner_warm_group(b, lower, each, from, to, results, delivered);
 			if (r == -ECANCELED) {
 				/* stopped (its evaluation was cancelled): what finished counts */
 				for (size_t i = 0; i < b->n && !runner_aborted(); i++)
-					if (results[i] != NULL)
+					if (results[i] != NULL && !delivered[i])
 						b->on_result(b->ctx, i, results[i]);
 				goto out;
 			}
 		}
 		reruns = setup_project_reruns(b->project_dir);
 		for (size_t i = 0; i < b->n; i++) {
-			if (results[i] == NULL)
+			if (results[i] == NULL || delivered[i])
 				continue;
 			if (reruns > 0 && rerun_wanted(results[i]) &&
 			    (r = runner_rerun(b->slot, b, lower, b->modules[i], reruns,
@@ -1136,6 +1159,7 @@ out:
 	for (size_t i = 0; i < b->n; i++)
 		json_decref(results[i]);
 	free(results);
+	free(delivered);
 	free(lower);
 	return r;
 }

@@ -142,15 +142,23 @@ void warm_cold_for(int slot);
 int warm_env_busy(const char *venv);
 /* Ask the slots whose workers run in venv to stop them when idle (any thread). */
 void warm_drop_env(const char *venv);
+/* Where a run hands on each module's result as soon as it is final. */
+struct warm_live {
+	void (*deliver)(void *ctx, size_t i, json_t *result);   /* result borrowed */
+	void *ctx;
+};
+
 /*
  * One pytest process over mods[0..n) in worker *wp: a shared session, or
  * with each (isolation "module", n > 1) pytest started once and each module
  * in a child of its own. A result for each module that counts from it into
- * results[] (the others NULL). 0, -ECANCELED (a stop of the slot keeps what
- * finished in results[]), or -EAGAIN when the worker could not run it. *wp
- * becomes NULL when the run cost the worker.
+ * results[] (the others NULL); with each and live, each module's result also
+ * goes to live as soon as its process ended. 0, -ECANCELED (a stop of the
+ * slot keeps what finished in results[]), or -EAGAIN when the worker could
+ * not run it. *wp becomes NULL when the run cost the worker.
  */
 int warm_run(int slot, struct worker **wp, const struct runner_batch *b, const char *lower,
-	     const char *const *mods, size_t n, int each, json_t **results);
+	     const char *const *mods, size_t n, int each, const struct warm_live *live,
+	     json_t **results);
 
 #endif

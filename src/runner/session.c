@@ -114,13 +114,13 @@ session_switch(struct session *s, long i, double now)
 	s->since = now;
 }
 
-void
+long
 session_on_line(struct session *s, const char *line, size_t len, double now)
 {
 	json_t *ev = json_loadb(line, len, 0, NULL), *t;
 	const char *kind = json_string_value(json_object_get(ev, "ev"));
 	const char *nodeid = json_string_value(json_object_get(ev, "nodeid"));
-	long i;
+	long i, exited = -1;
 
 	if (kind == NULL || s->ended)
 		goto out;
@@ -170,6 +170,7 @@ session_on_line(struct session *s, const char *line, size_t len, double now)
 		i = session_find_path(s, json_string_value(json_object_get(ev, "path")));
 		if (i >= 0 && s->m[i].exited == NULL) {
 			s->m[i].exited = json_incref(ev);
+			exited = i;
 			/* the next module's clock runs from here: its process starts */
 			if (s->current == i || s->current < 0)
 				session_switch(s, (size_t)i + 1 < s->n ? i + 1 : -1, now);
@@ -177,6 +178,7 @@ session_on_line(struct session *s, const char *line, size_t len, double now)
 	}
 out:
 	json_decref(ev);
+	return exited;
 }
 
 double

@@ -29,8 +29,11 @@ struct session *session_new(const char *const *modules, size_t n, double timeout
 			    double now);
 void session_free(struct session *s);
 
-/* One line of the report stream (JSON), as it arrived. */
-void session_on_line(struct session *s, const char *line, size_t len, double now);
+/*
+ * One line of the report stream (JSON), as it arrived. Returns the index of
+ * the module whose own process it says ended ("module_exit"), else -1.
+ */
+long session_on_line(struct session *s, const char *line, size_t len, double now);
 
 /* When the run must be killed (monotonic seconds), or 0 when nothing runs. */
 double session_deadline(const struct session *s, double now);

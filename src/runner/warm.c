@@ -464,19 +464,44 @@ warm_worker_error(const char *stream, size_t len)
 	return NULL;
 }
 
-/* What a run's watcher sees: its session, fed only the lines that carry the run's key. */
+/*
+ * What a run's watcher sees: its session, fed only the lines that carry the
+ * run's key. With live (isolation "module"), it also keeps those lines and
+ * hands on each module's result as soon as its process ended.
+ */
 struct warm_watch_ctx {
 	struct session *sess;
 	const char *key;
+	const struct warm_live *live;    /* NULL: results wait for the run's end */
+	struct buf stream;               /* the keyed lines so far (with live) */
+	const struct runner_batch *b;
+	const char *const *mods;
+	json_t **results;
 };
+
+static json_t *warm_each_result(const struct session *sess, const struct worker_result *res,
+				const struct runner_batch *b, const char *report, size_t rlen,
+				const char *module, size_t i);
 
 static void
 warm_watch_line(void *ctx, const char *line, size_t len, double now)
 {
 	struct warm_watch_ctx *wc = ctx;
+	long i;
 
-	if (report_line_keyed(line, len, wc->key))
-		session_on_line(wc->sess, line, len, now);
+	if (!report_line_keyed(line, len, wc->key))
+		return;
+	if (wc->live != NULL) {
+		(void)buf_append(&wc->stream, line, len);
+		(void)buf_append(&wc->stream, "\n", 1);
+	}
+	i = session_on_line(wc->sess, line, len, now);
+	if (wc->live == NULL || i < 0 || wc->results[i] != NULL)
+		return;
+	wc->results[i] = warm_each_result(wc->sess, NULL, wc->b, wc->stream.data, wc->stream.len,
+					  wc->mods[i], (size_t)i);
+	if (wc->results[i] != NULL)
+		wc->live->deliver(wc->live->ctx, (size_t)i, wc->results[i]);
 }
 
 static double
@@ -562,27 +587,18 @@ warm_request(int slot, const struct runner_batch *b, const char *lower,
 }
 
 /*
- * The results of a run with each module in a process of its own: a module
- * whose process ended, and the one the deadline (or the worker's death)
- * stopped, get theirs from
- * their part of the stream and how their process ended, as if each had
- * run alone; the others (the zygote stopped before them) stay NULL.
- */
-/*
- * A module's own output: what pytest printed before the modules forked (the
- * zygote's, res_part), then what its process printed (from its module_exit
- * event: "<name>" and "<name>_dropped"), under the cap.
+ * A module's own output, from its module_exit event: "<name>" (what pytest
+ * printed before the modules forked, then what its process printed) and
+ * "<name>_dropped", under the cap.
  */
 static void
-warm_each_output(struct buf *b, const struct buf *res_part, json_t *exit_ev, const char *name)
+warm_each_output(struct buf *b, json_t *exit_ev, const char *name)
 {
 	char dropped[32];
 	const char *text = json_string_value(json_object_get(exit_ev, name));
 	json_t *d;
 
 	buf_init(b, runner.output_cap);
-	(void)buf_append_trunc(b, res_part->data ? res_part->data : "", res_part->len);
-	b->dropped += res_part->dropped;
 	if (text != NULL)
 		(void)buf_append_trunc(b, text, strlen(text));
 	snprintf(dropped, sizeof(dropped), "%s_dropped", name);
@@ -591,47 +607,52 @@ warm_each_output(struct buf *b, const struct buf *res_part, json_t *exit_ev, con
 		b->dropped += (size_t)json_integer_value(d);
 }
 
-static void
-warm_each_results(const struct session *sess, const struct worker_result *res,
-		  const struct runner_batch *b, const char *report, size_t rlen,
-		  const char *const *mods, size_t n, json_t **results)
+/*
+ * In a run with each module in a process of its own: module i's result, as
+ * if it had run alone, from its part of the stream and how its process
+ * ended; or, with res (the run is over), for the module the deadline or the
+ * worker's death stopped. NULL for the others (the zygote did not reach
+ * them: they run alone).
+ */
+static json_t *
+warm_each_result(const struct session *sess, const struct worker_result *res,
+		 const struct runner_batch *b, const char *report, size_t rlen,
+		 const char *module, size_t i)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct report_exit ex = {
-			.started = 1,
-			.duration = session_duration(sess, i),
-			.timeout = b->timeout,
-			.module = mods[i],
-		};
-		json_t *exit_ev = session_exit_event(sess, i);
-		struct buf out, err;
-		int status, sig;
-		size_t len;
-		char *part;
-		json_t *j;
+	struct report_exit ex = {
+		.started = 1,
+		.duration = session_duration(sess, i),
+		.timeout = b->timeout,
+		.module = module,
+	};
+	json_t *exit_ev = session_exit_event(sess, i), *j;
+	struct buf out, err;
+	int status, sig;
+	size_t len;
+	char *part;
 
-		if (session_exit(sess, i, &status, &sig)) {
-			ex.exit_code = status < 0 ? 0 : status;
-			ex.term_signal = sig;
-		} else if ((res->timed_out || res->worker_died) && session_current(sess) == (long)i) {
-			/* the deadline, or the worker's death, ended it as it would have alone */
-			ex.timed_out = res->timed_out;
-			ex.term_signal = SIGKILL;
-		} else {
-			continue;
-		}
-		warm_each_output(&out, &res->out, exit_ev, "stdout");
-		warm_each_output(&err, &res->err, exit_ev, "stderr");
-		ex.stdout_tail = out.data;
-		ex.stderr_tail = err.data;
-		part = session_part(sess, report, rlen, i, &len);
-		j = report_build(part, len, &ex);
-		free(part);
-		runner_attach_output(j, &out, &err);
-		buf_free(&out);
-		buf_free(&err);
-		results[i] = j;
+	if (session_exit(sess, i, &status, &sig)) {
+		ex.exit_code = status < 0 ? 0 : status;
+		ex.term_signal = sig;
+	} else if (res != NULL && (res->timed_out || res->worker_died) &&
+		   session_current(sess) == (long)i) {
+		/* ended as it would have alone (its output went with the zygote) */
+		ex.timed_out = res->timed_out;
+		ex.term_signal = SIGKILL;
+	} else {
+		return NULL;
 	}
+	warm_each_output(&out, exit_ev, "stdout");
+	warm_each_output(&err, exit_ev, "stderr");
+	ex.stdout_tail = out.data;
+	ex.stderr_tail = err.data;
+	part = session_part(sess, report, rlen, i, &len);
+	j = report_build(part, len, &ex);
+	free(part);
+	runner_attach_output(j, &out, &err);
+	buf_free(&out);
+	buf_free(&err);
+	return j;
 }
 
 /*
@@ -646,8 +667,9 @@ warm_each_results(const struct session *sess, const struct worker_result *res,
  * becomes NULL): the next run starts a fresh one.
  */
 static int
-warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
-	       json_t *req, const char *const *mods, size_t n, int each, json_t **results)
+warm_supervise(int slot, struct worker **wp, const struct runner_batch *b, json_t *req,
+	       const char *const *mods, size_t n, int each, const struct warm_live *live,
+	       json_t **results)
 {
 	struct warm_slot *rs = &warm_slots[slot];
 	struct worker *w = *wp;
@@ -661,8 +683,14 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 	int r, normal, stopped;
 
 	sess = session_new(mods, n, b->timeout, util_mono());
+	memset(&wctx, 0, sizeof(wctx));
 	wctx.sess = sess;
 	wctx.key = json_string_value(json_object_get(req, "key"));
+	wctx.live = each ? live : NULL;
+	buf_init(&wctx.stream, RUNNER_REPORT_CAP);
+	wctx.b = b;
+	wctx.mods = mods;
+	wctx.results = results;
 	watch.ctx = &wctx;
 	watch.on_line = warm_watch_line;
 	watch.deadline = warm_watch_deadline;
@@ -705,7 +733,9 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b,
 		runner_attach_output(j, &res.out, &res.err);
 		results[0] = j;
 	} else if (each) {
-		warm_each_results(sess, &res, b, report, rlen, mods, n, results);
+		for (size_t i = 0; i < n; i++)
+			if (results[i] == NULL)
+				results[i] = warm_each_result(sess, &res, b, report, rlen, mods[i], i);
 	} else {
 		const char *first = NULL;
 		for (size_t i = 0; i < n; i++) {
@@ -751,6 +781,7 @@ out:
 		*wp = NULL;
 	}
 	worker_result_free(&res);
+	buf_free(&wctx.stream);
 	session_free(sess);
 	free(report);
 	free(msg);
@@ -761,10 +792,11 @@ out:
 /* One pytest process over mods[0..n) in the slot's worker (see warm_supervise). */
 int
 warm_run(int slot, struct worker **wp, const struct runner_batch *b, const char *lower,
-	 const char *const *mods, size_t n, int each, json_t **results)
+	 const char *const *mods, size_t n, int each, const struct warm_live *live,
+	 json_t **results)
 {
 	json_t *req = warm_request(slot, b, lower, mods, n, each);
-	int r = warm_supervise(slot, wp, b, req, mods, n, each, results);
+	int r = warm_supervise(slot, wp, b, req, mods, n, each, live, results);
 
 	json_decref(req);
 	return r;

@@ -46,8 +46,9 @@ def test_kill9_right_after_accept(node, restart_zip):
 
 @pytest.mark.timeout(150)
 def test_kill9_mid_run_then_clean_restart(node, restart_zip):
-    # modules alone, so that results arrive one by one (a shared session
-    # records its modules together when it ends)
+    # isolation "module", so that results are recorded one by one, as each
+    # module's process ends (a shared session records its modules together
+    # when it ends)
     eid = node.submit_zip(restart_zip, module_timeout=20, isolation="module")
     deadline = time.monotonic() + 60
     seen = None
@@ -55,12 +56,12 @@ def test_kill9_mid_run_then_clean_restart(node, restart_zip):
         st, js = node.get(f"/evaluation/{eid}")
         assert st == 200
         seen = js
-        if js["executed"] >= 2 and js["pending"] > 0:
+        if 2 <= js["executed"] < 6:
             break
         assert js["status"] == "running", js
         time.sleep(0.05)
     else:
-        raise AssertionError(f"never saw executed>=2 with pending>0: {seen}")
+        raise AssertionError(f"never saw 2 to 5 modules executed: {seen}")
     executed_before = seen["executed"]
     node.kill9()
     node.start()

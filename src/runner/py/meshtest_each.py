@@ -130,16 +130,29 @@ def _unnamed_file():
         return fd
 
 
+def own_output():
+    """In the zygote, before pytest starts: its stdout and stderr go to files
+    of its own, whose content begins each module's output (what pytest
+    printed before the modules forked, as it would for each alone)."""
+    for to in (1, 2):
+        fd = _unnamed_file()
+        os.dup2(fd, to)
+        os.close(fd)
+
+
 def _outputs(outs, cap):
-    """A child's stdout and stderr as module_exit fields: the first cap
-    bytes of each as text, and how many bytes were left out."""
+    """A child's stdout and stderr as module_exit fields: the zygote's
+    output, then the child's, the first cap bytes as text, and how many
+    bytes were left out."""
     got = {}
-    for name, fd in zip(("stdout", "stderr"), outs):
-        try:
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, cap, 0)
-        except OSError:
-            size, data = 0, b""
+    for name, zygote, fd in zip(("stdout", "stderr"), (1, 2), outs):
+        data, size = b"", 0
+        for f in (zygote, fd):
+            try:
+                size += os.fstat(f).st_size
+                data += os.pread(f, cap - len(data), 0) if len(data) < cap else b""
+            except OSError:
+                pass
         os.close(fd)
         got[name] = data.decode("utf-8", "replace")
         got[name + "_dropped"] = max(0, size - len(data))

@@ -411,6 +411,8 @@ def _child(req, fds, caps):
     returns."""
     modules = [str(m) for m in req.get("modules") or []] if caps.get("each") else []
     _enter_run(req, fds, caps, zygote=bool(modules))
+    if modules:
+        each.own_output()
     env = _set_env(req)
     argv = [str(a) for a in req["argv"]]
     fresh = bool(req.get("fresh")) or bool(_top_level_names(req["cwd"]) & _preloaded())
