@@ -37,6 +37,8 @@ struct session {
 	int ended;               /* session_end was called */
 	int normal;              /* ... and said pytest ended by itself */
 	int stray_error;         /* a collection error no single module owns */
+	int one_by_one;          /* each module in a process of its own (session_one_by_one) */
+	size_t nexited;          /* modules whose module_exit marker came, in order */
 	json_t *tests;           /* nodeid -> [module index, finished] */
 };
 
@@ -114,6 +116,34 @@ session_switch(struct session *s, long i, double now)
 	s->since = now;
 }
 
+void
+session_one_by_one(struct session *s)
+{
+	s->one_by_one = 1;
+}
+
+/*
+ * One by one: only the markers count, each for the next module in order
+ * (the zygote runs them so); any other event is that module's own business,
+ * and cannot make another module current. Returns the module that ended, or -1.
+ */
+static long
+session_on_marker(struct session *s, json_t *ev, const char *kind, double now)
+{
+	long i;
+
+	if (strcmp(kind, "module_exit") != 0 || s->nexited >= s->n)
+		return -1;
+	i = session_find_path(s, json_string_value(json_object_get(ev, "path")));
+	if (i != (long)s->nexited)
+		return -1;
+	s->m[i].exited = json_incref(ev);
+	s->nexited++;
+	/* the next module's clock runs from here: its process starts */
+	session_switch(s, s->nexited < s->n ? (long)s->nexited : -1, now);
+	return i;
+}
+
 long
 session_on_line(struct session *s, const char *line, size_t len, double now)
 {
@@ -124,6 +154,10 @@ session_on_line(struct session *s, const char *line, size_t len, double now)
 
 	if (kind == NULL || s->ended)
 		goto out;
+	if (s->one_by_one) {
+		exited = session_on_marker(s, ev, kind, now);
+		goto out;
+	}
 	if (strcmp(kind, "collect_start") == 0) {
 		i = session_module_of(s, json_string_value(json_object_get(ev, "path")));
 		if (i >= 0) {
@@ -166,15 +200,6 @@ session_on_line(struct session *s, const char *line, size_t len, double now)
 		}
 	} else if (strcmp(kind, "end") == 0) {
 		session_switch(s, -1, now);
-	} else if (strcmp(kind, "module_exit") == 0) {
-		i = session_find_path(s, json_string_value(json_object_get(ev, "path")));
-		if (i >= 0 && s->m[i].exited == NULL) {
-			s->m[i].exited = json_incref(ev);
-			exited = i;
-			/* the next module's clock runs from here: its process starts */
-			if (s->current == i || s->current < 0)
-				session_switch(s, (size_t)i + 1 < s->n ? i + 1 : -1, now);
-		}
 	}
 out:
 	json_decref(ev);
@@ -347,7 +372,7 @@ session_part(const struct session *s, const char *stream, size_t len, size_t i,
 	     size_t *outlen)
 {
 	struct buf b;
-	long prev = -1;     /* the module whose marker came last */
+	size_t expected = 0;   /* the module whose marker comes next */
 	int hello = 0;
 
 	buf_init(&b, SESSION_STREAM_CAP);
@@ -356,23 +381,24 @@ session_part(const struct session *s, const char *stream, size_t len, size_t i,
 		size_t n;
 		json_t *ev = session_next(stream, len, &at, &line, &n);
 		const char *kind = json_string_value(json_object_get(ev, "ev"));
+		int marker = kind != NULL && strcmp(kind, "module_exit") == 0;
+		long k = marker ? session_find_path(s, json_string_value(json_object_get(ev,
+		    "path"))) : -1;
+		int first_hello = kind != NULL && strcmp(kind, "hello") == 0 && !hello;
 
-		if (kind != NULL && strcmp(kind, "module_exit") == 0) {
-			long k = session_find_path(s, json_string_value(json_object_get(ev, "path")));
-			json_decref(ev);
+		json_decref(ev);
+		if (marker) {
+			/* as session_on_marker: each for the next module, in order */
+			if (k != (long)expected)
+				continue;
 			if (k == (long)i)
 				break;
-			if (k >= 0)
-				prev = k;
-		} else if (kind != NULL && strcmp(kind, "hello") == 0 && !hello) {
+			expected++;
+		} else if (first_hello) {
 			hello = 1;
 			session_put(&b, line, n);
-			json_decref(ev);
-		} else {
-			json_decref(ev);
-			/* the first module's part starts with the run; another's after its predecessor */
-			if ((i == 0 && prev < 0) || (i > 0 && prev == (long)i - 1))
-				session_put(&b, line, n);
+		} else if (expected == i) {
+			session_put(&b, line, n);
 		}
 	}
 	*outlen = b.len;

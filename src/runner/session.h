@@ -65,10 +65,17 @@ char *session_stream(const struct session *s, const char *stream, size_t len, si
 		     size_t *outlen);
 
 /*
- * Isolation "module" (meshtest_each.py): each module ran in a process of
- * its own, and the stream holds {"ev": "module_exit", "path", "status",
- * "signal"} after each. 1 with its exit status (-1: none) and signal (0:
- * none) when module i's process ended; such a module counts (finished).
+ * Isolation "module" (meshtest_each.py): the modules run one after the
+ * other, each in a process of its own, and the stream holds {"ev":
+ * "module_exit", "path", "status", "signal"} after each. Then only these
+ * markers count, each for the next module in order: module i is current
+ * from the marker of the one before it to its own, whatever its events say
+ * (nothing it writes makes another module current). Call before any line.
+ */
+void session_one_by_one(struct session *s);
+/*
+ * 1 with its exit status (-1: none) and signal (0: none) when module i's
+ * process ended; such a module counts (finished).
  */
 int session_exit(const struct session *s, size_t i, int *status, int *signal);
 /*
@@ -81,7 +88,8 @@ json_t *session_exit_event(const struct session *s, size_t i);
  * Module i's part of such a stream (malloc'ed, NUL-terminated, length in
  * *outlen): the run's "hello", then every line between the marker of the
  * module before it and its own (or the stream's end: the module that was
- * running when the run ended). Its report, as if it had run alone.
+ * running when the run ended), markers counted in order as above. Its
+ * report, as if it had run alone.
  */
 char *session_part(const struct session *s, const char *stream, size_t len, size_t i,
 		   size_t *outlen);

@@ -580,6 +580,7 @@ warm_request(int slot, const struct runner_batch *b, const char *lower,
 			json_array_append_new(m, json_string(mods[i]));
 		json_object_set_new(req, "modules", m);
 		json_object_set_new(req, "output_cap", json_integer((json_int_t)runner.output_cap));
+		json_object_set_new(req, "report_cap", json_integer((json_int_t)RUNNER_REPORT_CAP));
 	}
 	free(scratch);
 	free(cwd);
@@ -683,6 +684,8 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b, json_
 	int r, normal, stopped;
 
 	sess = session_new(mods, n, b->timeout, util_mono());
+	if (each)
+		session_one_by_one(sess);
 	memset(&wctx, 0, sizeof(wctx));
 	wctx.sess = sess;
 	wctx.key = json_string_value(json_object_get(req, "key"));

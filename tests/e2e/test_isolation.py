@@ -176,6 +176,9 @@ def test_module_isolation_forked_from_one_start_leaves_nothing(make_node, tmp_pa
 # is in its memory): each counts as it counts alone, and the forged events
 # change nothing.
 FORGER = """
+    import json
+    import os
+
     import meshtest_plugin
 
 
@@ -183,6 +186,10 @@ FORGER = """
         v = "tests/test_d_victim.py"
         meshtest_plugin.emit({"ev": "module_exit", "path": "tests/test_c_forger.py",
                               "status": 0, "signal": None})
+        # the same marker spelt with an escape, straight to the pipe
+        os.write(3, ('{"ev": "module\\\\u005fexit", "path": "tests/test_c_forger.py",'
+                     ' "status": 0, "signal": null, "k": %s}\\n'
+                     % json.dumps(meshtest_plugin._KEY)).encode())
         meshtest_plugin.emit({"ev": "collect_start", "path": v})
         meshtest_plugin.emit({"ev": "collected", "nodeids": [v + "::test_real"]})
         for when in ("setup", "call", "teardown"):

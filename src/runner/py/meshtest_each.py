@@ -28,6 +28,8 @@ import gc
 import json
 import os
 import select
+import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -38,7 +40,6 @@ from meshtest_sandbox import PR_SET_DUMPABLE, SetupFailed
 
 EXIT_SETUP = 121            # as meshtest_worker's: the child could not set up its sandbox
 LINE_MAX = 1 << 20          # a longer line is not passed on
-MARKER = b'"module_exit"'
 
 
 def fork_each(req, caps, in_child=None):
@@ -48,8 +49,12 @@ def fork_each(req, caps, in_child=None):
     child still has the zygote's stdout and stderr); the zygote exits once
     it is done or stopped."""
     sandbox.libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # no module's SIGINT ends the zygote
+    relay = _Relay()
+    budget = int(req.get("report_cap") or (32 << 20)) // 2
     for k, module in enumerate(req["modules"]):
-        if not _alone():
+        # the node's report of this run has room for another module's
+        if relay.sent > budget or not _alone():
             break
         fresh = "%s.%d" % (req["scratch"], k)
         try:
@@ -68,10 +73,13 @@ def fork_each(req, caps, in_child=None):
             _enter(req, caps, fresh, w, outs)
             return module
         os.close(w)
-        ended = _pass_on(r, pid)
+        ended = _pass_on(r, pid, relay)
         ended.update(_outputs(outs, int(req.get("output_cap") or 65536)))
+        sandbox.rmtree(fresh)     # before its marker: not on the next module's clock
+        if relay.setup_failed:
+            break                 # the worker's fault: the node runs the rest alone
+        relay.sent += len(ended["stdout"]) + len(ended["stderr"])
         meshtest_plugin.emit(dict(ended, ev="module_exit", path=module))
-        sandbox.rmtree(fresh)
     _zygote_exit()
 
 
@@ -104,11 +112,18 @@ def _enter(req, caps, fresh, report, outs):
     is the worker's, not the module's."""
     try:
         sandbox.libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)   # its own /proc files
+        # descriptors that are the zygote's stdout and stderr (pytest's
+        # faulthandler keeps a copy of stderr) become the child's own
+        mine = {_file_id(1): 1, _file_id(2): 2}
         for fd, to in ((report, 3), (outs[0], 1), (outs[1], 2)):
             os.dup2(fd, to)
             os.close(fd)
+        for fd in _fds():
+            if fd > 3 and _file_id(fd) in mine:
+                os.dup2(mine[_file_id(fd)], fd)
         if faulthandler.is_enabled():    # pytest's: a crash's traceback goes to its stderr
             faulthandler.enable(file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # as a fresh interpreter
         os.setsid()
         sandbox.enter(req, caps["overlay"], fresh=fresh)
     except SetupFailed as e:
@@ -154,7 +169,8 @@ def _outputs(outs, cap):
             except OSError:
                 pass
         os.close(fd)
-        got[name] = data.decode("utf-8", "replace")
+        # as text, and without NULs, which the node's JSON parser refuses
+        got[name] = data.decode("utf-8", "replace").replace("\x00", "\ufffd")
         got[name + "_dropped"] = max(0, size - len(data))
     return got
 
@@ -169,11 +185,47 @@ def _flush():
             pass
 
 
+def _fds():
+    try:
+        return [int(n) for n in os.listdir("/proc/self/fd") if n.isdigit()]
+    except OSError:
+        return []
+
+
+def _file_id(fd):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _own_fd(fd, std):
+    """One of the zygote's descriptors a child may inherit: its stdin,
+    stdout, stderr or report pipe, a copy of one of them (pytest's capture
+    and faulthandler keep some), or a file without a name (pytest's capture
+    files, which each child replaces); not a file or socket a conftest
+    opened, which every module would share."""
+    if fd <= 3:
+        return True
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return True       # closed meanwhile (listdir's own)
+    if (st.st_dev, st.st_ino) in std:
+        return True
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 0
+
+
 def _alone():
-    """Nothing but this one thread of the zygote, and no process in its pid
-    namespace but itself (pid 1): then a fork copies no lock held
-    elsewhere, and no leftover of a module meets the next."""
+    """Nothing but this one thread of the zygote, no process in its pid
+    namespace but itself (pid 1), and no descriptor a child would share with
+    the next: then a fork copies no lock held elsewhere, and nothing of one
+    module meets the next."""
     if threading.active_count() != 1:
+        return False
+    std = {_file_id(fd) for fd in (0, 1, 2, 3)}
+    if not all(_own_fd(fd, std) for fd in _fds()):
         return False
     try:
         with open("/proc/self/status") as f:
@@ -193,8 +245,54 @@ def _alone():
     return all(not n.isdigit() or n == "1" for n in os.listdir("/proc"))
 
 
-def _pass_on(r, pid):
-    """Pass the child's report lines on to fd 3 until it ended (not until
+class _Relay:
+    """The zygote's side of the children's report pipes: a line that parses
+    as a JSON object goes on to fd 3 as the zygote encodes it again (so the
+    node reads what was judged here), but never a module_exit (only the
+    zygote writes those); a line that does not parse, or is longer than
+    LINE_MAX, is dropped, as the node would drop it. Counts the bytes it
+    passed on, and notes a worker_error (a child that could not build its
+    sandbox)."""
+
+    def __init__(self):
+        self.sent = 0
+        self.setup_failed = False
+        self._pending = b""
+        self._skip = False        # inside an overlong line
+
+    def start(self):
+        self._pending = b""
+        self._skip = False
+
+    def feed(self, data):
+        *lines, rest = (self._pending + data).split(b"\n")
+        for line in lines:
+            if self._skip:
+                self._skip = False
+                continue
+            self._line(line)
+        if len(rest) > LINE_MAX:
+            self._skip, rest = True, b""
+        self._pending = rest
+
+    def _line(self, line):
+        if len(line) > LINE_MAX:
+            return
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(ev, dict) or ev.get("ev") == "module_exit":
+            return
+        if ev.get("ev") == "worker_error":
+            self.setup_failed = True
+        data = (json.dumps(ev, ensure_ascii=True) + "\n").encode("ascii")
+        _write_all(3, data)
+        self.sent += len(data)
+
+
+def _pass_on(r, pid, relay):
+    """Pass the child's report lines on (relay) until it ended (not until
     its pipe closes: a process it left may hold that); how it ended."""
     try:
         pidfd = os.pidfd_open(pid)
@@ -204,7 +302,7 @@ def _pass_on(r, pid):
     poll.register(r, select.POLLIN)
     if pidfd is not None:
         poll.register(pidfd, select.POLLIN)
-    pending = b""
+    relay.start()
     while True:
         ready = {fd for fd, _ in poll.poll()}
         if pidfd in ready:
@@ -217,34 +315,16 @@ def _pass_on(r, pid):
                     break
                 if not chunk:
                     break
-                pending = _forward(pending + chunk)
+                relay.feed(chunk)
             break
         chunk = os.read(r, 65536)
         if not chunk:
             break
-        pending = _forward(pending + chunk)
+        relay.feed(chunk)
     os.close(r)
     if pidfd is not None:
         os.close(pidfd)
     return sandbox.wait_end(pid)
-
-
-def _forward(data):
-    """Write the complete lines of data to fd 3, but a marker; the rest back."""
-    *lines, rest = data.split(b"\n")
-    for line in lines:
-        if len(line) > LINE_MAX or (MARKER in line and _is_marker(line)):
-            continue
-        _write_all(3, line + b"\n")
-    return rest if len(rest) <= LINE_MAX else b""
-
-
-def _is_marker(line):
-    try:
-        ev = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(ev, dict) and ev.get("ev") == "module_exit"
 
 
 def _write_all(fd, data):
