@@ -40,6 +40,8 @@ struct slot_run {
 	size_t n;
 	char from[256];          /* "" when this node coordinates them */
 	double claimed_at;       /* util_mono() when the claim came back */
+	/* recorded while the batch still runs (isolation "module"): not running any more */
+	unsigned char finished[ENGINE_BATCH_MAX];
 };
 
 struct slot_arg {
@@ -140,6 +142,8 @@ slot_running_json(struct engine *eng)
 		const struct slot_run *r = &eng->running[i];
 		for (size_t k = 0; k < r->n; k++) {
 			const struct store_claim *c = &r->claims[k];
+			if (r->finished[k])
+				continue;
 			json_array_append_new(a, json_pack("{s:s, s:i, s:s, s:i}", "eval_id",
 			    c->eval_id, "project_idx", c->project_idx, "path", c->path, "attempt",
 			    c->attempt));
@@ -204,6 +208,7 @@ slot_claim(struct engine *eng, struct slot_run *run)
 
 	run->from[0] = '\0';
 	run->n = 0;
+	memset(run->finished, 0, sizeof(run->finished));
 	n = coord_claim(eng, eng->address, (int)eng->nslots, run->claims, ENGINE_BATCH_MAX);
 	if (n > 0) {
 		run->n = (size_t)n;
@@ -302,6 +307,20 @@ slot_on_result(void *ctx, size_t i, json_t *result)
 	else
 		engine_changed(eng, c->eval_id);
 	sc->done[i] = 1;
+	/*
+	 * With isolation "module" a result comes while the rest of the batch
+	 * runs: the coordinator hears of it before GET /task/running stops
+	 * listing the module, so it never takes a finished module back.
+	 */
+	if (c->isolation) {
+		if (sc->run->from[0] != '\0') {
+			struct store_sync_key key = { c->project_idx, c->path };
+			engine_push_to(eng, c->eval_id, &key, 1, sc->run->from);
+		}
+		pthread_mutex_lock(&eng->run_lock);
+		eng->running[sc->slot].finished[i] = 1;
+		pthread_mutex_unlock(&eng->run_lock);
+	}
 	log_info("engine: %s/%s %s: %lld passed, %lld failed, %lld skipped%s", c->project_id,
 	    c->path, json_string_value(json_object_get(result, "outcome")),
 	    json_integer_value(json_object_get(result, "passed")),
