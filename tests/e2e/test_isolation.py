@@ -73,6 +73,9 @@ POLLUTER = """
             f.write("left")
         with open("left-in-project.txt", "w") as f:
             f.write("left")
+        if os.path.isdir("/dev/shm"):
+            with open("/dev/shm/left-by-a", "w") as f:
+                f.write("left")
         s = socket.socket()
         s.bind(("127.0.0.1", 5000))
         s.listen(1)
@@ -129,6 +132,7 @@ CHECKER = """
 
     def test_files_are_clean():
         assert not os.path.exists("/tmp/left-by-a.txt")
+        assert not os.path.exists("/dev/shm/left-by-a")
         assert not os.path.exists("left-in-project.txt")
         assert os.path.exists("tests/test_b_check.py")  # the working folder
 

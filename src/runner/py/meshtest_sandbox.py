@@ -106,6 +106,14 @@ def wait_end(pid):
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None}
 
 
+def private_shm():
+    """A /dev/shm of its own (POSIX shared memory, multiprocessing's
+    semaphores): the sandbox's /dev is the worker's, shared by every run."""
+    if os.path.isdir("/dev/shm"):
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
+              "mode=1777,size=64m")
+
+
 def loopback_up():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -235,6 +243,7 @@ def enter(req, overlay, pid=False, fresh=None):
         mount(fresh, scratch, None, MS_BIND | MS_REC, None)
         mkdirs(scratch, ("tmp", "home"))
     private_tmp(scratch, req.get("keep", []))
+    private_shm()
     project_view(req, overlay)
     loopback_up()
     if pid:

@@ -503,6 +503,7 @@ def _probe():
                        "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work,userxattr" %
                        (base, base, base))
                 out["overlay"] = True
+            sandbox.private_shm()
             sandbox.loopback_up()
             sandbox.drop_capabilities()
         except SetupFailed as e:
