@@ -990,6 +990,19 @@ request_check_mac(struct http_request *req)
 	}
 }
 
+
+/*
+ * The uploads the handler did not keep (what it keeps, it moves away with a
+ * rename) go before the answer does: a client that hears a refusal finds
+ * nothing of its upload left. request_completed unlinks them again, harmless.
+ */
+static void
+request_drop_uploads(struct http_request *req)
+{
+	for (size_t i = 0; i < req->nuploads; i++)
+		if (req->uploads[i].path != NULL)
+			(void)unlink(req->uploads[i].path);
+}
 static enum MHD_Result
 request_finish(struct http_request *req)
 {
@@ -1017,10 +1030,12 @@ request_finish(struct http_request *req)
 	if (req->early_status != 0) {
 		log_info("http: %s %s -> %d %s", req->method, req->path, req->early_status,
 		    req->early_error);
+		request_drop_uploads(req);
 		return respond_json(req, req->early_status,
 		    json_pack("{s:s}", "error", req->early_error));
 	}
 	body = req->route->fn(req, req->srv->ctx, &status);
+	request_drop_uploads(req);
 	if (req->answer_stream != NULL && body == NULL && status == 200)
 		return respond_stream(req);
 	if (req->answer_text != NULL && body == NULL && status == 200) {
