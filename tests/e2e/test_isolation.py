@@ -657,3 +657,48 @@ def test_no_copy_of_the_project_per_module(make_node, tmp_path):
     found = [os.path.join(d, f) for d, _, files in os.walk(work) for f in files
              if f == "big.bin"]
     assert 1 <= len(found) <= 1 + 2, found
+
+
+# The slot's run folder is writable to runs (each run's scratch folder is in
+# it): a module that plants the next runs' folders (their overlay upper
+# layer, /tmp and home) must not reach them.
+PLANTER = """
+    import os
+
+
+    def test_plant_the_next_runs():
+        scratch = os.path.dirname(os.environ["HOME"])
+        run, seq = os.path.split(scratch)
+        for k in range(1, 4):
+            for sub in ("upper", "tmp", "home"):
+                d = os.path.join(run, str(int(seq) + k), sub)
+                os.makedirs(d, exist_ok=True)
+                with open(os.path.join(d, "planted.txt"), "w") as f:
+                    f.write("planted")
+    """
+
+PLANT_CHECK = """
+    import os
+
+
+    def test_nothing_planted():
+        assert not os.path.exists("planted.txt")
+        assert not os.path.exists("/tmp/planted.txt")
+        assert not os.path.exists(os.path.join(os.environ["HOME"], "planted.txt"))
+    """
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("isolation", ["project", "module"])
+def test_a_run_cannot_plant_the_next_runs_folders(make_node, tmp_path, isolation):
+    node = one_slot(make_node)
+    got = {}
+    for name, text in (("planter", PLANTER), ("checker", PLANT_CHECK)):
+        src = tmp_path / name
+        write(src / name, "tests/test_it.py", text)
+        eid = submit(node, src, tmp_path, {"isolation": isolation}, name=f"{name}.zip")
+        js = wait_done(node, eid, timeout=120)
+        assert js["status"] == "done", js
+        got[name] = modules_of(by_project(get_results(node, eid))[name])["tests/test_it.py"]
+    assert counts(got["planter"]) == ("finished", 1, 0, 0), got["planter"]
+    assert counts(got["checker"]) == ("finished", 1, 0, 0), got["checker"]

@@ -534,13 +534,17 @@ def _send(sock, obj):
 
 
 def _finish(sock, req, ended):
-    """Tell the node how a run ended, then clear its scratch folder (and
-    those of its modules' children, scratch.<k>, that a zygote left)."""
+    """Tell the node how a run ended, then clear its scratch folder."""
     msg = {"ev": "exit", "id": req.get("id"), "leftover": _leftovers(),
            "rss_kb": _rss_kb()}
     msg.update(ended)
     _send(sock, msg)
-    scratch = req.get("scratch")
+    _clear_scratch(req.get("scratch"))
+
+
+def _clear_scratch(scratch):
+    """Remove a run's scratch folder and those of its modules' children
+    (scratch.<k>, meshtest_each.py)."""
     if not scratch:
         return
     sandbox.rmtree(scratch)
@@ -568,6 +572,9 @@ def _fork(sock, req, fds):
 
 
 def _run(sock, req, fds, caps):
+    # the slot's run folder is writable to runs: an earlier one may have
+    # planted this run's scratch folder (its /tmp, home, overlay upper)
+    _clear_scratch(req.get("scratch"))
     pid = _fork(sock, req, fds)
     if pid is None:
         return
