@@ -84,16 +84,6 @@ int session_exit(const struct session *s, size_t i, int *status, int *signal);
  * "stdout_dropped" and "stderr_dropped" (bytes past the cap).
  */
 json_t *session_exit_event(const struct session *s, size_t i);
-/*
- * Module i's part of such a stream (malloc'ed, NUL-terminated, length in
- * *outlen): the run's "hello", then every line between the marker of the
- * module before it and its own (or the stream's end: the module that was
- * running when the run ended), markers counted in order as above. Its
- * report, as if it had run alone.
- */
-char *session_part(const struct session *s, const char *stream, size_t len, size_t i,
-		   size_t *outlen);
-
 /* The module a node id belongs to ("tests/test_a.py::test_x" -> index), or -1. */
 long session_module_of(const struct session *s, const char *nodeid);
 

@@ -466,21 +466,25 @@ warm_worker_error(const char *stream, size_t len)
 
 /*
  * What a run's watcher sees: its session, fed only the lines that carry the
- * run's key. With live (isolation "module"), it also keeps those lines and
- * hands on each module's result as soon as its process ended.
+ * run's key. With each (isolation "module") it also cuts the stream at each
+ * module's marker as the lines come: the module's part is the run's first
+ * line (its "hello") and what came since the marker before; its result is
+ * built then, and handed on at once with live.
  */
 struct warm_watch_ctx {
 	struct session *sess;
 	const char *key;
+	int each;
 	const struct warm_live *live;    /* NULL: results wait for the run's end */
-	struct buf stream;               /* the keyed lines so far (with live) */
+	char *hello;                     /* the run's first line (each) */
+	struct buf part;                 /* the current module's lines so far (each) */
 	const struct runner_batch *b;
 	const char *const *mods;
 	json_t **results;
 };
 
 static json_t *warm_each_result(const struct session *sess, const struct worker_result *res,
-				const struct runner_batch *b, const char *report, size_t rlen,
+				const struct runner_batch *b, const struct warm_watch_ctx *wc,
 				const char *module, size_t i);
 
 static void
@@ -491,16 +495,20 @@ warm_watch_line(void *ctx, const char *line, size_t len, double now)
 
 	if (!report_line_keyed(line, len, wc->key))
 		return;
-	if (wc->live != NULL) {
-		(void)buf_append(&wc->stream, line, len);
-		(void)buf_append(&wc->stream, "\n", 1);
-	}
 	i = session_on_line(wc->sess, line, len, now);
-	if (wc->live == NULL || i < 0 || wc->results[i] != NULL)
+	if (!wc->each)
 		return;
-	wc->results[i] = warm_each_result(wc->sess, NULL, wc->b, wc->stream.data, wc->stream.len,
-					  wc->mods[i], (size_t)i);
-	if (wc->results[i] != NULL)
+	if (i < 0) {
+		if (wc->hello == NULL)
+			wc->hello = xasprintf("%.*s", (int)len, line);
+		else if (buf_append(&wc->part, line, len) == 0)
+			(void)buf_append(&wc->part, "\n", 1);
+		return;
+	}
+	/* module i's marker: its part is complete (the marker itself is not in it) */
+	wc->results[i] = warm_each_result(wc->sess, NULL, wc->b, wc, wc->mods[i], (size_t)i);
+	buf_reset(&wc->part);
+	if (wc->results[i] != NULL && wc->live != NULL)
 		wc->live->deliver(wc->live->ctx, (size_t)i, wc->results[i]);
 }
 
@@ -617,7 +625,7 @@ warm_each_output(struct buf *b, json_t *exit_ev, const char *name)
  */
 static json_t *
 warm_each_result(const struct session *sess, const struct worker_result *res,
-		 const struct runner_batch *b, const char *report, size_t rlen,
+		 const struct runner_batch *b, const struct warm_watch_ctx *wc,
 		 const char *module, size_t i)
 {
 	struct report_exit ex = {
@@ -629,7 +637,6 @@ warm_each_result(const struct session *sess, const struct worker_result *res,
 	json_t *exit_ev = session_exit_event(sess, i), *j;
 	struct buf out, err;
 	int status, sig;
-	size_t len;
 	char *part;
 
 	if (session_exit(sess, i, &status, &sig)) {
@@ -647,8 +654,8 @@ warm_each_result(const struct session *sess, const struct worker_result *res,
 	warm_each_output(&err, exit_ev, "stderr");
 	ex.stdout_tail = out.data;
 	ex.stderr_tail = err.data;
-	part = session_part(sess, report, rlen, i, &len);
-	j = report_build(part, len, &ex);
+	part = xasprintf("%s\n%s", wc->hello ? wc->hello : "", wc->part.data ? wc->part.data : "");
+	j = report_build(part, strlen(part), &ex);
 	free(part);
 	runner_attach_output(j, &out, &err);
 	buf_free(&out);
@@ -689,8 +696,9 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b, json_
 	memset(&wctx, 0, sizeof(wctx));
 	wctx.sess = sess;
 	wctx.key = json_string_value(json_object_get(req, "key"));
+	wctx.each = each;
 	wctx.live = each ? live : NULL;
-	buf_init(&wctx.stream, RUNNER_REPORT_CAP);
+	buf_init(&wctx.part, RUNNER_REPORT_CAP);
 	wctx.b = b;
 	wctx.mods = mods;
 	wctx.results = results;
@@ -736,9 +744,10 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b, json_
 		runner_attach_output(j, &res.out, &res.err);
 		results[0] = j;
 	} else if (each) {
-		for (size_t i = 0; i < n; i++)
-			if (results[i] == NULL)
-				results[i] = warm_each_result(sess, &res, b, report, rlen, mods[i], i);
+		/* those whose marker came have theirs; the one the run's end stopped */
+		long cur = session_current(sess);
+		if (cur >= 0 && results[cur] == NULL)
+			results[cur] = warm_each_result(sess, &res, b, &wctx, mods[cur], (size_t)cur);
 	} else {
 		const char *first = NULL;
 		for (size_t i = 0; i < n; i++) {
@@ -784,7 +793,8 @@ out:
 		*wp = NULL;
 	}
 	worker_result_free(&res);
-	buf_free(&wctx.stream);
+	buf_free(&wctx.part);
+	free(wctx.hello);
 	session_free(sess);
 	free(report);
 	free(msg);
