@@ -68,10 +68,13 @@ engine_alive_nodes(void *ctx, char ***addrs, size_t *n)
 }
 
 static void
-replica_on_change(void *ctx, const char *eval_id)
+replica_on_change(void *ctx, const char *eval_id, int news)
 {
 	(void)eval_id;
-	replica_wake(ctx);
+	if (news)
+		replica_hurry(ctx);
+	else
+		replica_wake(ctx);
 }
 
 static int

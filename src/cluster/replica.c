@@ -28,6 +28,7 @@
 #define REPLICA_TIMEOUT 5.0       /* seconds for one request */
 #define REPLICA_MAX_PULLS 32      /* evaluations compared per peer and round */
 #define REPLICA_PAGE_BUCKETS 8    /* buckets per pulled page */
+#define REPLICA_FANOUT 8          /* peers a push goes to at once */
 
 struct replica {
 	struct store *st;
@@ -38,6 +39,7 @@ struct replica {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int woken;
+	int hurry;      /* push without REPLICA_PUSH_DELAY */
 	int stopping;
 	int sync_now;
 	pthread_t thread;
@@ -71,15 +73,28 @@ replica_note_served(size_t len)
 	metrics_add(METRICS_REPL_SERVED_BYTES, len);
 }
 
-void
-replica_wake(struct replica *r)
+static void
+replica_signal(struct replica *r, int hurry)
 {
 	if (r == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->woken = 1;
+	r->hurry |= hurry;
 	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+}
+
+void
+replica_wake(struct replica *r)
+{
+	replica_signal(r, 0);
+}
+
+void
+replica_hurry(struct replica *r)
+{
+	replica_signal(r, 1);
 }
 
 void
@@ -150,22 +165,58 @@ replica_post(const char *node, const char *eval_id, json_t *doc, double timeout,
 	return r;
 }
 
-/* Send one document, serialized once, to every peer. */
-static void
-replica_send(const char *eval_id, json_t *doc, char **peers, size_t npeers)
-{
-	char *text = json_dumps(doc, JSON_COMPACT);
-	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
-	size_t len = text ? strlen(text) : 0;
+/* One of the threads of a push: every REPLICA_FANOUT-th peer from its first. */
+struct replica_sender {
+	const char *eval_id, *path, *text;
+	size_t len;
+	char **peers;
+	size_t npeers, first;
+	pthread_t thread;
+};
 
-	for (size_t k = 0; text != NULL && k < npeers; k++) {
+static void *
+replica_sender_main(void *arg)
+{
+	struct replica_sender *s = arg;
+
+	for (size_t k = s->first; k < s->npeers; k += REPLICA_FANOUT) {
 		long status = 0;
-		int r = replica_post_text(peers[k], path, text, len, REPLICA_TIMEOUT, &status);
+		int r = replica_post_text(s->peers[k], s->path, s->text, s->len, REPLICA_TIMEOUT,
+		    &status);
 
 		if (r < 0 || status != 200)
 			log_debug("replica: push of %s to %s failed (status %ld); anti-entropy"
-			    " will carry it", eval_id, peers[k], status);
+			    " will carry it", s->eval_id, s->peers[k], status);
 	}
+	return NULL;
+}
+
+/*
+ * Send one document, serialized once, to every peer, REPLICA_FANOUT at a
+ * time: the last peer learns of new work as soon as the first.
+ */
+static void
+replica_send(const char *eval_id, json_t *doc, char **peers, size_t npeers)
+{
+	struct replica_sender s[REPLICA_FANOUT];
+	char *text = json_dumps(doc, JSON_COMPACT);
+	char *path = xasprintf("/evaluation/sync_result/%s", eval_id);
+	size_t nthreads = npeers < REPLICA_FANOUT ? npeers : REPLICA_FANOUT;
+	size_t started = 0;
+
+	for (size_t t = 0; text != NULL && t < nthreads; t++) {
+		s[t] = (struct replica_sender){ eval_id, path, text, strlen(text), peers, npeers,
+		    t, 0 };
+		/* the first runs on this thread; the others only when a thread is there */
+		if (t > 0 && pthread_create(&s[t].thread, NULL, replica_sender_main, &s[t]) == 0)
+			started |= (size_t)1 << t;
+	}
+	for (size_t t = 0; text != NULL && t < nthreads; t++)
+		if (!(started & ((size_t)1 << t)))
+			replica_sender_main(&s[t]);
+	for (size_t t = 1; t < nthreads; t++)
+		if (started & ((size_t)1 << t))
+			pthread_join(s[t].thread, NULL);
 	free(path);
 	free(text);
 }
@@ -396,6 +447,21 @@ out:
 
 /* ---------------------------------------------------------------- thread */
 
+/* Let changes gather for REPLICA_PUSH_DELAY, unless news or a stop comes first. */
+static void
+replica_gather(struct replica *r)
+{
+	struct timespec ts;
+	long ns = (long)(REPLICA_PUSH_DELAY * 1e9);
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (ts.tv_nsec + ns) / 1000000000L;
+	ts.tv_nsec = (ts.tv_nsec + ns) % 1000000000L;
+	while (!r->hurry && !r->stopping && !r->sync_now)
+		if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
+			break;
+}
+
 static void *
 replica_main(void *arg)
 {
@@ -424,12 +490,10 @@ replica_main(void *arg)
 		}
 		now_all = r->sync_now;
 		r->sync_now = 0;
-		if (r->woken && !now_all) {
-			pthread_mutex_unlock(&r->lock);
-			util_sleep(REPLICA_PUSH_DELAY);
-			pthread_mutex_lock(&r->lock);
-		}
+		if (r->woken && !now_all && !r->hurry)
+			replica_gather(r);
 		r->woken = 0;
+		r->hurry = 0;
 		pthread_mutex_unlock(&r->lock);
 
 		more = replica_push(r) == REPLICA_PUSH_BATCH;

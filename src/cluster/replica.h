@@ -34,6 +34,8 @@ int replica_start(struct store *st, const char *self, replica_peers_fn peers, vo
 void replica_stop(struct replica *r);
 /* Something changed here: push the change log soon. Thread-safe, never blocks long. */
 void replica_wake(struct replica *r);
+/* Push the change log now, without gathering more changes first (new work). */
+void replica_hurry(struct replica *r);
 /* Run one anti-entropy round with every live peer now (tests, start-up). */
 void replica_sync_now(struct replica *r);
 

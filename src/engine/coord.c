@@ -313,7 +313,7 @@ coord_reclaim(struct engine *eng, const struct store_id *mine, size_t nmine,
 		else
 			log_warn("engine: %s/%s (evaluation %s, attempt %d) goes back to pending: %s",
 			    run[i].project_id, run[i].path, run[i].eval_id, run[i].attempt, why);
-		engine_changed(eng, run[i].eval_id);
+		engine_news(eng, run[i].eval_id);
 		engine_wake_slots(eng);
 	}
 out:

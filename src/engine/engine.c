@@ -28,13 +28,25 @@
 
 /* ------------------------------------------------------------ wake-ups */
 
-void
-engine_changed(struct engine *eng, const char *eval_id)
+static void
+engine_tell(struct engine *eng, const char *eval_id, int news)
 {
 	engine_change_fn fn = __atomic_load_n(&eng->on_change, __ATOMIC_ACQUIRE);
 
 	if (fn != NULL)
-		fn(eng->on_change_ctx, eval_id);
+		fn(eng->on_change_ctx, eval_id, news);
+}
+
+void
+engine_changed(struct engine *eng, const char *eval_id)
+{
+	engine_tell(eng, eval_id, 0);
+}
+
+void
+engine_news(struct engine *eng, const char *eval_id)
+{
+	engine_tell(eng, eval_id, 1);
 }
 
 void

@@ -25,9 +25,11 @@ void engine_stop(struct engine *eng);
 
 /*
  * Called (on the engine's or the HTTP server's threads) after every local
- * change of an evaluation's state, e.g. to replicate it.
+ * change of an evaluation's state, e.g. to replicate it. news: the change
+ * is work that other nodes may take (a project became ready, modules went
+ * back to pending), which they should learn of at once.
  */
-typedef void (*engine_change_fn)(void *ctx, const char *eval_id);
+typedef void (*engine_change_fn)(void *ctx, const char *eval_id, int news);
 void engine_set_change_hook(struct engine *eng, engine_change_fn fn, void *ctx);
 
 /*

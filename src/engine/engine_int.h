@@ -92,6 +92,8 @@ struct engine {
 
 /* engine.c: helpers the engine's files share */
 void engine_changed(struct engine *eng, const char *eval_id);
+/* A change that is work for other nodes too (engine_change_fn's news). */
+void engine_news(struct engine *eng, const char *eval_id);
 void engine_alive(struct engine *eng, char ***addrs, size_t *n);
 void engine_strv_free(char **v, size_t n);
 int engine_strv_has(char *const *v, size_t n, const char *s);

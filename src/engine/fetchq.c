@@ -507,7 +507,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		    " blob %.12s", it->eval_id, it->idx, nmodules, f.reused,
 		    json_array_size(wj), digest);
 		engine_wake_slots(eng);
-		engine_changed(eng, it->eval_id);
+		engine_news(eng, it->eval_id);
 	}
 out:
 	if (held)

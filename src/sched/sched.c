@@ -182,20 +182,18 @@ sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, s
 	out[k++] = idx[0];
 	sum = sched_est(head);
 	/*
-	 * then the shortest of the same project, from the end of the order, while
-	 * the batch comes nearer its share: rounded to the nearest module, not
-	 * down, since every batch pays a session's start-up and fewer, fuller
-	 * batches finish together just as well (guided self-scheduling's
-	 * ceil(pending / slots) for equal modules); but never past it by more
-	 * than half a module, so two long modules do not queue in one slot
-	 * while another idles
+	 * then the shortest of the same project, from the end of the order, until
+	 * the batch reaches its share (guided self-scheduling's ceil(pending /
+	 * slots) for equal modules): every batch pays a session's start-up, and
+	 * fewer, fuller batches finish together just as well. Taken from the
+	 * short end, a batch passes its share by less than the last module it
+	 * took, and a module longer than the share goes alone (two long modules
+	 * never queue in one slot while another idles)
 	 */
-	for (size_t j = n; j-- > 1 && k < max;) {
+	for (size_t j = n; j-- > 1 && k < max && sum < share * (1 - 1e-9);) {
 		const struct sched_module *c = &m[idx[j]];
 		if (c->project != head->project || sched_clash(m, out, k, c->iname))
 			continue;
-		if (sum + sched_est(c) / 2 > share * (1 + 1e-9))   /* equal estimates add up inexactly */
-			break;
 		sum += sched_est(c);
 		out[k++] = idx[j];
 	}

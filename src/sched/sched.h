@@ -90,9 +90,8 @@ int sched_path_cmp(const char *a, const char *b);
  * estimate was measured, at least SCHED_MIN_BATCH seconds, so short modules
  * gather in one session however little work is left), the shortest modules
  * of the same project, which is where a shared session saves the most
- * start-up. The share is rounded to the nearest module: one is added while
- * half of it still fits (for equal modules guided self-scheduling's
- * ceil(pending / slots), ties up). Never two modules with the same import
+ * start-up. A module is added while the batch is short of its share (for
+ * equal modules guided self-scheduling's ceil(pending / slots)). Never two modules with the same import
  * name (pytest would refuse the second), never more than max. Writes
  * indexes into out in the order the slot runs them (sched_path_cmp: as
  * pytest on the project would), and returns how many (1 or more when n > 0).

@@ -137,11 +137,14 @@ test_batch(void **state)
 	 * first, run in pytest's order of the files) */
 	batch_keys(eq, 10, 1, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m1 m2 m3 m4 m5");
-	/* four slots: a quarter of the work each, to the nearest module (2.5: three) */
+	/* four slots: a quarter of the work each, rounded up (2.5: three) */
 	batch_keys(eq, 10, 4, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m4 m5");
-	/* eight slots: 1.25 is nearer one module than two */
+	/* eight slots: 1.25, two */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0 m5");
+	/* twelve slots: 0.83, one */
+	batch_keys(eq, 10, 12, 64, got, sizeof(got));
 	assert_string_equal(got, "m0");
 	/* six slots: 1.67, two */
 	batch_keys(eq, 10, 6, 64, got, sizeof(got));
@@ -158,7 +161,7 @@ test_batch(void **state)
 		{ 0, "more", 17.0, NULL, 0, 0 }, { 0, "recipes", 7.0, NULL, 0, 0 },
 		{ 1, "i1", 1.0, NULL, 0, 0 },
 	};
-	batch_keys(two, 3, 2, 64, got, sizeof(got));    /* share 12.5: 17 + 3.5 is past it */
+	batch_keys(two, 3, 2, 64, got, sizeof(got));    /* share 12.5: 17 is past it */
 	assert_string_equal(got, "more");
 
 	/* a long module goes alone; short ones gather behind another head */
@@ -204,9 +207,9 @@ test_batch(void **state)
 	}
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m1 m2 m3 m4 m5 m6 m7 m8 m9");
-	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05: one) */
+	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05: two) */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
-	assert_string_equal(got, "m0");
+	assert_string_equal(got, "m0 m9");
 
 	/* modules of projects still being fetched count at the others' mean */
 	{
