@@ -216,18 +216,43 @@ get_evaluation(struct http_request *req, void *ctx, int *status)
 	return NULL;
 }
 
+/* http_stream_fill of /results: the store's reader, -1 at its end or on an error. */
+static long
+results_fill(void *ctx, char *buf, size_t max)
+{
+	long n = store_results_read(ctx, buf, max);
+
+	return n > 0 ? n : -1;
+}
+
+static void
+results_done(void *ctx)
+{
+	store_results_close(ctx);
+}
+
+/* The document is streamed as it is read: never whole in memory. */
 static json_t *
 get_results(struct http_request *req, void *ctx, int *status)
 {
 	const char *id = http_request_param(req, 0);
-	json_t *doc = NULL;
+	struct store_results *r = NULL;
+	int rc = -ENOENT;
 
 	if (util_is_uuid(id))
-		doc = store_eval_results(engine_store(api_engine(ctx)), id, util_now());
-	if (doc == NULL)
+		rc = store_results_open(engine_store(api_engine(ctx)), id, util_now(), &r);
+	if (rc == -ENOENT)
 		return http_error(status, 404, "not found");
+	if (rc < 0)
+		return http_error(status, 500, "cannot read the evaluation's results");
+	if (http_request_respond_stream(req, "application/json", results_fill, results_done,
+	    r) < 0) {
+		store_results_close(r);
+		return http_error(status, 503, "too many streamed answers open on this node;"
+		    " try again later");
+	}
 	*status = 200;
-	return doc;
+	return NULL;
 }
 
 const struct http_route api_evaluation_routes[] = {

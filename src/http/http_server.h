@@ -102,7 +102,7 @@ void http_request_respond_text(struct http_request *req, char *text, size_t len,
 void http_request_answer_headers(struct http_request *req, const char *const *headers);
 
 /*
- * A streamed answer (Server-Sent Events): fill writes up to max bytes into
+ * A streamed answer (Server-Sent Events, a document read as it is sent): fill writes up to max bytes into
  * buf and returns how many, 0 when it has nothing now (the connection then
  * waits, without a thread, and fill is asked again within 0.2 s), or -1 at
  * the end. done(ctx) runs once when the answer is over (sent, cut off, or

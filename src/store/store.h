@@ -72,8 +72,27 @@ json_t *store_eval_status(struct store *st, const char *id, double now);
  * evaluation's size.
  */
 char *store_eval_status_text(struct store *st, const char *id, double now, size_t *len);
-/* The GET /evaluation/<id>/results document, or NULL. */
+/* The GET /evaluation/<id>/results document, whole in memory (exports), or NULL. */
 json_t *store_eval_results(struct store *st, const char *id, double now);
+
+/*
+ * The same document as text, a piece at a time (store_results.c), from a
+ * snapshot taken at open: -ENOENT when there is no such id, -EIO. read
+ * writes up to max bytes and returns how many (0: the end), or -EIO. One
+ * reader is used by one thread at a time.
+ */
+struct store_results;
+int store_results_open(struct store *st, const char *id, double now,
+    struct store_results **out);
+long store_results_read(struct store_results *r, char *buf, size_t max);
+void store_results_close(struct store_results *r);
+/* What a reader held: the summary, then the largest single piece after it. */
+struct store_results_stats {
+	size_t head;         /* bytes of the summary (a few numbers per module) */
+	size_t max_piece;    /* the largest project or module written after it */
+	size_t total;        /* bytes written so far */
+};
+void store_results_stats(const struct store_results *r, struct store_results_stats *out);
 /*
  * The events of up to limit rows of an evaluation's event log after event
  * "<after>" (with after_k > 0: after test after_k of module_done event

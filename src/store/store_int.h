@@ -4,7 +4,8 @@
  * helpers every query uses.
  *
  * store.c owns the schema, the connections and the writes of this node's own
- * work; store_read.c the documents the API answers; store_sync.c what
+ * work; store_read.c the documents the API answers; store_results.c the
+ * /results document read a row at a time; store_sync.c what
  * replicates (row digests, the change log, exports and merges);
  * store_cancel.c cancels, tombstones and the files deleted evaluations leave.
  */
@@ -106,5 +107,36 @@ json_t *store_tomb_doc(struct store *st, const char *id);
 int store_tomb_merge(sqlite3 *db, const char *id, json_t *doc);
 /* A replicated cancel time (a number, else nothing): the earliest wins. Rows changed or -EIO. */
 int store_cancel_merge(sqlite3 *db, const char *id, json_t *at);
+
+/*
+ * The rows of the /results document (store_read.c builds it whole,
+ * store_results.c a row at a time): the projects of evaluation ?1 with their
+ * totals, by index, and their modules with their results, by project and
+ * path. store_results_project and store_results_module turn one row into its
+ * JSON (the project without "modules"); store_results_module_state is the
+ * state a module shows (pending modules of a cancelled evaluation:
+ * "cancelled").
+ */
+#define STORE_RESULTS_PROJECTS_SQL \
+	"SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings," \
+	" coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0)," \
+	" p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id" \
+	" AND r.project_idx = p.idx WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx"
+#define STORE_RESULTS_MODULES_SQL \
+	"SELECT m.project_idx, p.project_id, m.path, m.state, m.node," \
+	" r.passed, r.failed, r.skipped, r.body, m.attempts" \
+	" FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx" \
+	" LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx" \
+	" AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path"
+json_t *store_results_project(sqlite3_stmt *s);
+json_t *store_results_module(sqlite3_stmt *s, int eval_cancelled);
+const char *store_results_module_state(sqlite3_stmt *s, int eval_cancelled);
+/*
+ * The evaluation document from db inside the caller's transaction (details:
+ * the whole /results; else the summary of GET /evaluation/<id>); NULL when
+ * there is no such id. ck, when not NULL, takes what its cache entry needs.
+ */
+json_t *store_eval_doc_in(sqlite3 *db, const char *id, double now, int details,
+    struct store_cached_doc *ck);
 
 #endif

@@ -29,15 +29,15 @@ store_eval_list(struct store *st)
 }
 
 /*
- * Build the evaluation document. With details, projects is an array with
- * every module and test (GET .../results); without, the summary of
- * GET /evaluation/<id>.
+ * Build the evaluation document from db, inside the caller's transaction.
+ * With details, projects is an array with every module and test (the whole
+ * GET .../results, for exports); without, the summary of
+ * GET /evaluation/<id>, which the streamed /results starts with.
  */
-static json_t *
-eval_doc(struct store *st, const char *id, double now, int details,
+json_t *
+store_eval_doc_in(sqlite3 *db, const char *id, double now, int details,
     struct store_cached_doc *ck)
 {
-	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
 	json_t *doc = NULL, *pp, *pf, *mp, *mf, *np, *projects, *plist;
 	double created, last_event;
@@ -47,10 +47,6 @@ eval_doc(struct store *st, const char *id, double now, int details,
 	double grade_sum = 0;
 	json_t *cancelled_at = NULL;
 
-	if (db == NULL)
-		return NULL;
-	if (store_exec(db, "BEGIN") < 0)
-		return NULL;
 	s = store_prep(db, "SELECT created_at, last_event_at, accepted_by, kind, ver,"
 	    " cancelled_at FROM evaluation WHERE id = ?");
 	if (s == NULL)
@@ -82,10 +78,7 @@ eval_doc(struct store *st, const char *id, double now, int details,
 	plist = json_array();
 
 	/* Projects, with their totals. */
-	s = store_prep(db, "SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings,"
-	    " coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0),"
-	    " p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id AND r.project_idx = p.idx"
-	    " WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx");
+	s = store_prep(db, STORE_RESULTS_PROJECTS_SQL);
 	if (s == NULL)
 		goto fail;
 	store_bind_text(s, 1, id);
@@ -113,11 +106,10 @@ eval_doc(struct store *st, const char *id, double now, int details,
 		json_object_set_new(pf, pid, json_real(score_percent(f, p + f)));
 		json_object_set_new(np, pid, json_real(g));
 		if (details) {
-			json_array_append_new(plist, json_pack("{s:s, s:s, s:s, s:f, s:I, s:I,"
-			    " s:I, s:O, s:o, s:O, s:o}", "project_id", pid, "source", store_col_text(s, 2),
-			    "state", state, "grade", g, "passed", (json_int_t)p, "failed",
-			    (json_int_t)f, "skipped", (json_int_t)k, "error", err, "warnings",
-			    warnings, "commit", commit, "modules", json_array()));
+			json_t *proj = store_results_project(s);
+			json_object_set_new(proj, "modules", json_array());
+			json_array_append_new(plist, proj);
+			json_decref(warnings);
 		} else {
 			json_object_set_new(projects, pid, json_pack("{s:s, s:O, s:I, s:I, s:I,"
 			    " s:f, s:o, s:O}", "state", state, "error", err, "passed", (json_int_t)p,
@@ -130,49 +122,32 @@ eval_doc(struct store *st, const char *id, double now, int details,
 	store_finish(s);
 
 	/* Modules: counters and (with details) their results. */
-	s = store_prep(db, "SELECT m.project_idx, p.project_id, m.path, m.state, m.node,"
-	    " r.passed, r.failed, r.skipped, r.body, m.attempts"
-	    " FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx"
-	    " LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx"
-	    " AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path");
+	s = store_prep(db, STORE_RESULTS_MODULES_SQL);
 	if (s == NULL)
 		goto fail;
 	store_bind_text(s, 1, id);
 	while (sqlite3_step(s) == SQLITE_ROW) {
 		int idx = sqlite3_column_int(s, 0);
-		const char *state = store_col_text(s, 3);
-		char *key = xasprintf("%s/%s", store_col_text(s, 1), store_col_text(s, 2));
+		const char *state = store_results_module_state(s, !json_is_null(cancelled_at));
 		int done = sqlite3_column_type(s, 5) != SQLITE_NULL;
 
 		if (done) {
 			long p = sqlite3_column_int64(s, 5), f = sqlite3_column_int64(s, 6);
+			char *key = xasprintf("%s/%s", store_col_text(s, 1), store_col_text(s, 2));
 			executed++;
 			json_object_set_new(mp, key, json_real(score_percent(p, p + f)));
 			json_object_set_new(mf, key, json_real(score_percent(f, p + f)));
+			free(key);
 		} else if (strcmp(state, "running") == 0) {
 			running++;
-		} else if (strcmp(state, "cancelled") == 0 || !json_is_null(cancelled_at)) {
-			/* a pending module of a cancelled evaluation never starts */
-			state = "cancelled";
+		} else if (strcmp(state, "cancelled") == 0) {
 			cancelled_mods++;
 		} else {
 			pending++;
 		}
-		if (details) {
-			json_t *proj = json_array_get(plist, (size_t)idx);
-			json_t *mods = json_object_get(proj, "modules");
-			json_t *m = done ? json_loads(store_col_text(s, 8), 0, NULL) : NULL;
-
-			if (m == NULL)
-				m = json_pack("{s:s, s:I}", "state", state, "attempts",
-				    (json_int_t)sqlite3_column_int64(s, 9));
-			json_object_set_new(m, "module", json_string(key));
-			json_object_set_new(m, "path", json_string(store_col_text(s, 2)));
-			if (!done && sqlite3_column_type(s, 4) != SQLITE_NULL)
-				json_object_set_new(m, "node", json_string(store_col_text(s, 4)));
-			json_array_append_new(mods, m);
-		}
-		free(key);
+		if (details)
+			json_array_append_new(json_object_get(json_array_get(plist, (size_t)idx),
+			    "modules"), store_results_module(s, !json_is_null(cancelled_at)));
 	}
 	store_finish(s);
 	s = NULL;
@@ -225,6 +200,20 @@ fail:
 	doc = NULL;
 out:
 	store_finish(s);
+	return doc;
+}
+
+/* store_eval_doc_in on the calling thread's connection, in a transaction of its own. */
+static json_t *
+eval_doc(struct store *st, const char *id, double now, int details,
+    struct store_cached_doc *ck)
+{
+	sqlite3 *db = store_db(st);
+	json_t *doc;
+
+	if (db == NULL || store_exec(db, "BEGIN") < 0)
+		return NULL;
+	doc = store_eval_doc_in(db, id, now, details, ck);
 	store_exec(db, "COMMIT");
 	return doc;
 }

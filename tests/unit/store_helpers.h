@@ -89,4 +89,43 @@ helper_claim(struct store *st, const char *node, struct store_claim *c)
 	return r;
 }
 
+/*
+ * Evaluation id of projects + unready projects (named p00000, ...), the
+ * first `projects` ready with the same `modules` modules each
+ * (tests/test_m000.py, ...); 0 or the store's error.
+ */
+static inline int
+helper_eval(struct store *st, const char *id, size_t projects, size_t unready,
+    size_t modules)
+{
+	size_t n = projects + unready;
+	struct store_project_new *p = xcalloc(n ? n : 1, sizeof(*p));
+	char **names = xcalloc(n ? n : 1, sizeof(*names));
+	char **paths = xcalloc(modules ? modules : 1, sizeof(*paths));
+	json_t *settings = json_object();
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		names[i] = xasprintf("p%05zu", i);
+		p[i] = (struct store_project_new){ .project_id = names[i], .source = names[i] };
+	}
+	r = store_eval_create(st, id, 5.0, "zip", "n1:1", settings, 0, "/u", p, n);
+	json_decref(settings);
+	for (size_t k = 0; k < modules; k++)
+		paths[k] = xasprintf("tests/test_m%03zu.py", k);
+	for (size_t i = 0; i < projects && r == 0; i++) {
+		char digest[32];
+		snprintf(digest, sizeof(digest), "/d%zu", i);
+		r = helper_ready(st, id, (int)i, digest, (const char *const *)paths, modules);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	for (size_t k = 0; k < modules; k++)
+		free(paths[k]);
+	free(names);
+	free(paths);
+	free(p);
+	return r;
+}
+
 #endif

@@ -375,28 +375,12 @@ static long
 claim_cost(size_t projects, size_t modules, long *record)
 {
 	struct fresh a;
-	struct store_project_new *p = xcalloc(projects, sizeof(*p));
-	char **names = xcalloc(projects, sizeof(*names)), **paths = xcalloc(modules, sizeof(*paths));
-	json_t *settings = json_object(), *r;
+	json_t *r;
 	struct store_claim c;
 	long claim;
 
 	fresh_open(&a);
-	for (size_t i = 0; i < projects; i++) {
-		names[i] = xasprintf("p%05zu", i);
-		p[i] = (struct store_project_new){ .project_id = names[i], .source = names[i] };
-	}
-	assert_int_equal(store_eval_create(a.st, EVAL_ID, 5.0, "zip", "n1:1", settings, 0, "/u",
-	    p, projects), 0);
-	json_decref(settings);
-	for (size_t k = 0; k < modules; k++)
-		paths[k] = xasprintf("tests/test_m%03zu.py", k);
-	for (size_t i = 0; i < projects; i++) {
-		char digest[32];
-		snprintf(digest, sizeof(digest), "/d%zu", i);
-		assert_int_equal(helper_ready(a.st, EVAL_ID, (int)i, digest,
-		    (const char *const *)paths, modules), 0);
-	}
+	assert_int_equal(helper_eval(a.st, EVAL_ID, projects, 0, modules), 0);
 	run_one(a.st, "n1:1", &c, 1);          /* the evaluation has a mean now */
 	sqlite3_progress_handler(store_db(a.st), 10, count_ticks, NULL);
 	vm_ticks = 0;
@@ -408,13 +392,6 @@ claim_cost(size_t projects, size_t modules, long *record)
 	json_decref(r);
 	*record = vm_ticks;
 	sqlite3_progress_handler(store_db(a.st), 0, NULL, NULL);
-	for (size_t i = 0; i < projects; i++)
-		free(names[i]);
-	for (size_t k = 0; k < modules; k++)
-		free(paths[k]);
-	free(names);
-	free(paths);
-	free(p);
 	fresh_close(&a);
 	return claim;
 }
