@@ -120,12 +120,19 @@ auth_sign_request(const char *method, const char *path, const void *body, size_t
 {
 	char sha[SHA256_HEX_LEN];
 
+	util_sha256_hex(body != NULL ? body : "", body != NULL ? len : 0, sha);
+	return auth_sign_request_sha(method, path, sha, time, nonce, mac);
+}
+
+int
+auth_sign_request_sha(const char *method, const char *path, const char *body_sha,
+    char time[32], char nonce[AUTH_NONCE_HEX], char mac[AUTH_MAC_HEX])
+{
 	if (auth_key == NULL)
 		return -ENOKEY;
 	snprintf(time, 32, "%.3f", util_now());
 	util_random_hex(nonce, 16);
-	util_sha256_hex(body != NULL ? body : "", body != NULL ? len : 0, sha);
-	auth_request_mac(auth_key, method, path, time, nonce, sha, mac);
+	auth_request_mac(auth_key, method, path, time, nonce, body_sha, mac);
 	return 0;
 }
 
@@ -243,11 +250,22 @@ int
 auth_check_answer(long status, const char *nonce, const void *body, size_t len,
     const char *mac)
 {
+	char sha[SHA256_HEX_LEN];
+
+	if (auth_key == NULL)
+		return 1;
+	util_sha256_hex(body != NULL ? body : "", body != NULL ? len : 0, sha);
+	return auth_check_answer_sha(status, nonce, sha, mac);
+}
+
+int
+auth_check_answer_sha(long status, const char *nonce, const char *body_sha, const char *mac)
+{
 	char want[AUTH_MAC_HEX];
 
 	if (auth_key == NULL)
 		return 1;
-	if (mac == NULL || auth_sign_answer(status, nonce, body, len, want) < 0)
+	if (mac == NULL || auth_answer_mac_with_sha(status, nonce, body_sha, want) < 0)
 		return 0;
 	return mac_equal(want, mac);
 }

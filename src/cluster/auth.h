@@ -46,6 +46,9 @@ void auth_answer_mac(const char *key, long status, const char *nonce, const char
  */
 int auth_sign_request(const char *method, const char *path, const void *body, size_t len,
     char time[32], char nonce[AUTH_NONCE_HEX], char mac[AUTH_MAC_HEX]);
+/* The same over a known body hash (a body sent from a file). */
+int auth_sign_request_sha(const char *method, const char *path, const char *body_sha,
+    char time[32], char nonce[AUTH_NONCE_HEX], char mac[AUTH_MAC_HEX]);
 /*
  * Check a request's headers (any may be NULL) against the process key at
  * time now. 0 when good; -EACCES (missing or wrong MAC), -ETIME (stale),
@@ -56,6 +59,9 @@ int auth_check_request(const char *method, const char *path, const char *body_sh
     size_t whylen);
 /* 1 when mac is the right answer MAC for (status, nonce, body). */
 int auth_check_answer(long status, const char *nonce, const void *body, size_t len,
+    const char *mac);
+/* The same over a known body hash (an answer written to a file). */
+int auth_check_answer_sha(long status, const char *nonce, const char *body_sha,
     const char *mac);
 /* The answer MAC with the process key into out; -ENOKEY without a key. */
 int auth_sign_answer(long status, const char *nonce, const void *body, size_t len,

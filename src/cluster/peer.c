@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cluster/auth.h"
 #include "core/log.h"
@@ -41,15 +42,32 @@ peer_protocol_check(const char *value, char *why, size_t whylen)
 	return -EPROTO;
 }
 
-int
-peer_request_raw(const char *addr, const char *method, const char *path,
-    const void *body, size_t len, const char *content_type, double timeout,
-    size_t max_answer, struct http_response *resp)
+/* The answer's MAC is good: over its body in memory, or in the answer file. */
+static int
+peer_answer_signed(const struct http_response *resp, const char *nonce,
+    const struct http_client_files *files)
+{
+	char sha[SHA256_HEX_LEN];
+
+	if (files == NULL || files->answer_fd < 0)
+		return auth_check_answer(resp->status, nonce, resp->body, resp->len, resp->mac);
+	return util_sha256_fd_hex(files->answer_fd, sha) == 0 &&
+	    auth_check_answer_sha(resp->status, nonce, sha, resp->mac);
+}
+
+/*
+ * Every internal request: body in memory (body, len), or from files
+ * (files: body_fd with body_sha, its hash, and/or answer_fd).
+ */
+static int
+peer_do(const char *addr, const char *method, const char *path, const void *body,
+    size_t len, const struct http_client_files *files, const char *body_sha,
+    const char *content_type, double timeout, size_t max_answer, struct http_response *resp)
 {
 	const char *headers[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
 	char err[256] = "", t[32], nonce[AUTH_NONCE_HEX], mac[AUTH_MAC_HEX];
 	char *url, *ct = NULL, *h_time = NULL, *h_nonce = NULL, *h_mac = NULL;
-	int r, k = 0, signed_req = 0;
+	int r, k = 0, signed_req;
 
 	memset(resp, 0, sizeof(*resp));
 	if (addr == NULL || *addr == '\0' || strchr(addr, '/') != NULL || path[0] != '/')
@@ -61,17 +79,22 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 		headers[k++] = ct;
 	}
 	/* With a cluster key every internal request is signed... */
-	if (auth_sign_request(method, path, body, len, t, nonce, mac) == 0) {
+	signed_req = (body_sha != NULL ?
+	    auth_sign_request_sha(method, path, body_sha, t, nonce, mac) :
+	    auth_sign_request(method, path, body, len, t, nonce, mac)) == 0;
+	if (signed_req) {
 		h_time = xasprintf("X-Meshtest-Time: %s", t);
 		h_nonce = xasprintf("X-Meshtest-Nonce: %s", nonce);
 		h_mac = xasprintf("X-Meshtest-Mac: %s", mac);
 		headers[k++] = h_time;
 		headers[k++] = h_nonce;
 		headers[k++] = h_mac;
-		signed_req = 1;
 	}
-	r = http_client_request_tls(http_tls_client(), method, url, k > 0 ? headers : NULL, body,
-	    len, timeout, max_answer, resp, err, sizeof(err));
+	r = files != NULL ?
+	    http_client_request_files(http_tls_client(), method, url, headers, files, timeout,
+	    max_answer, resp, err, sizeof(err)) :
+	    http_client_request_tls(http_tls_client(), method, url, headers, body, len,
+	    timeout, max_answer, resp, err, sizeof(err));
 	if (r == 0 && resp->status == 409 && resp->body != NULL &&
 	    strstr(resp->body, "node protocol version") != NULL)
 		log_error("peer: %s refused %s %s: %s", addr, method, path, resp->body);
@@ -80,8 +103,7 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 		http_tls_peer_failed(err);
 	} else if (r < 0) {
 		log_debug("peer: %s %s: %s", method, url, err);
-	} else if (signed_req && !auth_check_answer(resp->status, nonce, resp->body, resp->len,
-	    resp->mac)) {
+	} else if (signed_req && !peer_answer_signed(resp, nonce, files)) {
 		/* ...and so is every answer: a forged one is not believed. */
 		log_warn("peer: %s %s: refused a forged or unsigned answer (status %ld)", method,
 		    url, resp->status);
@@ -94,6 +116,36 @@ peer_request_raw(const char *addr, const char *method, const char *path,
 	free(h_mac);
 	free(url);
 	return r;
+}
+
+int
+peer_request_raw(const char *addr, const char *method, const char *path,
+    const void *body, size_t len, const char *content_type, double timeout,
+    size_t max_answer, struct http_response *resp)
+{
+	return peer_do(addr, method, path, body, len, NULL, NULL, content_type, timeout,
+	    max_answer, resp);
+}
+
+int
+peer_request_files(const char *addr, const char *method, const char *path, int body_fd,
+    const char *body_sha, const char *content_type, int answer_fd, double timeout,
+    size_t max_answer, struct http_response *resp)
+{
+	struct http_client_files files = { body_fd, 0, answer_fd };
+	char empty[SHA256_HEX_LEN];
+	struct stat sb;
+
+	if (body_fd >= 0) {
+		if (fstat(body_fd, &sb) < 0)
+			return -errno;
+		files.body_len = (unsigned long long)sb.st_size;
+	} else {
+		util_sha256_hex("", 0, empty);
+		body_sha = empty;
+	}
+	return peer_do(addr, method, path, NULL, 0, &files, body_sha, content_type, timeout,
+	    max_answer, resp);
 }
 
 int

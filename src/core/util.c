@@ -164,19 +164,28 @@ util_random(void *p, size_t n)
 }
 
 void
-util_random_hex(char *out, size_t n)
+util_hex(const unsigned char *b, size_t n, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		*out++ = hex[b[i] >> 4];
+		*out++ = hex[b[i] & 15];
+	}
+	*out = '\0';
+}
+
+void
+util_random_hex(char *out, size_t n)
+{
 	unsigned char b[64];
 
 	while (n > 0) {
 		size_t k = n < sizeof(b) ? n : sizeof(b);
 		if (util_random(b, k) < 0)
 			abort();
-		for (size_t i = 0; i < k; i++) {
-			*out++ = hex[b[i] >> 4];
-			*out++ = hex[b[i] & 15];
-		}
+		util_hex(b, k, out);
+		out += 2 * k;
 		n -= k;
 	}
 	*out = '\0';
@@ -580,11 +589,28 @@ util_fsync_path(const char *path)
 }
 
 int
+util_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int
 util_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	char rnd[17];
 	char *tmp;
-	const char *p = data;
 	int fd, r = 0;
 
 	/*
@@ -598,17 +624,7 @@ util_write_file(const char *path, const void *data, size_t len, mode_t mode)
 		r = -errno;
 		goto out;
 	}
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			break;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
+	r = util_write_all(fd, data, len);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
@@ -624,16 +640,49 @@ out:
 void
 util_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[32];
 	unsigned int mdlen = 0;
 
 	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	for (unsigned int i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
+	util_hex(md, 32, out);
+}
+
+int
+util_digest_fd(EVP_MD_CTX *ctx, int fd)
+{
+	unsigned char b[65536];
+	off_t off = 0;
+
+	for (;;) {
+		ssize_t n = pread(fd, b, sizeof(b), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		EVP_DigestUpdate(ctx, b, (size_t)n);
+		off += n;
 	}
-	out[64] = '\0';
+}
+
+int
+util_sha256_fd_hex(int fd, char out[SHA256_HEX_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int r;
+
+	if (ctx == NULL)
+		return -ENOMEM;
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	r = util_digest_fd(ctx, fd);
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	if (r == 0)
+		util_hex(md, 32, out);
+	return r;
 }
 
 void *

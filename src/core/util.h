@@ -55,6 +55,8 @@ int util_chown_tree(const char *path, uid_t uid, gid_t gid);
 
 /* Read a whole file, at most max bytes (-EFBIG past it); NUL-terminated. */
 int util_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Write all of len bytes to fd (retrying short writes and EINTR): 0 or -errno. */
+int util_write_all(int fd, const void *data, size_t len);
 /* Write a file atomically (temp file, fsync, rename). */
 int util_write_file(const char *path, const void *data, size_t len, mode_t mode);
 /* fsync a file or folder by path. */
@@ -62,6 +64,14 @@ int util_fsync_path(const char *path);
 
 /* SHA-256 of a buffer, as 64 lowercase hex characters and a NUL. */
 void util_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN]);
+/*
+ * SHA-256 of what an open file holds, read from its start with pread (the
+ * descriptor's offset stays), in pieces: 0 or -errno.
+ */
+int util_sha256_fd_hex(int fd, char out[SHA256_HEX_LEN]);
+/* Feed what an open file holds (as above) into an OpenSSL digest: 0 or -errno. */
+struct evp_md_ctx_st;
+int util_digest_fd(struct evp_md_ctx_st *ctx, int fd);
 
 /* printf into an error buffer (nothing when err is NULL or errlen 0). */
 void util_seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -76,6 +86,8 @@ void *xrealloc(void *p, size_t n);
 
 /* Lowercase hex of n random bytes into out (2n+1 bytes). */
 void util_random_hex(char *out, size_t n);
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void util_hex(const unsigned char *b, size_t n, char *out);
 
 /* 1 if s starts with prefix. */
 int util_starts_with(const char *s, const char *prefix);

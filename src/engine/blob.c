@@ -63,28 +63,15 @@ blob_touch(const char *blobs_dir, const char *digest)
 	return r;
 }
 
-/* SHA-256 of a file, streamed. */
 /* Feed the file at path (opened without following a link) into ctx. */
 static int
 sha256_feed_file(EVP_MD_CTX *ctx, int dirfd, const char *path)
 {
-	unsigned char b[65536];
-	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
 
 	if (fd < 0)
 		return -errno;
-	for (;;) {
-		ssize_t n = read(fd, b, sizeof(b));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		EVP_DigestUpdate(ctx, b, (size_t)n);
-	}
+	r = util_digest_fd(ctx, fd);
 	close(fd);
 	return r;
 }
@@ -92,31 +79,23 @@ sha256_feed_file(EVP_MD_CTX *ctx, int dirfd, const char *path)
 static void
 sha256_hex_final(EVP_MD_CTX *ctx, char out[SHA256_HEX_LEN])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	for (unsigned i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
+	util_hex(md, 32, out);
 }
 
+/* SHA-256 of the file at path (not followed if a link), streamed. */
 static int
 file_sha256(const char *path, char out[SHA256_HEX_LEN])
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
 
-	if (ctx == NULL)
-		return -ENOMEM;
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	r = sha256_feed_file(ctx, AT_FDCWD, path);
-	if (r == 0)
-		sha256_hex_final(ctx, out);
-	EVP_MD_CTX_free(ctx);
+	if (fd < 0)
+		return -errno;
+	r = util_sha256_fd_hex(fd, out);
+	close(fd);
 	return r;
 }
 
@@ -293,25 +272,33 @@ blob_fetch(const char *blobs_dir, const char *digest, char *const *peers, size_t
 
 	snprintf(err, errlen, "no live node has the project's files (%.12s)", digest);
 	util_mkdir_p(blobs_dir, 0700);
+	/* written to a file of its own as it comes, never whole in memory */
 	for (size_t i = 0; i < npeers && r < 0; i++) {
 		struct http_response resp;
-		char *tmp;
+		char *tmp = tmp_name(blobs_dir);
+		/* read too: the answer's MAC is checked over what the file holds */
+		int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 
-		if (peer_request_raw(peers[i], "GET", path, NULL, 0, NULL, BLOB_TIMEOUT,
-		    max_bytes, &resp) < 0 || resp.status != 200) {
-			http_response_free(&resp);
-			continue;
+		if (fd < 0) {
+			r = -errno;
+			log_warn("blob: %s: %s", tmp, strerror(errno));
+			free(tmp);
+			break;
 		}
-		metrics_add(METRICS_BLOB_RECEIVED_BYTES, resp.len);
-		tmp = tmp_name(blobs_dir);
-		r = util_write_file(tmp, resp.body, resp.len, 0600);
+		r = peer_request_files(peers[i], "GET", path, -1, NULL, NULL, fd, BLOB_TIMEOUT,
+		    max_bytes, &resp);
+		if (r == 0 && resp.status != 200)
+			r = -ENOENT;
+		if (r == 0)
+			metrics_add(METRICS_BLOB_RECEIVED_BYTES, resp.len);
 		http_response_free(&resp);
+		close(fd);
 		if (r == 0)
 			r = blob_adopt(blobs_dir, tmp, digest);
-		if (r < 0) {
+		if (r < 0 && r != -ENOENT)
 			log_warn("blob: %.12s from %s: %s", digest, peers[i], strerror(-r));
+		if (r < 0)
 			unlink(tmp);
-		}
 		free(tmp);
 	}
 	free(path);
@@ -325,21 +312,25 @@ blob_push(const char *blobs_dir, const char *digest, const char *peer, size_t ma
 {
 	struct http_response resp;
 	char *file = blob_path(blobs_dir, digest), *path = xasprintf("/blob/%s", digest);
-	char *data = NULL;
-	size_t len = 0;
-	int r;
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
+	struct stat sb;
 
-	r = util_read_file(file, max_bytes, &data, &len);
+	/* sent from the file as it is read (the digest is its hash, which the MAC covers) */
+	if (fd < 0 || fstat(fd, &sb) < 0)
+		r = -errno;
+	else if ((uint64_t)sb.st_size > max_bytes)
+		r = -EFBIG;
 	if (r == 0) {
-		r = peer_request_raw(peer, "PUT", path, data, len, "application/zip",
+		r = peer_request_files(peer, "PUT", path, fd, digest, "application/zip", -1,
 		    BLOB_TIMEOUT, 4096, &resp);
 		if (r == 0)
-			metrics_add(METRICS_BLOB_SENT_BYTES, len);
+			metrics_add(METRICS_BLOB_SENT_BYTES, (uint64_t)sb.st_size);
 		if (r == 0 && resp.status != 200 && resp.status != 201)
 			r = -EIO;
 		http_response_free(&resp);
 	}
-	free(data);
+	if (fd >= 0)
+		close(fd);
 	free(file);
 	free(path);
 	return r;

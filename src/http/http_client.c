@@ -48,9 +48,14 @@ http_client_init(char *err, size_t errlen)
 	return http_client_init_result;
 }
 
-/* What the write callback needs: the capped body and whether it overflowed. */
+/*
+ * What the write callback needs: the capped body (in memory, or written to
+ * fd when fd >= 0) and whether it overflowed.
+ */
 struct http_client_sink {
 	struct buf body;
+	int fd;
+	size_t written;
 	int too_big;
 };
 
@@ -61,6 +66,16 @@ http_client_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb;
 	int r;
 
+	if (sink->fd >= 0) {
+		if (n > sink->body.max - sink->written) {
+			sink->too_big = 1;
+			return 0;
+		}
+		if (util_write_all(sink->fd, ptr, n) < 0)
+			return 0;
+		sink->written += n;
+		return n;
+	}
 	r = buf_append(&sink->body, ptr, n);
 	if (r == -ENOSPC) {
 		sink->too_big = 1;
@@ -206,8 +221,8 @@ http_client_defaults(void *curl, const char *url)
  */
 static int
 http_client_perform(CURL *c, const char *url, struct curl_slist *list,
-		    const struct http_client_tls *tls, double timeout, size_t max_answer,
-		    struct http_response *resp, char *err, size_t errlen)
+		    const struct http_client_tls *tls, int answer_fd, double timeout,
+		    size_t max_answer, struct http_response *resp, char *err, size_t errlen)
 {
 	struct http_client_sink sink;
 	char curl_err[CURL_ERROR_SIZE];
@@ -218,6 +233,8 @@ http_client_perform(CURL *c, const char *url, struct curl_slist *list,
 	if (timeout <= 0)
 		timeout = 30;
 	buf_init(&sink.body, max_answer);
+	sink.fd = answer_fd;
+	sink.written = 0;
 	sink.too_big = 0;
 	curl_err[0] = '\0';
 
@@ -245,7 +262,7 @@ http_client_perform(CURL *c, const char *url, struct curl_slist *list,
 	resp->retry_after = http_client_header(c, "Retry-After");
 	resp->rate_remaining = http_client_header(c, "X-RateLimit-Remaining");
 	resp->rate_reset = http_client_header(c, "X-RateLimit-Reset");
-	resp->len = sink.body.len;
+	resp->len = answer_fd >= 0 ? sink.written : sink.body.len;
 	resp->body = buf_steal(&sink.body);
 	if (resp->body == NULL)
 		resp->body = xstrdup("");
@@ -286,15 +303,29 @@ http_client_request(const char *method, const char *url,
 				       max_answer, resp, err, errlen);
 }
 
-int
-http_client_request_tls(const struct http_client_tls *tls, const char *method,
-			const char *url, const char *const *headers, const void *body,
-			size_t len, double timeout, size_t max_answer,
-			struct http_response *resp, char *err, size_t errlen)
+/* The request's body read from a file descriptor (CURLOPT_READFUNCTION). */
+static size_t
+http_client_read(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	int fd = *(const int *)userdata;
+	ssize_t n;
+
+	do
+		n = read(fd, ptr, size * nmemb);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? CURL_READFUNC_ABORT : (size_t)n;
+}
+
+/* http_client_request_tls and http_client_request_files: body in memory, or files. */
+static int
+http_client_do(const struct http_client_tls *tls, const char *method, const char *url,
+	       const char *const *headers, const void *body, size_t len,
+	       const struct http_client_files *files, double timeout, size_t max_answer,
+	       struct http_response *resp, char *err, size_t errlen)
 {
 	struct curl_slist *list = NULL;
 	CURL *c = NULL;
-	int r;
+	int r, body_fd = files != NULL ? files->body_fd : -1;
 
 	memset(resp, 0, sizeof(*resp));
 	r = http_client_init(err, errlen);
@@ -315,26 +346,55 @@ http_client_request_tls(const struct http_client_tls *tls, const char *method,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (strcmp(method, "GET") == 0) {
+	if (body_fd >= 0) {
+		/* an upload: PUT unless told otherwise, the length known */
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, http_client_read);
+		curl_easy_setopt(c, CURLOPT_READDATA, &body_fd);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)files->body_len);
+		if (strcmp(method, "PUT") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	} else if (strcmp(method, "GET") == 0) {
 		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
 	} else if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(method, "POST") != 0) {
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	}
-	if (body != NULL || strcmp(method, "POST") == 0) {
+	if (body_fd < 0 && (body != NULL || strcmp(method, "POST") == 0)) {
 		/* borrowed: body outlives the transfer (it ends before we return) */
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
 				 (curl_off_t)(body != NULL ? len : 0));
 	}
-	r = http_client_perform(c, url, list, tls, timeout, max_answer, resp, err,
-				errlen);
+	r = http_client_perform(c, url, list, tls, files != NULL ? files->answer_fd : -1,
+				timeout, max_answer, resp, err, errlen);
 out:
 	curl_slist_free_all(list);
 	if (c != NULL)
 		curl_easy_cleanup(c);
 	return r;
+}
+
+int
+http_client_request_tls(const struct http_client_tls *tls, const char *method,
+			const char *url, const char *const *headers, const void *body,
+			size_t len, double timeout, size_t max_answer,
+			struct http_response *resp, char *err, size_t errlen)
+{
+	return http_client_do(tls, method, url, headers, body, len, NULL, timeout,
+			      max_answer, resp, err, errlen);
+}
+
+int
+http_client_request_files(const struct http_client_tls *tls, const char *method,
+			  const char *url, const char *const *headers,
+			  const struct http_client_files *files, double timeout,
+			  size_t max_answer, struct http_response *resp, char *err,
+			  size_t errlen)
+{
+	return http_client_do(tls, method, url, headers, NULL, 0, files, timeout,
+			      max_answer, resp, err, errlen);
 }
 
 int
@@ -402,7 +462,7 @@ http_client_post_file(const char *url, const char *const *headers,
 		curl_mime_data(part, fields[i + 1], CURL_ZERO_TERMINATED);
 	}
 	curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
-	r = http_client_perform(c, url, list, NULL, timeout, max_answer, resp, err,
+	r = http_client_perform(c, url, list, NULL, -1, timeout, max_answer, resp, err,
 				errlen);
 out:
 	curl_slist_free_all(list);

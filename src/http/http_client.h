@@ -72,6 +72,25 @@ int http_client_request_tls(const struct http_client_tls *tls, const char *metho
 			    struct http_response *resp, char *err, size_t errlen);
 
 /*
+ * The same with files instead of memory: the request's body, when body_fd
+ * >= 0, read from it (body_len bytes from its offset; the method, PUT unless
+ * named, sends it with a Content-Length), and the answer's body, when
+ * answer_fd >= 0, written to it as it comes (resp->body is then "" and
+ * resp->len counts what was written; past max_answer: -EFBIG). Either fd
+ * may be -1. Neither is closed.
+ */
+struct http_client_files {
+	int body_fd;
+	unsigned long long body_len;
+	int answer_fd;
+};
+int http_client_request_files(const struct http_client_tls *tls, const char *method,
+			      const char *url, const char *const *headers,
+			      const struct http_client_files *files, double timeout,
+			      size_t max_answer, struct http_response *resp, char *err,
+			      size_t errlen);
+
+/*
  * multipart/form-data POST of one file field "file" (streamed from disk,
  * sent with the file's base name) plus optional text fields given as a
  * NULL-terminated list name, value, name, value, ... (fields may be NULL).

@@ -511,31 +511,10 @@ routes_register(struct http_server *srv)
 static void
 sign_file_answer(struct http_request *req, struct MHD_Response *resp, int fd)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char md[EVP_MAX_MD_SIZE], b[65536];
-	unsigned int mdlen = 0;
 	char sha[SHA256_HEX_LEN], mac[AUTH_MAC_HEX];
-	static const char hex[] = "0123456789abcdef";
-	off_t off = 0;
 
-	if (ctx == NULL)
-		return;
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	for (;;) {
-		ssize_t n = pread(fd, b, sizeof(b), off);
-		if (n <= 0)
-			break;
-		EVP_DigestUpdate(ctx, b, (size_t)n);
-		off += n;
-	}
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	for (unsigned i = 0; i < 32; i++) {
-		sha[2 * i] = hex[md[i] >> 4];
-		sha[2 * i + 1] = hex[md[i] & 15];
-	}
-	sha[64] = '\0';
-	if (auth_answer_mac_with_sha(200, req->nonce, sha, mac) == 0)
+	if (util_sha256_fd_hex(fd, sha) == 0 &&
+	    auth_answer_mac_with_sha(200, req->nonce, sha, mac) == 0)
 		MHD_add_response_header(resp, "X-Meshtest-Mac", mac);
 }
 
