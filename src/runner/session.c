@@ -40,6 +40,7 @@ struct session {
 	int one_by_one;          /* each module in a process of its own (session_one_by_one) */
 	size_t nexited;          /* modules whose module_exit marker came, in order */
 	json_t *tests;           /* nodeid -> [module index, finished] */
+	json_t *index;           /* module path -> its index */
 };
 
 struct session *
@@ -49,8 +50,11 @@ session_new(const char *const *modules, size_t n, double timeout, double now)
 
 	s->m = xcalloc(n ? n : 1, sizeof(*s->m));
 	s->n = n;
-	for (size_t i = 0; i < n; i++)
+	s->index = json_object();
+	for (size_t i = 0; i < n; i++) {
 		s->m[i].path = xstrdup(modules[i]);
+		json_object_set_new(s->index, modules[i], json_integer((json_int_t)i));
+	}
 	s->timeout = timeout;
 	s->current = n > 0 ? 0 : -1;
 	s->since = now;
@@ -69,6 +73,7 @@ session_free(struct session *s)
 	}
 	free(s->m);
 	json_decref(s->tests);
+	json_decref(s->index);
 	free(s);
 }
 
@@ -81,10 +86,9 @@ session_count(const struct session *s)
 static long
 session_find(const struct session *s, const char *path, size_t len)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (strlen(s->m[i].path) == len && memcmp(s->m[i].path, path, len) == 0)
-			return (long)i;
-	return -1;
+	json_t *i = json_object_getn(s->index, path, len);
+
+	return json_is_integer(i) ? (long)json_integer_value(i) : -1;
 }
 
 static long
@@ -284,62 +288,74 @@ session_next(const char *stream, size_t len, size_t *at, const char **line, size
 	return json_loadb(*line, *n, 0, NULL);
 }
 
-char *
-session_stream(const struct session *s, const char *stream, size_t len, size_t i,
-	       size_t *outlen)
+void
+session_streams(const struct session *s, const char *stream, size_t len, char **out,
+		size_t *outlen)
 {
-	struct buf b;
-	json_t *mine = json_array();
-	int failed = 0;
+	struct buf *b = xcalloc(s->n ? s->n : 1, sizeof(*b));
+	json_t **mine = xcalloc(s->n ? s->n : 1, sizeof(*mine));
+	int *failed = xcalloc(s->n ? s->n : 1, sizeof(*failed));
 
-	buf_init(&b, SESSION_STREAM_CAP);
-	for (size_t at = 0; stream != NULL && at < len && i < s->n;) {
+	for (size_t i = 0; i < s->n; i++) {
+		buf_init(&b[i], SESSION_STREAM_CAP);
+		mine[i] = json_array();
+	}
+	/* each line parsed once, and put where it belongs */
+	for (size_t at = 0; stream != NULL && at < len;) {
 		const char *line;
 		size_t n;
 		json_t *ev = session_next(stream, len, &at, &line, &n);
 		const char *kind = json_string_value(json_object_get(ev, "ev"));
-		const char *nodeid = json_string_value(json_object_get(ev, "nodeid"));
+		long i;
 
 		if (kind == NULL) {
 			/* not an event: nothing to carry */
 		} else if (strcmp(kind, "hello") == 0) {
-			session_put(&b, line, n);
+			for (size_t k = 0; k < s->n; k++)
+				session_put(&b[k], line, n);
 		} else if (strcmp(kind, "collect_start") == 0) {
-			if (session_module_of(s, json_string_value(json_object_get(ev, "path"))) ==
-			    (long)i)
-				session_put(&b, line, n);
+			i = session_module_of(s, json_string_value(json_object_get(ev, "path")));
+			if (i >= 0)
+				session_put(&b[i], line, n);
 		} else if (strcmp(kind, "collected") == 0) {
 			json_t *v;
 			size_t k;
 			json_array_foreach(json_object_get(ev, "nodeids"), k, v)
-				if (session_module_of(s, json_string_value(v)) == (long)i)
-					json_array_append(mine, v);
-			json_t *c = json_pack("{s:s, s:O}", "ev", "collected", "nodeids", mine);
-			char *text = json_dumps(c, JSON_COMPACT);
-			if (text != NULL)
-				session_put(&b, text, strlen(text));
-			free(text);
-			json_decref(c);
-		} else if (strcmp(kind, "end") != 0 && session_module_of(s, nodeid) == (long)i) {
+				if ((i = session_module_of(s, json_string_value(v))) >= 0)
+					json_array_append(mine[i], v);
+			for (k = 0; k < s->n; k++) {
+				json_t *c = json_pack("{s:s, s:O}", "ev", "collected", "nodeids",
+				    mine[k]);
+				char *text = json_dumps(c, JSON_COMPACT);
+				if (text != NULL)
+					session_put(&b[k], text, strlen(text));
+				free(text);
+				json_decref(c);
+			}
+		} else if (strcmp(kind, "end") != 0 &&
+		    (i = session_module_of(s, json_string_value(json_object_get(ev, "nodeid")))) >= 0) {
 			const char *outcome = json_string_value(json_object_get(ev, "outcome"));
 			if (strcmp(kind, "collect_error") == 0 ||
 			    (strcmp(kind, "report") == 0 && outcome != NULL &&
 			     strcmp(outcome, "failed") == 0))
-				failed = 1;
-			session_put(&b, line, n);
+				failed[i] = 1;
+			session_put(&b[i], line, n);
 		}
 		json_decref(ev);
 	}
-	{
+	for (size_t i = 0; i < s->n; i++) {
 		/* as pytest on this module alone would end */
 		char end[64];
-		int status = failed ? 1 : json_array_size(mine) == 0 ? 5 : 0;
+		int status = failed[i] ? 1 : json_array_size(mine[i]) == 0 ? 5 : 0;
 		snprintf(end, sizeof(end), "{\"ev\": \"end\", \"exitstatus\": %d}", status);
-		session_put(&b, end, strlen(end));
+		session_put(&b[i], end, strlen(end));
+		json_decref(mine[i]);
+		outlen[i] = b[i].len;
+		out[i] = b[i].data ? buf_steal(&b[i]) : xstrdup("");
 	}
-	json_decref(mine);
-	*outlen = b.len;
-	return b.data ? buf_steal(&b) : xstrdup("");
+	free(failed);
+	free(mine);
+	free(b);
 }
 
 int

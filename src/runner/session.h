@@ -7,7 +7,7 @@
  * no globals. The worker's report lines go to session_on_line as they
  * arrive; session_deadline tells when to kill the run; after it ended,
  * session_finished says which modules count from this run (the others run
- * again alone) and session_stream gives a finished module's events, which
+ * again alone) and session_streams gives each module's events, which
  * report_build turns into its result as if it had run alone.
  *
  * Time: a module's clock runs while it is the current one, from its
@@ -57,11 +57,13 @@ long session_current(const struct session *s);
 double session_duration(const struct session *s, size_t i);
 
 /*
- * Module i's events from stream (the whole report stream of the run): the
- * "hello", its collection, its tests ("collected" narrowed to them) and a
- * closing "end". malloc'ed, NUL-terminated, length in *len.
+ * Every module's events from stream (the whole report stream of the run),
+ * cut in one pass: out[i] is module i's "hello", its collection, its tests
+ * ("collected" narrowed to them) and a closing "end", malloc'ed and
+ * NUL-terminated, its length in outlen[i] (both arrays of
+ * session_count(s)).
  */
-char *session_stream(const struct session *s, const char *stream, size_t len, size_t i,
+void session_streams(const struct session *s, const char *stream, size_t len, char **out,
 		     size_t *outlen);
 
 /*

@@ -750,21 +750,21 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b, json_
 			results[cur] = warm_each_result(sess, &res, b, &wctx, mods[cur], (size_t)cur);
 	} else {
 		const char *first = NULL;
+		char **streams = xcalloc(n, sizeof(*streams));
+		size_t *lens = xcalloc(n, sizeof(*lens));
+
+		session_streams(sess, report, rlen, streams, lens);
 		for (size_t i = 0; i < n; i++) {
-			size_t len;
-			char *stream;
 			json_t *j;
 			if (!session_finished(sess, i))
 				continue;
-			stream = session_stream(sess, report, rlen, i, &len);
 			struct report_exit ex = {
 				.started = 1,
 				.duration = session_duration(sess, i),
 				.timeout = b->timeout,
 				.module = mods[i],
 			};
-			j = report_build(stream, len, &ex);
-			free(stream);
+			j = report_build(streams[i], lens[i], &ex);
 			/* the session's output once, with its first module */
 			if (first == NULL) {
 				first = mods[i];
@@ -776,6 +776,10 @@ warm_supervise(int slot, struct worker **wp, const struct runner_batch *b, json_
 				(json_int_t)n, "wall", res.duration));
 			results[i] = j;
 		}
+		for (size_t i = 0; i < n; i++)
+			free(streams[i]);
+		free(streams);
+		free(lens);
 	}
 	if (res.report.dropped > 0)
 		log_warn("runner: report of %s cut at %u bytes", mods[0], RUNNER_REPORT_CAP);
