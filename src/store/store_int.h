@@ -122,12 +122,15 @@ int store_cancel_merge(sqlite3 *db, const char *id, json_t *at);
 	" coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0)," \
 	" p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id" \
 	" AND r.project_idx = p.idx WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx"
-#define STORE_RESULTS_MODULES_SQL \
+#define STORE_MODULES_SQL(body) \
 	"SELECT m.project_idx, p.project_id, m.path, m.state, m.node," \
-	" r.passed, r.failed, r.skipped, r.body, m.attempts" \
+	" r.passed, r.failed, r.skipped, " body ", m.attempts" \
 	" FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx" \
 	" LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx" \
 	" AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path"
+#define STORE_RESULTS_MODULES_SQL STORE_MODULES_SQL("r.body")
+/* The same rows without the results' bodies, which the summary never reads. */
+#define STORE_SUMMARY_MODULES_SQL STORE_MODULES_SQL("NULL")
 json_t *store_results_project(sqlite3_stmt *s);
 json_t *store_results_module(sqlite3_stmt *s, int eval_cancelled);
 const char *store_results_module_state(sqlite3_stmt *s, int eval_cancelled);

@@ -122,7 +122,7 @@ store_eval_doc_in(sqlite3 *db, const char *id, double now, int details,
 	store_finish(s);
 
 	/* Modules: counters and (with details) their results. */
-	s = store_prep(db, STORE_RESULTS_MODULES_SQL);
+	s = store_prep(db, details ? STORE_RESULTS_MODULES_SQL : STORE_SUMMARY_MODULES_SQL);
 	if (s == NULL)
 		goto fail;
 	store_bind_text(s, 1, id);
