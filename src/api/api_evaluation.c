@@ -216,13 +216,13 @@ get_evaluation(struct http_request *req, void *ctx, int *status)
 	return NULL;
 }
 
-/* http_stream_fill of /results: the store's reader, -1 at its end or on an error. */
+/* http_stream_fill of /results: the store's reader; an error cuts the answer. */
 static long
 results_fill(void *ctx, char *buf, size_t max)
 {
 	long n = store_results_read(ctx, buf, max);
 
-	return n > 0 ? n : -1;
+	return n > 0 ? n : n == 0 ? -1 : HTTP_STREAM_FAILED;
 }
 
 static void
@@ -243,6 +243,9 @@ get_results(struct http_request *req, void *ctx, int *status)
 		rc = store_results_open(engine_store(api_engine(ctx)), id, util_now(), &r);
 	if (rc == -ENOENT)
 		return http_error(status, 404, "not found");
+	if (rc == -EBUSY)
+		return http_error(status, 503, "too many results being read on this node;"
+		    " try again later");
 	if (rc < 0)
 		return http_error(status, 500, "cannot read the evaluation's results");
 	if (http_request_respond_stream(req, "application/json", results_fill, results_done,

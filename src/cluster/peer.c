@@ -136,6 +136,7 @@ peer_request_files(const char *addr, const char *method, const char *path, int b
 	char empty[SHA256_HEX_LEN];
 	struct stat sb;
 
+	memset(resp, 0, sizeof(*resp));
 	if (body_fd >= 0) {
 		if (fstat(body_fd, &sb) < 0)
 			return -errno;

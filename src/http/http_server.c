@@ -120,6 +120,7 @@ struct http_request {
 	struct http_stream *answer_stream; /* http_request_respond_stream */
 	size_t answer_len;
 	EVP_MD_CTX *body_sha;    /* over every body byte, for the cluster MAC */
+	double arrived;          /* util_now() when its headers came: the MAC's time is checked against it */
 	char nonce[AUTH_NONCE_HEX]; /* of a request with a good MAC: sign the answer */
 };
 
@@ -282,6 +283,8 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	    __atomic_load_n(&hs->gone, __ATOMIC_ACQUIRE))
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	n = hs->fill(hs->ctx, buf, max);
+	if (n == HTTP_STREAM_FAILED)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
 	if (n < 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (n > 0)
@@ -948,17 +951,13 @@ request_check_mac(struct http_request *req)
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	char sha[SHA256_HEX_LEN], why[160];
-	static const char hex[] = "0123456789abcdef";
 
 	if (!internal && mac == NULL)
 		return;
 	EVP_DigestFinal_ex(req->body_sha, md, &mdlen);
-	for (unsigned i = 0; i < 32; i++) {
-		sha[2 * i] = hex[md[i] >> 4];
-		sha[2 * i + 1] = hex[md[i] & 15];
-	}
-	sha[64] = '\0';
-	if (auth_check_request(req->method, req->path, sha, t, nonce, mac, util_now(), why,
+	util_hex(md, 32, sha);
+	/* fresh when it arrived: a big body (a blob) may take longer than the window */
+	if (auth_check_request(req->method, req->path, sha, t, nonce, mac, req->arrived, why,
 	    sizeof(why)) == 0) {
 		snprintf(req->nonce, sizeof(req->nonce), "%s", nonce);
 		return;
@@ -1078,6 +1077,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		req->conn = conn;
 		req->method = xstrdup(method);
 		req->path = xstrdup(url);
+		req->arrived = util_now();
 		req->upload_fd = -1;
 		req->answer_fd = -1;
 		req->body_sha = EVP_MD_CTX_new();
@@ -1208,7 +1208,6 @@ http_server_start(const struct http_server_config *cfg,
 	    MHD_OPTION_CONNECTION_LIMIT, 512,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 60,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
 	    MHD_OPTION_ARRAY, tls_opts,
 	    MHD_OPTION_END);
 	if (srv->daemon == NULL) {

@@ -102,12 +102,16 @@ void http_request_respond_text(struct http_request *req, char *text, size_t len,
 void http_request_answer_headers(struct http_request *req, const char *const *headers);
 
 /*
- * A streamed answer (Server-Sent Events, a document read as it is sent): fill writes up to max bytes into
- * buf and returns how many, 0 when it has nothing now (the connection then
- * waits, without a thread, and fill is asked again within 0.2 s), or -1 at
- * the end. done(ctx) runs once when the answer is over (sent, cut off, or
- * never sent). The handler then returns NULL with *status 200.
+ * A streamed answer (Server-Sent Events, or a document read as it is sent):
+ * fill writes up to max bytes into buf and returns how many, 0 when it has
+ * nothing now (the connection then waits, without a thread, and fill is
+ * asked again within 0.2 s), -1 at the end, or HTTP_STREAM_FAILED when the
+ * answer cannot be finished (the connection is closed without the chunked
+ * encoding's end: the client sees a cut, not a short document). done(ctx)
+ * runs once when the answer is over (sent, cut off, or never sent). The
+ * handler then returns NULL with *status 200.
  */
+#define HTTP_STREAM_FAILED (-2L)
 typedef long (*http_stream_fill)(void *ctx, char *buf, size_t max);
 /* -EBUSY (nothing taken: done is not called) when too many are open already. */
 int http_request_respond_stream(struct http_request *req, const char *content_type,

@@ -187,13 +187,16 @@ sched_batch(const struct sched_module *m, size_t n, size_t unready, int slots, s
 	 * slots) for equal modules): every batch pays a session's start-up, and
 	 * fewer, fuller batches finish together just as well. Taken from the
 	 * short end, a batch passes its share by less than the last module it
-	 * took, and a module longer than the share goes alone (two long modules
-	 * never queue in one slot while another idles)
+	 * took, and never grows past half again its share: a module longer than
+	 * the share goes alone, and two long modules never queue in one slot
+	 * while another idles
 	 */
 	for (size_t j = n; j-- > 1 && k < max && sum < share * (1 - 1e-9);) {
 		const struct sched_module *c = &m[idx[j]];
 		if (c->project != head->project || sched_clash(m, out, k, c->iname))
 			continue;
+		if (sum + sched_est(c) > SCHED_MAX_OVER * share * (1 + 1e-9))
+			break;   /* the rest of the order is no shorter */
 		sum += sched_est(c);
 		out[k++] = idx[j];
 	}

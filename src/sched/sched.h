@@ -63,6 +63,8 @@ struct sched_module {
  * each pytest session costs its start-up, which short modules share.
  */
 #define SCHED_MIN_BATCH 0.5
+/* A batch never grows past this many times its share (sched_batch). */
+#define SCHED_MAX_OVER 1.5
 
 /*
  * Longest first: by estimate, decreasing (unknown as SCHED_DEFAULT_EST), then
@@ -91,7 +93,8 @@ int sched_path_cmp(const char *a, const char *b);
  * gather in one session however little work is left), the shortest modules
  * of the same project, which is where a shared session saves the most
  * start-up. A module is added while the batch is short of its share (for
- * equal modules guided self-scheduling's ceil(pending / slots)). Never two modules with the same import
+ * equal modules guided self-scheduling's ceil(pending / slots)), unless the
+ * batch would pass SCHED_MAX_OVER times its share. Never two modules with the same import
  * name (pytest would refuse the second), never more than max. Writes
  * indexes into out in the order the slot runs them (sched_path_cmp: as
  * pytest on the project would), and returns how many (1 or more when n > 0).

@@ -77,9 +77,10 @@ json_t *store_eval_results(struct store *st, const char *id, double now);
 
 /*
  * The same document as text, a piece at a time (store_results.c), from a
- * snapshot taken at open: -ENOENT when there is no such id, -EIO. read
- * writes up to max bytes and returns how many (0: the end), or -EIO. One
- * reader is used by one thread at a time.
+ * snapshot taken at open: -ENOENT when there is no such id, -EBUSY when 16
+ * readers are open already, -EIO. read writes up to max bytes and returns
+ * how many (0: the end), or -EIO when the rest cannot be read. One reader
+ * is used by one thread at a time.
  */
 struct store_results;
 int store_results_open(struct store *st, const char *id, double now,

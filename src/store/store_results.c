@@ -72,8 +72,12 @@ store_results_module(sqlite3_stmt *s, int eval_cancelled)
 
 /* ---------------------------------------------------------------- reader */
 
-/* Stands for a list in a document's text, where the reader writes it. */
-#define RESULTS_MARK "\\u0001list\\u0001"
+/*
+ * Readers open at once, each a connection and a read transaction (while one
+ * is open the WAL cannot be checkpointed past it): more wait for a 503.
+ */
+#define RESULTS_READERS_MAX 16
+static int results_readers;
 
 enum results_at { RESULTS_PROJECT, RESULTS_MODULE, RESULTS_END };
 
@@ -90,6 +94,8 @@ struct store_results {
 	char *project_end;          /* what follows the current project's modules */
 	char *piece;                /* what is being handed out */
 	size_t len, off;
+	int failed;                 /* a piece could not be made: -EIO after what was written */
+	char mark[40];              /* stands for a list in a text, where the reader writes it */
 	struct store_results_stats stats;
 };
 
@@ -113,20 +119,22 @@ results_piece(struct store_results *r, char *text)
  * and "[" after, *post "]" and what follows. 0 or -EIO.
  */
 static int
-results_split(json_t *obj, const char *key, const char *lead, char **pre, char **post)
+results_split(const struct store_results *r, json_t *obj, const char *key, const char *lead,
+    char **pre, char **post)
 {
-	char *text, *mark;
+	char *text, *at;
 
-	json_object_set_new(obj, key, json_string("\001list\001"));
+	json_object_set_new(obj, key, json_string(r->mark));
 	text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-	mark = text ? strstr(text, "\"" RESULTS_MARK "\"") : NULL;
-	if (mark == NULL) {
+	/* the mark is random and holds no character JSON escapes: its text is itself */
+	at = text ? strstr(text, r->mark) : NULL;
+	if (at == NULL || at == text || at[-1] != '"' || at[strlen(r->mark)] != '"') {
 		free(text);
 		return -EIO;
 	}
-	*mark = '\0';
+	at[-1] = '\0';
 	*pre = xasprintf("%s%s[", lead, text);
-	*post = xasprintf("]%s", mark + strlen("\"" RESULTS_MARK "\""));
+	*post = xasprintf("]%s", at + strlen(r->mark) + 1);
 	free(text);
 	return 0;
 }
@@ -154,7 +162,7 @@ results_next(struct store_results *r)
 		obj = store_results_project(r->projects);
 		free(r->project_end);
 		r->project_end = NULL;
-		rc = results_split(obj, "modules", r->nprojects++ ? "," : "", &text,
+		rc = results_split(r, obj, "modules", r->nprojects++ ? "," : "", &text,
 		    &r->project_end);
 		json_decref(obj);
 		if (rc < 0)
@@ -198,12 +206,19 @@ results_next(struct store_results *r)
 int
 store_results_open(struct store *st, const char *id, double now, struct store_results **out)
 {
-	struct store_results *r = xcalloc(1, sizeof(*r));
+	struct store_results *r;
 	json_t *head = NULL;
-	char *text;
+	char *text, rnd[17];
 	int err = -EIO;
 
 	*out = NULL;
+	if (__atomic_add_fetch(&results_readers, 1, __ATOMIC_ACQ_REL) > RESULTS_READERS_MAX) {
+		__atomic_sub_fetch(&results_readers, 1, __ATOMIC_ACQ_REL);
+		return -EBUSY;
+	}
+	r = xcalloc(1, sizeof(*r));
+	util_random_hex(rnd, 8);
+	snprintf(r->mark, sizeof(r->mark), "meshtest-list-%s", rnd);
 	if (sqlite3_open_v2(st->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
 	    NULL) != SQLITE_OK) {
 		log_error("store: cannot open %s: %s", st->path,
@@ -211,16 +226,20 @@ store_results_open(struct store *st, const char *id, double now, struct store_re
 		goto fail;
 	}
 	sqlite3_busy_timeout(r->db, 10000);
+	/* as small a page cache as every connection of the node's (store.c) */
+	store_exec(r->db, "PRAGMA cache_size=-512");
 	if (store_exec(r->db, "BEGIN") < 0)
 		goto fail;
 	r->in_tx = 1;
-	head = store_eval_doc_in(r->db, id, now, 0, NULL);
-	if (head == NULL) {
+	if (store_query_long(r->db, "SELECT count(*) FROM evaluation WHERE id = ?", id) <= 0) {
 		err = -ENOENT;
 		goto fail;
 	}
+	head = store_eval_doc_in(r->db, id, now, 0, NULL);
+	if (head == NULL)
+		goto fail;
 	r->cancelled = !json_is_null(json_object_get(head, "cancelled_at"));
-	if (results_split(head, "projects", "", &text, &r->doc_end) < 0)
+	if (results_split(r, head, "projects", "", &text, &r->doc_end) < 0)
 		goto fail;
 	results_piece(r, text);
 	r->projects = store_prep(r->db, STORE_RESULTS_PROJECTS_SQL);
@@ -244,15 +263,15 @@ store_results_read(struct store_results *r, char *buf, size_t max)
 {
 	size_t n = 0;
 
-	while (n < max) {
+	while (n < max && !r->failed) {
 		size_t take;
 
 		if (r->off == r->len) {
 			int rc = results_next(r);
 			if (rc == -1)
 				break;
-			if (rc < 0)
-				return rc;
+			/* what this call wrote goes first; the next says why there is no more */
+			r->failed = rc < 0;
 			continue;
 		}
 		take = r->len - r->off < max - n ? r->len - r->off : max - n;
@@ -260,7 +279,7 @@ store_results_read(struct store_results *r, char *buf, size_t max)
 		r->off += take;
 		n += take;
 	}
-	return (long)n;
+	return n == 0 && r->failed ? -EIO : (long)n;
 }
 
 void
@@ -283,4 +302,5 @@ store_results_close(struct store_results *r)
 	free(r->project_end);
 	free(r->piece);
 	free(r);
+	__atomic_sub_fetch(&results_readers, 1, __ATOMIC_ACQ_REL);
 }

@@ -4,6 +4,7 @@ node serving."""
 import io
 import json
 import os
+import subprocess
 import zipfile
 
 import pytest
@@ -231,3 +232,17 @@ def test_node_still_serving_after_all(bad_node):
     assert js["address"] == bad_node.addr
     st, js = bad_node.get("/evaluation")
     assert st == 200 and isinstance(js["evaluations"], list)
+
+
+def test_a_port_in_use_refuses_the_second_node(node, tmp_path):
+    """Two nodes never share a port: the kernel would split the connections
+    between them (SO_REUSEPORT), and a client's POST and its GET would land
+    on different nodes. The second one says why and exits."""
+    second = Node(tmp_path, port=node.port, name="second")
+    os.makedirs(second.base_dir, exist_ok=True)
+    out = subprocess.run(second.cmd(), stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0, out
+    assert f"cannot listen on {node.addr}" in out.stderr, out.stderr
+    st, js, _ = node.request("GET", "/health")
+    assert st == 200, js

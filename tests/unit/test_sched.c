@@ -140,8 +140,11 @@ test_batch(void **state)
 	/* four slots: a quarter of the work each, rounded up (2.5: three) */
 	batch_keys(eq, 10, 4, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m4 m5");
-	/* eight slots: 1.25, two */
+	/* eight slots: 1.25; two would be past 1.5 times it */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
+	assert_string_equal(got, "m0");
+	/* seven slots: 1.43, two (the last module short of the share is taken) */
+	batch_keys(eq, 10, 7, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m5");
 	/* twelve slots: 0.83, one */
 	batch_keys(eq, 10, 12, 64, got, sizeof(got));
@@ -163,6 +166,15 @@ test_batch(void **state)
 	};
 	batch_keys(two, 3, 2, 64, got, sizeof(got));    /* share 12.5: 17 is past it */
 	assert_string_equal(got, "more");
+
+	/* two long modules under the share: not both in one slot (share 13.25) */
+	struct sched_module longs[] = {
+		{ 0, "a12", 12.0, NULL, 0, 0 }, { 0, "a11", 11.0, NULL, 0, 0 },
+		{ 1, "b1", 10.0, NULL, 0, 0 }, { 1, "b2", 10.0, NULL, 0, 0 },
+		{ 1, "b3", 10.0, NULL, 0, 0 },
+	};
+	batch_keys(longs, 5, 4, 64, got, sizeof(got));
+	assert_string_equal(got, "a12");
 
 	/* a long module goes alone; short ones gather behind another head */
 	struct sched_module mix[] = {
@@ -207,9 +219,9 @@ test_batch(void **state)
 	}
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
 	assert_string_equal(got, "m0 m1 m2 m3 m4 m5 m6 m7 m8 m9");
-	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05: two) */
+	eq[3].measured = 0;     /* one guess among them: balance first (share 0.05: one) */
 	batch_keys(eq, 10, 8, 64, got, sizeof(got));
-	assert_string_equal(got, "m0 m9");
+	assert_string_equal(got, "m0");
 
 	/* modules of projects still being fetched count at the others' mean */
 	{

@@ -170,6 +170,17 @@ test_same_document(void **state)
 	assert_int_equal(store_results_open(f.st, "00000000-0000-4000-8000-000000000000", 1.0,
 	    &r), -ENOENT);
 	assert_null(r);
+	/* readers at once are bounded: the 17th waits for one to close */
+	{
+		struct store_results *open[17];
+		for (int i = 0; i < 16; i++)
+			assert_int_equal(store_results_open(f.st, EVAL_ID, 20.0, &open[i]), 0);
+		assert_int_equal(store_results_open(f.st, EVAL_ID, 20.0, &open[16]), -EBUSY);
+		store_results_close(open[0]);
+		assert_int_equal(store_results_open(f.st, EVAL_ID, 20.0, &open[0]), 0);
+		for (int i = 0; i < 16; i++)
+			store_results_close(open[i]);
+	}
 	fresh_close(&f);
 }
 
