@@ -128,6 +128,7 @@ class Node:
         self.module_timeout = module_timeout
         self.base_dir = str(base_dir)
         self.port = port or free_port()
+        self.port_chosen_here = port is None
         self.addr = f"127.0.0.1:{self.port}"
         self.data_dir = os.path.join(self.base_dir, f"{name}-data")
         self.log_path = os.path.join(self.base_dir, f"{name}.log")
@@ -181,6 +182,15 @@ class Node:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                # free_port() races with the other test workers: another
+                # process may have taken the port between its check and
+                # our bind; a port picked here can be picked again
+                if (self.port_chosen_here and self.starts < 4 and
+                        f"cannot listen on {self.addr}" in self.log_tail(20)):
+                    self.proc = None
+                    self.port = free_port()
+                    self.addr = f"127.0.0.1:{self.port}"
+                    return self.start(ready_timeout)
                 raise AssertionError(
                     f"meshtest exited with {self.proc.returncode} during "
                     f"startup:\n{self.log_tail(80)}")
