@@ -287,21 +287,25 @@ struct slot_ctx {
 	unsigned char *done;
 };
 
+/* Before a result is recorded: its project, and the node's counters. */
 static void
-slot_on_result(void *ctx, size_t i, json_t *result)
+slot_result_note(struct slot_ctx *sc, size_t i, json_t *result)
 {
-	struct slot_ctx *sc = ctx;
-	struct engine *eng = sc->eng;
-	const struct store_claim *c = &sc->run->claims[i];
-	int r;
-
-	json_object_set_new(result, "project_id", json_string(c->project_id));
+	json_object_set_new(result, "project_id", json_string(sc->run->claims[i].project_id));
 	metrics_module_done(json_string_value(json_object_get(result, "outcome")),
 	    (long)json_integer_value(json_object_get(result, "passed")),
 	    (long)json_integer_value(json_object_get(result, "failed")),
 	    (long)json_integer_value(json_object_get(result, "skipped")),
 	    json_number_value(json_object_get(result, "duration")));
-	r = store_record_result(eng->st, c, eng->address, result, util_now());
+}
+
+/* After it was recorded (r: store_record_result's answer). */
+static void
+slot_result_recorded(struct slot_ctx *sc, size_t i, json_t *result, int r)
+{
+	struct engine *eng = sc->eng;
+	const struct store_claim *c = &sc->run->claims[i];
+
 	if (r < 0)
 		log_error("engine: cannot record the result of %s/%s", c->project_id, c->path);
 	else
@@ -333,6 +337,41 @@ slot_on_result(void *ctx, size_t i, json_t *result)
 		    json_string_value(json_object_get(result, "message")), NULL, util_now());
 		engine_changed(eng, c->eval_id);
 	}
+}
+
+static void
+slot_on_result(void *ctx, size_t i, json_t *result)
+{
+	struct slot_ctx *sc = ctx;
+
+	slot_result_note(sc, i, result);
+	slot_result_recorded(sc, i, result, store_record_result(sc->eng->st,
+	    &sc->run->claims[i], sc->eng->address, result, util_now()));
+}
+
+/* A shared session's results, recorded in one transaction. */
+static void
+slot_on_results(void *ctx, const size_t *idx, json_t *const *results, size_t n)
+{
+	struct slot_ctx *sc = ctx;
+	const struct store_claim **c = xcalloc(n, sizeof(*c));
+	json_t **rs = xcalloc(n, sizeof(*rs));
+	int *rec = xcalloc(n, sizeof(*rec));
+
+	for (size_t k = 0; k < n; k++) {
+		slot_result_note(sc, idx[k], results[idx[k]]);
+		c[k] = &sc->run->claims[idx[k]];
+		rs[k] = results[idx[k]];
+	}
+	if (store_record_results(sc->eng->st, c, sc->eng->address, rs, n, util_now(), rec) < 0)
+		for (size_t k = 0; k < n; k++)
+			rec[k] = store_record_result(sc->eng->st, c[k], sc->eng->address, rs[k],
+			    util_now());
+	for (size_t k = 0; k < n; k++)
+		slot_result_recorded(sc, idx[k], rs[k], rec[k]);
+	free(rec);
+	free(rs);
+	free(c);
 }
 
 /* A batch of an evaluation cancelled or deleted here: given back, not run (1). */
@@ -416,6 +455,7 @@ slot_run_batch(struct engine *eng, int slot, struct slot_run *run)
 	b.slot = slot;
 	b.isolation = c0->isolation ? RUNNER_ISOLATION_MODULE : RUNNER_ISOLATION_PROJECT;
 	b.on_result = slot_on_result;
+	b.on_results = slot_on_results;
 	b.ctx = &sc;
 	/* cancelled while its files and environment were prepared: it never starts */
 	if (slot_drop_stopped(eng, slot, run))

@@ -1136,6 +1136,9 @@ runner_run_batch(const struct runner_batch *b)
 				goto out;
 			}
 		}
+		/* the session's results, handed over together (its reruns first) */
+		size_t *done = xcalloc(b->n, sizeof(*done)), ndone = 0;
+
 		reruns = setup_project_reruns(b->project_dir);
 		for (size_t i = 0; i < b->n; i++) {
 			if (results[i] == NULL || delivered[i])
@@ -1143,9 +1146,17 @@ runner_run_batch(const struct runner_batch *b)
 			if (reruns > 0 && rerun_wanted(results[i]) &&
 			    (r = runner_rerun(b->slot, b, lower, b->modules[i], reruns,
 					      &results[i])) < 0)
-				goto out;
-			b->on_result(b->ctx, i, results[i]);
+				break;
+			done[ndone++] = i;
 		}
+		if (b->on_results != NULL && ndone > 1)
+			b->on_results(b->ctx, done, results, ndone);
+		else
+			for (size_t k = 0; k < ndone; k++)
+				b->on_result(b->ctx, done[k], results[done[k]]);
+		free(done);
+		if (r < 0)
+			goto out;
 	}
 	/* one at a time: isolation "module", or what did not finish in the session */
 	for (size_t i = 0; i < b->n; i++) {

@@ -109,6 +109,10 @@ struct runner_batch {
 	/* called once per module, in the slot's thread, when its result is final
 	 * (borrowed: the callback takes a reference to keep it) */
 	void (*on_result)(void *ctx, size_t i, json_t *result);
+	/* optional: the modules idx[0..n) whose results (results[idx[k]]) became
+	 * final together, at a shared session's end, handed over at once (one
+	 * commit); without it, on_result for each */
+	void (*on_results)(void *ctx, const size_t *idx, json_t *const *results, size_t n);
 	void *ctx;
 };
 

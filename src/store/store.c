@@ -1395,38 +1395,54 @@ store_release_module(struct store *st, const struct store_claim *c)
 	return r;
 }
 
-
-int
-store_record_result(struct store *st, const struct store_claim *c, const char *node,
-    json_t *result, double finished)
+/* One result inside the caller's transaction: 1 recorded, 0 a duplicate, -EIO. */
+static int
+store_record_in(sqlite3 *db, const struct store_claim *c, const char *node, json_t *result,
+    double finished)
 {
-	sqlite3 *db = store_db(st);
 	json_t *row;
 	int r;
 
-	if (db == NULL)
-		return -EIO;
 	json_object_set_new(result, "node", json_string(node));
 	json_object_set_new(result, "attempt", json_integer(c->attempt));
 	json_object_set_new(result, "finished_at", json_real(finished));
 	row = json_pack("{s:i, s:s, s:s, s:i, s:f, s:O}", "project_idx", c->project_idx,
 	    "path", c->path, "node", node, "attempt", c->attempt, "finished_at", finished,
 	    "body", result);
-	if (row == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0) {
-		json_decref(row);
+	if (row == NULL)
 		return -EIO;
-	}
 	/* The same rule as for results from other nodes. */
 	r = store_sync_merge_result(db, c->eval_id, row);
 	json_decref(row);
-	if (r < 0)
-		goto fail;
 	/* A duplicate changes nothing, not even the time of the last event. */
 	if (r == 1 && store_touch_eval(db, c->eval_id, finished) < 0)
-		goto fail;
+		return -EIO;
+	return r < 0 ? -EIO : r;
+}
+
+int
+store_record_result(struct store *st, const struct store_claim *c, const char *node,
+    json_t *result, double finished)
+{
+	int r;
+
+	return store_record_results(st, &c, node, &result, 1, finished, &r) < 0 ? -EIO : r;
+}
+
+int
+store_record_results(struct store *st, const struct store_claim *const *c, const char *node,
+    json_t *const *results, size_t n, double finished, int *out)
+{
+	sqlite3 *db = store_db(st);
+
+	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		if ((out[i] = store_record_in(db, c[i], node, results[i], finished)) < 0)
+			goto fail;
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;
-	return r;
+	return 0;
 fail:
 	store_exec(db, "ROLLBACK");
 	return -EIO;

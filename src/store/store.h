@@ -253,6 +253,13 @@ int store_release_module(struct store *st, const struct store_claim *c);
  */
 int store_record_result(struct store *st, const struct store_claim *c, const char *node,
     json_t *result, double finished);
+/*
+ * The same for n results in one transaction (one commit for a session's
+ * modules): out[i] is what store_record_result would return for each. 0, or
+ * -EIO with nothing recorded.
+ */
+int store_record_results(struct store *st, const struct store_claim *const *c, const char *node,
+    json_t *const *results, size_t n, double finished, int *out);
 /* After a crash: modules this node was running go back to pending. */
 int store_requeue_running(struct store *st, const char *node);
 /* 1 if any module is pending on a ready project. */

@@ -411,6 +411,65 @@ test_claim_cost_does_not_grow(void **state)
 	assert_true(rec_big < 2 * rec_small);
 }
 
+static int commits;
+
+static int
+count_commit(void *arg)
+{
+	(void)arg;
+	commits++;
+	return 0;   /* go on with the commit */
+}
+
+/* A shared session's results: one commit for all of them, each counted as alone. */
+static void
+test_session_results_commit_once(void **state)
+{
+	struct fresh a;
+	struct store_claim c[5];
+	const struct store_claim *cp[5];
+	json_t *r[5];
+	int out[5];
+
+	(void)state;
+	fresh_open(&a);
+	make_eval(a.st, 8);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(helper_claim(a.st, "n1:1", &c[i]), 1);
+		cp[i] = &c[i];
+		r[i] = result(i, 1);
+	}
+	sqlite3_commit_hook(store_db(a.st), count_commit, NULL);
+	commits = 0;
+	assert_int_equal(store_record_results(a.st, cp, "n1:1", r, 5, 9.0, out), 0);
+	assert_int_equal(commits, 1);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(out[i], 1);
+	/* the same again: kept as they were, in one commit too */
+	commits = 0;
+	assert_int_equal(store_record_results(a.st, cp, "n1:1", r, 5, 10.0, out), 0);
+	assert_int_equal(commits, 1);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(out[i], 0);
+	/* one at a time: a commit each */
+	commits = 0;
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(store_record_result(a.st, cp[i], "n1:1", r[i], 11.0), 0);
+	assert_int_equal(commits, 5);
+	sqlite3_commit_hook(store_db(a.st), NULL, NULL);
+	{
+		json_t *doc = store_eval_status(a.st, EVAL_ID, 20.0);
+		assert_int_equal(json_integer_value(json_object_get(doc, "executed")), 5);
+		/* 0 + 1 + 2 + 3 + 4 passed, one failed each */
+		assert_int_equal(json_integer_value(json_object_get(doc, "passed")), 10);
+		assert_int_equal(json_integer_value(json_object_get(doc, "failed")), 5);
+		json_decref(doc);
+	}
+	for (int i = 0; i < 5; i++)
+		json_decref(r[i]);
+	fresh_close(&a);
+}
+
 /* The serialized status is the JSON document, kept current across changes. */
 static void
 assert_text_is_status(struct store *st, double now)
@@ -550,6 +609,7 @@ main(void)
 		cmocka_unit_test(test_planned_module_stays_dropped),
 		cmocka_unit_test(test_status_text_follows_changes),
 		cmocka_unit_test(test_claim_cost_does_not_grow),
+		cmocka_unit_test(test_session_results_commit_once),
 		cmocka_unit_test(test_previous_release_database),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
