@@ -42,27 +42,16 @@ peer_protocol_check(const char *value, char *why, size_t whylen)
 	return -EPROTO;
 }
 
-/* The answer's MAC is good: over its body in memory, or in the answer file. */
-static int
-peer_answer_signed(const struct http_response *resp, const char *nonce,
-    const struct http_client_files *files)
-{
-	char sha[SHA256_HEX_LEN];
-
-	if (files == NULL || files->answer_fd < 0)
-		return auth_check_answer(resp->status, nonce, resp->body, resp->len, resp->mac);
-	return util_sha256_fd_hex(files->answer_fd, sha) == 0 &&
-	    auth_check_answer_sha(resp->status, nonce, sha, resp->mac);
-}
-
 /*
  * Every internal request: body in memory (body, len), or from files
- * (files: body_fd with body_sha, its hash, and/or answer_fd).
+ * (files: body_fd with body_sha, its hash, and/or answer_fd, whose hash goes
+ * to answer_sha: computed once, for the MAC and for the caller).
  */
 static int
 peer_do(const char *addr, const char *method, const char *path, const void *body,
     size_t len, const struct http_client_files *files, const char *body_sha,
-    const char *content_type, double timeout, size_t max_answer, struct http_response *resp)
+    const char *content_type, double timeout, size_t max_answer, struct http_response *resp,
+    char *answer_sha)
 {
 	const char *headers[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
 	char err[256] = "", t[32], nonce[AUTH_NONCE_HEX], mac[AUTH_MAC_HEX];
@@ -95,6 +84,11 @@ peer_do(const char *addr, const char *method, const char *path, const void *body
 	    max_answer, resp, err, sizeof(err)) :
 	    http_client_request_tls(http_tls_client(), method, url, headers, body, len,
 	    timeout, max_answer, resp, err, sizeof(err));
+	if (r == 0 && answer_sha != NULL && util_sha256_fd_hex(files->answer_fd, answer_sha) < 0) {
+		snprintf(err, sizeof(err), "cannot read back the answer: %s", strerror(errno));
+		http_response_free(resp);
+		r = -EIO;
+	}
 	if (r == 0 && resp->status == 409 && resp->body != NULL &&
 	    strstr(resp->body, "node protocol version") != NULL)
 		log_error("peer: %s refused %s %s: %s", addr, method, path, resp->body);
@@ -103,7 +97,9 @@ peer_do(const char *addr, const char *method, const char *path, const void *body
 		http_tls_peer_failed(err);
 	} else if (r < 0) {
 		log_debug("peer: %s %s: %s", method, url, err);
-	} else if (signed_req && !peer_answer_signed(resp, nonce, files)) {
+	} else if (signed_req && !(answer_sha != NULL ?
+	    auth_check_answer_sha(resp->status, nonce, answer_sha, resp->mac) :
+	    auth_check_answer(resp->status, nonce, resp->body, resp->len, resp->mac))) {
 		/* ...and so is every answer: a forged one is not believed. */
 		log_warn("peer: %s %s: refused a forged or unsigned answer (status %ld)", method,
 		    url, resp->status);
@@ -124,13 +120,13 @@ peer_request_raw(const char *addr, const char *method, const char *path,
     size_t max_answer, struct http_response *resp)
 {
 	return peer_do(addr, method, path, body, len, NULL, NULL, content_type, timeout,
-	    max_answer, resp);
+	    max_answer, resp, NULL);
 }
 
 int
 peer_request_files(const char *addr, const char *method, const char *path, int body_fd,
     const char *body_sha, const char *content_type, int answer_fd, double timeout,
-    size_t max_answer, struct http_response *resp)
+    size_t max_answer, struct http_response *resp, char *answer_sha)
 {
 	struct http_client_files files = { body_fd, 0, answer_fd };
 	char empty[SHA256_HEX_LEN];
@@ -146,7 +142,7 @@ peer_request_files(const char *addr, const char *method, const char *path, int b
 		body_sha = empty;
 	}
 	return peer_do(addr, method, path, NULL, 0, &files, body_sha, content_type, timeout,
-	    max_answer, resp);
+	    max_answer, resp, answer_fd >= 0 ? answer_sha : NULL);
 }
 
 int

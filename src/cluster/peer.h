@@ -52,13 +52,15 @@ int peer_request_raw(const char *addr, const char *method, const char *path,
 
 /*
  * The same with files, never whole in memory: the body, when body_fd >= 0,
- * read from it (a file opened for this, read whole; body_sha is its SHA-256 in hex,
- * which the request's MAC covers), and the answer's body, when answer_fd >=
- * 0, written to it (resp->body is then ""; its MAC is checked over what the
- * file holds from its start, so it must be open for reading too).
+ * read from it (a file opened for this, read whole; body_sha is its SHA-256
+ * in hex, which the request's MAC covers), and the answer's body, when
+ * answer_fd >= 0, written to it (resp->body is then ""). The answer file,
+ * open for reading too, is hashed once from its start into answer_sha
+ * (SHA256_HEX_LEN bytes; NULL without answer_fd), and its MAC is checked
+ * over that hash.
  */
 int peer_request_files(const char *addr, const char *method, const char *path, int body_fd,
     const char *body_sha, const char *content_type, int answer_fd, double timeout,
-    size_t max_answer, struct http_response *resp);
+    size_t max_answer, struct http_response *resp, char *answer_sha);
 
 #endif

@@ -205,18 +205,16 @@ tmp_name(const char *blobs_dir)
 	return xasprintf("%s/.tmp-%s", blobs_dir, rnd);
 }
 
-int
-blob_adopt(const char *blobs_dir, const char *path, const char *digest)
+/* blob_adopt with the file's hash known (got): checked against digest, then moved. */
+static int
+blob_adopt_hashed(const char *blobs_dir, const char *path, const char *digest,
+    const char *got)
 {
-	char got[SHA256_HEX_LEN];
 	char *dst;
-	int r;
+	int r = 0;
 
 	if (!blob_digest_valid(digest))
 		return -EINVAL;
-	r = file_sha256(path, got);
-	if (r < 0)
-		return r;
 	if (strcmp(got, digest) != 0) {
 		unlink(path);
 		return -EBADMSG;
@@ -227,6 +225,15 @@ blob_adopt(const char *blobs_dir, const char *path, const char *digest)
 		r = -errno;
 	free(dst);
 	return r;
+}
+
+int
+blob_adopt(const char *blobs_dir, const char *path, const char *digest)
+{
+	char got[SHA256_HEX_LEN];
+	int r = file_sha256(path, got);
+
+	return r < 0 ? r : blob_adopt_hashed(blobs_dir, path, digest, got);
 }
 
 int
@@ -275,7 +282,7 @@ blob_fetch(const char *blobs_dir, const char *digest, char *const *peers, size_t
 	/* written to a file of its own as it comes, never whole in memory */
 	for (size_t i = 0; i < npeers && r < 0; i++) {
 		struct http_response resp;
-		char *tmp = tmp_name(blobs_dir);
+		char *tmp = tmp_name(blobs_dir), got[SHA256_HEX_LEN];
 		/* read too: the answer's MAC is checked over what the file holds */
 		int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 
@@ -286,15 +293,16 @@ blob_fetch(const char *blobs_dir, const char *digest, char *const *peers, size_t
 			break;
 		}
 		r = peer_request_files(peers[i], "GET", path, -1, NULL, NULL, fd, BLOB_TIMEOUT,
-		    max_bytes, &resp);
+		    max_bytes, &resp, got);
 		if (r == 0 && resp.status != 200)
 			r = -ENOENT;
 		if (r == 0)
 			metrics_add(METRICS_BLOB_RECEIVED_BYTES, resp.len);
 		http_response_free(&resp);
 		close(fd);
+		/* hashed once as it was read back, for its MAC: that is the digest to check */
 		if (r == 0)
-			r = blob_adopt(blobs_dir, tmp, digest);
+			r = blob_adopt_hashed(blobs_dir, tmp, digest, got);
 		if (r < 0 && r != -ENOENT)
 			log_warn("blob: %.12s from %s: %s", digest, peers[i], strerror(-r));
 		if (r < 0)
@@ -322,7 +330,7 @@ blob_push(const char *blobs_dir, const char *digest, const char *peer, size_t ma
 		r = -EFBIG;
 	if (r == 0) {
 		r = peer_request_files(peer, "PUT", path, fd, digest, "application/zip", -1,
-		    BLOB_TIMEOUT, 4096, &resp);
+		    BLOB_TIMEOUT, 4096, &resp, NULL);
 		if (r == 0)
 			metrics_add(METRICS_BLOB_SENT_BYTES, (uint64_t)sb.st_size);
 		if (r == 0 && resp.status != 200 && resp.status != 201)

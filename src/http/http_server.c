@@ -120,7 +120,7 @@ struct http_request {
 	struct http_stream *answer_stream; /* http_request_respond_stream */
 	size_t answer_len;
 	EVP_MD_CTX *body_sha;    /* over every body byte, for the cluster MAC */
-	double arrived;          /* util_now() when its headers came: the MAC's time is checked against it */
+	double arrived;          /* util_now() when its headers came (the MAC's time) */
 	char nonce[AUTH_NONCE_HEX]; /* of a request with a good MAC: sign the answer */
 };
 
