@@ -21,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/util.h"
+#include "engine/blob.h"
 #include "http/http_client.h"
 
 static struct MHD_Daemon *daemon_;
@@ -79,6 +80,35 @@ reply(struct MHD_Connection *conn, unsigned status, const char *ct,
 	return ret;
 }
 
+/*
+ * A peer's /blob/<digest>: GOOD_BLOB under its own digest, other bytes under
+ * the digest of EXPECTED_BLOB (a forged or corrupted copy); a PUT is kept in
+ * put_body.
+ */
+#define GOOD_BLOB "the project's files, zipped"
+#define EXPECTED_BLOB "what the digest names"
+static char put_body[256];
+
+static enum MHD_Result
+blob_reply(struct MHD_Connection *conn, const char *method, const char *digest,
+	   const struct req *r)
+{
+	char good[SHA256_HEX_LEN], expected[SHA256_HEX_LEN];
+
+	util_sha256_hex(GOOD_BLOB, strlen(GOOD_BLOB), good);
+	util_sha256_hex(EXPECTED_BLOB, strlen(EXPECTED_BLOB), expected);
+	if (strcmp(method, "PUT") == 0) {
+		snprintf(put_body, sizeof(put_body), "%s:%.*s", digest,
+			 (int)r->body.len, r->body.data ? r->body.data : "");
+		return reply(conn, 201, "application/json", "{}", 2);
+	}
+	if (strcmp(digest, good) == 0)
+		return reply(conn, 200, "application/zip", GOOD_BLOB, strlen(GOOD_BLOB));
+	if (strcmp(digest, expected) == 0)
+		return reply(conn, 200, "application/zip", "forged bytes", 12);
+	return reply(conn, 404, "application/json", "{}", 2);
+}
+
 static enum MHD_Result
 handler(void *cls, struct MHD_Connection *conn, const char *url,
 	const char *method, const char *version, const char *upload_data,
@@ -106,6 +136,8 @@ handler(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (strncmp(url, "/blob/", 6) == 0)
+		return blob_reply(conn, method, url + 6, r);
 	if (strcmp(url, "/hello") == 0)
 		return reply(conn, 200, "text/plain", "hello", 5);
 	if (strcmp(url, "/echo") == 0) {
@@ -448,6 +480,69 @@ test_threads(void **state)
 	free(url);
 }
 
+/* How many files a folder holds (but . and ..). */
+static int
+files_in(const char *dir)
+{
+	char *cmd = xasprintf("ls -A %s | wc -l", dir);
+	FILE *f = popen(cmd, "r");
+	int n = -1;
+
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &n), 1);
+	pclose(f);
+	free(cmd);
+	return n;
+}
+
+/* Blobs go to and come from a peer through files, and a wrong copy is never kept. */
+static void
+test_blob_fetch_and_push(void **state)
+{
+	char dir[] = "/tmp/meshtest-blob-XXXXXX", good[SHA256_HEX_LEN];
+	char expected[SHA256_HEX_LEN], missing[SHA256_HEX_LEN], err[256];
+	char *peer = xasprintf("127.0.0.1:%u", port_), *peers[] = { peer }, *data = NULL;
+	char *want;
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	util_sha256_hex(GOOD_BLOB, strlen(GOOD_BLOB), good);
+	util_sha256_hex(EXPECTED_BLOB, strlen(EXPECTED_BLOB), expected);
+	util_sha256_hex("nobody has it", 13, missing);
+	/* a good copy: kept under its digest, nothing else left */
+	assert_int_equal(blob_fetch(dir, good, peers, 1, 1 << 20, err, sizeof(err)), 0);
+	assert_true(blob_has(dir, good));
+	{
+		char *path = blob_path(dir, good);
+		assert_int_equal(util_read_file(path, 1 << 20, &data, &len), 0);
+		assert_int_equal(len, strlen(GOOD_BLOB));
+		assert_memory_equal(data, GOOD_BLOB, len);
+		free(data);
+		free(path);
+	}
+	assert_int_equal(files_in(dir), 1);
+	/* bytes that are not what the digest names: refused, no file left */
+	assert_int_equal(blob_fetch(dir, expected, peers, 1, 1 << 20, err, sizeof(err)),
+			 -EBADMSG);
+	assert_false(blob_has(dir, expected));
+	/* nobody has it: the error says so */
+	assert_true(blob_fetch(dir, missing, peers, 1, 1 << 20, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "no live node has the project's files"));
+	/* longer than allowed: refused while it comes, its part removed */
+	assert_int_equal(blob_fetch(dir, good, peers, 1, 4, err, sizeof(err)), -EFBIG);
+	assert_int_equal(files_in(dir), 1);
+	/* a push sends the file as it is, under its digest */
+	assert_int_equal(blob_push(dir, good, peer, 1 << 20), 0);
+	want = xasprintf("%s:%s", good, GOOD_BLOB);
+	assert_string_equal(put_body, want);
+	free(want);
+	assert_int_equal(blob_push(dir, good, peer, 4), -EFBIG);
+	assert_true(blob_push(dir, expected, peer, 1 << 20) < 0);   /* not here */
+	util_rm_rf(dir);
+	free(peer);
+}
+
 int
 main(void)
 {
@@ -461,6 +556,7 @@ main(void)
 		cmocka_unit_test(test_bad_url),
 		cmocka_unit_test(test_post_file),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_blob_fetch_and_push),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
