@@ -128,6 +128,7 @@ gossip_probe_main(void *arg)
 	int r;
 	enum membership_result res = MEMBERSHIP_FAIL;
 
+	util_thread_name("probe");
 	r = peer_request(job->a.to, "POST", GOSSIP_PATH, job->a.msg, job->a.timeout, &answer,
 	    &status);
 	pthread_mutex_lock(&g->mu);
@@ -207,6 +208,7 @@ gossip_tick_main(void *arg)
 	struct membership_action actions[GOSSIP_MAX_ACTIONS];
 	struct membership_event ev[32];
 
+	util_thread_name("gossip");
 	for (;;) {
 		size_t n, nev;
 		int stop;
@@ -233,6 +235,7 @@ gossip_fetch_main(void *arg)
 {
 	struct gossip_fetch *f = arg;
 
+	util_thread_name("gossip-fetch");
 	f->r = peer_request(f->addr, f->method, f->path, f->body, f->timeout, &f->answer,
 	    &f->status);
 	return NULL;

@@ -179,6 +179,8 @@ replica_sender_main(void *arg)
 {
 	struct replica_sender *s = arg;
 
+	if (s->first > 0)       /* the first sender is the replica's own thread */
+		util_thread_name("push");
 	for (size_t k = s->first; k < s->npeers; k += REPLICA_FANOUT) {
 		long status = 0;
 		int r = replica_post_text(s->peers[k], s->path, s->text, s->len, REPLICA_TIMEOUT,
@@ -469,6 +471,7 @@ replica_main(void *arg)
 	double next_ae = util_mono() + 0.5;
 	int more = 1;   /* a change log left from before a restart is pushed first */
 
+	util_thread_name("replica");
 	for (;;) {
 		int now_all;
 

@@ -104,6 +104,7 @@ diskuse_main(void *arg)
 {
 	struct diskuse *d = arg;
 
+	util_thread_name("diskuse");
 	pthread_mutex_lock(&d->lock);
 	for (;;) {
 		uint64_t bytes = 0;

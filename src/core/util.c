@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,15 @@ util_mono(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+util_thread_name(const char *role)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "mt-%s", role);
+	pthread_setname_np(pthread_self(), name);
 }
 
 void

@@ -19,6 +19,12 @@ double util_mono(void);
 void util_sleep(double seconds);
 
 /*
+ * Name the calling thread "mt-<role>" (15 characters at most, cut), so that
+ * top -H, ps -L and perf tell a node's threads apart.
+ */
+void util_thread_name(const char *role);
+
+/*
  * An ISO 8601 time: YYYY-MM-DD, optionally THH:MM[:SS[.fff]] (or a space
  * for T), then Z, +HH:MM, -HH:MM, +HHMM or nothing (UTC). Seconds since the
  * epoch into *out; 0, or -EINVAL.

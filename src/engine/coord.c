@@ -370,6 +370,7 @@ coord_main(void *arg)
 {
 	struct engine *eng = arg;
 
+	util_thread_name("coord");
 	while (!engine_is_stopping(eng)) {
 		struct store_work *work = NULL;
 		struct store_id *mine = NULL;

@@ -533,6 +533,7 @@ fetchq_main(void *arg)
 	struct engine *eng = arg;
 	struct fetch_item *it;
 
+	util_thread_name("fetch");
 	while ((it = fetchq_dequeue(eng)) != NULL) {
 		fetchq_one(eng, it);
 		fetchq_done(eng, it);

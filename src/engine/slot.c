@@ -509,6 +509,7 @@ slot_main(void *arg)
 	struct engine *eng = sa->eng;
 	struct slot_run *run = xcalloc(1, sizeof(*run));
 
+	util_thread_name("slot");
 	for (;;) {
 		unsigned seq;
 

@@ -353,6 +353,7 @@ stream_waker(void *arg)
 {
 	struct http_server *srv = arg;
 
+	util_thread_name("stream");
 	pthread_mutex_lock(&srv->streams_lock);
 	while (!srv->stopping) {
 		struct timespec ts;

@@ -424,6 +424,14 @@ store_db(struct store *st)
 	 * SQLite's 2 MiB) bounds the node's memory; the OS caches the file.
 	 */
 	sqlite3_exec(db, "PRAGMA cache_size=-512;", NULL, NULL, NULL);
+	/*
+	 * A statement inside a transaction keeps a journal of the pages it
+	 * changes, to undo itself alone; a result's insert and its triggers
+	 * change more than SQLite's 64 KiB, which then spills to a temporary
+	 * file (26 writes per module). Statement journals and sorts are a few
+	 * pages each: they stay in memory.
+	 */
+	sqlite3_exec(db, "PRAGMA temp_store=MEMORY;", NULL, NULL, NULL);
 	pthread_setspecific(st->key, db);
 	if (store_tl_stmts == NULL) {
 		store_tl_stmts = xcalloc(1, sizeof(*store_tl_stmts));

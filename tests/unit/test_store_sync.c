@@ -458,6 +458,16 @@ test_session_results_commit_once(void **state)
 	assert_int_equal(commits, 5);
 	sqlite3_commit_hook(store_db(a.st), NULL, NULL);
 	{
+		/* statement journals stay in memory: no temporary file per result */
+		sqlite3_stmt *q;
+
+		assert_int_equal(sqlite3_prepare_v2(store_db(a.st), "PRAGMA temp_store", -1, &q,
+		    NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(q, 0), 2);
+		sqlite3_finalize(q);
+	}
+	{
 		json_t *doc = store_eval_status(a.st, EVAL_ID, 20.0);
 		assert_int_equal(json_integer_value(json_object_get(doc, "executed")), 5);
 		/* 0 + 1 + 2 + 3 + 4 passed, one failed each */
