@@ -220,9 +220,7 @@ get_evaluation(struct http_request *req, void *ctx, int *status)
 static long
 results_fill(void *ctx, char *buf, size_t max)
 {
-	long n = store_results_read(ctx, buf, max);
-
-	return n > 0 ? n : n == 0 ? -1 : HTTP_STREAM_FAILED;
+	return http_stream_from_read(store_results_read(ctx, buf, max));
 }
 
 static void

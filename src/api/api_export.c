@@ -3,9 +3,10 @@
  * [&project=<project_id>]: an evaluation's results as a CSV gradebook,
  * JUnit XML or Gradescope results.json.
  *
- * The formats are export.c's; this file checks the request and answers
- * from the /results document of the local store (results are replicated to
- * every node, so any node answers). Runs on the HTTP server's threads.
+ * The formats are export.c's; this file checks the request and streams the
+ * answer from the local store a project at a time (export_stream.c; results
+ * are replicated to every node, so any node answers). Runs on the HTTP
+ * server's threads.
  */
 #include "api/api.h"
 
@@ -16,6 +17,7 @@
 #include "core/util.h"
 #include "engine/engine.h"
 #include "export/export.h"
+#include "export/export_stream.h"
 #include "store/store.h"
 
 /* What the client sent, fit to quote in an error message: "" when it is not. */
@@ -29,17 +31,29 @@ api_export_quotable(const char *s)
 	return ok ? s : "";
 }
 
+/* http_stream_fill of an export: the stream's reader; an error cuts the answer. */
+static long
+export_fill(void *ctx, char *buf, size_t max)
+{
+	return http_stream_from_read(export_stream_read(ctx, buf, max));
+}
+
+static void
+export_done(void *ctx)
+{
+	export_stream_close(ctx);
+}
+
+/* Streamed as it is read from the store: one project in memory at a time. */
 static json_t *
 get_export(struct http_request *req, void *ctx, int *status)
 {
 	const char *id = http_request_param(req, 0);
 	const char *format = http_request_query(req, "format");
 	const char *project = http_request_query(req, "project");
+	struct export_stream *s = NULL;
 	enum export_format f;
-	json_t *results = NULL;
-	char *text = NULL;
-	size_t len = 0;
-	int r;
+	int r = -ENOENT;
 
 	if (format == NULL || format[0] == '\0')
 		return http_error(status, 400, "missing format: use format="
@@ -48,17 +62,23 @@ get_export(struct http_request *req, void *ctx, int *status)
 		return http_error(status, 400, "unknown format '%s': use "
 		    EXPORT_FORMAT_NAMES, api_export_quotable(format));
 	if (util_is_uuid(id))
-		results = store_eval_results(engine_store(api_engine(ctx)), id, util_now());
-	if (results == NULL)
-		return http_error(status, 404, "not found");
-	r = export_render(results, f, project, &text, &len);
-	json_decref(results);
+		r = export_stream_open(engine_store(api_engine(ctx)), id, f, project, &s);
 	if (r == -ENOENT)
+		return http_error(status, 404, "not found");
+	if (r == -ENODATA)
 		return http_error(status, 404, "no project '%s' in evaluation %s",
 		    api_export_quotable(project), id);
+	if (r == -EBUSY)
+		return http_error(status, 503, "too many results being read on this node;"
+		    " try again later");
 	if (r < 0)
-		return http_error(status, 500, "cannot build the export: %s", strerror(-r));
-	http_request_respond_text(req, text, len, export_content_type(f));
+		return http_error(status, 500, "cannot read the evaluation's results");
+	if (http_request_respond_stream(req, export_content_type(f), export_fill, export_done,
+	    s) < 0) {
+		export_stream_close(s);
+		return http_error(status, 503, "too many streamed answers open on this node;"
+		    " try again later");
+	}
 	*status = 200;
 	return NULL;
 }

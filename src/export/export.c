@@ -322,30 +322,21 @@ export_csv_text(struct export_out *o, const char *s)
 		out_add(o, "\"", 1);
 }
 
-char *
-export_csv(const json_t *results, size_t *len)
+/* One project's row of the gradebook. */
+static void
+export_csv_row(struct export_out *o, const json_t *p)
 {
-	const json_t *projects = json_object_get(results, "projects");
-	struct export_out o = { .err = 0 };
-	size_t i;
-	json_t *p;
+	const char *pid = export_str(p, "project_id");
+	const char *error = export_str(p, "error");
+	long long passed = export_int(p, "passed"), failed = export_int(p, "failed");
 
-	buf_init(&o.b, EXPORT_MAX);
-	out_str(&o, "id,passed,failed,skipped,percent,grade,error\r\n");
-	json_array_foreach(projects, i, p) {
-		const char *pid = export_str(p, "project_id");
-		const char *error = export_str(p, "error");
-		long long passed = export_int(p, "passed"), failed = export_int(p, "failed");
-
-		export_csv_text(&o, pid != NULL ? pid : "");
-		/* numbers are ours: never neutralised, so they stay numbers */
-		out_printf(&o, ",%lld,%lld,%lld,%.2f,%.2f,", passed, failed,
-		    export_int(p, "skipped"), score_percent((long)passed, (long)(passed + failed)),
-		    json_number_value(json_object_get(p, "grade")));
-		export_csv_text(&o, error != NULL ? error : "");
-		out_str(&o, "\r\n");
-	}
-	return out_finish(&o, len);
+	export_csv_text(o, pid != NULL ? pid : "");
+	/* numbers are ours: never neutralised, so they stay numbers */
+	out_printf(o, ",%lld,%lld,%lld,%.2f,%.2f,", passed, failed, export_int(p, "skipped"),
+	    score_percent((long)passed, (long)(passed + failed)),
+	    json_number_value(json_object_get(p, "grade")));
+	export_csv_text(o, error != NULL ? error : "");
+	out_str(o, "\r\n");
 }
 
 /* ---- JUnit XML ----------------------------------------------------------- */
@@ -442,13 +433,8 @@ export_test_kind(const json_t *t)
 	return EXPORT_PASS;
 }
 
-struct export_counts {
-	long long tests, failures, errors, skipped;
-	double time;
-};
-
 static void
-export_count_module(const json_t *m, struct export_counts *c)
+export_count_module(const json_t *m, struct export_totals *c)
 {
 	const json_t *tests = json_object_get(m, "tests");
 	size_t i;
@@ -552,7 +538,7 @@ export_junit_outcome(struct export_out *o, const char *tag, const char *message,
 static void
 export_junit_module(struct export_out *o, const char *project, const json_t *m)
 {
-	struct export_counts c = { 0, 0, 0, 0, 0.0 };
+	struct export_totals c = { 0, 0, 0, 0, 0.0 };
 	const json_t *tests = json_object_get(m, "tests");
 	const char *node = export_str(m, "node");
 	const char *stdout_text = export_str(m, "stdout");
@@ -616,46 +602,48 @@ export_junit_project_error(struct export_out *o, const char *project, const char
 	out_str(o, "    </testcase>\n  </testsuite>\n");
 }
 
-char *
-export_junit(const json_t *results, size_t *len)
+void
+export_totals_add(struct export_totals *t, const json_t *project)
 {
-	const json_t *projects = json_object_get(results, "projects");
-	struct export_counts all = { 0, 0, 0, 0, 0.0 };
-	struct export_out o = { .err = 0 };
-	const char *id = export_str(results, "id");
-	char *name;
-	size_t i, k;
-	json_t *p, *m;
+	size_t k;
+	json_t *m;
 
-	/* the root's totals come first: count before writing */
-	json_array_foreach(projects, i, p) {
-		if (export_str(p, "error") != NULL)
-			all.tests++, all.errors++;
-		json_array_foreach(json_object_get(p, "modules"), k, m)
-			if (export_module_done(m))
-				export_count_module(m, &all);
-	}
-	buf_init(&o.b, EXPORT_MAX);
-	out_str(&o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites");
-	name = xasprintf("meshtest evaluation %s", id != NULL ? id : "");
-	export_xml_attr(&o, "name", name);
+	if (export_str(project, "error") != NULL)
+		t->tests++, t->errors++;
+	json_array_foreach(json_object_get(project, "modules"), k, m)
+		if (export_module_done(m))
+			export_count_module(m, t);
+}
+
+/* The root element, with the totals of every project that follows. */
+static void
+export_junit_head(struct export_out *o, const char *eval_id, const struct export_totals *all)
+{
+	char *name = xasprintf("meshtest evaluation %s", eval_id != NULL ? eval_id : "");
+
+	out_str(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites");
+	export_xml_attr(o, "name", name);
 	free(name);
-	out_printf(&o, " tests=\"%lld\" failures=\"%lld\" errors=\"%lld\" time=\"%.3f\">\n",
-	    all.tests, all.failures, all.errors, all.time);
-	json_array_foreach(projects, i, p) {
-		const char *pid = export_str(p, "project_id");
-		const char *error = export_str(p, "error");
+	out_printf(o, " tests=\"%lld\" failures=\"%lld\" errors=\"%lld\" time=\"%.3f\">\n",
+	    all->tests, all->failures, all->errors, all->time);
+}
 
-		if (pid == NULL)
-			pid = "";
-		if (error != NULL)
-			export_junit_project_error(&o, pid, error);
-		json_array_foreach(json_object_get(p, "modules"), k, m)
-			if (export_module_done(m))
-				export_junit_module(&o, pid, m);
-	}
-	out_str(&o, "</testsuites>\n");
-	return out_finish(&o, len);
+/* A project's error, if it has one, then a <testsuite> per module with a result. */
+static void
+export_junit_project(struct export_out *o, const json_t *p)
+{
+	const char *pid = export_str(p, "project_id");
+	const char *error = export_str(p, "error");
+	size_t k;
+	json_t *m;
+
+	if (pid == NULL)
+		pid = "";
+	if (error != NULL)
+		export_junit_project_error(o, pid, error);
+	json_array_foreach(json_object_get(p, "modules"), k, m)
+		if (export_module_done(m))
+			export_junit_module(o, pid, m);
 }
 
 /* ---- Gradescope ---------------------------------------------------------- */
@@ -723,69 +711,171 @@ export_gradescope_project(const json_t *project)
 	return doc;
 }
 
-/* ---- one entry point ------------------------------------------------------ */
-
-/* {"projects": {"<id>": <results.json>, ...}} in the order of results. */
-static json_t *
-export_gradescope_all(const json_t *results)
+/*
+ * text with every line after the first indented by n more spaces: a
+ * document jansson wrote with JSON_INDENT(2), moved n levels deeper. A line
+ * break inside a string is escaped, so every raw one is the layout's.
+ */
+static void
+export_indented(struct export_out *o, const char *text, int n)
 {
-	json_t *all = json_object(), *p;
-	size_t i;
-
-	json_array_foreach(json_object_get(results, "projects"), i, p) {
-		const char *pid = export_str(p, "project_id");
-
-		if (pid != NULL)
-			json_object_set_new(all, pid, export_gradescope_project(p));
+	for (const char *p = text, *nl; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (nl == NULL) {
+			out_str(o, p);
+			return;
+		}
+		out_add(o, p, (size_t)(nl - p) + 1);
+		out_printf(o, "%*s", n, "");
 	}
-	return json_pack("{s:o}", "projects", all);
+}
+
+/*
+ * One project of {"projects": {"<id>": <results.json>, ...}} as jansson
+ * writes the whole document with JSON_INDENT(2), or, in the export of one
+ * project, its results.json alone. 1 when it wrote an entry; a project
+ * without an id has none.
+ */
+static int
+export_gradescope_piece(struct export_out *o, const struct export_writer *w, const json_t *p)
+{
+	const char *pid = export_str(p, "project_id");
+	json_t *doc, *key;
+	char *text, *name = NULL;
+
+	if (pid == NULL && !w->one)
+		return 0;
+	doc = export_gradescope_project(p);
+	text = json_dumps(doc, JSON_INDENT(2));
+	json_decref(doc);
+	if (!w->one) {
+		key = json_string(pid);
+		name = json_dumps(key, JSON_ENCODE_ANY);
+		json_decref(key);
+	}
+	if (text == NULL || (!w->one && name == NULL)) {
+		if (o->err == 0)
+			o->err = -ENOMEM;
+	} else if (w->one) {
+		out_str(o, text);
+		out_str(o, "\n");      /* a file ends with a newline */
+	} else {
+		out_printf(o, "%s\n    %s: ", w->written > 0 ? "," : "", name);
+		export_indented(o, text, 4);
+	}
+	free(text);
+	free(name);
+	return 1;
+}
+
+/* ---- the writer ----------------------------------------------------------- */
+
+static void
+export_begin(struct export_out *o)
+{
+	o->err = 0;
+	buf_init(&o->b, EXPORT_MAX);
+}
+
+char *
+export_write_head(struct export_writer *w, size_t *len)
+{
+	struct export_out o;
+
+	export_begin(&o);
+	switch (w->format) {
+	case EXPORT_CSV:
+		out_str(&o, "id,passed,failed,skipped,percent,grade,error\r\n");
+		break;
+	case EXPORT_JUNIT:
+		export_junit_head(&o, w->eval_id, &w->totals);
+		break;
+	case EXPORT_GRADESCOPE:
+		if (!w->one)
+			out_str(&o, "{\n  \"projects\": {");
+		break;
+	}
+	return out_finish(&o, len);
+}
+
+char *
+export_write_project(struct export_writer *w, const json_t *project, size_t *len)
+{
+	struct export_out o;
+
+	export_begin(&o);
+	switch (w->format) {
+	case EXPORT_CSV:
+		export_csv_row(&o, project);
+		break;
+	case EXPORT_JUNIT:
+		export_junit_project(&o, project);
+		break;
+	case EXPORT_GRADESCOPE:
+		if (export_gradescope_piece(&o, w, project) == 0)
+			return out_finish(&o, len);
+		break;
+	}
+	w->written++;
+	return out_finish(&o, len);
+}
+
+char *
+export_write_tail(struct export_writer *w, size_t *len)
+{
+	struct export_out o;
+
+	export_begin(&o);
+	if (w->format == EXPORT_JUNIT)
+		out_str(&o, "</testsuites>\n");
+	else if (w->format == EXPORT_GRADESCOPE && !w->one)
+		out_str(&o, w->written > 0 ? "\n  }\n}\n" : "}\n}\n");
+	return out_finish(&o, len);
+}
+
+/* ---- whole ---------------------------------------------------------------- */
+
+/* One of the writer's pieces onto the whole text; the piece is freed. */
+static void
+export_take(struct export_out *o, char *piece, size_t len)
+{
+	if (piece == NULL && o->err == 0)
+		o->err = -EFBIG;
+	if (piece != NULL)
+		out_add(o, piece, len);
+	free(piece);
 }
 
 int
 export_render(const json_t *results, enum export_format f, const char *project,
     char **text, size_t *len)
 {
-	const json_t *proj = NULL;
-	json_t *only = NULL, *doc = NULL;
-	const json_t *src = results;
-	int r = 0;
+	struct export_writer w = { .format = f, .one = project != NULL,
+	    .eval_id = export_str(results, "id") };
+	const json_t *projects = json_object_get(results, "projects"), *proj = NULL;
+	struct export_out o;
+	size_t i, n;
+	char *piece;
+	json_t *p;
 
 	*text = NULL;
 	*len = 0;
-	if (project != NULL) {
-		proj = export_project(results, project);
-		if (proj == NULL)
-			return -ENOENT;
-		/* the same document with that one project */
-		only = json_copy((json_t *)results);
-		json_object_set_new(only, "projects", json_pack("[O]", (json_t *)proj));
-		src = only;
+	if (project != NULL && (proj = export_project(results, project)) == NULL)
+		return -ENOENT;
+	json_array_foreach(projects, i, p)
+		if (proj == NULL || p == proj)
+			export_totals_add(&w.totals, p);
+	export_begin(&o);
+	piece = export_write_head(&w, &n);
+	export_take(&o, piece, n);
+	json_array_foreach(projects, i, p) {
+		if (proj != NULL && p != proj)
+			continue;
+		piece = export_write_project(&w, p, &n);
+		export_take(&o, piece, n);
 	}
-	switch (f) {
-	case EXPORT_CSV:
-		*text = export_csv(src, len);
-		break;
-	case EXPORT_JUNIT:
-		*text = export_junit(src, len);
-		break;
-	case EXPORT_GRADESCOPE:
-		doc = proj != NULL ? export_gradescope_project(proj) : export_gradescope_all(src);
-		*text = json_dumps(doc, JSON_INDENT(2));
-		if (*text != NULL) {
-			/* a file ends with a newline */
-			size_t n = strlen(*text);
-			char *t = xrealloc(*text, n + 2);
-
-			t[n] = '\n';
-			t[n + 1] = '\0';
-			*text = t;
-			*len = n + 1;
-		}
-		json_decref(doc);
-		break;
-	}
-	if (*text == NULL)
-		r = -EFBIG;
-	json_decref(only);
-	return r;
+	piece = export_write_tail(&w, &n);
+	export_take(&o, piece, n);
+	*text = out_finish(&o, len);
+	return *text != NULL ? 0 : -EFBIG;
 }

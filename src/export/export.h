@@ -2,9 +2,9 @@
  * export.h - an evaluation's results in formats other tools read: a CSV
  * gradebook, JUnit XML and Gradescope results.json.
  *
- * Pure: every function reads a /results document (store_eval_results) and
- * returns text or JSON; no I/O, no globals, any thread. The API route
- * (api_export.c) and the command-line client's failure summary
+ * Pure: every function reads a /results document, or one project of it,
+ * and returns text or JSON; no I/O, no globals, any thread. The streamed
+ * export (export_stream.c) and the command-line client's failure summary
  * (export_message_line) are its callers.
  */
 #ifndef MESHTEST_EXPORT_H
@@ -22,7 +22,7 @@ enum export_format {
 /* The names export_format_parse takes, for error messages. */
 #define EXPORT_FORMAT_NAMES "csv, junit or gradescope"
 
-/* Cap on one export's text: far above any real evaluation. */
+/* Cap on an export's text (whole, or a streamed piece): far above any real one. */
 #define EXPORT_MAX (512u << 20)
 
 /* Cap on export_message_line's output, in bytes. */
@@ -42,26 +42,42 @@ const json_t *export_project(const json_t *results, const char *project_id);
  * {"projects": {"<id>": <results.json>, ...}}); else only that project
  * (gradescope: its results.json alone). 0 with *text (malloc'ed,
  * NUL-terminated) and *len; -ENOENT when there is no such project; -EFBIG
- * past EXPORT_MAX.
+ * past EXPORT_MAX. The CSV gradebook (RFC 4180, CRLF line ends) has a header
+ * row "id,passed,failed,skipped,percent,grade,error", then one row per
+ * project; percent and grade have two decimals; a text cell a spreadsheet
+ * would run as a formula gets a leading single quote. JUnit XML follows the
+ * Jenkins junit-10.xsd: one <testsuite> per module ("<project>/<module
+ * path>") that has a result, and one per project error (a single errored
+ * testcase).
  */
 int export_render(const json_t *results, enum export_format f, const char *project,
     char **text, size_t *len);
 
-/*
- * The CSV gradebook (RFC 4180, CRLF line ends): a header row
- * "id,passed,failed,skipped,percent,grade,error", then one row per project
- * in the order of results. percent and grade have two decimals. Text cells
- * a spreadsheet would run as a formula get a leading single quote. NULL past
- * EXPORT_MAX.
- */
-char *export_csv(const json_t *results, size_t *len);
+/* JUnit's totals: its root element carries them, before any project. */
+struct export_totals {
+	long long tests, failures, errors, skipped;
+	double time;
+};
 
 /*
- * JUnit XML after the Jenkins junit-10.xsd: one <testsuite> per module
- * ("<project>/<module path>") that has a result, and one per project error
- * (a single errored testcase). NULL past EXPORT_MAX.
+ * The same text a project at a time, for exports streamed from the store:
+ * the head, a piece per project in the document's order, the tail; their
+ * concatenation is export_render's text byte for byte. Set format, one (the
+ * export of a single project) and eval_id; for JUnit, sum the totals first
+ * with export_totals_add over the same projects. Each piece is malloc'ed,
+ * NUL-terminated, its length in *len; NULL past EXPORT_MAX.
  */
-char *export_junit(const json_t *results, size_t *len);
+struct export_writer {
+	enum export_format format;
+	int one;
+	const char *eval_id;
+	struct export_totals totals;
+	size_t written;         /* projects written so far */
+};
+void export_totals_add(struct export_totals *t, const json_t *project);
+char *export_write_head(struct export_writer *w, size_t *len);
+char *export_write_project(struct export_writer *w, const json_t *project, size_t *len);
+char *export_write_tail(struct export_writer *w, size_t *len);
 
 /* A project's Gradescope results.json (new reference). */
 json_t *export_gradescope_project(const json_t *project);

@@ -113,6 +113,12 @@ void http_request_answer_headers(struct http_request *req, const char *const *he
  */
 #define HTTP_STREAM_FAILED (-2L)
 typedef long (*http_stream_fill)(void *ctx, char *buf, size_t max);
+/* What a fill returns for a reader's read(2)-like n: bytes, 0 at the end, < 0 an error. */
+static inline long
+http_stream_from_read(long n)
+{
+	return n > 0 ? n : n == 0 ? -1 : HTTP_STREAM_FAILED;
+}
 /* -EBUSY (nothing taken: done is not called) when too many are open already. */
 int http_request_respond_stream(struct http_request *req, const char *content_type,
     http_stream_fill fill, void (*done)(void *), void *ctx);

@@ -72,7 +72,7 @@ json_t *store_eval_status(struct store *st, const char *id, double now);
  * evaluation's size.
  */
 char *store_eval_status_text(struct store *st, const char *id, double now, size_t *len);
-/* The GET /evaluation/<id>/results document, whole in memory (exports), or NULL. */
+/* The GET /evaluation/<id>/results document whole in memory (checks, tests), or NULL. */
 json_t *store_eval_results(struct store *st, const char *id, double now);
 
 /*
@@ -87,6 +87,18 @@ int store_results_open(struct store *st, const char *id, double now,
     struct store_results **out);
 long store_results_read(struct store_results *r, char *buf, size_t max);
 void store_results_close(struct store_results *r);
+/*
+ * A reader of the same snapshot a project at a time, without the summary
+ * (exports): every project, or only the one whose project_id is project
+ * when that is not NULL. next gives each project of the document with its
+ * "modules", as /results has it (new reference), and 1; 0 after the last;
+ * -EIO. rewind starts again at the first project of the same snapshot. A
+ * reader is used either way, never both.
+ */
+int store_results_open_projects(struct store *st, const char *id, const char *project,
+    struct store_results **out);
+int store_results_next_project(struct store_results *r, json_t **out);
+int store_results_rewind(struct store_results *r);
 /* What a reader held: the summary, then the largest single piece after it. */
 struct store_results_stats {
 	size_t head;         /* bytes of the summary (a few numbers per module) */

@@ -110,9 +110,9 @@ int store_cancel_merge(sqlite3 *db, const char *id, json_t *at);
 
 /*
  * The rows of the /results document (store_read.c builds it whole,
- * store_results.c a row at a time): the projects of evaluation ?1 with their
- * totals, by index, and their modules with their results, by project and
- * path. store_results_project and store_results_module turn one row into its
+ * store_results.c a row at a time): the projects of evaluation ?1 (only the
+ * one whose project_id is ?2, when ?2 is bound) with their totals, by index,
+ * and their modules with their results, by project and path. store_results_project and store_results_module turn one row into its
  * JSON (the project without "modules"); store_results_module_state is the
  * state a module shows (pending modules of a cancelled evaluation:
  * "cancelled").
@@ -121,13 +121,15 @@ int store_cancel_merge(sqlite3 *db, const char *id, json_t *at);
 	"SELECT p.idx, p.project_id, p.source, p.state, p.error, p.warnings," \
 	" coalesce(sum(r.passed), 0), coalesce(sum(r.failed), 0), coalesce(sum(r.skipped), 0)," \
 	" p.commit_sha FROM project p LEFT JOIN result r ON r.eval_id = p.eval_id" \
-	" AND r.project_idx = p.idx WHERE p.eval_id = ? GROUP BY p.idx ORDER BY p.idx"
+	" AND r.project_idx = p.idx WHERE p.eval_id = ?1 AND (?2 IS NULL OR" \
+	" p.project_id = ?2) GROUP BY p.idx ORDER BY p.idx"
 #define STORE_MODULES_SQL(body) \
 	"SELECT m.project_idx, p.project_id, m.path, m.state, m.node," \
 	" r.passed, r.failed, r.skipped, " body ", m.attempts" \
 	" FROM module m JOIN project p ON p.eval_id = m.eval_id AND p.idx = m.project_idx" \
 	" LEFT JOIN result r ON r.eval_id = m.eval_id AND r.project_idx = m.project_idx" \
-	" AND r.path = m.path WHERE m.eval_id = ? ORDER BY m.project_idx, m.path"
+	" AND r.path = m.path WHERE m.eval_id = ?1 AND (?2 IS NULL OR p.project_id = ?2)" \
+	" ORDER BY m.project_idx, m.path"
 #define STORE_RESULTS_MODULES_SQL STORE_MODULES_SQL("r.body")
 /* The same rows without the results' bodies, which the summary never reads. */
 #define STORE_SUMMARY_MODULES_SQL STORE_MODULES_SQL("NULL")

@@ -8,8 +8,8 @@
  * its own (WAL: a consistent snapshot while results keep coming) and writes
  * the summary, then one project's fields or one module's result at a time:
  * what it holds is the summary (a few numbers per module) and one module's
- * result, whatever the evaluation's size. The whole document in memory
- * (store_eval_results) is for exports.
+ * result, whatever the evaluation's size. Exports read the same snapshot a
+ * project at a time (store_results_next_project), without the summary.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -203,8 +203,15 @@ results_next(struct store_results *r)
 	return -1;
 }
 
-int
-store_results_open(struct store *st, const char *id, double now, struct store_results **out)
+/*
+ * A reader on its own connection, in a read transaction, its statements
+ * bound to id (and project, when not NULL); with head, the summary written
+ * first. 0, -ENOENT, -EBUSY,
+ * -EIO.
+ */
+static int
+results_open(struct store *st, const char *id, const char *project, double now,
+    int with_head, struct store_results **out)
 {
 	struct store_results *r;
 	json_t *head = NULL;
@@ -235,19 +242,25 @@ store_results_open(struct store *st, const char *id, double now, struct store_re
 		err = -ENOENT;
 		goto fail;
 	}
-	head = store_eval_doc_in(r->db, id, now, 0, NULL);
-	if (head == NULL)
-		goto fail;
-	r->cancelled = !json_is_null(json_object_get(head, "cancelled_at"));
-	if (results_split(r, head, "projects", "", &text, &r->doc_end) < 0)
-		goto fail;
-	results_piece(r, text);
+	r->cancelled = store_query_long(r->db, "SELECT count(*) FROM evaluation WHERE id = ?"
+	    " AND cancelled_at IS NOT NULL", id) > 0;
+	if (with_head) {
+		head = store_eval_doc_in(r->db, id, now, 0, NULL);
+		if (head == NULL || results_split(r, head, "projects", "", &text,
+		    &r->doc_end) < 0)
+			goto fail;
+		results_piece(r, text);
+	}
 	r->projects = store_prep(r->db, STORE_RESULTS_PROJECTS_SQL);
 	r->modules = store_prep(r->db, STORE_RESULTS_MODULES_SQL);
 	if (r->projects == NULL || r->modules == NULL)
 		goto fail;
 	store_bind_text(r->projects, 1, id);
 	store_bind_text(r->modules, 1, id);
+	if (project != NULL) {
+		store_bind_text(r->projects, 2, project);
+		store_bind_text(r->modules, 2, project);
+	}
 	r->at = RESULTS_PROJECT;
 	json_decref(head);
 	*out = r;
@@ -256,6 +269,63 @@ fail:
 	json_decref(head);
 	store_results_close(r);
 	return err;
+}
+
+int
+store_results_open(struct store *st, const char *id, double now, struct store_results **out)
+{
+	return results_open(st, id, NULL, now, 1, out);
+}
+
+int
+store_results_open_projects(struct store *st, const char *id, const char *project,
+    struct store_results **out)
+{
+	return results_open(st, id, project, 0, 0, out);
+}
+
+int
+store_results_next_project(struct store_results *r, json_t **out)
+{
+	json_t *project, *modules;
+	int rc = sqlite3_step(r->projects);
+
+	*out = NULL;
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return -EIO;
+	r->project_idx = sqlite3_column_int(r->projects, 0);
+	project = store_results_project(r->projects);
+	modules = json_array();
+	for (;;) {
+		if (!r->module_row) {
+			rc = sqlite3_step(r->modules);
+			if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+				json_decref(project);
+				json_decref(modules);
+				return -EIO;
+			}
+			r->module_row = rc == SQLITE_ROW;
+		}
+		if (!r->module_row || sqlite3_column_int(r->modules, 0) != r->project_idx)
+			break;
+		r->module_row = 0;
+		json_array_append_new(modules, store_results_module(r->modules, r->cancelled));
+	}
+	json_object_set_new(project, "modules", modules);
+	*out = project;
+	return 1;
+}
+
+int
+store_results_rewind(struct store_results *r)
+{
+	sqlite3_reset(r->projects);
+	sqlite3_reset(r->modules);
+	r->module_row = 0;
+	r->at = RESULTS_PROJECT;
+	return 0;
 }
 
 long

@@ -1,7 +1,9 @@
 /*
  * test_store_results.c - the /results document read a piece at a time
- * (store_results.c): the same bytes as the document built whole, from a
- * snapshot, and what a reader holds does not grow with the evaluation.
+ * (store_results.c) and the exports read a project at a time
+ * (export_stream.c): the same bytes as the document or export built whole,
+ * from a snapshot, and what a reader holds does not grow with the
+ * evaluation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,8 @@
 
 #include "core/buf.h"
 #include "core/util.h"
+#include "export/export.h"
+#include "export/export_stream.h"
 #include "store/store.h"
 #include "store_helpers.h"
 
@@ -212,12 +216,101 @@ test_reader_does_not_grow(void **state)
 	fresh_close(&b);
 }
 
+/* The export of EVAL_ID through a stream, in reads of an odd size; its longest piece. */
+static char *
+export_all(struct store *st, enum export_format f, const char *project, size_t *max_piece)
+{
+	struct export_stream *s = NULL;
+	struct buf b;
+	char chunk[97];
+	long n;
+
+	buf_init(&b, (size_t)1 << 30);
+	assert_int_equal(export_stream_open(st, EVAL_ID, f, project, &s), 0);
+	while ((n = export_stream_read(s, chunk, sizeof(chunk))) > 0)
+		assert_int_equal(buf_append(&b, chunk, (size_t)n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(buf_append(&b, "", 0), 0);
+	*max_piece = export_stream_max_piece(s);
+	export_stream_close(s);
+	return buf_steal(&b);
+}
+
+/* Every format, every project or one: the bytes export_render writes of the whole document. */
+static void
+test_export_streamed(void **state)
+{
+	static const enum export_format formats[] = { EXPORT_CSV, EXPORT_JUNIT,
+	    EXPORT_GRADESCOPE };
+	static const char *const only[] = { NULL, "p00001", "p00003" };  /* p00003: not fetched */
+	struct export_stream *s = NULL;
+	struct fresh f;
+	json_t *whole;
+
+	(void)state;
+	fresh_open(&f);
+	make_eval(f.st, 3, 4);
+	whole = store_eval_results(f.st, EVAL_ID, 20.0);
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		for (size_t k = 0; k < sizeof(only) / sizeof(only[0]); k++) {
+			char *want = NULL, *got;
+			size_t len, max;
+
+			assert_int_equal(export_render(whole, formats[i], only[k], &want, &len), 0);
+			got = export_all(f.st, formats[i], only[k], &max);
+			assert_string_equal(got, want);
+			assert_true(max > 0 && max < len + 1);
+			free(want);
+			free(got);
+		}
+	}
+	assert_int_equal(export_stream_open(f.st, EVAL_ID, EXPORT_CSV, "nobody", &s), -ENODATA);
+	assert_null(s);
+	assert_int_equal(export_stream_open(f.st, "0b6d7f0e-1c2a-4e3b-9f4d-000000000000",
+	    EXPORT_JUNIT, NULL, &s), -ENOENT);
+	json_decref(whole);
+	fresh_close(&f);
+}
+
+/* What an export holds is one project's text, whatever the number of projects. */
+static void
+test_export_does_not_grow(void **state)
+{
+	struct fresh a, b;
+	size_t small, big;
+	char *ta, *tb;
+
+	(void)state;
+	fresh_open(&a);
+	make_eval(a.st, 10, 10);
+	ta = export_all(a.st, EXPORT_JUNIT, NULL, &small);
+	fresh_open(&b);
+	make_eval(b.st, 100, 10);
+	tb = export_all(b.st, EXPORT_JUNIT, NULL, &big);
+	print_message("JUnit of 100 modules: %zu bytes, largest piece %zu; of 1,000 modules:"
+	    " %zu bytes, largest piece %zu\n", strlen(ta), small, strlen(tb), big);
+	assert_true(strlen(tb) > 9 * strlen(ta));
+	/*
+	 * One project of ten modules at most either way (claims spread over
+	 * the projects: the small one has nine done in each, the big one ten
+	 * in some), a fiftieth of the big export.
+	 */
+	assert_true(big < small + small / 8);
+	assert_true(big < strlen(tb) / 50);
+	free(ta);
+	free(tb);
+	fresh_close(&a);
+	fresh_close(&b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_same_document),
 		cmocka_unit_test(test_reader_does_not_grow),
+		cmocka_unit_test(test_export_streamed),
+		cmocka_unit_test(test_export_does_not_grow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
