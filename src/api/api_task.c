@@ -1,6 +1,7 @@
 /*
  * api_task.c - work between nodes: POST /task/claim (a worker asks the
- * coordinator for a module), GET /task/running (what a node runs now, for the
+ * coordinator for a module), POST /task/fetch (an idle fetcher asks it for
+ * a project to prepare), GET /task/running (what a node runs now, for the
  * coordinator's checks), POST /task (a nudge: work may be waiting),
  * GET /task/results/<id> (the results this node produced), and the project
  * archives, GET and PUT /blob/<digest>. Runs on the HTTP server's threads.
@@ -35,21 +36,48 @@ body_json(struct http_request *req, int *status, json_t **err)
 	return j;
 }
 
+/*
+ * The JSON body of a node's request and its "node" (the asking node's
+ * address, borrowed from the body): the body, or NULL with *err the 400.
+ */
+static json_t *
+body_node(struct http_request *req, int *status, json_t **err, const char **node)
+{
+	json_t *j = body_json(req, status, err);
+
+	*node = j != NULL ? json_string_value(json_object_get(j, "node")) : NULL;
+	if (j != NULL && (*node == NULL || strlen(*node) > 255)) {
+		json_decref(j);
+		*err = http_error(status, 400, "missing \"node\": the asking node's address");
+		return NULL;
+	}
+	return j;
+}
+
 static json_t *
 post_claim(struct http_request *req, void *ctx, int *status)
 {
-	json_t *err, *j = body_json(req, status, &err), *answer;
 	const char *node;
+	json_t *err, *j = body_node(req, status, &err, &node), *answer;
 
 	if (j == NULL)
 		return err;
-	node = json_string_value(json_object_get(j, "node"));
-	if (node == NULL || strlen(node) > 255) {
-		json_decref(j);
-		return http_error(status, 400, "missing \"node\": the worker's address");
-	}
 	answer = engine_claim_for(api_engine(ctx), node,
 	    (int)json_integer_value(json_object_get(j, "slots")));
+	json_decref(j);
+	*status = 200;
+	return answer;
+}
+
+static json_t *
+post_fetch(struct http_request *req, void *ctx, int *status)
+{
+	const char *node;
+	json_t *err, *j = body_node(req, status, &err, &node), *answer;
+
+	if (j == NULL)
+		return err;
+	answer = engine_fetch_lend(api_engine(ctx), node);
 	json_decref(j);
 	*status = 200;
 	return answer;
@@ -148,6 +176,7 @@ put_blob(struct http_request *req, void *ctx, int *status)
 
 const struct http_route api_task_routes[] = {
 	{ "POST", "/task/claim", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_claim },
+	{ "POST", "/task/fetch", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_fetch },
 	{ "GET", "/task/running", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_running },
 	{ "POST", "/task", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_task },
 	{ "GET", "/task/results/*", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_task_results },

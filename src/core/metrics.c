@@ -322,6 +322,12 @@ static const struct {
 	{ "meshtest_environments_built_total",
 	  "Virtual environments this node built and put in place.",
 	  { METRICS_ENVS_BUILT }, 1 },
+	{ "meshtest_projects_prepared_total",
+	  "Projects this node fetched and prepared (unpacked or cloned, set up, packed).",
+	  { METRICS_PROJECTS_PREPARED }, 1 },
+	{ "meshtest_projects_borrowed_total",
+	  "Of those, projects of evaluations another node coordinates, lent to this one.",
+	  { METRICS_PROJECTS_BORROWED }, 1 },
 };
 
 int

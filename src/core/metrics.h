@@ -32,6 +32,8 @@ enum metrics_counter {
 	METRICS_BLOB_SENT_BYTES,      /* blobs pushed to or served to a peer */
 	METRICS_BLOB_RECEIVED_BYTES,  /* blobs fetched from or pushed by a peer */
 	METRICS_ENVS_BUILT,           /* virtual environments put in place */
+	METRICS_PROJECTS_PREPARED,    /* projects fetched and prepared here (ready) */
+	METRICS_PROJECTS_BORROWED,    /* of them, lent by another node's coordinator */
 	METRICS_COUNTERS
 };
 

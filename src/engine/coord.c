@@ -3,7 +3,8 @@
  * for (sched_coordinator: the accepting node while it lives, else a
  * deterministic successor), it hands out batches of modules to the slots
  * that ask (its own and other nodes', POST /task/claim), queues the projects
- * still to fetch (also after a takeover), gives back to pending the
+ * still to fetch (also after a takeover) and takes back those it lent to a
+ * node that died (fetchq.c), gives back to pending the
  * modules of workers that died or no longer run them, and settles a cancel
  * (pending modules cancelled, running ones once their node stopped them).
  * Each round also stops this node's batches of evaluations cancelled or
@@ -389,6 +390,7 @@ coord_main(void *arg)
 					coord_reclaim(eng, mine, nmine, alive, nalive);
 			}
 		}
+		fetchq_check_leases(eng, alive, nalive);
 		gc_run(eng);
 		gc_budget_run(eng);
 		free(mine);

@@ -409,6 +409,12 @@ engine_claim_for(struct engine *eng, const char *node, int slots)
 }
 
 json_t *
+engine_fetch_lend(struct engine *eng, const char *node)
+{
+	return fetchq_lend(eng, node);
+}
+
+json_t *
 engine_running_json(struct engine *eng)
 {
 	return slot_running_json(eng);

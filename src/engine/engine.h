@@ -44,6 +44,8 @@ void engine_set_alive_fn(struct engine *eng, engine_alive_fn fn, void *ctx);
  * slots): {"claim": first or null, "claims": [...]} (new reference).
  */
 json_t *engine_claim_for(struct engine *eng, const char *node, int slots);
+/* The answer to POST /task/fetch: a project node may prepare for us, or {"job": null}. */
+json_t *engine_fetch_lend(struct engine *eng, const char *node);
 /* GET /task/running: what this node's slots run now (new reference). */
 json_t *engine_running_json(struct engine *eng);
 /* POST /task: work may be waiting; slots look now. */

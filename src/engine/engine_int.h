@@ -7,7 +7,8 @@
  * engine.c (start, stop and the helpers they share).
  *
  * Locks, and what each guards:
- *  - fetch_lock: the fetch queue and its in-flight set (fetchq.c);
+ *  - fetch_lock: the fetch queue, its in-flight set and what it lent
+ *    (fetchq.c);
  *  - work_lock: work_seq and stopping (every thread waits on work_cond);
  *  - run_lock: what each slot runs now (slots.c); gc.c holds it while it
  *    removes a project's files, so no slot starts on them meanwhile;
@@ -30,6 +31,7 @@
 #define ENGINE_NODES_MAX 1024       /* nodes whose slot counts the coordinator keeps */
 
 struct fetch_item;
+struct fetch_lease;
 struct gc_budget;
 struct slot_run;
 
@@ -58,6 +60,9 @@ struct engine {
 	struct fetch_item *fetch_head, *fetch_tail;
 	char (*inflight)[48];         /* "<eval>/<idx>" queued or being fetched */
 	size_t ninflight;
+	struct fetch_lease *leases;   /* projects of ours another node prepares */
+	size_t nleases;
+	int borrowing;                /* a fetcher is asking other coordinators */
 	pthread_t *fetchers;                   /* cfg->fetchers of them */
 	size_t nfetchers;                      /* started */
 
@@ -116,6 +121,17 @@ void fetchq_push_new(struct engine *eng, const char *eval_id, int idx, const cha
     const char *token, int has_token);
 /* Queue a project still to fetch (a coordinator round) unless it is queued. */
 void fetchq_enqueue_job(struct engine *eng, const struct store_fetch_job *job);
+/*
+ * The answer to POST /task/fetch from node: {"job": {...}} with a queued
+ * project any node may prepare (no token), lent to node, or {"job": null}.
+ */
+json_t *fetchq_lend(struct engine *eng, const char *node);
+/*
+ * A coordinator round: a lent project that is no longer to fetch is done
+ * with; one whose borrower is not alive, or that took longer than a clone
+ * may, is ours to queue again.
+ */
+void fetchq_check_leases(struct engine *eng, char *const *alive, size_t nalive);
 int fetchq_start(struct engine *eng);
 void fetchq_join(struct engine *eng);
 void fetchq_free(struct engine *eng);

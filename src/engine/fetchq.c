@@ -14,6 +14,14 @@
  * only; a project is in the in-flight set from the moment a submission
  * reserves it until its fetch ended, so a coordinator round never queues it
  * a second time.
+ *
+ * Preparing is work idle nodes share: a fetcher with nothing queued here
+ * asks the coordinators of other evaluations still fetching (POST
+ * /task/fetch), and a coordinator lends a queued project that needs no
+ * token (tokens never leave the node that holds them). What it lent stays
+ * in its in-flight set until the project is no longer to fetch (the
+ * borrower's "ready" came by replication), or is taken back when the
+ * borrower is no longer alive or took longer than a clone may.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,10 +31,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cluster/peer.h"
 #include "config/config.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "engine/blob.h"
 #include "engine/engine_int.h"
@@ -53,6 +64,17 @@ struct fetch_item {
 	int has_token;       /* git: the submission came with credentials */
 };
 
+#define FETCHQ_IDLE_WAIT 1.0      /* seconds an idle fetcher waits before asking others */
+#define FETCHQ_LEASE_MAX 900.0    /* a lent project is taken back after (a clone: 300 s) */
+
+/* A project of ours another node prepares: its in-flight key stays taken meanwhile. */
+struct fetch_lease {
+	char eval_id[37];
+	int idx;
+	char node[256];
+	double since;           /* util_mono() */
+};
+
 static void
 fetchq_item_free(struct fetch_item *it)
 {
@@ -73,22 +95,50 @@ fetchq_item_free(struct fetch_item *it)
 	free(it);
 }
 
-static void
-fetchq_done(struct engine *eng, const struct fetch_item *it)
+/* The in-flight index of eval_id/idx, or -1; fetch_lock held. */
+static long
+fetchq_inflight_find(struct engine *eng, const char *eval_id, int idx)
 {
 	char key[48];
 
-	snprintf(key, sizeof(key), "%s/%d", it->eval_id, it->idx);
+	snprintf(key, sizeof(key), "%s/%d", eval_id, idx);
+	for (size_t i = 0; i < eng->ninflight; i++)
+		if (strcmp(eng->inflight[i], key) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* Take eval_id/idx into the in-flight set: 0, or -EEXIST, -ENOSPC; fetch_lock held. */
+static int
+fetchq_inflight_add(struct engine *eng, const char *eval_id, int idx)
+{
+	if (fetchq_inflight_find(eng, eval_id, idx) >= 0)
+		return -EEXIST;
+	if (eng->ninflight >= ENGINE_MAX_INFLIGHT)
+		return -ENOSPC;
+	snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s/%d", eval_id,
+	    idx);
+	return 0;
+}
+
+static void
+fetchq_release(struct engine *eng, const char *eval_id, int idx)
+{
+	long i;
+
 	pthread_mutex_lock(&eng->fetch_lock);
-	for (size_t i = 0; i < eng->ninflight; i++) {
-		if (strcmp(eng->inflight[i], key) == 0) {
-			memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
-			    sizeof(eng->inflight[0]));
-			eng->ninflight--;
-			break;
-		}
+	if ((i = fetchq_inflight_find(eng, eval_id, idx)) >= 0) {
+		memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
+		    sizeof(eng->inflight[0]));
+		eng->ninflight--;
 	}
 	pthread_mutex_unlock(&eng->fetch_lock);
+}
+
+static void
+fetchq_done(struct engine *eng, const struct fetch_item *it)
+{
+	fetchq_release(eng, it->eval_id, it->idx);
 }
 
 /*
@@ -109,13 +159,8 @@ fetchq_reserve(struct engine *eng, const char *eval_id, size_t n)
 void
 fetchq_unreserve(struct engine *eng, const char *eval_id, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct fetch_item it;
-		memset(&it, 0, sizeof(it));
-		snprintf(it.eval_id, sizeof(it.eval_id), "%s", eval_id);
-		it.idx = (int)i;
-		fetchq_done(eng, &it);
-	}
+	for (size_t i = 0; i < n; i++)
+		fetchq_release(eng, eval_id, (int)i);
 }
 
 /* Append to the queue and wake a fetcher; fetch_lock held. */
@@ -140,48 +185,226 @@ fetchq_push_reserved(struct engine *eng, struct fetch_item *it)
 	pthread_mutex_unlock(&eng->fetch_lock);
 }
 
-/* Queue a project for fetching unless it is queued or being fetched already. */
+/*
+ * Queue a project for fetching unless it is queued or being fetched already
+ * (past ENGINE_MAX_INFLIGHT, the coordinator round queues it again later).
+ */
 static void
 fetchq_enqueue(struct engine *eng, struct fetch_item *it)
 {
-	char key[48];
-
-	snprintf(key, sizeof(key), "%s/%d", it->eval_id, it->idx);
 	pthread_mutex_lock(&eng->fetch_lock);
-	for (size_t i = 0; i < eng->ninflight; i++) {
-		if (strcmp(eng->inflight[i], key) == 0) {
-			pthread_mutex_unlock(&eng->fetch_lock);
-			fetchq_item_free(it);
-			return;
-		}
-	}
-	if (eng->ninflight >= ENGINE_MAX_INFLIGHT) {
-		/* The coordinator round queues it again later. */
-		pthread_mutex_unlock(&eng->fetch_lock);
-		fetchq_item_free(it);
-		return;
-	}
-	snprintf(eng->inflight[eng->ninflight++], sizeof(eng->inflight[0]), "%s", key);
-	fetchq_append_locked(eng, it);
-	pthread_mutex_unlock(&eng->fetch_lock);
-}
-
-static struct fetch_item *
-fetchq_dequeue(struct engine *eng)
-{
-	struct fetch_item *it;
-
-	pthread_mutex_lock(&eng->fetch_lock);
-	while (eng->fetch_head == NULL && !eng->stopping)
-		pthread_cond_wait(&eng->fetch_cond, &eng->fetch_lock);
-	it = eng->fetch_head;
-	if (it != NULL && !eng->stopping) {
-		eng->fetch_head = it->next;
-		if (eng->fetch_head == NULL)
-			eng->fetch_tail = NULL;
-	} else {
+	if (fetchq_inflight_add(eng, it->eval_id, it->idx) == 0) {
+		fetchq_append_locked(eng, it);
 		it = NULL;
 	}
+	pthread_mutex_unlock(&eng->fetch_lock);
+	fetchq_item_free(it);
+}
+
+/* Take it out of the queue, after prev (NULL: it is the head); fetch_lock held. */
+static void
+fetchq_unlink_locked(struct engine *eng, struct fetch_item *prev, struct fetch_item *it)
+{
+	if (prev != NULL)
+		prev->next = it->next;
+	else
+		eng->fetch_head = it->next;
+	if (eng->fetch_tail == it)
+		eng->fetch_tail = prev;
+	it->next = NULL;
+}
+
+/* The next queued project, waiting up to wait seconds; NULL then, or when stopping. */
+static struct fetch_item *
+fetchq_dequeue(struct engine *eng, double wait)
+{
+	struct fetch_item *it = NULL;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)wait;
+	ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&eng->fetch_lock);
+	while (eng->fetch_head == NULL && !eng->stopping &&
+	    pthread_cond_timedwait(&eng->fetch_cond, &eng->fetch_lock, &ts) == 0)
+		;
+	if (eng->fetch_head != NULL && !eng->stopping) {
+		it = eng->fetch_head;
+		fetchq_unlink_locked(eng, NULL, it);
+	}
+	pthread_mutex_unlock(&eng->fetch_lock);
+	return it;
+}
+
+/* ------------------------------------------------- lending and borrowing */
+
+/* A queued project any node may prepare: no token, none in its URL. */
+static int
+fetchq_lendable(const struct fetch_item *it)
+{
+	return !it->has_token && it->token == NULL &&
+	    (it->url == NULL || strcmp(it->url, it->source) == 0);
+}
+
+json_t *
+fetchq_lend(struct engine *eng, const char *node)
+{
+	struct fetch_item *it, *prev = NULL;
+	struct fetch_lease *l;
+	char **alive = NULL;
+	size_t nalive = 0;
+	json_t *job;
+	int member;
+
+	engine_alive(eng, &alive, &nalive);
+	member = engine_strv_has(alive, nalive, node) && strcmp(node, eng->address) != 0;
+	engine_strv_free(alive, nalive);
+	if (!member)            /* work goes to members only, as claims do */
+		return json_pack("{s:n}", "job");
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (it = eng->fetch_head; it != NULL && !fetchq_lendable(it); it = it->next)
+		prev = it;
+	if (it == NULL || eng->stopping) {
+		pthread_mutex_unlock(&eng->fetch_lock);
+		return json_pack("{s:n}", "job");
+	}
+	fetchq_unlink_locked(eng, prev, it);
+	eng->leases = xrealloc(eng->leases, (eng->nleases + 1) * sizeof(*eng->leases));
+	l = &eng->leases[eng->nleases++];
+	snprintf(l->eval_id, sizeof(l->eval_id), "%s", it->eval_id);
+	l->idx = it->idx;
+	snprintf(l->node, sizeof(l->node), "%s", node);
+	l->since = util_mono();
+	pthread_mutex_unlock(&eng->fetch_lock);
+	job = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s?}", "eval_id", it->eval_id, "idx",
+	    it->idx, "kind", it->kind, "source", it->source, "prefix", it->prefix,
+	    "upload_digest", it->upload_digest);
+	log_info("engine: %s project %d lent to %s to prepare", it->eval_id, it->idx, node);
+	fetchq_item_free(it);
+	return json_pack("{s:o}", "job", job);
+}
+
+void
+fetchq_check_leases(struct engine *eng, char *const *alive, size_t nalive)
+{
+	struct fetch_lease *copy;
+	size_t n;
+	double now = util_mono();
+
+	pthread_mutex_lock(&eng->fetch_lock);
+	n = eng->nleases;
+	copy = xcalloc(n ? n : 1, sizeof(*copy));
+	memcpy(copy, eng->leases, n * sizeof(*copy));
+	pthread_mutex_unlock(&eng->fetch_lock);
+	for (size_t i = 0; i < n; i++) {
+		const struct fetch_lease *l = &copy[i];
+		int fetching = store_project_fetching(eng->st, l->eval_id, l->idx) == 1;
+		int gone = !engine_strv_has(alive, nalive, l->node);
+
+		if (fetching && !gone && now - l->since < FETCHQ_LEASE_MAX)
+			continue;
+		if (fetching)
+			log_warn("engine: %s project %d: taken back from %s (%s)", l->eval_id, l->idx,
+			    l->node, gone ? "no longer alive" : "too long");
+		pthread_mutex_lock(&eng->fetch_lock);
+		for (size_t k = 0; k < eng->nleases; k++) {
+			struct fetch_lease *e = &eng->leases[k];
+			if (strcmp(e->eval_id, l->eval_id) == 0 && e->idx == l->idx &&
+			    e->since == l->since) {
+				*e = eng->leases[--eng->nleases];
+				break;
+			}
+		}
+		pthread_mutex_unlock(&eng->fetch_lock);
+		/* the next round queues it again when it is still to fetch */
+		fetchq_release(eng, l->eval_id, l->idx);
+	}
+	free(copy);
+}
+
+/* A lent job (POST /task/fetch's "job") as a queue item, or NULL. */
+static struct fetch_item *
+fetchq_item_from_job(const json_t *job)
+{
+	const char *eval_id = json_string_value(json_object_get(job, "eval_id"));
+	const char *kind = json_string_value(json_object_get(job, "kind"));
+	const char *source = json_string_value(json_object_get(job, "source"));
+	const char *prefix = json_string_value(json_object_get(job, "prefix"));
+	const char *upload = json_string_value(json_object_get(job, "upload_digest"));
+	json_t *idx = json_object_get(job, "idx");
+	struct fetch_item *it;
+
+	if (eval_id == NULL || !util_is_uuid(eval_id) || kind == NULL || source == NULL ||
+	    !json_is_integer(idx) || json_integer_value(idx) < 0 ||
+	    (strcmp(kind, "zip") != 0 && strcmp(kind, "git") != 0))
+		return NULL;
+	it = xcalloc(1, sizeof(*it));
+	snprintf(it->eval_id, sizeof(it->eval_id), "%s", eval_id);
+	it->idx = (int)json_integer_value(idx);
+	it->kind = xstrdup(kind);
+	it->source = xstrdup(source);
+	it->prefix = prefix ? xstrdup(prefix) : NULL;
+	it->upload_digest = upload ? xstrdup(upload) : NULL;
+	return it;
+}
+
+/*
+ * Nothing is queued here: a project the coordinator of another evaluation
+ * still fetching lends (taken into this node's in-flight set), or NULL.
+ * One fetcher asks at a time.
+ */
+static struct fetch_item *
+fetchq_borrow(struct engine *eng)
+{
+	struct store_work *work = NULL;
+	struct fetch_item *it = NULL;
+	char **alive = NULL;
+	size_t nwork = 0, nalive = 0;
+
+	pthread_mutex_lock(&eng->fetch_lock);
+	if (eng->borrowing || eng->stopping || !engine_warm(eng)) {
+		pthread_mutex_unlock(&eng->fetch_lock);
+		return NULL;
+	}
+	eng->borrowing = 1;
+	pthread_mutex_unlock(&eng->fetch_lock);
+	engine_alive(eng, &alive, &nalive);
+	if (store_work_list(eng->st, &work, &nwork) < 0)
+		nwork = 0;
+	for (size_t i = 0; i < nwork && it == NULL; i++) {
+		const char *coord = coord_of(&work[i], alive, nalive);
+		json_t *answer = NULL, *body;
+		long status = 0;
+
+		if (work[i].fetching <= 0 || work[i].cancelled || coord == NULL ||
+		    strcmp(coord, eng->address) == 0)
+			continue;
+		body = json_pack("{s:s}", "node", eng->address);
+		if (peer_request(coord, "POST", "/task/fetch", body, 5.0, &answer, &status) == 0 &&
+		    status == 200)
+			it = fetchq_item_from_job(json_object_get(answer, "job"));
+		json_decref(body);
+		json_decref(answer);
+		if (it == NULL)
+			continue;
+		pthread_mutex_lock(&eng->fetch_lock);
+		if (fetchq_inflight_add(eng, it->eval_id, it->idx) < 0) {
+			fetchq_item_free(it);   /* being fetched here already */
+			it = NULL;
+		}
+		pthread_mutex_unlock(&eng->fetch_lock);
+		if (it != NULL)
+			log_info("engine: %s project %d: preparing it for %s", it->eval_id, it->idx,
+			    coord);
+	}
+	free(work);
+	engine_strv_free(alive, nalive);
+	pthread_mutex_lock(&eng->fetch_lock);
+	eng->borrowing = 0;
 	pthread_mutex_unlock(&eng->fetch_lock);
 	return it;
 }
@@ -262,9 +485,9 @@ fetchq_reuse_key(const char *source, json_t *settings, const char *tests_digest,
 /*
  * Fetch one project (unpack it from the upload's blob, or clone it), pack it
  * as a blob named by its digest, give the blob to a peer, and record the
- * project as ready (or its error) in the store.
+ * project as ready (or its error) in the store: 1 when it is ready, else 0.
  */
-static void
+static int
 fetchq_one(struct engine *eng, struct fetch_item *it)
 {
 	char err[1024] = "", rnd[17], digest[SHA256_HEX_LEN], commit[FETCH_GIT_COMMIT_LEN] = "";
@@ -276,7 +499,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	struct store_module_info *infos = NULL;
 	size_t nwarnings = 0, nmodules = 0;
 	json_t *wj = NULL, *settings = NULL;
-	int r, held = 0;
+	int r, held = 0, ready = 0;
 
 	/*
 	 * A coordinator round may queue a project again from a snapshot taken
@@ -284,7 +507,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	 * to fetch, so a second (token-less) fetch never undoes the first.
 	 */
 	if (store_project_fetching(eng->st, it->eval_id, it->idx) != 1)
-		return;
+		return 0;
 	settings = store_eval_settings(eng->st, it->eval_id);
 	util_random_hex(rnd, 8);
 	tmp = xasprintf("%s/.fetch-%s", eng->projects_dir, rnd);
@@ -508,6 +731,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		    json_array_size(wj), digest);
 		engine_wake_slots(eng);
 		engine_news(eng, it->eval_id);
+		ready = 1;
 	}
 out:
 	if (held)
@@ -525,6 +749,7 @@ out:
 	free(tmp);
 	free(final);
 	free(zip);
+	return ready;
 }
 
 static void *
@@ -534,8 +759,19 @@ fetchq_main(void *arg)
 	struct fetch_item *it;
 
 	util_thread_name("fetch");
-	while ((it = fetchq_dequeue(eng)) != NULL) {
-		fetchq_one(eng, it);
+	while (!engine_is_stopping(eng)) {
+		int borrowed = 0;
+
+		if ((it = fetchq_dequeue(eng, FETCHQ_IDLE_WAIT)) == NULL) {
+			if ((it = fetchq_borrow(eng)) == NULL)
+				continue;
+			borrowed = 1;
+		}
+		if (fetchq_one(eng, it) == 1) {
+			metrics_add(METRICS_PROJECTS_PREPARED, 1);
+			if (borrowed)
+				metrics_add(METRICS_PROJECTS_BORROWED, 1);
+		}
 		fetchq_done(eng, it);
 		fetchq_item_free(it);
 	}
@@ -609,4 +845,7 @@ fetchq_free(struct engine *eng)
 	}
 	free(eng->inflight);
 	eng->inflight = NULL;
+	free(eng->leases);
+	eng->leases = NULL;
+	eng->nleases = 0;
 }
