@@ -38,6 +38,8 @@ FAMILIES = {
     "meshtest_blob_sent_bytes": "counter",
     "meshtest_blob_received_bytes": "counter",
     "meshtest_environments_built": "counter",
+    "meshtest_projects_prepared": "counter",
+    "meshtest_projects_borrowed": "counter",
     "meshtest_slots": "gauge",
     "meshtest_slots_busy": "gauge",
     "meshtest_members": "gauge",
@@ -210,6 +212,9 @@ def test_one_node_corpus(make_node, corpus_zip):
     assert s.value("meshtest_modules_running") == 0
     assert s.value("meshtest_projects_fetching") == 0
     assert s.value("meshtest_environments_built_total") >= 1
+    # one node: it prepared every project itself, none lent by another
+    assert s.value("meshtest_projects_prepared_total") == len(res["projects"])
+    assert s.value("meshtest_projects_borrowed_total") == 0
     # the folder's size is a cached measure (taken at the first scrape), the store's is now
     assert s.value("meshtest_data_dir_bytes") > 0
     assert s.value("meshtest_store_bytes") > 0

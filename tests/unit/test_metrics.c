@@ -122,7 +122,15 @@ static const char fresh[] =
 	"# HELP meshtest_environments_built_total Virtual environments this node built and"
 	" put in place.\n"
 	"# TYPE meshtest_environments_built_total counter\n"
-	"meshtest_environments_built_total 0\n";
+	"meshtest_environments_built_total 0\n"
+	"# HELP meshtest_projects_prepared_total Projects this node fetched and prepared"
+	" (unpacked or cloned, set up, packed).\n"
+	"# TYPE meshtest_projects_prepared_total counter\n"
+	"meshtest_projects_prepared_total 0\n"
+	"# HELP meshtest_projects_borrowed_total Of those, projects of evaluations another"
+	" node coordinates, lent to this one.\n"
+	"# TYPE meshtest_projects_borrowed_total counter\n"
+	"meshtest_projects_borrowed_total 0\n";
 
 /* Before anything happened: every fixed series at 0, no HTTP series. */
 static void
