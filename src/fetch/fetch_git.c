@@ -33,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -450,7 +451,7 @@ static int
 fetch_git_exec(struct fetch_git_step *st, char *const *argv, const char *cwd, int *status,
 	       char *err, size_t errlen)
 {
-	int pfd[2] = { -1, -1 }, rc = 0, exited = 0;
+	int pfd[2] = { -1, -1 }, rc = 0, exited = 0, pidfd;
 	double next_du;
 	pid_t pid;
 
@@ -490,15 +491,26 @@ fetch_git_exec(struct fetch_git_step *st, char *const *argv, const char *cwd, in
 	close(pfd[1]);
 	pfd[1] = -1;
 	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+	/*
+	 * Its exit wakes the poll (a step ends when it ends, not at the next
+	 * tick: a clone is three steps); without pidfds, every tick looks.
+	 */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
 	next_du = util_mono() + FETCH_GIT_POLL_MS / 1000.0;
 	for (;;) {
-		struct pollfd pl = { pfd[0], POLLIN, 0 };
+		struct pollfd pl[2];
+		nfds_t npl = 0;
 		siginfo_t si;
 		double now;
 
-		if (pfd[0] >= 0) {
-			if (poll(&pl, 1, FETCH_GIT_POLL_MS) > 0) {
+		if (pfd[0] >= 0)
+			pl[npl++] = (struct pollfd){ pfd[0], POLLIN, 0 };
+		if (pidfd >= 0)
+			pl[npl++] = (struct pollfd){ pidfd, POLLIN, 0 };
+		if (npl > 0) {
+			if (poll(pl, npl, FETCH_GIT_POLL_MS) > 0 && pfd[0] >= 0 &&
+			    pl[0].revents != 0) {
 				char tmp[4096];
 				ssize_t n;
 
@@ -539,6 +551,8 @@ fetch_git_exec(struct fetch_git_step *st, char *const *argv, const char *cwd, in
 	kill(-pid, SIGKILL); /* whatever is left of the group (helpers, ssh) */
 	while (waitpid(pid, status, 0) < 0 && errno == EINTR)
 		;
+	if (pidfd >= 0)
+		close(pidfd);
 	if (pfd[0] >= 0) {
 		char tmp[4096];
 		ssize_t n;
