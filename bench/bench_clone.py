@@ -5,13 +5,16 @@ takes to clone and prepare them, against a local git server, at several
 repositories.
 
     /usr/bin/python3 bench/bench_clone.py --bin build/meshtest
-        [--repos 1000] [--fetchers 2,8,32] [--nodes 1] [--slots 2]
+        [--repos 1000] [--fetchers 2,8,32] [--nodes 1] [--slots 2] [--public]
 
 Each repository is distinct (its test file names its number), written as a
 bare repository straight from Python (loose objects: no git process per
 repository to make the corpus) and served over smart HTTP by git
 http-backend behind HTTP Basic authentication (tests/e2e/gitserver.py, the
-e2e tests' server), so every clone carries the token. One evaluation of
+e2e tests' server), so every clone carries the token and only the node that
+holds it clones; with --public the server asks for nothing and idle nodes
+prepare projects the coordinator lends them (printed: projects prepared per
+node). One evaluation of
 --repos projects (1 module, 1 passing test each) goes to the first node
 with the token; printed per --fetchers value: the time until no project is
 left to fetch (the node's meshtest_projects_fetching gauge at 0), the time
@@ -110,12 +113,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def fetching(node):
+def metric(node, name):
+    """An unlabelled sample of the node's GET /metrics, or None."""
     st, raw = http("GET", node.base + "/metrics", timeout=10)
     if st != 200:
         return None
     for line in raw.decode().splitlines():
-        if line.startswith("meshtest_projects_fetching "):
+        if line.startswith(name + " "):
             return int(float(line.split()[1]))
     return None
 
@@ -125,7 +129,8 @@ def clone_all(gs, names, dest, parallel):
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1")
 
     def one(name):
-        url = gs.url(name).replace("http://", f"http://t:{TOKEN}@")
+        url = gs.url(name) if gs.httpd.token is None else \
+            gs.url(name).replace("http://", f"http://t:{TOKEN}@")
         subprocess.run(["git", "clone", "-q", url, os.path.join(dest, name)], env=env,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -140,8 +145,10 @@ def run_meshtest(args, work, gs, names, fetchers):
                         extra=["--fetchers", str(fetchers)])
     try:
         cpu0 = [cpu_seconds(nd.proc.pid) for nd in nodes]
-        body = json.dumps({"auth_token": TOKEN, "projects": [gs.url(n) for n in names],
-                           "module_timeout": 60}).encode()
+        sub = {"projects": [gs.url(n) for n in names], "module_timeout": 60}
+        if not args.public:
+            sub["auth_token"] = TOKEN
+        body = json.dumps(sub).encode()
         t0 = time.monotonic()
         st, raw = http("POST", nodes[0].base + "/evaluation", body,
                        {"Content-Type": "application/json"}, timeout=300)
@@ -151,7 +158,7 @@ def run_meshtest(args, work, gs, names, fetchers):
         eid = raw["id"]
         fetched_at = None
         while True:
-            if fetched_at is None and fetching(nodes[0]) == 0:
+            if fetched_at is None and metric(nodes[0], "meshtest_projects_fetching") == 0:
                 fetched_at = time.monotonic() - t0
             st, body = http("GET", f"{nodes[0].base}/evaluation/{eid}", timeout=30)
             doc = json.loads(body) if st == 200 else {}
@@ -164,6 +171,7 @@ def run_meshtest(args, work, gs, names, fetchers):
         if fetched_at is None:
             fetched_at = wall
         cpu = sum(cpu_seconds(nd.proc.pid) - c for nd, c in zip(nodes, cpu0))
+        prepared = [metric(nd, "meshtest_projects_prepared_total") for nd in nodes]
     finally:
         stop_nodes(nodes)
     errors = [p for p, g in (doc.get("nota_por_projeto") or {}).items() if g != 20]
@@ -171,7 +179,8 @@ def run_meshtest(args, work, gs, names, fetchers):
     print(f"  meshtest --fetchers {fetchers:<3} {args.nodes} node(s): all fetched"
           f" {fetched_at:6.1f} s, done {wall:6.1f} s ({len(names) / fetched_at:5.1f}"
           f" repositories/s), node CPU {cpu:6.2f} s, passed {doc.get('passed')}"
-          f"/{len(names)}{'' if ok else '  MISMATCH'}", flush=True)
+          f"/{len(names)}, prepared per node {'/'.join(str(p) for p in prepared)}"
+          f"{'' if ok else '  MISMATCH'}", flush=True)
     return ok
 
 
@@ -183,6 +192,8 @@ def main():
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--public", action="store_true",
+                    help="a server without authentication and no token: any node may clone")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
     work = tempfile.mkdtemp(prefix="mt-bench-clone-", dir="/var/tmp")
@@ -193,7 +204,7 @@ def main():
     print(f"{args.repos} bare repositories written in {time.monotonic() - t0:.1f} s;"
           f" git http-backend with Basic authentication on loopback", flush=True)
     ok = True
-    with GitServer(root, TOKEN) as gs:
+    with GitServer(root, None if args.public else TOKEN) as gs:
         for parallel in ((1, 8) if not os.environ.get("NO_BASELINE") else ()):
             dest = os.path.join(work, f"clones-{parallel}")
             os.makedirs(dest)

@@ -63,6 +63,7 @@ struct engine {
 	struct fetch_lease *leases;   /* projects of ours another node prepares */
 	size_t nleases;
 	int borrowing;                /* a fetcher is asking other coordinators */
+	int borrow_more;              /* one was lent a project: an idle fetcher asks too */
 	pthread_t *fetchers;                   /* cfg->fetchers of them */
 	size_t nfetchers;                      /* started */
 

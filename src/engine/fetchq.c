@@ -229,12 +229,14 @@ fetchq_dequeue(struct engine *eng, double wait)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&eng->fetch_lock);
-	while (eng->fetch_head == NULL && !eng->stopping &&
+	while (eng->fetch_head == NULL && !eng->stopping && !eng->borrow_more &&
 	    pthread_cond_timedwait(&eng->fetch_cond, &eng->fetch_lock, &ts) == 0)
 		;
 	if (eng->fetch_head != NULL && !eng->stopping) {
 		it = eng->fetch_head;
 		fetchq_unlink_locked(eng, NULL, it);
+	} else {
+		eng->borrow_more = 0;   /* this fetcher asks now */
 	}
 	pthread_mutex_unlock(&eng->fetch_lock);
 	return it;
@@ -405,6 +407,11 @@ fetchq_borrow(struct engine *eng)
 	engine_strv_free(alive, nalive);
 	pthread_mutex_lock(&eng->fetch_lock);
 	eng->borrowing = 0;
+	if (it != NULL) {
+		/* there may be more: another idle fetcher asks at once */
+		eng->borrow_more = 1;
+		pthread_cond_signal(&eng->fetch_cond);
+	}
 	pthread_mutex_unlock(&eng->fetch_lock);
 	return it;
 }
@@ -757,16 +764,20 @@ fetchq_main(void *arg)
 {
 	struct engine *eng = arg;
 	struct fetch_item *it;
+	double wait = FETCHQ_IDLE_WAIT;
 
 	util_thread_name("fetch");
 	while (!engine_is_stopping(eng)) {
 		int borrowed = 0;
 
-		if ((it = fetchq_dequeue(eng, FETCHQ_IDLE_WAIT)) == NULL) {
-			if ((it = fetchq_borrow(eng)) == NULL)
-				continue;
-			borrowed = 1;
+		/* after a project lent to us, ask again at once: there may be more */
+		if ((it = fetchq_dequeue(eng, wait)) == NULL) {
+			it = fetchq_borrow(eng);
+			borrowed = it != NULL;
 		}
+		wait = borrowed ? 0 : FETCHQ_IDLE_WAIT;
+		if (it == NULL)
+			continue;
 		if (fetchq_one(eng, it) == 1) {
 			metrics_add(METRICS_PROJECTS_PREPARED, 1);
 			if (borrowed)

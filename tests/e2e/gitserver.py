@@ -2,7 +2,8 @@
 
 Serves the bare repositories under a root folder through `git http-backend`
 (CGI) and demands HTTP Basic authentication whose password equals the token;
-anything else gets 401 with `WWW-Authenticate: Basic realm="x"`.
+anything else gets 401 with `WWW-Authenticate: Basic realm="x"`. With the
+token None it serves anyone (public repositories).
 """
 
 import base64
@@ -38,6 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
             (self.command, self.path, self.headers.get("Authorization")))
 
     def _authorized(self):
+        if self.server.token is None:       # a public server
+            return True
         h = self.headers.get("Authorization", "")
         if not h.startswith("Basic "):
             return False
