@@ -174,7 +174,7 @@ def run_meshtest(args, work, gs, names, fetchers):
         prepared = [metric(nd, "meshtest_projects_prepared_total") for nd in nodes]
     finally:
         stop_nodes(nodes)
-    errors = [p for p, g in (doc.get("nota_por_projeto") or {}).items() if g != 20]
+    errors = [p for p, g in (doc.get("nota_final_per_project") or {}).items() if g != 20]
     ok = doc.get("passed") == len(names) and doc.get("failed") == 0 and not errors
     print(f"  meshtest --fetchers {fetchers:<3} {args.nodes} node(s): all fetched"
           f" {fetched_at:6.1f} s, done {wall:6.1f} s ({len(names) / fetched_at:5.1f}"
@@ -202,7 +202,9 @@ def main():
     t0 = time.monotonic()
     names = write_corpus(root, args.repos)
     print(f"{args.repos} bare repositories written in {time.monotonic() - t0:.1f} s;"
-          f" git http-backend with Basic authentication on loopback", flush=True)
+          f" git http-backend on loopback"
+          f" {'without authentication' if args.public else 'with Basic authentication'}",
+          flush=True)
     ok = True
     with GitServer(root, None if args.public else TOKEN) as gs:
         for parallel in ((1, 8) if not os.environ.get("NO_BASELINE") else ()):

@@ -1,7 +1,8 @@
 /*
  * api_task.c - work between nodes: POST /task/claim (a worker asks the
  * coordinator for a module), POST /task/fetch (an idle fetcher asks it for
- * a project to prepare), GET /task/running (what a node runs now, for the
+ * a project to prepare) and /task/fetch/back (one it did not prepare),
+ * GET /task/running (what a node runs now, for the
  * coordinator's checks), POST /task (a nudge: work may be waiting),
  * GET /task/results/<id> (the results this node produced), and the project
  * archives, GET and PUT /blob/<digest>. Runs on the HTTP server's threads.
@@ -9,6 +10,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,18 +71,58 @@ post_claim(struct http_request *req, void *ctx, int *status)
 	return answer;
 }
 
+/* The body's "eval_id" (a UUID) and "idx" (0 or more; NULL idx: not wanted), or -1. */
+static int
+body_project(json_t *j, const char **eval_id, int *idx)
+{
+	json_t *i = json_object_get(j, "idx");
+
+	*eval_id = json_string_value(json_object_get(j, "eval_id"));
+	if (*eval_id == NULL || !util_is_uuid(*eval_id))
+		return -1;
+	if (idx == NULL)
+		return 0;
+	if (!json_is_integer(i) || json_integer_value(i) < 0 || json_integer_value(i) > INT_MAX)
+		return -1;
+	*idx = (int)json_integer_value(i);
+	return 0;
+}
+
 static json_t *
 post_fetch(struct http_request *req, void *ctx, int *status)
 {
-	const char *node;
+	const char *node, *eval_id;
 	json_t *err, *j = body_node(req, status, &err, &node), *answer;
 
 	if (j == NULL)
 		return err;
-	answer = engine_fetch_lend(api_engine(ctx), node);
+	if (body_project(j, &eval_id, NULL) < 0) {
+		json_decref(j);
+		return http_error(status, 400, "missing \"eval_id\": the evaluation to help");
+	}
+	answer = engine_fetch_lend(api_engine(ctx), node, eval_id);
 	json_decref(j);
 	*status = 200;
 	return answer;
+}
+
+static json_t *
+post_fetch_back(struct http_request *req, void *ctx, int *status)
+{
+	const char *node, *eval_id;
+	json_t *err, *j = body_node(req, status, &err, &node);
+	int idx;
+
+	if (j == NULL)
+		return err;
+	if (body_project(j, &eval_id, &idx) < 0) {
+		json_decref(j);
+		return http_error(status, 400, "missing \"eval_id\" or \"idx\": the project");
+	}
+	engine_fetch_give_back(api_engine(ctx), node, eval_id, idx);
+	json_decref(j);
+	*status = 200;
+	return json_object();
 }
 
 static json_t *
@@ -177,6 +219,7 @@ put_blob(struct http_request *req, void *ctx, int *status)
 const struct http_route api_task_routes[] = {
 	{ "POST", "/task/claim", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_claim },
 	{ "POST", "/task/fetch", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_fetch },
+	{ "POST", "/task/fetch/back", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_fetch_back },
 	{ "GET", "/task/running", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_running },
 	{ "POST", "/task", HTTP_BODY_JSON, HTTP_ROUTE_INTERNAL, post_task },
 	{ "GET", "/task/results/*", HTTP_BODY_NONE, HTTP_ROUTE_INTERNAL, get_task_results },

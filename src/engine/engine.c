@@ -409,9 +409,15 @@ engine_claim_for(struct engine *eng, const char *node, int slots)
 }
 
 json_t *
-engine_fetch_lend(struct engine *eng, const char *node)
+engine_fetch_lend(struct engine *eng, const char *node, const char *eval_id)
 {
-	return fetchq_lend(eng, node);
+	return fetchq_lend(eng, node, eval_id);
+}
+
+void
+engine_fetch_give_back(struct engine *eng, const char *node, const char *eval_id, int idx)
+{
+	fetchq_give_back(eng, node, eval_id, idx);
 }
 
 json_t *

@@ -44,8 +44,11 @@ void engine_set_alive_fn(struct engine *eng, engine_alive_fn fn, void *ctx);
  * slots): {"claim": first or null, "claims": [...]} (new reference).
  */
 json_t *engine_claim_for(struct engine *eng, const char *node, int slots);
-/* The answer to POST /task/fetch: a project node may prepare for us, or {"job": null}. */
-json_t *engine_fetch_lend(struct engine *eng, const char *node);
+/* POST /task/fetch: a project of eval_id node may prepare for us, or {"job": null}. */
+json_t *engine_fetch_lend(struct engine *eng, const char *node, const char *eval_id);
+/* POST /task/fetch/back: node gives back a project it did not prepare. */
+void engine_fetch_give_back(struct engine *eng, const char *node, const char *eval_id,
+    int idx);
 /* GET /task/running: what this node's slots run now (new reference). */
 json_t *engine_running_json(struct engine *eng);
 /* POST /task: work may be waiting; slots look now. */

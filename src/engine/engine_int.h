@@ -7,8 +7,8 @@
  * engine.c (start, stop and the helpers they share).
  *
  * Locks, and what each guards:
- *  - fetch_lock: the fetch queue, its in-flight set and what it lent
- *    (fetchq.c);
+ *  - fetch_lock: the fetch queue, its in-flight set, what it lent (leases)
+ *    and the borrowing flags (fetchq.c);
  *  - work_lock: work_seq and stopping (every thread waits on work_cond);
  *  - run_lock: what each slot runs now (slots.c); gc.c holds it while it
  *    removes a project's files, so no slot starts on them meanwhile;
@@ -124,9 +124,12 @@ void fetchq_push_new(struct engine *eng, const char *eval_id, int idx, const cha
 void fetchq_enqueue_job(struct engine *eng, const struct store_fetch_job *job);
 /*
  * The answer to POST /task/fetch from node: {"job": {...}} with a queued
- * project any node may prepare (no token), lent to node, or {"job": null}.
+ * project of evaluation eval_id any node may prepare (no token), lent to
+ * node, or {"job": null}.
  */
-json_t *fetchq_lend(struct engine *eng, const char *node);
+json_t *fetchq_lend(struct engine *eng, const char *node, const char *eval_id);
+/* POST /task/fetch/back: node did not prepare a project lent to it; queued here again. */
+void fetchq_give_back(struct engine *eng, const char *node, const char *eval_id, int idx);
 /*
  * A coordinator round: a lent project that is no longer to fetch is done
  * with; one whose borrower is not alive, or that took longer than a clone

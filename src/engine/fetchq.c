@@ -25,6 +25,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -62,15 +63,19 @@ struct fetch_item {
 	char *upload_digest; /* zip: the upload's blob */
 	char *token;         /* git: in memory only */
 	int has_token;       /* git: the submission came with credentials */
+	int no_lend;         /* given back once: the coordinator prepares it itself */
+	char lender[256];    /* borrowed: the coordinator that lent it, else "" */
 };
 
 #define FETCHQ_IDLE_WAIT 1.0      /* seconds an idle fetcher waits before asking others */
 #define FETCHQ_LEASE_MAX 900.0    /* a lent project is taken back after (a clone: 300 s) */
 
-/* A project of ours another node prepares: its in-flight key stays taken meanwhile. */
+/*
+ * A project of ours another node prepares: its in-flight key stays taken
+ * meanwhile, and the lease keeps the item, to queue again if it comes back.
+ */
 struct fetch_lease {
-	char eval_id[37];
-	int idx;
+	struct fetch_item *item;
 	char node[256];
 	double since;           /* util_mono() */
 };
@@ -246,20 +251,21 @@ fetchq_dequeue(struct engine *eng, double wait)
 
 /* A queued project any node may prepare: no token, none in its URL. */
 static int
-fetchq_lendable(const struct fetch_item *it)
+fetchq_lendable(const struct fetch_item *it, const char *eval_id)
 {
-	return !it->has_token && it->token == NULL &&
-	    (it->url == NULL || strcmp(it->url, it->source) == 0);
+	return !it->has_token && it->token == NULL && !it->no_lend &&
+	    (it->url == NULL || strcmp(it->url, it->source) == 0) &&
+	    strcmp(it->eval_id, eval_id) == 0;
 }
 
 json_t *
-fetchq_lend(struct engine *eng, const char *node)
+fetchq_lend(struct engine *eng, const char *node, const char *eval_id)
 {
 	struct fetch_item *it, *prev = NULL;
 	struct fetch_lease *l;
 	char **alive = NULL;
 	size_t nalive = 0;
-	json_t *job;
+	json_t *job = NULL;
 	int member;
 
 	engine_alive(eng, &alive, &nalive);
@@ -268,96 +274,190 @@ fetchq_lend(struct engine *eng, const char *node)
 	if (!member)            /* work goes to members only, as claims do */
 		return json_pack("{s:n}", "job");
 	pthread_mutex_lock(&eng->fetch_lock);
-	for (it = eng->fetch_head; it != NULL && !fetchq_lendable(it); it = it->next)
+	for (it = eng->fetch_head; it != NULL && !fetchq_lendable(it, eval_id); it = it->next)
 		prev = it;
-	if (it == NULL || eng->stopping) {
-		pthread_mutex_unlock(&eng->fetch_lock);
-		return json_pack("{s:n}", "job");
+	if (it != NULL && !eng->stopping) {
+		fetchq_unlink_locked(eng, prev, it);
+		eng->leases = xrealloc(eng->leases, (eng->nleases + 1) * sizeof(*eng->leases));
+		l = &eng->leases[eng->nleases++];
+		l->item = it;
+		snprintf(l->node, sizeof(l->node), "%s", node);
+		l->since = util_mono();
+		job = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s?}", "eval_id", it->eval_id,
+		    "idx", it->idx, "kind", it->kind, "source", it->source, "prefix", it->prefix,
+		    "upload_digest", it->upload_digest);
+		log_info("engine: %s project %d lent to %s to prepare", it->eval_id, it->idx,
+		    node);
 	}
-	fetchq_unlink_locked(eng, prev, it);
-	eng->leases = xrealloc(eng->leases, (eng->nleases + 1) * sizeof(*eng->leases));
-	l = &eng->leases[eng->nleases++];
-	snprintf(l->eval_id, sizeof(l->eval_id), "%s", it->eval_id);
-	l->idx = it->idx;
-	snprintf(l->node, sizeof(l->node), "%s", node);
-	l->since = util_mono();
 	pthread_mutex_unlock(&eng->fetch_lock);
-	job = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s?}", "eval_id", it->eval_id, "idx",
-	    it->idx, "kind", it->kind, "source", it->source, "prefix", it->prefix,
-	    "upload_digest", it->upload_digest);
-	log_info("engine: %s project %d lent to %s to prepare", it->eval_id, it->idx, node);
+	return json_pack("{s:o}", "job", job != NULL ? job : json_null());
+}
+
+/*
+ * End lease k (fetch_lock held): its item queued again (its key stays
+ * taken), or, with requeue 0, freed and its key released.
+ */
+static void
+fetchq_end_lease_locked(struct engine *eng, size_t k, int requeue, int no_lend)
+{
+	struct fetch_item *it = eng->leases[k].item;
+
+	eng->leases[k] = eng->leases[--eng->nleases];
+	if (requeue) {
+		it->no_lend |= no_lend;
+		fetchq_append_locked(eng, it);
+		return;
+	}
+	{
+		long i = fetchq_inflight_find(eng, it->eval_id, it->idx);
+		if (i >= 0) {
+			memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
+			    sizeof(eng->inflight[0]));
+			eng->ninflight--;
+		}
+	}
 	fetchq_item_free(it);
-	return json_pack("{s:o}", "job", job);
+}
+
+void
+fetchq_give_back(struct engine *eng, const char *node, const char *eval_id, int idx)
+{
+	pthread_mutex_lock(&eng->fetch_lock);
+	for (size_t k = 0; k < eng->nleases; k++) {
+		const struct fetch_lease *l = &eng->leases[k];
+		if (strcmp(l->node, node) == 0 && strcmp(l->item->eval_id, eval_id) == 0 &&
+		    l->item->idx == idx) {
+			log_info("engine: %s project %d: %s gave it back", eval_id, idx, node);
+			fetchq_end_lease_locked(eng, k, 1, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&eng->fetch_lock);
 }
 
 void
 fetchq_check_leases(struct engine *eng, char *const *alive, size_t nalive)
 {
-	struct fetch_lease *copy;
+	struct { char eval_id[37]; int idx; double since; int gone; } *copy;
 	size_t n;
 	double now = util_mono();
 
 	pthread_mutex_lock(&eng->fetch_lock);
 	n = eng->nleases;
 	copy = xcalloc(n ? n : 1, sizeof(*copy));
-	memcpy(copy, eng->leases, n * sizeof(*copy));
+	for (size_t k = 0; k < n; k++) {
+		snprintf(copy[k].eval_id, sizeof(copy[k].eval_id), "%s",
+		    eng->leases[k].item->eval_id);
+		copy[k].idx = eng->leases[k].item->idx;
+		copy[k].since = eng->leases[k].since;
+		copy[k].gone = !engine_strv_has(alive, nalive, eng->leases[k].node);
+	}
 	pthread_mutex_unlock(&eng->fetch_lock);
 	for (size_t i = 0; i < n; i++) {
-		const struct fetch_lease *l = &copy[i];
-		int fetching = store_project_fetching(eng->st, l->eval_id, l->idx) == 1;
-		int gone = !engine_strv_has(alive, nalive, l->node);
+		/* the store outside the lock; the lease found again by its start */
+		int fetching = store_project_fetching(eng->st, copy[i].eval_id, copy[i].idx) == 1;
+		int late = now - copy[i].since >= FETCHQ_LEASE_MAX;
 
-		if (fetching && !gone && now - l->since < FETCHQ_LEASE_MAX)
+		if (fetching && !copy[i].gone && !late)
 			continue;
-		if (fetching)
-			log_warn("engine: %s project %d: taken back from %s (%s)", l->eval_id, l->idx,
-			    l->node, gone ? "no longer alive" : "too long");
 		pthread_mutex_lock(&eng->fetch_lock);
 		for (size_t k = 0; k < eng->nleases; k++) {
-			struct fetch_lease *e = &eng->leases[k];
-			if (strcmp(e->eval_id, l->eval_id) == 0 && e->idx == l->idx &&
-			    e->since == l->since) {
-				*e = eng->leases[--eng->nleases];
-				break;
-			}
+			const struct fetch_lease *l = &eng->leases[k];
+			if (l->since != copy[i].since || l->item->idx != copy[i].idx ||
+			    strcmp(l->item->eval_id, copy[i].eval_id) != 0)
+				continue;
+			if (fetching)
+				log_warn("engine: %s project %d: taken back from %s (%s)",
+				    copy[i].eval_id, copy[i].idx, l->node, copy[i].gone ?
+				    "no longer alive" : "too long");
+			/* still to fetch: queued again here (not lent again when it was slow) */
+			fetchq_end_lease_locked(eng, k, fetching, late);
+			break;
 		}
 		pthread_mutex_unlock(&eng->fetch_lock);
-		/* the next round queues it again when it is still to fetch */
-		fetchq_release(eng, l->eval_id, l->idx);
 	}
 	free(copy);
 }
 
-/* A lent job (POST /task/fetch's "job") as a queue item, or NULL. */
+/*
+ * A project this node was lent and does not prepare (it failed here, this
+ * node does not know it yet, or it is stopping): back to its lender, which
+ * prepares it itself. A lost message leaves it to the lender's lease check.
+ */
+static void
+fetchq_return(struct engine *eng, const char *lender, const char *eval_id, int idx)
+{
+	json_t *body = json_pack("{s:s, s:s, s:i}", "node", eng->address, "eval_id", eval_id,
+	    "idx", idx), *answer = NULL;
+	long status = 0;
+
+	if (peer_request(lender, "POST", "/task/fetch/back", body, 5.0, &answer, &status) < 0 ||
+	    status != 200)
+		log_warn("engine: %s project %d: cannot give it back to %s (%ld)", eval_id, idx,
+		    lender, status);
+	json_decref(body);
+	json_decref(answer);
+}
+
+/*
+ * The project a lender names in its answer (POST /task/fetch's "job"), as
+ * this node's own store has it, taken into the in-flight set: what to fetch
+ * comes from the replicated row, not from the answer. NULL when the answer
+ * names none; a project this node cannot take (unknown here yet, needing a
+ * token, being fetched here) goes back to the lender.
+ */
 static struct fetch_item *
-fetchq_item_from_job(const json_t *job)
+fetchq_take_lent(struct engine *eng, const json_t *job, const char *lender)
 {
 	const char *eval_id = json_string_value(json_object_get(job, "eval_id"));
-	const char *kind = json_string_value(json_object_get(job, "kind"));
-	const char *source = json_string_value(json_object_get(job, "source"));
-	const char *prefix = json_string_value(json_object_get(job, "prefix"));
-	const char *upload = json_string_value(json_object_get(job, "upload_digest"));
-	json_t *idx = json_object_get(job, "idx");
-	struct fetch_item *it;
+	json_t *jidx = json_object_get(job, "idx");
+	struct store_fetch_job *jobs = NULL;
+	struct fetch_item *it = NULL;
+	struct store_id id;
+	size_t n = 0;
+	int idx, taken = 0;
 
-	if (eval_id == NULL || !util_is_uuid(eval_id) || kind == NULL || source == NULL ||
-	    !json_is_integer(idx) || json_integer_value(idx) < 0 ||
-	    (strcmp(kind, "zip") != 0 && strcmp(kind, "git") != 0))
+	if (eval_id == NULL || !util_is_uuid(eval_id) || !json_is_integer(jidx) ||
+	    json_integer_value(jidx) < 0 || json_integer_value(jidx) > INT_MAX)
 		return NULL;
-	it = xcalloc(1, sizeof(*it));
-	snprintf(it->eval_id, sizeof(it->eval_id), "%s", eval_id);
-	it->idx = (int)json_integer_value(idx);
-	it->kind = xstrdup(kind);
-	it->source = xstrdup(source);
-	it->prefix = prefix ? xstrdup(prefix) : NULL;
-	it->upload_digest = upload ? xstrdup(upload) : NULL;
+	idx = (int)json_integer_value(jidx);
+	snprintf(id.id, sizeof(id.id), "%s", eval_id);
+	if (store_fetch_jobs(eng->st, &id, 1, &jobs, &n) < 0)
+		n = 0;
+	for (size_t k = 0; k < n && it == NULL; k++) {
+		if (jobs[k].idx != idx || jobs[k].has_token)
+			continue;
+		it = xcalloc(1, sizeof(*it));
+		snprintf(it->eval_id, sizeof(it->eval_id), "%s", eval_id);
+		it->idx = idx;
+		it->kind = xstrdup(jobs[k].kind);
+		it->source = xstrdup(jobs[k].source);
+		it->prefix = jobs[k].prefix ? xstrdup(jobs[k].prefix) : NULL;
+		it->upload_digest = jobs[k].upload_digest && jobs[k].upload_digest[0] ?
+		    xstrdup(jobs[k].upload_digest) : NULL;
+		snprintf(it->lender, sizeof(it->lender), "%s", lender);
+	}
+	store_fetch_jobs_free(jobs, n);
+	if (it != NULL) {
+		pthread_mutex_lock(&eng->fetch_lock);
+		taken = fetchq_inflight_add(eng, eval_id, idx) == 0;
+		pthread_mutex_unlock(&eng->fetch_lock);
+	}
+	if (!taken) {
+		log_info("engine: %s project %d: cannot take it from %s now; giving it back",
+		    eval_id, idx, lender);
+		fetchq_item_free(it);
+		fetchq_return(eng, lender, eval_id, idx);
+		return NULL;
+	}
+	log_info("engine: %s project %d: preparing it for %s", eval_id, idx, lender);
 	return it;
 }
 
 /*
  * Nothing is queued here: a project the coordinator of another evaluation
  * still fetching lends (taken into this node's in-flight set), or NULL.
- * One fetcher asks at a time.
+ * One fetcher asks at a time, each such coordinator once per evaluation.
  */
 static struct fetch_item *
 fetchq_borrow(struct engine *eng)
@@ -377,7 +477,7 @@ fetchq_borrow(struct engine *eng)
 	engine_alive(eng, &alive, &nalive);
 	if (store_work_list(eng->st, &work, &nwork) < 0)
 		nwork = 0;
-	for (size_t i = 0; i < nwork && it == NULL; i++) {
+	for (size_t i = 0; i < nwork && it == NULL && !engine_is_stopping(eng); i++) {
 		const char *coord = coord_of(&work[i], alive, nalive);
 		json_t *answer = NULL, *body;
 		long status = 0;
@@ -385,23 +485,12 @@ fetchq_borrow(struct engine *eng)
 		if (work[i].fetching <= 0 || work[i].cancelled || coord == NULL ||
 		    strcmp(coord, eng->address) == 0)
 			continue;
-		body = json_pack("{s:s}", "node", eng->address);
+		body = json_pack("{s:s, s:s}", "node", eng->address, "eval_id", work[i].id);
 		if (peer_request(coord, "POST", "/task/fetch", body, 5.0, &answer, &status) == 0 &&
-		    status == 200)
-			it = fetchq_item_from_job(json_object_get(answer, "job"));
+		    status == 200 && json_is_object(json_object_get(answer, "job")))
+			it = fetchq_take_lent(eng, json_object_get(answer, "job"), coord);
 		json_decref(body);
 		json_decref(answer);
-		if (it == NULL)
-			continue;
-		pthread_mutex_lock(&eng->fetch_lock);
-		if (fetchq_inflight_add(eng, it->eval_id, it->idx) < 0) {
-			fetchq_item_free(it);   /* being fetched here already */
-			it = NULL;
-		}
-		pthread_mutex_unlock(&eng->fetch_lock);
-		if (it != NULL)
-			log_info("engine: %s project %d: preparing it for %s", it->eval_id, it->idx,
-			    coord);
 	}
 	free(work);
 	engine_strv_free(alive, nalive);
@@ -487,6 +576,24 @@ fetchq_reuse_key(const char *source, json_t *settings, const char *tests_digest,
 	free(text);
 	free(canon);
 	json_decref(same);
+}
+
+/*
+ * The project cannot be prepared: its error, recorded for every node, when
+ * this node coordinates it. A borrower records nothing (what failed may be
+ * its own: its network, its --git-hosts) and gives the project back; the
+ * coordinator then prepares it itself and records what it finds.
+ */
+static void
+fetchq_fail(struct engine *eng, const struct fetch_item *it, const char *err, json_t *wj)
+{
+	if (it->lender[0] != '\0') {
+		log_warn("engine: %s project %d: not prepared here (%s); giving it back to %s",
+		    it->eval_id, it->idx, err, it->lender);
+		return;
+	}
+	store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+	engine_changed(eng, it->eval_id);
 }
 
 /*
@@ -576,9 +683,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	wj = fetchq_strv_json(warnings, nwarnings);
 	if (r < 0) {
 		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
-		store_project_error(eng->st, it->eval_id, it->idx, err[0] ? err :
-		    "cannot fetch the project", wj, util_now());
-		engine_changed(eng, it->eval_id);
+		fetchq_fail(eng, it, err[0] ? err : "cannot fetch the project", wj);
 		goto out;
 	}
 	/* What was submitted, before anything of the evaluation's is added: for reuse. */
@@ -616,8 +721,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		free(zip_t);
 		free(src);
 		if (r < 0) {
-			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
-			engine_changed(eng, it->eval_id);
+			fetchq_fail(eng, it, err, wj);
 			goto out;
 		}
 	} else if (json_string_value(json_object_get(settings, "instructor_tests")) != NULL) {
@@ -640,15 +744,13 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		util_rm_rf(itests);
 		free(itests);
 		if (r < 0) {
-			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
-			engine_changed(eng, it->eval_id);
+			fetchq_fail(eng, it, err, wj);
 			goto out;
 		}
 	}
 	if (setup_write_project(tmp, settings) < 0) {
-		store_project_error(eng->st, it->eval_id, it->idx, "cannot write the evaluation's"
-		    " set-up into the project", wj, util_now());
-		engine_changed(eng, it->eval_id);
+		fetchq_fail(eng, it, "cannot write the evaluation's set-up into the project",
+		    wj);
 		goto out;
 	}
 	/* Set-up commands run once, here; what they make rides in the blob. */
@@ -656,8 +758,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		if (r == -ECANCELED)   /* shutting down: fetched again after a restart */
 			goto out;
 		log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
-		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
-		engine_changed(eng, it->eval_id);
+		fetchq_fail(eng, it, err, wj);
 		goto out;
 	}
 	/*
@@ -667,9 +768,8 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	if (setup_project_trusted(tmp)) {
 		size_t removed = 0;
 		if (setup_set_aside_student_config(tmp, &removed) < 0) {
-			store_project_error(eng->st, it->eval_id, it->idx, "cannot set aside the"
-			    " project's conftest.py files", wj, util_now());
-			engine_changed(eng, it->eval_id);
+			fetchq_fail(eng, it, "cannot set aside the project's conftest.py files",
+			    wj);
 			goto out;
 		}
 		if (removed > 0)
@@ -678,11 +778,9 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	}
 	r = layout_list_modules(tmp, &modules, &nmodules);
 	if (r < 0 || nmodules == 0) {
-		store_project_error(eng->st, it->eval_id, it->idx, r < 0 ?
-		    "cannot list the project's test modules" :
+		fetchq_fail(eng, it, r < 0 ? "cannot list the project's test modules" :
 		    "no test modules found: a project needs a tests/ folder with test_*.py or"
-		    " *_test.py files", wj, util_now());
-		engine_changed(eng, it->eval_id);
+		    " *_test.py files", wj);
 		goto out;
 	}
 	/* The packages every node runs it against: resolved here, once; they ride in the blob. */
@@ -699,14 +797,12 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 			goto out;
 		if (r < 0) {
 			log_warn("engine: %s project %d: %s", it->eval_id, it->idx, err);
-			store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
-			engine_changed(eng, it->eval_id);
+			fetchq_fail(eng, it, err, wj);
 			goto out;
 		}
 	}
 	if (blob_from_dir(eng->blobs_dir, tmp, digest, err, sizeof(err)) < 0) {
-		store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
-		engine_changed(eng, it->eval_id);
+		fetchq_fail(eng, it, err, wj);
 		goto out;
 	}
 	/* no evaluation names the files until the project is ready: the disk budget keeps them */
@@ -782,6 +878,8 @@ fetchq_main(void *arg)
 			metrics_add(METRICS_PROJECTS_PREPARED, 1);
 			if (borrowed)
 				metrics_add(METRICS_PROJECTS_BORROWED, 1);
+		} else if (borrowed) {
+			fetchq_return(eng, it->lender, it->eval_id, it->idx);
 		}
 		fetchq_done(eng, it);
 		fetchq_item_free(it);

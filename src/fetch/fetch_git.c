@@ -12,8 +12,8 @@
  * child, and is scrubbed from every message we return.
  *
  * Owns no global state. fetch_git_clone blocks the calling thread for the
- * whole clone; it forks, so the caller must not hold locks the child needs
- * (the child only calls async-signal-safe functions before exec).
+ * whole clone; git starts through posix_spawn (no code of ours runs in the
+ * child), so any thread may call it.
  */
 #include "fetch/fetch_git.h"
 
@@ -710,7 +710,7 @@ fetch_git_clone_at(const char *url, const char *dest, const struct fetch_git_opt
 	out = xcalloc(1, sizeof(*out));
 	pass = fetch_git_url_password(url);
 
-	/* Everything the children need is built before fork. */
+	/* Everything the children need is built before they start. */
 	argv[na++] = "git";
 	argv[na++] = "-c";
 	argv[na++] = o->allow_file_urls ? "protocol.file.allow=always" : "protocol.file.allow=never";
@@ -776,7 +776,13 @@ fetch_git_clone_at(const char *url, const char *dest, const struct fetch_git_opt
 	rc = fetch_git_exec(&st, argv, NULL, &status, err, errlen);
 	if (rc == -ETIMEDOUT || rc == -EFBIG)
 		goto out;
-	if (rc < 0 || !fetch_git_ok(status)) {
+	if (rc == -ENOENT) {    /* no git to start */
+		util_seterr(err, errlen, "git clone failed: git is not installed");
+		goto out;
+	}
+	if (rc < 0)             /* it could not start: fetch_git_exec said why */
+		goto out;
+	if (!fetch_git_ok(status)) {
 		char line[FETCH_GIT_LINE_MAX + 1];
 		const char *why;
 
@@ -786,9 +792,7 @@ fetch_git_clone_at(const char *url, const char *dest, const struct fetch_git_opt
 		fetch_git_scrub(out->data, sizeof(out->data), pass);
 		fetch_git_last_line(out->data, line, sizeof(line));
 		why = fetch_git_classify(out->data);
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && out->len == 0)
-			util_seterr(err, errlen, "git clone failed: git is not installed");
-		else if (why != NULL)
+		if (why != NULL)
 			util_seterr(err, errlen, "git clone failed: %s (%s)", why, line);
 		else if (line[0] != '\0')
 			util_seterr(err, errlen, "git clone failed: %s", line);

@@ -279,8 +279,13 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	long n;
 
 	(void)pos;
-	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE) ||
-	    __atomic_load_n(&hs->gone, __ATOMIC_ACQUIRE))
+	/*
+	 * A stop before the stream's own end cuts it (no chunked end): a
+	 * document sent as it is read must never look whole when it is not.
+	 */
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (__atomic_load_n(&hs->gone, __ATOMIC_ACQUIRE))
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	n = hs->fill(hs->ctx, buf, max);
 	if (n == HTTP_STREAM_FAILED)
@@ -292,7 +297,7 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	pthread_mutex_lock(&srv->streams_lock);
 	if (srv->stopping) {
 		pthread_mutex_unlock(&srv->streams_lock);
-		return MHD_CONTENT_READER_END_OF_STREAM;
+		return MHD_CONTENT_READER_END_WITH_ERROR;
 	}
 	hs->parked = 1;
 	hs->next_parked = srv->parked;

@@ -424,14 +424,6 @@ store_db(struct store *st)
 	 * SQLite's 2 MiB) bounds the node's memory; the OS caches the file.
 	 */
 	sqlite3_exec(db, "PRAGMA cache_size=-512;", NULL, NULL, NULL);
-	/*
-	 * A statement inside a transaction keeps a journal of the pages it
-	 * changes, to undo itself alone; a result's insert and its triggers
-	 * change more than SQLite's 64 KiB, which then spills to a temporary
-	 * file (26 writes per module). Statement journals and sorts are a few
-	 * pages each: they stay in memory.
-	 */
-	sqlite3_exec(db, "PRAGMA temp_store=MEMORY;", NULL, NULL, NULL);
 	pthread_setspecific(st->key, db);
 	if (store_tl_stmts == NULL) {
 		store_tl_stmts = xcalloc(1, sizeof(*store_tl_stmts));
@@ -487,12 +479,29 @@ store_migrate(sqlite3 *db, const char *path)
 	return 0;
 }
 
+/*
+ * A statement inside a transaction keeps a journal of the pages it changes,
+ * to undo itself alone; a result's insert and its triggers change more than
+ * SQLite's 64 KiB, which then spilled to a temporary file (26 writes per
+ * module). Statement journals are a few dozen pages: they stay in memory
+ * (sorts and temporary tables still spill as SQLite decides). Set before
+ * SQLite starts; when it has started already (another store open), it is.
+ */
+static void
+store_configure(void)
+{
+	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, -1);
+}
+
 int
 store_open(const char *path, struct store **out)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct store *st = xcalloc(1, sizeof(*st));
 	sqlite3 *db;
 	char *msg = NULL;
+
+	pthread_once(&once, store_configure);
 
 	st->path = xstrdup(path);
 	if (pthread_key_create(&st->key, store_conn_free) != 0) {

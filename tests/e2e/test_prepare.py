@@ -8,7 +8,14 @@ takes a second, so most projects are prepared elsewhere.
 
   1. Three nodes: every project is prepared exactly once, on all three
      nodes, and graded exactly on every node.
-  2. A borrower killed (-9) while it prepares: the coordinator takes the
+  2. Two evaluations submitted one after the other: a node is lent only
+     projects of an evaluation it knows (it names the one it asks about),
+     so neither waits on a node that never heard of it; every project is
+     prepared once.
+  3. A borrower that cannot prepare a project (here: its --git-hosts does
+     not allow the repositories' host) records no error but gives it back,
+     and the coordinator prepares it: the evaluation ends exact.
+  4. A borrower killed (-9) while it prepares: the coordinator takes the
      project back once the borrower is dead, and the evaluation ends exact.
 """
 
@@ -19,6 +26,7 @@ import pytest
 
 import corpus
 from conftest import loop_nodes, running, wait_done, wait_for
+from gitserver import GitServer, make_bare_repo
 
 SETUP_SECONDS = 1
 
@@ -34,10 +42,10 @@ def write_projects(root, n, setup_seconds):
             f.write(f'commands = ["sleep {setup_seconds}"]\n')
 
 
-def make_zip(tmp_path, n, setup_seconds):
-    src = os.path.join(str(tmp_path), "src")
+def make_zip(tmp_path, n, setup_seconds, name="projects"):
+    src = os.path.join(str(tmp_path), f"src-{name}")
     write_projects(src, n, setup_seconds)
-    return corpus.zip_dir(src, os.path.join(str(tmp_path), "projects.zip"))
+    return corpus.zip_dir(src, os.path.join(str(tmp_path), f"{name}.zip"))
 
 
 def counter(node, name):
@@ -81,6 +89,55 @@ def test_idle_nodes_prepare_projects(tmp_path):
     assert {a for _, a in lent} == {nodes[1].addr, nodes[2].addr}
 
 
+@pytest.mark.timeout(150)
+def test_two_evaluations_at_once_each_prepared_once(tmp_path):
+    n = 6
+    za = make_zip(tmp_path, n, SETUP_SECONDS, "first")
+    zb = make_zip(tmp_path, n, SETUP_SECONDS, "second")
+    nodes = loop_nodes(tmp_path, 3, "h")
+    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    with running(nodes):
+        ea = nodes[0].submit_zip(za, module_timeout=30)
+        eb = nodes[0].submit_zip(zb, module_timeout=30)
+        for nd in nodes:
+            check_exact(nd, ea, n)
+            check_exact(nd, eb, n)
+        prepared = [counter(nd, "meshtest_projects_prepared_total") for nd in nodes]
+        borrowed = sum(counter(nd, "meshtest_projects_borrowed_total") for nd in nodes)
+    assert sum(prepared) == 2 * n, prepared
+    assert borrowed > 0, prepared
+
+
+@pytest.mark.timeout(150)
+def test_a_borrower_that_cannot_prepare_gives_it_back(tmp_path):
+    n = 6
+    src = os.path.join(str(tmp_path), "src")
+    write_projects(src, n, SETUP_SECONDS)
+    root = os.path.join(str(tmp_path), "repos")
+    os.makedirs(root)
+    for name in sorted(os.listdir(src)):
+        make_bare_repo(os.path.join(src, name), os.path.join(root, name + ".git"))
+    nodes = loop_nodes(tmp_path, 3, "j")
+    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    nodes[1].extra_args = list(nodes[1].extra_args) + ["--git-hosts", "git.example.org"]
+    with GitServer(root, None) as gs, running(nodes):
+        st, js = nodes[0].post_json("/evaluation", {
+            "projects": [gs.url(f"p{i:02d}") for i in range(1, n + 1)],
+            "module_timeout": 30})
+        assert st == 201, js
+        eid = js["id"]
+        for nd in nodes:
+            check_exact(nd, eid, n)
+        prepared = [counter(nd, "meshtest_projects_prepared_total") for nd in nodes]
+        logs = [nd.log_text() for nd in nodes]
+    assert prepared[1] == 0 and sum(prepared) == n, prepared
+    given = re.findall(r"project (\d+): not prepared here \(.*host.*\); giving it back",
+                       logs[1])
+    assert given, logs[1][-3000:]
+    back = re.findall(rf"project (\d+): {re.escape(nodes[1].addr)} gave it back", logs[0])
+    assert sorted(back) == sorted(given), (back, given)
+
+
 @pytest.mark.timeout(180)
 def test_a_borrower_killed_while_preparing_is_taken_back(tmp_path):
     n = 6
@@ -99,10 +156,12 @@ def test_a_borrower_killed_while_preparing_is_taken_back(tmp_path):
         log0 = nodes[0].log_text()
         back = re.findall(rf"project (\d+): taken back from {re.escape(victim.addr)}"
                           r" \(no longer alive\)", log0)
-        # what the killed node had borrowed and not finished came back
+        lent = re.findall(rf"project (\d+) lent to {re.escape(victim.addr)} ", log0)
+        # what the killed node had been lent and not finished came back (also
+        # a project whose answer it did not live to read)
         assert back, log0[-3000:]
-        assert set(back) <= set(taken), (back, taken)
+        assert set(taken) <= set(lent) and set(back) <= set(lent), (back, taken, lent)
         prepared = [counter(nd, "meshtest_projects_prepared_total") for nd in (nodes[0],
                                                                                nodes[2])]
         # the survivors prepared every project the victim did not finish
-        assert sum(prepared) >= n - (len(taken) - len(back)), (prepared, taken, back)
+        assert sum(prepared) >= n - (len(set(lent)) - len(set(back))), (prepared, lent, back)

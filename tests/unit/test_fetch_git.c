@@ -322,6 +322,21 @@ test_clone_errors(void **state)
 	assert_int_equal(fetch_git_clone(url, dest, &o, err, sizeof(err)), -EFBIG);
 	assert_true(util_starts_with(err, "git clone failed: the repository is larger than 10"));
 	assert_false(exists(dest));
+
+	/* No git on PATH: said so, not "exited with status ..." */
+	{
+		char *old = xstrdup(getenv("PATH")), *empty = xasprintf("%s/no-git-here", tmp_root);
+
+		assert_int_equal(mkdir(empty, 0700), 0);
+		setenv("PATH", empty, 1);
+		o.max_bytes = 0;
+		assert_int_equal(fetch_git_clone(url, dest, &o, err, sizeof(err)), -ENOENT);
+		setenv("PATH", old, 1);
+		assert_string_equal(err, "git clone failed: git is not installed");
+		assert_false(exists(dest));
+		free(old);
+		free(empty);
+	}
 	free(url);
 	free(dest);
 }

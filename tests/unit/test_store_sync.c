@@ -458,16 +458,6 @@ test_session_results_commit_once(void **state)
 	assert_int_equal(commits, 5);
 	sqlite3_commit_hook(store_db(a.st), NULL, NULL);
 	{
-		/* statement journals stay in memory: no temporary file per result */
-		sqlite3_stmt *q;
-
-		assert_int_equal(sqlite3_prepare_v2(store_db(a.st), "PRAGMA temp_store", -1, &q,
-		    NULL), SQLITE_OK);
-		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-		assert_int_equal(sqlite3_column_int(q, 0), 2);
-		sqlite3_finalize(q);
-	}
-	{
 		json_t *doc = store_eval_status(a.st, EVAL_ID, 20.0);
 		assert_int_equal(json_integer_value(json_object_get(doc, "executed")), 5);
 		/* 0 + 1 + 2 + 3 + 4 passed, one failed each */
@@ -609,6 +599,64 @@ test_previous_release_database(void **state)
 	fresh_close(&a);
 }
 
+/* The default VFS with a count of the statement journals it opens as files. */
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs counting_vfs;
+static int subjournal_files;
+
+static int
+counting_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+	(void)vfs;
+	if (flags & SQLITE_OPEN_SUBJOURNAL)
+		subjournal_files++;
+	return real_vfs->xOpen(real_vfs, name, f, flags, out);
+}
+
+/*
+ * Statement journals stay in memory: an evaluation of 100 projects x 10
+ * modules made ready, 20 modules claimed and their results recorded in one
+ * transaction open no journal file (with SQLite's 64 KiB spill, 73 here).
+ */
+static void
+test_statement_journals_in_memory(void **state)
+{
+	struct fresh a, b;
+	struct store_claim c[20];
+	const struct store_claim *cp[20];
+	json_t *r[20];
+	int out[20];
+
+	(void)state;
+	fresh_open(&a);         /* SQLite configured and started by the first store */
+	fresh_close(&a);
+	real_vfs = sqlite3_vfs_find(NULL);
+	counting_vfs = *real_vfs;
+	counting_vfs.zName = "counting";
+	counting_vfs.xOpen = counting_open;
+	assert_int_equal(sqlite3_vfs_register(&counting_vfs, 1), SQLITE_OK);
+	fresh_open(&b);
+	subjournal_files = 0;
+	assert_int_equal(helper_eval(b.st, EVAL_ID, 100, 0, 10), 0);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(helper_claim(b.st, "n1:1", &c[i]), 1);
+		cp[i] = &c[i];
+		r[i] = json_pack("{s:s, s:I, s:I, s:I, s:f, s:s, s:[{s:s, s:s}]}", "outcome",
+		    "finished", "passed", (json_int_t)1, "failed", (json_int_t)0, "skipped",
+		    (json_int_t)0, "duration", 0.01, "stdout", "collected 1 item", "tests",
+		    "nodeid", "tests/test_m000.py::test_a", "outcome", "passed");
+	}
+	assert_int_equal(store_record_results(b.st, cp, "n1:1", r, 20, 9.0, out), 0);
+	assert_int_equal(subjournal_files, 0);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(out[i], 1);
+		json_decref(r[i]);
+	}
+	fresh_close(&b);
+	sqlite3_vfs_unregister(&counting_vfs);
+	sqlite3_vfs_register(real_vfs, 1);
+}
+
 int
 main(void)
 {
@@ -620,6 +668,7 @@ main(void)
 		cmocka_unit_test(test_status_text_follows_changes),
 		cmocka_unit_test(test_claim_cost_does_not_grow),
 		cmocka_unit_test(test_session_results_commit_once),
+		cmocka_unit_test(test_statement_journals_in_memory),
 		cmocka_unit_test(test_previous_release_database),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
