@@ -592,7 +592,8 @@ fetchq_fail(struct engine *eng, const struct fetch_item *it, const char *err, js
 		    it->eval_id, it->idx, err, it->lender);
 		return;
 	}
-	store_project_error(eng->st, it->eval_id, it->idx, err, wj, util_now());
+	/* a project ready meanwhile (prepared twice, by a node it was lent to) stays ready */
+	store_project_fetch_failed(eng->st, it->eval_id, it->idx, err, wj, util_now());
 	engine_changed(eng, it->eval_id);
 }
 
@@ -828,7 +829,7 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	f.nmodules = nmodules;
 	f.warnings = wj;
 	f.now = util_now();
-	if (store_project_ready(eng->st, it->eval_id, it->idx, &f) == 0) {
+	if (store_project_ready(eng->st, it->eval_id, it->idx, &f) == 1) {
 		log_info("engine: %s project %d ready: %zu modules (%zu reused), %zu warnings,"
 		    " blob %.12s", it->eval_id, it->idx, nmodules, f.reused,
 		    json_array_size(wj), digest);

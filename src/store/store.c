@@ -1016,6 +1016,7 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 		free(w);
 		return 0;
 	}
+	n = 1;
 	store_finish(s);
 	s = NULL;
 	/*
@@ -1028,16 +1029,18 @@ store_project_ready(struct store *st, const char *eval_id, int idx, struct store
 	    known_durations(db, eval_id, idx, f->digest) < 0)
 		goto fail;
 	if (f->reuse && f->reuse_key != NULL) {
-		if ((n = reuse_results(db, eval_id, idx, f->reuse_key, f->now)) < 0)
+		int reused = reuse_results(db, eval_id, idx, f->reuse_key, f->now);
+
+		if (reused < 0)
 			goto fail;
-		f->reused = (size_t)n;
-		if (n > 0 && store_touch_eval(db, eval_id, f->now) < 0)
+		f->reused = (size_t)reused;
+		if (reused > 0 && store_touch_eval(db, eval_id, f->now) < 0)
 			goto fail;
 	}
 	if (store_exec(db, "COMMIT") < 0)
 		goto fail;
 	free(w);
-	return 0;
+	return n;
 fail:
 	store_finish(s);
 	store_exec(db, "ROLLBACK");
@@ -1045,9 +1048,10 @@ fail:
 	return -EIO;
 }
 
-int
-store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
-    json_t *warnings, double when)
+/* The project's error (sql: the UPDATE, which may narrow the rows it takes). */
+static int
+project_error(struct store *st, const char *sql, const char *eval_id, int idx,
+    const char *error, json_t *warnings, double when)
 {
 	sqlite3 *db = store_db(st);
 	sqlite3_stmt *s = NULL;
@@ -1056,8 +1060,7 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 	if (db == NULL || store_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
 	w = warnings ? json_dumps(warnings, JSON_COMPACT) : xstrdup("[]");
-	s = store_prep(db, "UPDATE project SET state = 'error', error = ?, warnings = ?"
-	    " WHERE eval_id = ? AND idx = ?");
+	s = store_prep(db, sql);
 	if (s == NULL)
 		goto fail;
 	store_bind_text(s, 1, error);
@@ -1068,6 +1071,11 @@ store_project_error(struct store *st, const char *eval_id, int idx, const char *
 		goto fail;
 	store_finish(s);
 	s = NULL;
+	if (sqlite3_changes(db) == 0) {         /* not this project's state to change */
+		store_exec(db, "COMMIT");
+		free(w);
+		return 0;
+	}
 	if (store_drop_modules(db, eval_id, idx, 1) < 0)
 		goto fail;
 	if (store_touch_eval(db, eval_id, when) < 0 || store_exec(db, "COMMIT") < 0)
@@ -1079,6 +1087,25 @@ fail:
 	store_exec(db, "ROLLBACK");
 	free(w);
 	return -EIO;
+}
+
+#define STORE_PROJECT_ERROR_SQL \
+	"UPDATE project SET state = 'error', error = ?1, warnings = ?2 WHERE eval_id = ?3" \
+	" AND idx = ?4"
+
+int
+store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
+    json_t *warnings, double when)
+{
+	return project_error(st, STORE_PROJECT_ERROR_SQL, eval_id, idx, error, warnings, when);
+}
+
+int
+store_project_fetch_failed(struct store *st, const char *eval_id, int idx, const char *error,
+    json_t *warnings, double when)
+{
+	return project_error(st, STORE_PROJECT_ERROR_SQL " AND state = 'fetching'", eval_id, idx,
+	    error, warnings, when);
 }
 
 /* ----------------------------------------------------------- scheduling */

@@ -169,12 +169,16 @@ struct store_fetched {
  * fetch of the same project is ignored). With f->reuse, each module whose
  * earlier run under the same key finished normally (outcome "finished",
  * not flaky) takes that result at once, marked "reused" and "reused_from",
- * under no node.
+ * under no node. 1 when it made the project ready, 0 when it was ready or
+ * failed already (another node's preparation came first), -EIO.
  */
 int store_project_ready(struct store *st, const char *eval_id, int idx, struct store_fetched *f);
 /* The project cannot run: grade 0 with this error; its modules are dropped. */
 int store_project_error(struct store *st, const char *eval_id, int idx, const char *error,
     json_t *warnings, double when);
+/* The same for a project that could not be prepared: only while it is still fetching. */
+int store_project_fetch_failed(struct store *st, const char *eval_id, int idx,
+    const char *error, json_t *warnings, double when);
 
 /* A module claimed for running. */
 struct store_claim {

@@ -27,7 +27,7 @@ helper_ready(struct store *st, const char *eval, int idx, const char *digest,
 		r = store_project_ready(st, eval, idx, &f);
 	}
 	free(m);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* One module for node, as coord_claim picks it (1 claimed, 0 none). */

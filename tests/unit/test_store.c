@@ -281,9 +281,13 @@ test_replication(void **state)
 		struct store_module_info mi[2] = { { .path = m[0] }, { .path = m[1] } };
 		struct store_fetched f = { .digest = "/d", .modules = mi, .nmodules = 2,
 		    .commit = "0123456789abcdef0123456789abcdef01234567" };
+		assert_int_equal(store_project_ready(a, id, 0, &f), 1);
+		/* prepared a second time: nothing to redo, and it stays ready */
 		assert_int_equal(store_project_ready(a, id, 0, &f), 0);
+		assert_int_equal(store_project_fetch_failed(a, id, 0, "late", NULL, 5.5), 0);
+		assert_int_equal(store_project_fetching(a, id, 0), 0);
 	}
-	assert_int_equal(store_project_error(a, id, 1, "cannot install", NULL, 6.0), 0);
+	assert_int_equal(store_project_fetch_failed(a, id, 1, "cannot install", NULL, 6.0), 0);
 	assert_int_equal(helper_claim(a, "n1:1", &c), 1);
 	json_t *r = result(2, 1, 0);
 	assert_int_equal(store_record_result(a, &c, "n1:1", r, 9.0), 1);
@@ -377,7 +381,7 @@ test_reuse(void **state)
 
 	(void)state;
 	assert_int_equal(store_eval_create(st, e1, 1.0, "zip", "n1:1", settings, 0, "/u", &p, 1), 0);
-	assert_int_equal(store_project_ready(st, e1, 0, &f), 0);
+	assert_int_equal(store_project_ready(st, e1, 0, &f), 1);
 	assert_int_equal(f.reused, 0);
 	for (int i = 0; i < 4; i++) {
 		json_t *r = result(2, 1, 0);
@@ -397,7 +401,7 @@ test_reuse(void **state)
 	assert_int_equal(store_eval_create(st, e2, 2.0, "zip", "n1:1", settings, 0, "/u", &p, 1), 0);
 	f.reuse = 1;
 	f.now = 70.0;
-	assert_int_equal(store_project_ready(st, e2, 0, &f), 0);
+	assert_int_equal(store_project_ready(st, e2, 0, &f), 1);
 	assert_int_equal(f.reused, 1);
 	res = store_eval_results(st, e2, 80.0);
 	mods = json_object_get(json_array_get(json_object_get(res, "projects"), 0), "modules");
@@ -423,7 +427,7 @@ test_reuse(void **state)
 	/* another key, or no reuse asked: nothing taken */
 	assert_int_equal(store_eval_create(st, e3, 3.0, "zip", "n1:1", settings, 0, "/u", &p, 1), 0);
 	f.reuse_key = "other";
-	assert_int_equal(store_project_ready(st, e3, 0, &f), 0);
+	assert_int_equal(store_project_ready(st, e3, 0, &f), 1);
 	assert_int_equal(f.reused, 0);
 	json_decref(settings);
 	close_fresh(st);
