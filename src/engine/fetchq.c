@@ -65,6 +65,10 @@ struct fetch_item {
 	int has_token;       /* git: the submission came with credentials */
 	int no_lend;         /* given back once: the coordinator prepares it itself */
 	char lender[256];    /* borrowed: the coordinator that lent it, else "" */
+	/* "tree": a clone the node with its token made, set up to run its commands */
+	char commit[FETCH_GIT_COMMIT_LEN];
+	char source_digest[SHA256_HEX_LEN];
+	char tests_digest[SHA256_HEX_LEN];
 };
 
 #define FETCHQ_IDLE_WAIT 1.0      /* seconds an idle fetcher waits before asking others */
@@ -250,12 +254,18 @@ fetchq_dequeue(struct engine *eng, double wait)
 /* ------------------------------------------------- lending and borrowing */
 
 /* A queued project any node may prepare: no token, none in its URL. */
+/* 1 when only the node holding the item's token may fetch it. */
+static int
+fetchq_needs_token(const struct fetch_item *it)
+{
+	return it->has_token || it->token != NULL ||
+	    (it->url != NULL && strcmp(it->url, it->source) != 0);
+}
+
 static int
 fetchq_lendable(const struct fetch_item *it, const char *eval_id)
 {
-	return !it->has_token && it->token == NULL && !it->no_lend &&
-	    (it->url == NULL || strcmp(it->url, it->source) == 0) &&
-	    strcmp(it->eval_id, eval_id) == 0;
+	return !fetchq_needs_token(it) && !it->no_lend && strcmp(it->eval_id, eval_id) == 0;
 }
 
 json_t *
@@ -286,6 +296,11 @@ fetchq_lend(struct engine *eng, const char *node, const char *eval_id)
 		job = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s?}", "eval_id", it->eval_id,
 		    "idx", it->idx, "kind", it->kind, "source", it->source, "prefix", it->prefix,
 		    "upload_digest", it->upload_digest);
+		if (strcmp(it->kind, "tree") == 0) {
+			json_object_set_new(job, "commit", json_string(it->commit));
+			json_object_set_new(job, "source_digest", json_string(it->source_digest));
+			json_object_set_new(job, "tests_digest", json_string(it->tests_digest));
+		}
 		log_info("engine: %s project %d lent to %s to prepare", it->eval_id, it->idx,
 		    node);
 	}
@@ -399,6 +414,18 @@ fetchq_return(struct engine *eng, const char *lender, const char *eval_id, int i
 	json_decref(answer);
 }
 
+/* 1 when v is a string of lowercase hex digits, min to max of them. */
+static int
+fetchq_hex(const json_t *v, size_t min, size_t max)
+{
+	const char *p = json_string_value(v);
+	size_t n = p != NULL ? strlen(p) : 0;
+
+	if (p == NULL || n < min || n > max)
+		return 0;
+	return strspn(p, "0123456789abcdef") == n;
+}
+
 /*
  * The project a lender names in its answer (POST /task/fetch's "job"), as
  * this node's own store has it, taken into the in-flight set: what to fetch
@@ -415,26 +442,46 @@ fetchq_take_lent(struct engine *eng, const json_t *job, const char *lender)
 	struct fetch_item *it = NULL;
 	struct store_id id;
 	size_t n = 0;
-	int idx, taken = 0;
+	int idx, taken = 0, tree;
 
 	if (eval_id == NULL || !util_is_uuid(eval_id) || !json_is_integer(jidx) ||
 	    json_integer_value(jidx) < 0 || json_integer_value(jidx) > INT_MAX)
 		return NULL;
 	idx = (int)json_integer_value(jidx);
+	/*
+	 * A tree is a clone its lender made with the token, packed under its
+	 * digest (checked when fetched); what else it says is checked here.
+	 */
+	tree = json_is_string(json_object_get(job, "kind")) &&
+	    strcmp(json_string_value(json_object_get(job, "kind")), "tree") == 0;
+	if (tree && (!blob_digest_valid(json_string_value(json_object_get(job, "upload_digest"))) ||
+	    !fetchq_hex(json_object_get(job, "commit"), 0, FETCH_GIT_COMMIT_LEN - 1) ||
+	    !fetchq_hex(json_object_get(job, "source_digest"), 0, SHA256_HEX_LEN - 1) ||
+	    !fetchq_hex(json_object_get(job, "tests_digest"), 0, SHA256_HEX_LEN - 1)))
+		tree = -1;      /* not one to take */
 	snprintf(id.id, sizeof(id.id), "%s", eval_id);
-	if (store_fetch_jobs(eng->st, &id, 1, &jobs, &n) < 0)
+	if (tree < 0 || store_fetch_jobs(eng->st, &id, 1, &jobs, &n) < 0)
 		n = 0;
 	for (size_t k = 0; k < n && it == NULL; k++) {
-		if (jobs[k].idx != idx || jobs[k].has_token)
+		if (jobs[k].idx != idx || (jobs[k].has_token && !tree))
 			continue;
 		it = xcalloc(1, sizeof(*it));
 		snprintf(it->eval_id, sizeof(it->eval_id), "%s", eval_id);
 		it->idx = idx;
-		it->kind = xstrdup(jobs[k].kind);
+		it->kind = xstrdup(tree ? "tree" : jobs[k].kind);
 		it->source = xstrdup(jobs[k].source);
 		it->prefix = jobs[k].prefix ? xstrdup(jobs[k].prefix) : NULL;
-		it->upload_digest = jobs[k].upload_digest && jobs[k].upload_digest[0] ?
+		it->upload_digest = tree ? xstrdup(json_string_value(json_object_get(job,
+		    "upload_digest"))) : jobs[k].upload_digest && jobs[k].upload_digest[0] ?
 		    xstrdup(jobs[k].upload_digest) : NULL;
+		if (tree) {
+			snprintf(it->commit, sizeof(it->commit), "%s",
+			    json_string_value(json_object_get(job, "commit")));
+			snprintf(it->source_digest, sizeof(it->source_digest), "%s",
+			    json_string_value(json_object_get(job, "source_digest")));
+			snprintf(it->tests_digest, sizeof(it->tests_digest), "%s",
+			    json_string_value(json_object_get(job, "tests_digest")));
+		}
 		snprintf(it->lender, sizeof(it->lender), "%s", lender);
 	}
 	store_fetch_jobs_free(jobs, n);
@@ -598,9 +645,62 @@ fetchq_fail(struct engine *eng, const struct fetch_item *it, const char *err, js
 }
 
 /*
+ * The rest of preparing a clone that needed a token is work any node may do
+ * when it has set-up commands: the set-up tree (clone, instructor's tests,
+ * set-up file) goes into a blob and back into the queue as a "tree" item,
+ * which needs no token and keeps the project's in-flight key. 1 when it was
+ * handed on so, 0 when this node goes on itself.
+ */
+static int
+fetchq_hand_on(struct engine *eng, const struct fetch_item *it, const char *tmp,
+    const char *commit, const char *source, const char *tests_digest)
+{
+	char digest[SHA256_HEX_LEN], err[256];
+	struct fetch_item *tree;
+	char **alive = NULL;
+	size_t nalive = 0;
+
+	if (strcmp(it->kind, "git") != 0 || !fetchq_needs_token(it) || it->no_lend ||
+	    it->lender[0] != '\0' || setup_has_commands(tmp) != 1)
+		return 0;
+	engine_alive(eng, &alive, &nalive);
+	engine_strv_free(alive, nalive);
+	if (nalive < 2 || blob_from_dir(eng->blobs_dir, tmp, digest, err, sizeof(err)) < 0)
+		return 0;
+	tree = xcalloc(1, sizeof(*tree));
+	snprintf(tree->eval_id, sizeof(tree->eval_id), "%s", it->eval_id);
+	tree->idx = it->idx;
+	tree->kind = xstrdup("tree");
+	tree->source = xstrdup(it->source);
+	tree->upload_digest = xstrdup(digest);
+	snprintf(tree->commit, sizeof(tree->commit), "%s", commit);
+	snprintf(tree->source_digest, sizeof(tree->source_digest), "%s", source);
+	snprintf(tree->tests_digest, sizeof(tree->tests_digest), "%s", tests_digest);
+	fetchq_push_reserved(eng, tree);
+	log_info("engine: %s project %d cloned; its set-up may run on any node (tree %.12s)",
+	    it->eval_id, it->idx, digest);
+	return 1;
+}
+
+/* A tree item's files (fetchq_hand_on) into tmp, from its lender or any peer. */
+static int
+fetchq_unpack_tree(struct engine *eng, const struct fetch_item *it, const char *tmp,
+    char *err, size_t errlen)
+{
+	int r = engine_get_blob(eng, it->upload_digest, it->lender[0] ? it->lender : NULL, err,
+	    errlen);
+
+	if (r == 0)
+		r = blob_unpack(eng->blobs_dir, it->upload_digest, tmp, &eng->limits, err, errlen);
+	return r;
+}
+
+/*
  * Fetch one project (unpack it from the upload's blob, or clone it), pack it
  * as a blob named by its digest, give the blob to a peer, and record the
- * project as ready (or its error) in the store: 1 when it is ready, else 0.
+ * project as ready (or its error) in the store: 1 when it is ready, 2 when
+ * the rest was handed on (fetchq_hand_on: the in-flight key goes with it),
+ * else 0.
  */
 static int
 fetchq_one(struct engine *eng, struct fetch_item *it)
@@ -626,6 +726,18 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 	settings = store_eval_settings(eng->st, it->eval_id);
 	util_random_hex(rnd, 8);
 	tmp = xasprintf("%s/.fetch-%s", eng->projects_dir, rnd);
+	if (strcmp(it->kind, "tree") == 0) {
+		/* cloned and set up by the node with the token: its commands run here */
+		wj = json_array();
+		if ((r = fetchq_unpack_tree(eng, it, tmp, err, sizeof(err))) < 0) {
+			fetchq_fail(eng, it, err, wj);
+			goto out;
+		}
+		snprintf(commit, sizeof(commit), "%s", it->commit);
+		snprintf(source, sizeof(source), "%s", it->source_digest);
+		snprintf(tests_digest, sizeof(tests_digest), "%s", it->tests_digest);
+		goto set_up;
+	}
 	if (strcmp(it->kind, "zip") == 0) {
 		r = it->upload_digest != NULL && blob_digest_valid(it->upload_digest) ?
 		    engine_get_blob(eng, it->upload_digest, NULL, err, sizeof(err)) : -ENOENT;
@@ -754,6 +866,11 @@ fetchq_one(struct engine *eng, struct fetch_item *it)
 		    wj);
 		goto out;
 	}
+	if (fetchq_hand_on(eng, it, tmp, commit, source, tests_digest)) {
+		ready = 2;
+		goto out;
+	}
+set_up:
 	/* Set-up commands run once, here; what they make rides in the blob. */
 	if ((r = setupcmd_run(tmp, err, sizeof(err))) < 0) {
 		if (r == -ECANCELED)   /* shutting down: fetched again after a restart */
@@ -875,12 +992,19 @@ fetchq_main(void *arg)
 		wait = borrowed ? 0 : FETCHQ_IDLE_WAIT;
 		if (it == NULL)
 			continue;
-		if (fetchq_one(eng, it) == 1) {
+		switch (fetchq_one(eng, it)) {
+		case 1:
 			metrics_add(METRICS_PROJECTS_PREPARED, 1);
 			if (borrowed)
 				metrics_add(METRICS_PROJECTS_BORROWED, 1);
-		} else if (borrowed) {
-			fetchq_return(eng, it->lender, it->eval_id, it->idx);
+			break;
+		case 2:         /* handed on: the queue's tree item holds the key now */
+			fetchq_item_free(it);
+			continue;
+		default:
+			if (borrowed)
+				fetchq_return(eng, it->lender, it->eval_id, it->idx);
+			break;
 		}
 		fetchq_done(eng, it);
 		fetchq_item_free(it);

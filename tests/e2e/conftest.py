@@ -385,6 +385,26 @@ def stray_processes(node, needle):
     return found
 
 
+def assert_secret_nowhere(node, secret):
+    """secret is in no file of the node's data dir (SQLite and its WAL too)
+    and not in its log."""
+    needle = secret.encode()
+    hits = []
+    for dirpath, _dirs, files in os.walk(node.data_dir):
+        for fn in files:
+            path = os.path.join(dirpath, fn)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    if needle in f.read():
+                        hits.append(path)
+            except OSError:
+                pass
+    assert hits == [], f"secret written to {hits}"
+    assert secret not in node.log_text(), "secret written to the node log"
+
+
 def close_nodes(nodes):
     """Close every node (stop, ASan check); returns the errors."""
     errors = []

@@ -7,7 +7,7 @@ import secrets
 import pytest
 
 import corpus
-from conftest import get_results, wait_done
+from conftest import assert_secret_nowhere, get_results, wait_done
 from gitserver import GitServer, make_bare_repo
 from expect import approx, check_results_doc, check_status_doc
 
@@ -31,21 +31,7 @@ def git_server(tmp_path_factory):
 def assert_token_nowhere(node):
     """The token must not reach the data dir (any file, also SQLite/WAL)
     nor the log."""
-    needle = TOKEN.encode()
-    hits = []
-    for dirpath, _dirs, files in os.walk(node.data_dir):
-        for fn in files:
-            path = os.path.join(dirpath, fn)
-            if os.path.islink(path) or not os.path.isfile(path):
-                continue
-            try:
-                with open(path, "rb") as f:
-                    if needle in f.read():
-                        hits.append(path)
-            except OSError:
-                pass
-    assert hits == [], f"token written to {hits}"
-    assert TOKEN not in node.log_text(), "token written to the node log"
+    assert_secret_nowhere(node, TOKEN)
 
 
 @pytest.mark.asan

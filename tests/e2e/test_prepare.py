@@ -15,7 +15,10 @@ takes a second, so most projects are prepared elsewhere.
   3. A borrower that cannot prepare a project (here: its --git-hosts does
      not allow the repositories' host) records no error but gives it back,
      and the coordinator prepares it: the evaluation ends exact.
-  4. A borrower killed (-9) while it prepares: the coordinator takes the
+  4. Repositories cloned with a token: only the node holding the token
+     clones, the rest (set-up commands, module list, archive) runs on idle
+     nodes, and the token reaches no other node's disk or log.
+  5. A borrower killed (-9) while it prepares: the coordinator takes the
      project back once the borrower is dead, and the evaluation ends exact.
 """
 
@@ -25,7 +28,7 @@ import re
 import pytest
 
 import corpus
-from conftest import loop_nodes, running, wait_done, wait_for
+from conftest import assert_secret_nowhere, loop_nodes, running, wait_done, wait_for
 from gitserver import GitServer, make_bare_repo
 
 SETUP_SECONDS = 1
@@ -111,12 +114,7 @@ def test_two_evaluations_at_once_each_prepared_once(tmp_path):
 @pytest.mark.timeout(150)
 def test_a_borrower_that_cannot_prepare_gives_it_back(tmp_path):
     n = 6
-    src = os.path.join(str(tmp_path), "src")
-    write_projects(src, n, SETUP_SECONDS)
-    root = os.path.join(str(tmp_path), "repos")
-    os.makedirs(root)
-    for name in sorted(os.listdir(src)):
-        make_bare_repo(os.path.join(src, name), os.path.join(root, name + ".git"))
+    root = bare_repos(tmp_path, n, SETUP_SECONDS)
     nodes = loop_nodes(tmp_path, 3, "j")
     nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
     nodes[1].extra_args = list(nodes[1].extra_args) + ["--git-hosts", "git.example.org"]
@@ -136,6 +134,43 @@ def test_a_borrower_that_cannot_prepare_gives_it_back(tmp_path):
     assert given, logs[1][-3000:]
     back = re.findall(rf"project (\d+): {re.escape(nodes[1].addr)} gave it back", logs[0])
     assert sorted(back) == sorted(given), (back, given)
+
+
+def bare_repos(tmp_path, n, setup_seconds):
+    """n bare repositories p01.. (write_projects) under <tmp>/repos."""
+    src = os.path.join(str(tmp_path), "src")
+    write_projects(src, n, setup_seconds)
+    root = os.path.join(str(tmp_path), "repos")
+    os.makedirs(root)
+    for name in sorted(os.listdir(src)):
+        make_bare_repo(os.path.join(src, name), os.path.join(root, name + ".git"))
+    return root
+
+
+@pytest.mark.timeout(150)
+def test_a_token_clone_is_set_up_on_idle_nodes(tmp_path):
+    n = 6
+    token = "prepare-s3cret-token-4711"
+    root = bare_repos(tmp_path, n, SETUP_SECONDS)
+    nodes = loop_nodes(tmp_path, 3, "t")
+    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    with GitServer(root, token) as gs, running(nodes):
+        st, js = nodes[0].post_json("/evaluation", {
+            "auth_token": token, "module_timeout": 30,
+            "projects": [gs.url(f"p{i:02d}") for i in range(1, n + 1)]})
+        assert st == 201, js
+        eid = js["id"]
+        for nd in nodes:
+            check_exact(nd, eid, n)
+        prepared = [counter(nd, "meshtest_projects_prepared_total") for nd in nodes]
+        borrowed = [counter(nd, "meshtest_projects_borrowed_total") for nd in nodes]
+        log0 = nodes[0].log_text()
+    assert sum(prepared) == n, prepared
+    assert borrowed[1] + borrowed[2] > 0, (prepared, borrowed)
+    handed = re.findall(r"project (\d+) cloned; its set-up may run on any node", log0)
+    assert len(handed) == n, log0[-3000:]
+    for nd in nodes[1:]:
+        assert_secret_nowhere(nd, token)
 
 
 @pytest.mark.timeout(180)
