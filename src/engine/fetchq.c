@@ -253,7 +253,6 @@ fetchq_dequeue(struct engine *eng, double wait)
 
 /* ------------------------------------------------- lending and borrowing */
 
-/* A queued project any node may prepare: no token, none in its URL. */
 /* 1 when only the node holding the item's token may fetch it. */
 static int
 fetchq_needs_token(const struct fetch_item *it)
@@ -262,6 +261,7 @@ fetchq_needs_token(const struct fetch_item *it)
 	    (it->url != NULL && strcmp(it->url, it->source) != 0);
 }
 
+/* A queued project of eval_id any node may prepare: no token, none in its URL. */
 static int
 fetchq_lendable(const struct fetch_item *it, const char *eval_id)
 {
@@ -310,26 +310,43 @@ fetchq_lend(struct engine *eng, const char *node, const char *eval_id)
 
 /*
  * End lease k (fetch_lock held): its item queued again (its key stays
- * taken), or, with requeue 0, freed and its key released.
+ * taken; NULL returned), or, with requeue 0, its key released and the item
+ * returned for the caller to finish with (fetchq_finished) once unlocked.
  */
-static void
+static struct fetch_item *
 fetchq_end_lease_locked(struct engine *eng, size_t k, int requeue, int no_lend)
 {
 	struct fetch_item *it = eng->leases[k].item;
+	long i;
 
 	eng->leases[k] = eng->leases[--eng->nleases];
 	if (requeue) {
 		it->no_lend |= no_lend;
 		fetchq_append_locked(eng, it);
-		return;
+		return NULL;
 	}
-	{
-		long i = fetchq_inflight_find(eng, it->eval_id, it->idx);
-		if (i >= 0) {
-			memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
-			    sizeof(eng->inflight[0]));
-			eng->ninflight--;
-		}
+	if ((i = fetchq_inflight_find(eng, it->eval_id, it->idx)) >= 0) {
+		memmove(eng->inflight[i], eng->inflight[eng->ninflight - 1],
+		    sizeof(eng->inflight[0]));
+		eng->ninflight--;
+	}
+	return it;
+}
+
+/*
+ * An item is done with: a tree this node packed (fetchq_hand_on) is let go,
+ * the budget's hold and the blob, which no evaluation names. Then freed.
+ */
+static void
+fetchq_finished(struct engine *eng, struct fetch_item *it)
+{
+	if (it != NULL && strcmp(it->kind, "tree") == 0 && it->lender[0] == '\0' &&
+	    it->upload_digest != NULL) {
+		char *path = blob_path(eng->blobs_dir, it->upload_digest);
+
+		gc_budget_unhold(eng, it->upload_digest);
+		unlink(path);
+		free(path);
 	}
 	fetchq_item_free(it);
 }
@@ -343,7 +360,7 @@ fetchq_give_back(struct engine *eng, const char *node, const char *eval_id, int 
 		if (strcmp(l->node, node) == 0 && strcmp(l->item->eval_id, eval_id) == 0 &&
 		    l->item->idx == idx) {
 			log_info("engine: %s project %d: %s gave it back", eval_id, idx, node);
-			fetchq_end_lease_locked(eng, k, 1, 1);
+			(void)fetchq_end_lease_locked(eng, k, 1, 1);
 			break;
 		}
 	}
@@ -370,11 +387,12 @@ fetchq_check_leases(struct engine *eng, char *const *alive, size_t nalive)
 	pthread_mutex_unlock(&eng->fetch_lock);
 	for (size_t i = 0; i < n; i++) {
 		/* the store outside the lock; the lease found again by its start */
-		int fetching = store_project_fetching(eng->st, copy[i].eval_id, copy[i].idx) == 1;
+		int fetching = store_project_fetching(eng->st, copy[i].eval_id, copy[i].idx);
 		int late = now - copy[i].since >= FETCHQ_LEASE_MAX;
+		struct fetch_item *done = NULL;
 
-		if (fetching && !copy[i].gone && !late)
-			continue;
+		if (fetching < 0 || (fetching && !copy[i].gone && !late))
+			continue;       /* a store that cannot say: ask again next round */
 		pthread_mutex_lock(&eng->fetch_lock);
 		for (size_t k = 0; k < eng->nleases; k++) {
 			const struct fetch_lease *l = &eng->leases[k];
@@ -386,10 +404,11 @@ fetchq_check_leases(struct engine *eng, char *const *alive, size_t nalive)
 				    copy[i].eval_id, copy[i].idx, l->node, copy[i].gone ?
 				    "no longer alive" : "too long");
 			/* still to fetch: queued again here (not lent again when it was slow) */
-			fetchq_end_lease_locked(eng, k, fetching, late);
+			done = fetchq_end_lease_locked(eng, k, fetching, late);
 			break;
 		}
 		pthread_mutex_unlock(&eng->fetch_lock);
+		fetchq_finished(eng, done);
 	}
 	free(copy);
 }
@@ -412,6 +431,13 @@ fetchq_return(struct engine *eng, const char *lender, const char *eval_id, int i
 		    lender, status);
 	json_decref(body);
 	json_decref(answer);
+}
+
+/* 1 when v is the string s. */
+static int
+fetchq_is(const json_t *v, const char *s)
+{
+	return json_string_value(v) != NULL && strcmp(json_string_value(v), s) == 0;
 }
 
 /* 1 when v is a string of lowercase hex digits, min to max of them. */
@@ -457,7 +483,8 @@ fetchq_take_lent(struct engine *eng, const json_t *job, const char *lender)
 	if (tree && (!blob_digest_valid(json_string_value(json_object_get(job, "upload_digest"))) ||
 	    !fetchq_hex(json_object_get(job, "commit"), 0, FETCH_GIT_COMMIT_LEN - 1) ||
 	    !fetchq_hex(json_object_get(job, "source_digest"), 0, SHA256_HEX_LEN - 1) ||
-	    !fetchq_hex(json_object_get(job, "tests_digest"), 0, SHA256_HEX_LEN - 1)))
+	    (!fetchq_hex(json_object_get(job, "tests_digest"), 0, SHA256_HEX_LEN - 1) &&
+	    !fetchq_is(json_object_get(job, "tests_digest"), "unknown"))))
 		tree = -1;      /* not one to take */
 	snprintf(id.id, sizeof(id.id), "%s", eval_id);
 	if (tree < 0 || store_fetch_jobs(eng->st, &id, 1, &jobs, &n) < 0)
@@ -667,6 +694,8 @@ fetchq_hand_on(struct engine *eng, const struct fetch_item *it, const char *tmp,
 	engine_strv_free(alive, nalive);
 	if (nalive < 2 || blob_from_dir(eng->blobs_dir, tmp, digest, err, sizeof(err)) < 0)
 		return 0;
+	/* no evaluation names it: held from the budget until the tree is done with */
+	gc_budget_hold(eng, digest);
 	tree = xcalloc(1, sizeof(*tree));
 	snprintf(tree->eval_id, sizeof(tree->eval_id), "%s", it->eval_id);
 	tree->idx = it->idx;
@@ -692,6 +721,13 @@ fetchq_unpack_tree(struct engine *eng, const struct fetch_item *it, const char *
 
 	if (r == 0)
 		r = blob_unpack(eng->blobs_dir, it->upload_digest, tmp, &eng->limits, err, errlen);
+	if (it->lender[0] != '\0') {
+		/* a borrower's copy: its lender keeps the blob until the project is done */
+		char *path = blob_path(eng->blobs_dir, it->upload_digest);
+
+		unlink(path);
+		free(path);
+	}
 	return r;
 }
 
@@ -1007,7 +1043,7 @@ fetchq_main(void *arg)
 			break;
 		}
 		fetchq_done(eng, it);
-		fetchq_item_free(it);
+		fetchq_finished(eng, it);
 	}
 	return NULL;
 }
@@ -1077,8 +1113,11 @@ fetchq_free(struct engine *eng)
 		eng->fetch_head = it->next;
 		fetchq_item_free(it);
 	}
+	eng->fetch_tail = NULL;
 	free(eng->inflight);
 	eng->inflight = NULL;
+	for (size_t k = 0; k < eng->nleases; k++)
+		fetchq_item_free(eng->leases[k].item);
 	free(eng->leases);
 	eng->leases = NULL;
 	eng->nleases = 0;

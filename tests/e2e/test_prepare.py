@@ -165,10 +165,17 @@ def test_a_token_clone_is_set_up_on_idle_nodes(tmp_path):
         prepared = [counter(nd, "meshtest_projects_prepared_total") for nd in nodes]
         borrowed = [counter(nd, "meshtest_projects_borrowed_total") for nd in nodes]
         log0 = nodes[0].log_text()
+        trees = re.findall(r"cloned; its set-up may run on any node \(tree (\w+)\)", log0)
+        assert len(trees) == n, log0[-3000:]
+
+        def trees_left():
+            return [f for nd in nodes for f in os.listdir(os.path.join(nd.data_dir, "blobs"))
+                    if any(f.startswith(t) for t in trees)]
+        # the packed clones are let go once their projects are ready, everywhere
+        wait_for(lambda: not trees_left(), 10, "the tree blobs removed",
+                 explain=lambda: f"left: {trees_left()}")
     assert sum(prepared) == n, prepared
     assert borrowed[1] + borrowed[2] > 0, (prepared, borrowed)
-    handed = re.findall(r"project (\d+) cloned; its set-up may run on any node", log0)
-    assert len(handed) == n, log0[-3000:]
     for nd in nodes[1:]:
         assert_secret_nowhere(nd, token)
 
