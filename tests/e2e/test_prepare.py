@@ -60,6 +60,16 @@ def counter(node, name):
     return int(m.group(1))
 
 
+def three_nodes(tmp_path, prefix, second_args=()):
+    """Three loopback nodes (not started); the first, which the tests submit
+    to and which coordinates, with one fetcher, so the others have work to
+    borrow."""
+    nodes = loop_nodes(tmp_path, 3, prefix)
+    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    nodes[1].extra_args = list(nodes[1].extra_args) + list(second_args)
+    return nodes
+
+
 def check_exact(node, eid, n):
     doc = wait_done(node, eid, timeout=90)
     assert doc["status"] == "done", doc
@@ -71,8 +81,7 @@ def check_exact(node, eid, n):
 def test_idle_nodes_prepare_projects(tmp_path):
     n = 12
     zp = make_zip(tmp_path, n, SETUP_SECONDS)
-    nodes = loop_nodes(tmp_path, 3, "f")
-    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    nodes = three_nodes(tmp_path, "f")
     with running(nodes):
         eid = nodes[0].submit_zip(zp, module_timeout=30)
         for nd in nodes:
@@ -97,8 +106,7 @@ def test_two_evaluations_at_once_each_prepared_once(tmp_path):
     n = 6
     za = make_zip(tmp_path, n, SETUP_SECONDS, "first")
     zb = make_zip(tmp_path, n, SETUP_SECONDS, "second")
-    nodes = loop_nodes(tmp_path, 3, "h")
-    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    nodes = three_nodes(tmp_path, "h")
     with running(nodes):
         ea = nodes[0].submit_zip(za, module_timeout=30)
         eb = nodes[0].submit_zip(zb, module_timeout=30)
@@ -115,9 +123,7 @@ def test_two_evaluations_at_once_each_prepared_once(tmp_path):
 def test_a_borrower_that_cannot_prepare_gives_it_back(tmp_path):
     n = 6
     root = bare_repos(tmp_path, n, SETUP_SECONDS)
-    nodes = loop_nodes(tmp_path, 3, "j")
-    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
-    nodes[1].extra_args = list(nodes[1].extra_args) + ["--git-hosts", "git.example.org"]
+    nodes = three_nodes(tmp_path, "j", ["--git-hosts", "git.example.org"])
     with GitServer(root, None) as gs, running(nodes):
         st, js = nodes[0].post_json("/evaluation", {
             "projects": [gs.url(f"p{i:02d}") for i in range(1, n + 1)],
@@ -152,8 +158,7 @@ def test_a_token_clone_is_set_up_on_idle_nodes(tmp_path):
     n = 6
     token = "prepare-s3cret-token-4711"
     root = bare_repos(tmp_path, n, SETUP_SECONDS)
-    nodes = loop_nodes(tmp_path, 3, "t")
-    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    nodes = three_nodes(tmp_path, "t")
     with GitServer(root, token) as gs, running(nodes):
         st, js = nodes[0].post_json("/evaluation", {
             "auth_token": token, "module_timeout": 30,
@@ -184,8 +189,7 @@ def test_a_token_clone_is_set_up_on_idle_nodes(tmp_path):
 def test_a_borrower_killed_while_preparing_is_taken_back(tmp_path):
     n = 6
     zp = make_zip(tmp_path, n, 6)
-    nodes = loop_nodes(tmp_path, 3, "g")
-    nodes[0].extra_args = list(nodes[0].extra_args) + ["--fetchers", "1"]
+    nodes = three_nodes(tmp_path, "g")
     with running(nodes):
         eid = nodes[0].submit_zip(zp, module_timeout=30)
         victim = nodes[1]
